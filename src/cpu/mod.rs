@@ -1,0 +1,1 @@
+//! CPU kernels: the packed, register-blocked SIMD GEMM and its threading.

@@ -1,0 +1,1 @@
+//! The CUDA backend: device detection, NVRTC compilation of `kernels/*.cu`, launches.

@@ -1,0 +1,1 @@
+//! Data: the memory-mapped feature store, vocabulary and captions, the batch loader, the synthetic world.

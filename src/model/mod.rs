@@ -1,0 +1,1 @@
+//! The AoA model: refiner, decoder, `AoaModel`, and decoding (greedy, sampling, beam search).

@@ -1,0 +1,1 @@
+//! Neural-network modules with the reference's PyTorch parameter names.

@@ -1,0 +1,1 @@
+//! Every differentiable op: forward, backward, and tests together, one file per family.

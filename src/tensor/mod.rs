@@ -1,0 +1,1 @@
+//! `Tensor`: shape, strides, dtype, device, storage; creation and cheap views.

@@ -1,0 +1,1 @@
+//! Training: losses, Adam, learning-rate schedules, the training loop, checkpoints.
