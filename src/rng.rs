@@ -177,7 +177,7 @@ impl Philox {
     pub fn fill_u32(&mut self, out: &mut [u32]) {
         let mut pos = 0;
         // Words before the next block boundary come one at a time.
-        while pos < out.len() && self.state.offset % 4 != 0 {
+        while pos < out.len() && !self.state.offset.is_multiple_of(4) {
             out[pos] = self.next_u32();
             pos += 1;
         }
