@@ -203,3 +203,58 @@ fn scores_from_the_jars_statistics_equal_its_scores() {
         }
     }
 }
+
+/// Cases built to reach what fakecap rarely does (raw text, long, shuffled and cross-image
+/// candidates, odd punctuation), with the jar's statistics: `scripts/make_meteor_fixture.py`.
+/// `METEOR_EXTRA_FIXTURE=path` runs a larger file written by that script with `--all`.
+#[test]
+fn extra_cases_equal_the_jar() {
+    let Some(meteor) = meteor() else { return };
+    let doc = match std::env::var("METEOR_EXTRA_FIXTURE") {
+        Ok(p) => {
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut text)
+                .unwrap_or_else(|e| panic!("{p}: {e}"));
+            json::parse(&text, &p).unwrap_or_else(|e| panic!("{e}"))
+        }
+        Err(_) => read_json("meteor_extra.json.gz"),
+    };
+    let cases = doc.get("cases").and_then(Value::as_array).expect("cases");
+    let mut mismatched = 0;
+    let mut stats = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let kind = c.get("kind").and_then(Value::as_str).expect("kind");
+        let cand = c.get("candidate").and_then(Value::as_str).expect("candidate");
+        let refs: Vec<&str> = c
+            .get("references")
+            .and_then(Value::as_array)
+            .expect("references")
+            .iter()
+            .map(|s| s.as_str().expect("string"))
+            .collect();
+        let want = c.get("meteor_stats").and_then(Value::as_str).expect("stats");
+        let score = c.get("METEOR").and_then(Value::as_f64).expect("METEOR");
+        let s = meteor.score_segment(cand, &refs);
+        if s.to_toolkit_string() == want {
+            assert!((s.score() - score).abs() <= IMAGE_TOL, "case {i}: score");
+        } else {
+            mismatched += 1;
+            eprintln!(
+                "case {i} ({kind}): statistics differ\n  candidate  {cand:?}\n  references {refs:?}\n  ours    {}\n  toolkit {want}",
+                s.to_toolkit_string()
+            );
+        }
+        stats.push(s);
+    }
+    let corpus = corpus_score(&stats);
+    let want = doc.get("corpus_METEOR").and_then(Value::as_f64).expect("corpus");
+    eprintln!(
+        "extra cases: statistics equal on {}/{}; corpus {corpus} vs toolkit {want}",
+        cases.len() - mismatched,
+        cases.len()
+    );
+    assert_eq!(mismatched, 0, "{mismatched} cases differ");
+    assert!((corpus - want).abs() <= CORPUS_TOL);
+}
