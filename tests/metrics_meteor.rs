@@ -226,7 +226,10 @@ fn extra_cases_equal_the_jar() {
     let mut stats = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let kind = c.get("kind").and_then(Value::as_str).expect("kind");
-        let cand = c.get("candidate").and_then(Value::as_str).expect("candidate");
+        let cand = c
+            .get("candidate")
+            .and_then(Value::as_str)
+            .expect("candidate");
         let refs: Vec<&str> = c
             .get("references")
             .and_then(Value::as_array)
@@ -234,7 +237,10 @@ fn extra_cases_equal_the_jar() {
             .iter()
             .map(|s| s.as_str().expect("string"))
             .collect();
-        let want = c.get("meteor_stats").and_then(Value::as_str).expect("stats");
+        let want = c
+            .get("meteor_stats")
+            .and_then(Value::as_str)
+            .expect("stats");
         let score = c.get("METEOR").and_then(Value::as_f64).expect("METEOR");
         let s = meteor.score_segment(cand, &refs);
         if s.to_toolkit_string() == want {
@@ -249,7 +255,10 @@ fn extra_cases_equal_the_jar() {
         stats.push(s);
     }
     let corpus = corpus_score(&stats);
-    let want = doc.get("corpus_METEOR").and_then(Value::as_f64).expect("corpus");
+    let want = doc
+        .get("corpus_METEOR")
+        .and_then(Value::as_f64)
+        .expect("corpus");
     eprintln!(
         "extra cases: statistics equal on {}/{}; corpus {corpus} vs toolkit {want}",
         cases.len() - mismatched,
@@ -257,4 +266,31 @@ fn extra_cases_equal_the_jar() {
     );
     assert_eq!(mismatched, 0, "{mismatched} cases differ");
     assert!((corpus - want).abs() <= CORPUS_TOL);
+}
+
+/// Timing (not a check): opening the data file and scoring the 1000 fakecap images.
+/// `cargo test --release --test metrics_meteor -- --ignored --nocapture timing`
+#[test]
+#[ignore]
+fn timing_fakecap() {
+    let t0 = std::time::Instant::now();
+    let Some(meteor) = meteor() else { return };
+    let open = t0.elapsed();
+    let segments: Vec<(String, Vec<String>)> = rows("per_image/fakecap.per_image.json.gz")
+        .into_iter()
+        .map(|r| (r.candidate, r.references))
+        .collect();
+    let mut best = f64::INFINITY;
+    let mut corpus = 0.0;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        corpus = meteor.evaluate(&segments).corpus;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    eprintln!(
+        "open {:.1} ms ({:.1} MB); 1000 fakecap images in {:.1} ms (best of 5), corpus {corpus}",
+        open.as_secs_f64() * 1e3,
+        meteor.data().size_bytes() as f64 / 1e6,
+        best * 1e3
+    );
 }

@@ -215,3 +215,103 @@ pub fn run(args: &Args) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aoanet::metrics::meteor::Meteor;
+    use std::io::Write;
+
+    const TOY: [(&str, &str); 4] = [
+        ("function/english.words", "a\nthe\n"),
+        ("nonbreaking/english.prefixes", "Mr\n"),
+        (
+            "synonym/english.synsets",
+            "big\n00000002\nlarge\n00000002\n",
+        ),
+        ("synonym/english.exceptions", "mouse\nmice\n"),
+    ];
+    const PARA: &str = "0.5\nlarge dog\nbig hound\n";
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, bytes) in entries {
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .expect("zip entry");
+            w.write_all(bytes).expect("zip write");
+        }
+        w.finish().expect("zip finish").into_inner()
+    }
+
+    fn gz_of(text: &str) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(text.as_bytes()).expect("gz");
+        e.finish().expect("gz")
+    }
+
+    /// The output scores a synonym and a paraphrase as the toy resources say.
+    fn check(out: &Path) {
+        let m = Meteor::open(out).expect("open");
+        let s = m.score_segment("a big dog", &["a large dog"]);
+        assert_eq!(s.stages[2].test_content, 1, "synonym big/large");
+        let s = m.score_segment("a big hound", &["a large dog"]);
+        assert_eq!(
+            s.stages[3].test_content, 2,
+            "paraphrase large dog/big hound"
+        );
+    }
+
+    #[test]
+    fn reads_a_wheel_a_folder_and_two_files() {
+        let dir = std::env::temp_dir().join(format!("aoanet-meteor-data-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pkg = dir.join("pkg").join("pycocoevalcap").join("meteor");
+        std::fs::create_dir_all(pkg.join("data")).expect("dirs");
+        let entries: Vec<(&str, &[u8])> = TOY.iter().map(|(n, t)| (*n, t.as_bytes())).collect();
+        let jar = zip_of(&entries);
+        let gz = gz_of(PARA);
+        std::fs::write(pkg.join(JAR_NAME), &jar).expect("jar");
+        std::fs::write(pkg.join("data").join(PARA_NAME), &gz).expect("gz");
+        let wheel = dir.join("toy.whl");
+        std::fs::write(
+            &wheel,
+            zip_of(&[
+                ("pycocoevalcap/meteor/meteor-1.5.jar", &jar),
+                ("pycocoevalcap/meteor/data/paraphrase-en.gz", &gz),
+            ]),
+        )
+        .expect("wheel");
+
+        let out = dir.join("out.bin");
+        for from in [
+            vec![wheel.clone()],
+            vec![dir.join("pkg")],
+            vec![pkg.clone()],
+            vec![pkg.join("data").join(PARA_NAME), pkg.join(JAR_NAME)],
+        ] {
+            let _ = std::fs::remove_file(&out);
+            run(&Args {
+                from: from.clone(),
+                out: out.clone(),
+            })
+            .unwrap_or_else(|e| panic!("{from:?}: {e}"));
+            check(&out);
+        }
+
+        let text = dir.join("notes.txt");
+        std::fs::write(&text, "hello").expect("text");
+        let e = run(&Args {
+            from: vec![text],
+            out: out.clone(),
+        })
+        .expect_err("not a wheel");
+        assert!(e.to_string().contains("not a wheel"), "{e}");
+        let e = run(&Args {
+            from: vec![dir.join("nowhere")],
+            out,
+        })
+        .expect_err("missing");
+        assert!(e.to_string().contains("nowhere"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -18,52 +18,101 @@ use super::MeteorStats;
 use super::data::MeteorData;
 use super::java;
 use super::stemmer;
+use std::collections::HashMap;
 
 /// METEOR's English beam width.
 const BEAM: usize = 40;
 /// The weights the search uses, per stage (exact, stem, synonym, paraphrase).
 const SEARCH_WEIGHTS: [f64; 4] = [1.0, 0.5, 0.5, 0.5];
 
+/// What the stages need to know about one word, the same wherever it occurs.
+struct WordInfo {
+    hash: i32,
+    stem_hash: i32,
+    synsets: Box<[u32]>,
+    para_id: i32,
+    function: bool,
+}
+
+/// Word look-ups already made: captions repeat their words, and each look-up costs a few
+/// binary searches and a stemming.
+#[derive(Default)]
+pub(crate) struct WordCache {
+    ids: HashMap<String, u32>,
+    infos: Vec<WordInfo>,
+}
+
+impl WordCache {
+    fn id(&mut self, word: &str, data: &MeteorData) -> u32 {
+        if let Some(&id) = self.ids.get(word) {
+            return id;
+        }
+        // The aligner lower-cases before the function-word look-up; our words already are,
+        // except for characters whose lower case is longer, which `to_lowercase` handles as
+        // Java does.
+        let info = WordInfo {
+            hash: java::hash_code(word),
+            stem_hash: java::hash_code(&stemmer::stem(word)),
+            synsets: word_synsets(data, word).into_boxed_slice(),
+            para_id: data.vocab_id(word),
+            function: data.is_function_word(&word.to_lowercase()),
+        };
+        let id = self.infos.len() as u32;
+        self.infos.push(info);
+        self.ids.insert(word.to_string(), id);
+        id
+    }
+
+    fn synsets(&self, id: u32) -> &[u32] {
+        &self.infos[id as usize].synsets
+    }
+}
+
 /// A normalised sentence with what each matching stage needs, computed once per sentence.
 pub(crate) struct Sentence {
-    words: Vec<String>,
+    ids: Vec<u32>,
     hashes: Vec<i32>,
     stem_hashes: Vec<i32>,
-    synsets: Vec<Vec<u32>>,
     para_ids: Vec<i32>,
     function: Vec<bool>,
+    /// Per position, the paraphrases of the table phrases starting there: (length, phrase).
+    paraphrases: Vec<Vec<(usize, u32)>>,
 }
 
 impl Sentence {
     /// Splits an already normalised, lower-cased line into words and looks each word up.
-    pub(crate) fn new(line: &str, data: &MeteorData) -> Sentence {
-        let words: Vec<String> = java::tokenize(line).map(str::to_string).collect();
-        let hashes = words.iter().map(|w| java::hash_code(w)).collect();
-        let stem_hashes = words
+    pub(crate) fn new(line: &str, data: &MeteorData, cache: &mut WordCache) -> Sentence {
+        let ids: Vec<u32> = java::tokenize(line).map(|w| cache.id(w, data)).collect();
+        let info = |f: fn(&WordInfo) -> i32| -> Vec<i32> {
+            ids.iter().map(|&i| f(&cache.infos[i as usize])).collect()
+        };
+        let hashes = info(|w| w.hash);
+        let stem_hashes = info(|w| w.stem_hash);
+        let para_ids = info(|w| w.para_id);
+        let function = ids
             .iter()
-            .map(|w| java::hash_code(&stemmer::stem(w)))
+            .map(|&i| cache.infos[i as usize].function)
             .collect();
-        let synsets = words.iter().map(|w| word_synsets(data, w)).collect();
-        let para_ids = words.iter().map(|w| data.vocab_id(w)).collect();
-        // The aligner lower-cases before the look-up; our words already are, except for
-        // characters whose lower case is longer, which `to_lowercase` handles the same way.
-        let function = words
-            .iter()
-            .map(|w| data.is_function_word(&w.to_lowercase()))
+        let paraphrases = (0..ids.len())
+            .map(|j| {
+                let mut v = Vec::new();
+                data.paraphrases_at(&para_ids, j, &mut v);
+                v
+            })
             .collect();
         Sentence {
-            words,
+            ids,
             hashes,
             stem_hashes,
-            synsets,
             para_ids,
             function,
+            paraphrases,
         }
     }
 
     /// The words.
     pub(crate) fn len(&self) -> usize {
-        self.words.len()
+        self.ids.len()
     }
 }
 
@@ -227,7 +276,12 @@ fn compare(a: &Path, b: &Path) -> std::cmp::Ordering {
 
 /// Runs the stages and the search for one candidate/reference pair and returns the pair's
 /// sufficient statistics.
-pub(crate) fn align(test: &Sentence, reference: &Sentence, data: &MeteorData) -> MeteorStats {
+pub(crate) fn align(
+    test: &Sentence,
+    reference: &Sentence,
+    data: &MeteorData,
+    cache: &WordCache,
+) -> MeteorStats {
     let (n1, n2) = (test.len(), reference.len());
     let mut stage = Stage {
         matches: vec![Vec::new(); n2],
@@ -266,7 +320,10 @@ pub(crate) fn align(test: &Sentence, reference: &Sentence, data: &MeteorData) ->
                 for j in 0..n2 {
                     for i in 0..n1 {
                         if test.hashes[i] != reference.hashes[j]
-                            && shares_any(&test.synsets[i], &reference.synsets[j])
+                            && shares_any(
+                                cache.synsets(test.ids[i]),
+                                cache.synsets(reference.ids[j]),
+                            )
                         {
                             stage.one_to_one(i, j, module);
                         }
@@ -333,10 +390,8 @@ fn paraphrase_stage(
             .enumerate()
             .all(|(k, &w)| line.get(at + k) == Some(&i32::from(w)))
     };
-    let mut pars = Vec::new();
     for j in 0..line2.len() {
-        data.paraphrases_at(line2, j, &mut pars);
-        for &(len, p) in &pars {
+        for &(len, p) in &reference.paraphrases[j] {
             let words = data.phrase(p);
             for i in 0..line1.len() {
                 if occurs_at(line1, i, words) {
@@ -352,8 +407,7 @@ fn paraphrase_stage(
         }
     }
     for i in 0..line1.len() {
-        data.paraphrases_at(line1, i, &mut pars);
-        for &(len, p) in &pars {
+        for &(len, p) in &test.paraphrases[i] {
             let words = data.phrase(p);
             for j in 0..line2.len() {
                 if occurs_at(line2, j, words) {

@@ -23,6 +23,7 @@
 //! | 14, 15 | paraphrase vocabulary: sorted string table; a word's id is its rank |
 //! | 16, 17 | phrases: `u32[p+1]` ranges into 17, word ids `u16` |
 //! | 18, 19, 20 | reference phrases (phrase ids `u32`, sorted by word ids), `u32[r+1]` ranges into 20, paraphrase phrase ids `u32` in table order |
+//! | 21 | `u32[vocabulary+1]`: per first word, the range of reference phrases starting with it |
 //!
 //! Every offset, range, id and the sort orders are checked on open, so a lookup can never
 //! index out of bounds; the checksum catches a damaged file whose structure still looks right.
@@ -41,7 +42,7 @@ pub const ENV_VAR: &str = "AOANET_METEOR_DATA";
 
 const HEADER_LEN: usize = 32;
 const ENTRY_LEN: usize = 24;
-pub(crate) const SECTION_COUNT: usize = 20;
+pub(crate) const SECTION_COUNT: usize = 21;
 
 /// Section ids, in file order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,7 @@ pub(crate) enum Sec {
     RefPhrases,
     RefRanges,
     RefTargets,
+    RefFirst,
 }
 
 impl Sec {
@@ -91,6 +93,7 @@ impl Sec {
         Sec::RefPhrases,
         Sec::RefRanges,
         Sec::RefTargets,
+        Sec::RefFirst,
     ];
 
     /// Size in bytes of one element.
@@ -428,6 +431,17 @@ impl MeteorData {
                 return Err(self.bad(format!("reference phrases are not sorted at {i}")));
             }
         }
+        let first = self.u32s(Sec::RefFirst);
+        if first.len() != n_vocab + 1 {
+            return Err(self.bad("first-word index does not match the vocabulary"));
+        }
+        check_ranges(first, refs.len()).map_err(|p| self.bad(format!("first-word index: {p}")))?;
+        for w in 0..n_vocab {
+            let r = first[w] as usize..first[w + 1] as usize;
+            if refs[r].iter().any(|&p| self.phrase(p)[0] as usize != w) {
+                return Err(self.bad(format!("first-word index is wrong for word {w}")));
+            }
+        }
         Ok(())
     }
 
@@ -517,19 +531,28 @@ impl MeteorData {
         let refs = self.u32s(Sec::RefPhrases);
         let ranges = self.u32s(Sec::RefRanges);
         let targets = self.u32s(Sec::RefTargets);
+        let first = self.u32s(Sec::RefFirst);
         // [lo, hi): the reference phrases whose first `len` words equal line[start..start+len].
-        let (mut lo, mut hi) = (0usize, refs.len());
+        let Some(&w0) = line.get(start) else { return };
+        let Ok(w0) = usize::try_from(w0) else { return };
+        let (Some(&lo0), Some(&hi0)) = (first.get(w0), first.get(w0 + 1)) else {
+            return;
+        };
+        let (mut lo, mut hi) = (lo0 as usize, hi0 as usize);
         for len in 1..=line.len() - start {
-            let w = line[start + len - 1];
-            if w < 0 {
-                break;
+            if len > 1 {
+                let w = line[start + len - 1];
+                if w < 0 {
+                    break;
+                }
+                let w = w as u16;
+                let k = len - 1;
+                // Within [lo, hi) all phrases share the first k words; those of length k
+                // come first, then the rest ordered by word k.
+                let before = |p: &u32| self.phrase(*p).get(k).is_none_or(|&x| x < w);
+                lo += refs[lo..hi].partition_point(before);
+                hi = lo + refs[lo..hi].partition_point(|&p| self.phrase(p).get(k) == Some(&w));
             }
-            let w = w as u16;
-            let k = len - 1;
-            // Within [lo, hi) all phrases share the first k words; those of length k come
-            // first, then the rest ordered by word k.
-            lo += refs[lo..hi].partition_point(|&p| self.phrase(p).get(k).is_none_or(|&x| x < w));
-            hi = lo + refs[lo..hi].partition_point(|&p| self.phrase(p).get(k) == Some(&w));
             if lo >= hi {
                 break;
             }

@@ -281,6 +281,16 @@ impl Meteor {
     /// lower-cased. No references behave as one empty reference, as in the toolkit. (A line
     /// break inside a caption would desynchronise the toolkit's pipe; here it is white space.)
     pub fn score_segment<R: AsRef<str>>(&self, candidate: &str, references: &[R]) -> MeteorStats {
+        self.score_segment_cached(candidate, references, &mut align::WordCache::default())
+    }
+
+    /// [`Meteor::score_segment`] with word look-ups kept in `cache` across calls.
+    fn score_segment_cached<R: AsRef<str>>(
+        &self,
+        candidate: &str,
+        references: &[R],
+        cache: &mut align::WordCache,
+    ) -> MeteorStats {
         let hyp = candidate.replace("|||", "").replace("  ", " ");
         let refs: Vec<&str> = references.iter().map(AsRef::as_ref).collect();
         let line = format!("SCORE ||| {} ||| {}", refs.join(" ||| "), hyp);
@@ -291,13 +301,15 @@ impl Meteor {
             _ => return MeteorStats::default(),
         };
         let prefix = |w: &str| self.data.prefix_kind(w);
-        let test =
-            align::Sentence::new(&normalize::normalize(java::trim(test), prefix), &self.data);
+        let sentence = |text: &str, cache: &mut align::WordCache| {
+            let line = normalize::normalize(java::trim(text), prefix);
+            align::Sentence::new(&line, &self.data, cache)
+        };
+        let test = sentence(test, cache);
         let mut best: Option<(f64, MeteorStats)> = None;
         for r in refs {
-            let reference =
-                align::Sentence::new(&normalize::normalize(java::trim(r), prefix), &self.data);
-            let stats = align::align(&test, &reference, &self.data);
+            let reference = sentence(r, cache);
+            let stats = align::align(&test, &reference, &self.data, cache);
             let score = stats.score();
             if best.is_none_or(|(b, _)| score > b) {
                 best = Some((score, stats));
@@ -309,9 +321,10 @@ impl Meteor {
     /// Scores a set of images, each a candidate with its references, as
     /// `pycocoevalcap.meteor.Meteor.compute_score` does.
     pub fn evaluate<C: AsRef<str>, R: AsRef<str>>(&self, segments: &[(C, Vec<R>)]) -> MeteorResult {
+        let mut cache = align::WordCache::default();
         let stats: Vec<MeteorStats> = segments
             .iter()
-            .map(|(c, refs)| self.score_segment(c.as_ref(), refs))
+            .map(|(c, refs)| self.score_segment_cached(c.as_ref(), refs, &mut cache))
             .collect();
         let per_image = stats.iter().map(MeteorStats::score).collect();
         let corpus = corpus_score(&stats);

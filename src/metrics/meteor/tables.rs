@@ -448,6 +448,14 @@ fn encode_tables(small: &Small, para: &Paraphrases, name: &Path) -> Result<Vec<u
         targets[*slot as usize] = p;
         *slot += 1;
     }
+    let mut first = vec![0u32; para.words.len() + 1];
+    for &p in &refs {
+        first[phrases[p as usize][0] as usize + 1] += 1;
+    }
+    for i in 1..first.len() {
+        first[i] += first[i - 1];
+    }
+    put(Sec::RefFirst, u32_bytes(&first));
     put(Sec::RefPhrases, u32_bytes(&refs));
     put(Sec::RefRanges, u32_bytes(&ref_ranges));
     put(Sec::RefTargets, u32_bytes(&targets));
