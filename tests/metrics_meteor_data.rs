@@ -64,6 +64,23 @@ const CASES: &[(&[&str], &str, &str)] = &[
         "",
         "0.0 1.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0",
     ),
+    // No references: the toolkit's request then holds one empty reference.
+    (
+        &[],
+        "a big dog",
+        "3.0 0.0 1.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0",
+    ),
+    // A reference holding `|||` counts as two; the candidate's double space is collapsed.
+    (
+        &["a large dog ||| cat", "the cat"],
+        "a big  dog",
+        "3.0 3.0 1.0 1.0 1.0 1.0 1.0 1.0 0.0 0.0 0.0 0.0 1.0 1.0 0.0 0.0 0.0 0.0 0.0 0.0 1.0 3.0 3.0",
+    ),
+    (
+        &["the cat"],
+        "the  cat",
+        "2.0 2.0 1.0 1.0 1.0 1.0 1.0 1.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 1.0 2.0 2.0",
+    ),
     (
         &["a large dog", "the cat sits on the mat"],
         "a big dog sits on the mat",
@@ -105,6 +122,13 @@ fn toy_resources_give_the_jars_statistics() {
         assert_eq!(&got, want, "{cand:?} vs {refs:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_scorer_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Meteor>();
+    shared::<MeteorData>();
 }
 
 #[test]

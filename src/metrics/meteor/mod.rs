@@ -318,21 +318,55 @@ impl Meteor {
         best.map(|(_, s)| s).unwrap_or_default()
     }
 
-    /// Scores a set of images, each a candidate with its references, as
-    /// `pycocoevalcap.meteor.Meteor.compute_score` does.
-    pub fn evaluate<C: AsRef<str>, R: AsRef<str>>(&self, segments: &[(C, Vec<R>)]) -> MeteorResult {
-        let mut cache = align::WordCache::default();
-        let stats: Vec<MeteorStats> = segments
-            .iter()
-            .map(|(c, refs)| self.score_segment_cached(c.as_ref(), refs, &mut cache))
-            .collect();
+    /// Scores a set of images, `candidates[i]` against `references[i]`, as
+    /// `pycocoevalcap.meteor.Meteor.compute_score` does: per-image scores and the corpus score
+    /// from the summed statistics. Images are spread over the available cores; the result does
+    /// not depend on how (each image is scored on its own, the sum runs in image order).
+    pub fn evaluate<C, R>(&self, candidates: &[C], references: &[Vec<R>]) -> Result<MeteorResult>
+    where
+        C: AsRef<str> + Sync,
+        R: AsRef<str> + Sync,
+    {
+        if candidates.len() != references.len() {
+            return Err(Error::invalid(format!(
+                "METEOR: {} candidates but {} reference lists",
+                candidates.len(),
+                references.len()
+            )));
+        }
+        let n = candidates.len();
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        // Below a few hundred images a thread costs more than it saves.
+        let chunk = n.div_ceil(threads).max(256);
+        let score_range = |lo: usize, hi: usize| -> Vec<MeteorStats> {
+            let mut cache = align::WordCache::default();
+            (lo..hi)
+                .map(|i| {
+                    self.score_segment_cached(candidates[i].as_ref(), &references[i], &mut cache)
+                })
+                .collect()
+        };
+        let stats: Vec<MeteorStats> = if n <= chunk {
+            score_range(0, n)
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..n)
+                    .step_by(chunk)
+                    .map(|lo| s.spawn(move || score_range(lo, (lo + chunk).min(n))))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("a METEOR worker panicked"))
+                    .collect()
+            })
+        };
         let per_image = stats.iter().map(MeteorStats::score).collect();
         let corpus = corpus_score(&stats);
-        MeteorResult {
+        Ok(MeteorResult {
             stats,
             per_image,
             corpus,
-        }
+        })
     }
 }
 
