@@ -93,7 +93,8 @@ fn meteor() -> Option<Meteor> {
         Ok(Some(m)) => Some(m),
         Ok(None) => {
             eprintln!(
-                "skipping: no METEOR data (set AOANET_METEOR_DATA or build ~/.local/share/aoanet/meteor.bin with `aoanet-data meteor-data`)"
+                "skipping: {}",
+                aoanet::metrics::meteor::MeteorData::setup_hint()
             );
             None
         }

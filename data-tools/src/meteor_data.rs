@@ -175,6 +175,10 @@ fn build(
 /// Runs `meteor-data`.
 pub fn run(args: &Args) -> Result<()> {
     let started = std::time::Instant::now();
+    // The default location (~/.local/share/aoanet/) usually does not exist yet.
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     let summary = match locate(&args.from)? {
         Source::Files { jar, para } => {
             let bytes = std::fs::read(&jar).map_err(|e| Error::io(&jar, e))?;
@@ -282,7 +286,7 @@ mod tests {
         )
         .expect("wheel");
 
-        let out = dir.join("out.bin");
+        let out = dir.join("new").join("out.bin");
         for from in [
             vec![wheel.clone()],
             vec![dir.join("pkg")],

@@ -287,6 +287,20 @@ impl MeteorData {
         Some(base.join("aoanet").join("meteor.bin"))
     }
 
+    /// What to tell a user who has no data file: the variable, the default location and the
+    /// commands that build one.
+    pub fn setup_hint() -> String {
+        let default = MeteorData::default_path().map_or_else(
+            || "~/.local/share/aoanet/meteor.bin".to_string(),
+            |p| p.display().to_string(),
+        );
+        format!(
+            "no METEOR data: set {ENV_VAR} to a meteor.bin, or build one at {default} with \
+             `pip download pycocoevalcap==1.2 --no-deps -d DIR` and \
+             `aoanet-data meteor-data --from DIR/pycocoevalcap-1.2-py3-none-any.whl --out {default}`"
+        )
+    }
+
     /// The file this data was mapped from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -250,25 +250,26 @@ fn parse_small(src: &MeteorSources) -> Result<Small> {
     })
 }
 
-/// The paraphrase table, interned.
+/// The paraphrase table, interned: words by first appearance (16-bit ids, the format's
+/// limit), phrases as word-id strings, entries in table order.
 #[derive(Default)]
 struct Paraphrases {
-    vocab: HashMap<String, u32>,
+    vocab: HashMap<String, u16>,
     words: Vec<String>,
-    phrase_ids: HashMap<Vec<u32>, u32>,
-    phrases: Vec<Vec<u32>>,
+    phrase_ids: HashMap<Box<[u16]>, u32>,
     /// (reference phrase, paraphrase) in table order.
     entries: Vec<(u32, u32)>,
 }
 
 impl Paraphrases {
-    fn intern(&mut self, line: &str) -> u32 {
+    /// The id of the phrase on `line`; `None` when the vocabulary outgrows 16-bit ids.
+    fn intern(&mut self, line: &str) -> Option<u32> {
         let mut ids = Vec::with_capacity(8);
         for t in java::tokenize(line) {
             let id = match self.vocab.get(t) {
                 Some(&id) => id,
                 None => {
-                    let id = self.words.len() as u32;
+                    let id = u16::try_from(self.words.len()).ok()?;
                     self.vocab.insert(t.to_string(), id);
                     self.words.push(t.to_string());
                     id
@@ -276,13 +277,22 @@ impl Paraphrases {
             };
             ids.push(id);
         }
-        if let Some(&p) = self.phrase_ids.get(&ids) {
-            return p;
+        let next = self.phrase_ids.len() as u32;
+        Some(
+            *self
+                .phrase_ids
+                .entry(ids.into_boxed_slice())
+                .or_insert(next),
+        )
+    }
+
+    /// The phrases, indexed by id (consumes the interning map).
+    fn take_phrases(&mut self) -> Vec<Box<[u16]>> {
+        let mut phrases: Vec<Box<[u16]>> = vec![Box::default(); self.phrase_ids.len()];
+        for (p, id) in std::mem::take(&mut self.phrase_ids) {
+            phrases[id as usize] = p;
         }
-        let p = self.phrases.len() as u32;
-        self.phrase_ids.insert(ids.clone(), p);
-        self.phrases.push(ids);
-        p
+        phrases
     }
 }
 
@@ -309,8 +319,12 @@ fn parse_paraphrases(reader: &mut dyn BufRead, name: &Path) -> Result<Paraphrase
                 format!("entry {n} has an empty phrase"),
             ));
         }
-        let r = t.intern(&phrase);
-        let p = t.intern(&para);
+        let (Some(r), Some(p)) = (t.intern(&phrase), t.intern(&para)) else {
+            return Err(Error::format(
+                name,
+                "more than 65536 distinct words: this format stores word ids in 16 bits",
+            ));
+        };
         t.entries.push((r, p));
     }
     if t.entries.is_empty() {
@@ -330,7 +344,9 @@ pub fn build_meteor_data(
 ) -> Result<BuildSummary> {
     let small = parse_small(src)?;
     let para = parse_paraphrases(paraphrases, paraphrase_name)?;
-    let image = encode_tables(&small, &para, paraphrase_name)?;
+    let mut para = para;
+    let phrase_count = para.phrase_ids.len();
+    let image = encode_tables(&small, &mut para)?;
     data::write_atomic(out, &image)?;
     Ok(BuildSummary {
         function_words: small.function_words.len(),
@@ -338,13 +354,13 @@ pub fn build_meteor_data(
         synonym_words: small.synsets.len(),
         irregular_forms: small.exceptions.len(),
         paraphrase_entries: para.entries.len(),
-        phrases: para.phrases.len(),
+        phrases: phrase_count,
         paraphrase_words: para.words.len(),
         bytes: image.len(),
     })
 }
 
-fn encode_tables(small: &Small, para: &Paraphrases, name: &Path) -> Result<Vec<u8>> {
+fn encode_tables(small: &Small, para: &mut Paraphrases) -> Result<Vec<u8>> {
     let mut sections: [Vec<u8>; SECTION_COUNT] = Default::default();
     let mut put = |s: Sec, bytes: Vec<u8>| sections[s as usize - 1] = bytes;
 
@@ -383,15 +399,6 @@ fn encode_tables(small: &Small, para: &Paraphrases, name: &Path) -> Result<Vec<u
     put(Sec::ExcBases, u32_bytes(&bases));
 
     // Paraphrase words get their rank in byte order as id, so lookups can binary-search.
-    if para.words.len() > usize::from(u16::MAX) {
-        return Err(Error::format(
-            name,
-            format!(
-                "{} distinct words: this format stores word ids in 16 bits",
-                para.words.len()
-            ),
-        ));
-    }
     let mut order: Vec<u32> = (0..para.words.len() as u32).collect();
     order.sort_by(|&a, &b| para.words[a as usize].cmp(&para.words[b as usize]));
     let mut rank = vec![0u16; para.words.len()];
@@ -406,11 +413,12 @@ fn encode_tables(small: &Small, para: &Paraphrases, name: &Path) -> Result<Vec<u
     put(Sec::VocabOffsets, o);
     put(Sec::VocabBytes, b);
 
-    let phrases: Vec<Vec<u16>> = para
-        .phrases
-        .iter()
-        .map(|p| p.iter().map(|&w| rank[w as usize]).collect())
-        .collect();
+    let mut phrases = para.take_phrases();
+    for p in phrases.iter_mut() {
+        for w in p.iter_mut() {
+            *w = rank[*w as usize];
+        }
+    }
     let mut ranges = Vec::with_capacity(phrases.len() + 1);
     let mut words: Vec<u16> = Vec::new();
     ranges.push(0u32);
