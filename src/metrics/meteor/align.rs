@@ -47,9 +47,8 @@ impl WordCache {
         if let Some(&id) = self.ids.get(word) {
             return id;
         }
-        // The aligner lower-cases before the function-word look-up; our words already are,
-        // except for characters whose lower case is longer, which `to_lowercase` handles as
-        // Java does.
+        // The jar lower-cases a word before the function-word look-up; after normalisation
+        // that changes nothing, but it costs little to do the same.
         let info = WordInfo {
             hash: java::hash_code(word),
             stem_hash: java::hash_code(&stemmer::stem(word)),
@@ -110,7 +109,7 @@ impl Sentence {
         }
     }
 
-    /// The words.
+    /// The number of words.
     pub(crate) fn len(&self) -> usize {
         self.ids.len()
     }
