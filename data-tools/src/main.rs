@@ -1,5 +1,7 @@
 //! `aoanet-data`: converts the public captioning formats into aoanet's data folder.
 
+mod meteor_data;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -22,7 +24,7 @@ enum Command {
     /// Compute CIDEr-D document frequencies over the training split.
     Ngrams,
     /// Convert METEOR's data from the pycocoevalcap wheel into one compact file.
-    MeteorData,
+    MeteorData(meteor_data::Args),
     /// Write the synthetic world as a data folder.
     Synth,
     /// Say what a file is and check it.
@@ -30,7 +32,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let _ = Cli::parse();
-    eprintln!("aoanet-data: this subcommand is not built yet");
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::MeteorData(args) => meteor_data::run(args),
+        _ => {
+            eprintln!("aoanet-data: this subcommand is not built yet");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aoanet-data: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
