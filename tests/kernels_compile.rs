@@ -73,15 +73,17 @@ macro_rules! per_file {
 
 per_file!(
     adam,
+    attention,
     dropout,
     elementwise,
     embedding,
+    gemm,
     glu,
     layernorm,
     loss,
     lstm,
     reduce,
-    softmax
+    softmax,
 );
 
 #[test]

@@ -40,9 +40,11 @@ macro_rules! sources {
 
 sources![
     "adam",
+    "attention",
     "dropout",
     "elementwise",
     "embedding",
+    "gemm",
     "glu",
     "layernorm",
     "loss",

@@ -4,9 +4,11 @@
 //! function) and safe entry points that check buffer sizes and choose the launch shape.
 
 pub mod adam;
+pub mod attention;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
+pub mod gemm;
 pub mod glu;
 pub mod layernorm;
 pub mod loss;
@@ -17,9 +19,11 @@ pub mod softmax;
 /// Every family's signature table (see [`crate::cuda::signatures`]).
 pub const SIGNATURES: &[&[crate::cuda::KernelSig]] = &[
     adam::SIGNATURES,
+    attention::SIGNATURES,
     dropout::SIGNATURES,
     elementwise::SIGNATURES,
     embedding::SIGNATURES,
+    gemm::SIGNATURES,
     glu::SIGNATURES,
     layernorm::SIGNATURES,
     loss::SIGNATURES,
