@@ -103,7 +103,7 @@ impl Attention {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.dh == 0 || self.dh % 32 != 0 || self.dh > 128 {
+        if self.dh == 0 || !self.dh.is_multiple_of(32) || self.dh > 128 {
             return Err(Error::invalid(format!(
                 "cuda attention: head size {} must be a multiple of 32 up to 128",
                 self.dh
