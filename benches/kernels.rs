@@ -440,6 +440,11 @@ fn attn(dev: &Arc<CudaDevice>) -> Result<()> {
 fn main() -> Result<()> {
     if let Some(why) = aoanet::cuda::unavailable_reason() {
         println!("bench kernels skipped: no GPU ({why})");
+        if std::env::var_os("AOANET_REQUIRE_GPU").is_some() {
+            return Err(aoanet::Error::Cuda(format!(
+                "AOANET_REQUIRE_GPU is set: {why}"
+            )));
+        }
         return Ok(());
     }
     let dev = CudaDevice::get(0)?;

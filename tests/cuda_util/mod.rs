@@ -7,15 +7,23 @@ use std::sync::Arc;
 use aoanet::Philox;
 use aoanet::cuda::CudaDevice;
 
-/// The first GPU, or `None` after printing why the test is skipped.
+/// The first GPU, or `None` after printing why the test is skipped. With
+/// `AOANET_REQUIRE_GPU=1` (set by `scripts/gpu-check run`) a missing GPU fails the test instead,
+/// so a GPU run can never pass by skipping.
 pub fn gpu(test: &str) -> Option<Arc<CudaDevice>> {
+    let required = std::env::var_os("AOANET_REQUIRE_GPU").is_some();
     if let Some(why) = aoanet::cuda::unavailable_reason() {
+        assert!(
+            !required,
+            "{test}: AOANET_REQUIRE_GPU is set but there is no GPU: {why}"
+        );
         eprintln!("skipped {test}: no GPU ({why})");
         return None;
     }
     match CudaDevice::get(0) {
         Ok(d) => Some(d),
         Err(e) => {
+            assert!(!required, "{test}: AOANET_REQUIRE_GPU is set: {e}");
             eprintln!("skipped {test}: {e}");
             None
         }
