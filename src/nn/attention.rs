@@ -102,7 +102,7 @@ impl MultiHeadAoa {
     /// A layer with PyTorch-default initialised weights.
     pub fn new(cfg: MultiHeadAoaConfig, dtype: DType, rng: &mut Philox) -> Result<Self> {
         let inner = cfg.d_model * cfg.scale;
-        if cfg.heads == 0 || inner % cfg.heads != 0 {
+        if cfg.heads == 0 || !inner.is_multiple_of(cfg.heads) {
             return Err(Error::invalid(format!(
                 "attention: d_model·scale = {inner} must be divisible by num_heads = {}",
                 cfg.heads
@@ -128,16 +128,44 @@ impl MultiHeadAoa {
         })
     }
 
+    /// A copy with its own parameters holding the same values (PyTorch's `deepcopy`).
+    pub fn deep_clone(&self) -> Result<Self> {
+        let copy = |l: &Option<Linear>| l.as_ref().map(Linear::deep_clone).transpose();
+        Ok(MultiHeadAoa {
+            cfg: self.cfg.clone(),
+            norm: self.norm.as_ref().map(LayerNorm::deep_clone).transpose()?,
+            linears: self
+                .linears
+                .iter()
+                .map(Linear::deep_clone)
+                .collect::<Result<_>>()?,
+            output_layer: copy(&self.output_layer)?,
+            aoa_layer: copy(&self.aoa_layer)?,
+            dropout: self.dropout,
+            dropout_aoa: self.dropout_aoa,
+        })
+    }
+
     /// The configuration.
     pub fn config(&self) -> &MultiHeadAoaConfig {
         &self.cfg
     }
 
-    /// Splits `[B, N, h·d_k]` into heads `[B, h, N, d_k]`.
-    fn heads(&self, x: &Tensor) -> Result<Tensor> {
+    /// Splits `[B, N, h·d_k]` into heads `[B, h, N, d_k]` (a dense copy, so that callers
+    /// attending many times, like the decoder, pay for the transpose once).
+    pub fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n) = (x.shape()[0], x.shape()[1]);
         let dk = self.cfg.d_model * self.cfg.scale / self.cfg.heads;
-        x.reshape(&[b, n, self.cfg.heads, dk])?.transpose(1, 2)
+        if x.rank() != 3 || x.shape()[2] != self.cfg.heads * dk {
+            return Err(Error::shape(
+                "split_heads",
+                &[x.shape()],
+                format!("[B, N, {}]", self.cfg.heads * dk),
+            ));
+        }
+        x.reshape(&[b, n, self.cfg.heads, dk])?
+            .transpose(1, 2)?
+            .contiguous()
     }
 
     /// Attends from `query` to `key`/`value` (`[B, N, ·]`), masking padded keys.
@@ -149,6 +177,34 @@ impl MultiHeadAoa {
         mask: Option<&AttentionMask>,
         ctx: &mut Ctx,
     ) -> Result<AttentionOutput> {
+        if key.rank() != 3 || value.rank() != 3 || key.shape()[..2] != value.shape()[..2] {
+            return Err(Error::shape(
+                "attention",
+                &[query.shape(), value.shape(), key.shape()],
+                "query [B, Nq, D] or [B, D], value and key [B, N, ·]",
+            ));
+        }
+        let (kh, vh) = if self.cfg.project_k_v {
+            (
+                self.split_heads(&self.linears[1].forward(key)?)?,
+                self.split_heads(&self.linears[2].forward(value)?)?,
+            )
+        } else {
+            (self.split_heads(key)?, self.split_heads(value)?)
+        };
+        self.forward_heads(query, &kh, &vh, mask, ctx)
+    }
+
+    /// Attends from `query` to keys and values already projected and split into heads
+    /// (`[B, h, N, d_k]`, from [`MultiHeadAoa::split_heads`]).
+    pub fn forward_heads(
+        &self,
+        query: &Tensor,
+        kh: &Tensor,
+        vh: &Tensor,
+        mask: Option<&AttentionMask>,
+        ctx: &mut Ctx,
+    ) -> Result<AttentionOutput> {
         let single = query.rank() == 2;
         let query = if single {
             query.unsqueeze(1)?
@@ -156,14 +212,14 @@ impl MultiHeadAoa {
             query.clone()
         };
         if query.rank() != 3
-            || key.rank() != 3
-            || value.rank() != 3
-            || key.shape()[..2] != value.shape()[..2]
+            || kh.rank() != 4
+            || kh.shape() != vh.shape()
+            || kh.shape()[0] != query.shape()[0]
         {
             return Err(Error::shape(
                 "attention",
-                &[query.shape(), value.shape(), key.shape()],
-                "query [B, Nq, D] or [B, D], value and key [B, N, ·]",
+                &[query.shape(), kh.shape(), vh.shape()],
+                "query [B, Nq, D] or [B, D], key and value heads [B, h, N, d_k]",
             ));
         }
         let (b, nq) = (query.shape()[0], query.shape()[1]);
@@ -171,16 +227,9 @@ impl MultiHeadAoa {
             Some(norm) => norm.forward(&query)?,
             None => query,
         };
-        let qh = self.heads(&self.linears[0].forward(&q)?)?;
-        let (kh, vh) = if self.cfg.project_k_v {
-            (
-                self.heads(&self.linears[1].forward(key)?)?,
-                self.heads(&self.linears[2].forward(value)?)?,
-            )
-        } else {
-            (self.heads(key)?, self.heads(value)?)
-        };
-        let dk = qh.shape()[3];
+        let qh = self.linears[0].forward(&q)?;
+        let dk = kh.shape()[3];
+        let qh = qh.reshape(&[b, nq, self.cfg.heads, dk])?.transpose(1, 2)?;
         let mut scores = qh
             .matmul(&kh.transpose(-1, -2)?)?
             .mul_scalar(1.0 / (dk as f64).sqrt())?;
@@ -190,7 +239,7 @@ impl MultiHeadAoa {
         let weights = scores.softmax()?;
         let p = self.dropout.forward(&weights, ctx)?;
         let inner = self.cfg.heads * dk;
-        let mut x = p.matmul(&vh)?.transpose(1, 2)?.reshape(&[b, nq, inner])?;
+        let mut x = p.matmul(vh)?.transpose(1, 2)?.reshape(&[b, nq, inner])?;
         if let Some(aoa) = &self.aoa_layer {
             let z = self
                 .dropout_aoa

@@ -13,6 +13,11 @@ fn uniform_fan_in(shape: &[usize], fan_in: usize, dtype: DType, rng: &mut Philox
     Tensor::uniform(shape, -bound, bound, dtype, rng).requiring_grad()
 }
 
+/// A new leaf parameter holding a copy of `t`'s values.
+pub(crate) fn param_copy(t: &Tensor) -> Result<Tensor> {
+    Ok(t.deep_copy()?.requiring_grad())
+}
+
 /// `y = x Wᵀ + b` with `W [out, in]` (PyTorch's layout).
 pub struct Linear {
     /// `[out, in]`
@@ -28,6 +33,14 @@ impl Linear {
             weight: uniform_fan_in(&[output, input], input, dtype, rng),
             bias: uniform_fan_in(&[output], input, dtype, rng),
         }
+    }
+
+    /// A copy with its own parameters holding the same values (PyTorch's `deepcopy`).
+    pub fn deep_clone(&self) -> Result<Self> {
+        Ok(Linear {
+            weight: param_copy(&self.weight)?,
+            bias: param_copy(&self.bias)?,
+        })
     }
 
     /// Input features.
@@ -98,6 +111,15 @@ impl LayerNorm {
             b_2: Tensor::zeros(&[size], dtype).requiring_grad(),
             eps: 1e-6,
         }
+    }
+
+    /// A copy with its own parameters holding the same values.
+    pub fn deep_clone(&self) -> Result<Self> {
+        Ok(LayerNorm {
+            a_2: param_copy(&self.a_2)?,
+            b_2: param_copy(&self.b_2)?,
+            eps: self.eps,
+        })
     }
 
     /// Normalises the last axis of `x`.
@@ -210,6 +232,15 @@ impl FeedForward {
             w_1: Linear::new(d_model, d_ff, dtype, rng),
             w_2: Linear::new(d_ff, d_model, dtype, rng),
             dropout: Dropout::new(dropout)?,
+        })
+    }
+
+    /// A copy with its own parameters holding the same values.
+    pub fn deep_clone(&self) -> Result<Self> {
+        Ok(FeedForward {
+            w_1: self.w_1.deep_clone()?,
+            w_2: self.w_2.deep_clone()?,
+            dropout: self.dropout,
         })
     }
 
