@@ -12,7 +12,12 @@
 //! the saved activations are freed during the pass, and a second backward over the same graph
 //! is an error, not a silent double count.
 
+mod grad;
 pub mod gradcheck;
+
+pub use grad::Grad;
+pub(crate) use grad::accumulate;
+use grad::Pending;
 
 use crate::tensor::{Tensor, TensorId};
 use crate::{Error, Result};
@@ -20,8 +25,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 /// The backward closure of one op: gradient of the output → gradient of each input (`None`
-/// for inputs that receive none, e.g. masks).
-pub type BackwardFn = Box<dyn FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send>;
+/// for inputs that receive none, e.g. masks), possibly in a deferred form ([`Grad`]).
+pub type BackwardFn = Box<dyn FnOnce(&Tensor) -> Result<Vec<Option<Grad>>> + Send>;
 
 /// How a tensor was computed.
 pub struct Node {
@@ -80,6 +85,18 @@ impl Tensor {
         name: &'static str,
         inputs: &[&Tensor],
         backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
+    ) -> Tensor {
+        self.record_grads(name, inputs, move |g| {
+            Ok(backward(g)?.into_iter().map(|t| t.map(Grad::Dense)).collect())
+        })
+    }
+
+    /// As [`Tensor::record`], for a backward that may return deferred gradients.
+    pub(crate) fn record_grads(
+        self,
+        name: &'static str,
+        inputs: &[&Tensor],
+        backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Grad>>> + Send + 'static,
     ) -> Tensor {
         if !is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad()) {
             return self;
@@ -176,18 +193,22 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
 
 fn run_backward(root: &Tensor, seed: Tensor) -> Result<()> {
     let order = topological_order(root);
-    let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
-    grads.insert(root.id(), seed);
+    let mut grads: HashMap<TensorId, Pending> = HashMap::new();
+    let mut seed_pending = Pending::default();
+    seed_pending.add(Grad::Dense(seed))?;
+    grads.insert(root.id(), seed_pending);
     for t in order {
-        let Some(g) = grads.remove(&t.id()) else {
+        let Some(pending) = grads.remove(&t.id()) else {
             // No gradient reached this tensor; still free its node.
             drop(t.take_node());
             continue;
         };
+        // Every consumer of `t` has run: form its gradient (one GEMM for deferred pieces).
+        let g = pending.finish()?;
         if t.is_leaf() {
             let mut slot = t.0.grad.lock().unwrap_or_else(|e| e.into_inner());
             *slot = Some(match slot.take() {
-                Some(old) => old.add(&g)?,
+                Some(old) => accumulate(old, &g)?,
                 None => g.contiguous()?,
             });
             continue;
@@ -199,6 +220,7 @@ fn run_backward(root: &Tensor, seed: Tensor) -> Result<()> {
         };
         let name = node.name;
         let input_grads = (node.backward)(&g)?;
+        drop(g);
         let scale = BACKWARD_SCALE
             .with(|s| *s.borrow())
             .filter(|(op, _)| *op == name)
@@ -211,18 +233,18 @@ fn run_backward(root: &Tensor, seed: Tensor) -> Result<()> {
             if ig.shape() != input.shape() {
                 return Err(Error::shape(
                     name,
-                    &[input.shape(), ig.shape()],
+                    &[input.shape(), &ig.shape()],
                     "backward to return a gradient shaped like its input (a bug in the op)",
                 ));
             }
             if let Some(f) = scale {
-                ig = ig.mul_scalar(f)?;
+                ig = ig.scaled(f)?;
             }
-            let merged = match grads.remove(&input.id()) {
-                Some(prev) => prev.add(&ig)?,
-                None => ig,
-            };
-            grads.insert(input.id(), merged);
+            // Deferred forms wait only for leaves; a non-leaf's op needs a dense tensor.
+            if !input.is_leaf() && !matches!(ig, Grad::Dense(_)) {
+                ig = Grad::Dense(ig.into_dense()?);
+            }
+            grads.entry(input.id()).or_default().add(ig)?;
         }
     }
     Ok(())

@@ -3,7 +3,7 @@
 //! and teacher-forced training with scheduled sampling.
 
 use super::AoaConfig;
-use super::decoder::{DecoderCore, DecoderState};
+use super::decoder::{CoreOutput, DecoderCore, DecoderState};
 use super::refiner::Refiner;
 use crate::nn::{AttentionMask, Ctx, Dropout, Embedding, Linear, Module, join};
 use crate::rng::Philox;
@@ -243,31 +243,26 @@ impl AoaModel {
     }
 
     /// One decoding step: previous words `it` (0 = BOS), the prepared features and the state.
-    pub fn step(
-        &self,
-        it: &[usize],
-        enc: &Encoded,
-        state: &DecoderState,
-        ctx: &mut Ctx,
-    ) -> Result<StepOutput> {
-        if it.len() != enc.batch() || state.batch() != enc.batch() {
-            return Err(Error::shape(
-                "step",
-                &[&[it.len()], &[enc.batch()], &[state.batch()]],
-                "one word and one state per encoded row",
-            ));
-        }
-        let xt = self
-            .drop_lm
-            .forward(&self.embed.forward(it)?.relu()?, ctx)?;
-        let out = self.core.forward(&xt, enc, state, ctx)?;
-        let logprobs = self.logit.forward(&out.output)?.log_softmax()?;
+    pub fn step(&self, it: &[usize], enc: &Encoded, state: &DecoderState, ctx: &mut Ctx) -> Result<StepOutput> {
+        let out = self.step_core(it, enc, state, ctx)?;
+        let logprobs = self.logprobs(&out.output)?;
         let attention = crate::autograd::no_grad(|| out.attention.squeeze(2)?.mean_axis(1, false))?;
-        Ok(StepOutput {
-            logprobs,
-            state: out.state,
-            attention,
-        })
+        Ok(StepOutput { logprobs, state: out.state, attention })
+    }
+
+    /// The decoder core's part of a step (embedding, LSTM, attention, context), without the
+    /// output layer: teacher forcing applies the logit layer to all steps at once.
+    pub fn step_core(&self, it: &[usize], enc: &Encoded, state: &DecoderState, ctx: &mut Ctx) -> Result<CoreOutput> {
+        if it.len() != enc.batch() || state.batch() != enc.batch() {
+            return Err(Error::shape("step", &[&[it.len()], &[enc.batch()], &[state.batch()]], "one word and one state per encoded row"));
+        }
+        let xt = self.drop_lm.forward(&self.embed.forward(it)?.relu()?, ctx)?;
+        self.core.forward(&xt, enc, state, ctx)
+    }
+
+    /// `log_softmax(logit(output))` for decoder outputs `[..., D]`.
+    pub fn logprobs(&self, output: &Tensor) -> Result<Tensor> {
+        self.logit.forward(output)?.log_softmax()
     }
 
     /// Teacher-forced log-probabilities `[R, L−1, V+1]` for the label rows `labels [R, L]`
@@ -275,27 +270,17 @@ impl AoaModel {
     /// each row's input is, with probability `ss_prob`, a word sampled from the model's own
     /// previous distribution instead of the label. Stops early, as the reference does, once
     /// every row's input is padding; the remaining steps are zeros (always masked out).
-    pub fn forward_xe(
-        &self,
-        enc: &Encoded,
-        labels: &[usize],
-        len: usize,
-        ss_prob: f64,
-        ctx: &mut Ctx,
-    ) -> Result<Tensor> {
+    ///
+    /// The output layer runs once over all steps (`[R·T, D] · [D, V+1]`): the same values as
+    /// per step, one large GEMM instead of T skinny ones, and one weight gradient.
+    pub fn forward_xe(&self, enc: &Encoded, labels: &[usize], len: usize, ss_prob: f64, ctx: &mut Ctx) -> Result<Tensor> {
         let rows = enc.batch();
         if len < 2 || labels.len() != rows * len {
-            return Err(Error::shape(
-                "forward_xe",
-                &[&[labels.len()], &[rows, len]],
-                "labels [R, L] with L ≥ 2, one row per encoded row",
-            ));
+            return Err(Error::shape("forward_xe", &[&[labels.len()], &[rows, len]], "labels [R, L] with L ≥ 2, one row per encoded row"));
         }
         let classes = self.config.vocab_size + 1;
         if let Some(&bad) = labels.iter().find(|&&w| w >= classes) {
-            return Err(Error::invalid(format!(
-                "forward_xe: word id {bad} is outside the vocabulary (V + 1 = {classes})"
-            )));
+            return Err(Error::invalid(format!("forward_xe: word id {bad} is outside the vocabulary (V + 1 = {classes})")));
         }
         let mut state = self.init_state(rows);
         let mut outputs: Vec<Tensor> = Vec::with_capacity(len - 1);
@@ -305,39 +290,30 @@ impl AoaModel {
                 break;
             }
             let it = if i >= 1 && ss_prob > 0.0 && ctx.train {
-                let prev = outputs
-                    .last()
-                    .expect("step i-1 exists")
-                    .detach()
-                    .to_vec_f64();
+                // The previous step's distribution, as data only (the sample is detached).
+                let prev = crate::autograd::no_grad(|| self.logprobs(outputs.last().expect("step i-1 exists")))?.to_vec_f64();
                 let mut it = column;
                 for (r, w) in it.iter_mut().enumerate() {
                     if ctx.rng.next_f64() < ss_prob {
-                        *w = sample_from_logprobs(
-                            &prev[r * classes..(r + 1) * classes],
-                            ctx.rng.next_f64(),
-                        );
+                        *w = sample_from_logprobs(&prev[r * classes..(r + 1) * classes], ctx.rng.next_f64());
                     }
                 }
                 it
             } else {
                 column
             };
-            let out = self.step(&it, enc, &state, ctx)?;
-            outputs.push(out.logprobs);
+            let out = self.step_core(&it, enc, &state, ctx)?;
+            outputs.push(out.output.unsqueeze(1)?);
             state = out.state;
         }
-        let steps: Vec<Tensor> = outputs
-            .iter()
-            .map(|t| t.unsqueeze(1))
-            .collect::<Result<_>>()?;
-        let mut parts: Vec<&Tensor> = steps.iter().collect();
-        let pad;
-        if steps.len() < len - 1 {
-            pad = Tensor::zeros(&[rows, len - 1 - steps.len(), classes], self.dtype);
-            parts.push(&pad);
+        let steps = outputs.len();
+        let parts: Vec<&Tensor> = outputs.iter().collect();
+        let lp = self.logprobs(&Tensor::concat(&parts, 1)?)?;
+        if steps == len - 1 {
+            return Ok(lp);
         }
-        Tensor::concat(&parts, 1)
+        let pad = Tensor::zeros(&[rows, len - 1 - steps, classes], self.dtype);
+        Tensor::concat(&[&lp, &pad], 1)
     }
 
     /// Total number of parameters.

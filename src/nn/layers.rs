@@ -55,7 +55,7 @@ impl Linear {
 
     /// Applies the layer to `x [..., in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight.transpose(0, 1)?)?.add(&self.bias)
+        x.linear(&self.weight, Some(&self.bias))
     }
 }
 

@@ -8,6 +8,7 @@
 //!   chosen twice receives the sum);
 //! - gather_last: the gradient placed at the chosen element of each row, zero elsewhere.
 
+use crate::autograd::Grad;
 use crate::tensor::{Float, Tensor, numel, resolve_axis};
 use crate::{Error, Result, with_float};
 
@@ -46,7 +47,12 @@ impl Tensor {
             Tensor::from_vec(v, &shape)
         })?;
         let (ids, in_shape) = (ids.to_vec(), self.shape().to_vec());
-        Ok(out.record("index_select", &[self], move |g| {
+        Ok(out.record_grads("index_select", &[self], move |g| {
+            if ax == 0 {
+                // Rows of the table: deferred, so an embedding used at every step is
+                // scattered once (its rows may repeat; they add up).
+                return Ok(vec![Some(Grad::Rows { ids, values: g.clone(), shape: in_shape })]);
+            }
             let gx = with_float!(g.dtype(), "index_select", T => {
                 let mut gx = vec![T::ZERO; outer * len * inner];
                 g.with_slice::<T, _>("index_select", |gv| {
@@ -62,7 +68,7 @@ impl Tensor {
                 })?;
                 Tensor::from_vec(gx, &in_shape)
             })?;
-            Ok(vec![Some(gx)])
+            Ok(vec![Some(Grad::Dense(gx))])
         }))
     }
 

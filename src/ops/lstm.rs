@@ -14,7 +14,7 @@
 //! ∂x = ∂z W_ih   ∂h = ∂z W_hh   ∂W_ih = ∂zᵀ x   ∂W_hh = ∂zᵀ h   ∂b_ih = ∂b_hh = Σ_rows ∂z
 //! ```
 
-use crate::autograd::no_grad;
+use crate::autograd::{Grad, no_grad};
 use crate::tensor::{Float, Tensor};
 use crate::{Error, Result, with_float};
 
@@ -139,7 +139,7 @@ impl Tensor {
             acts,
             hc.clone(),
         );
-        let out = hc.record("lstm_cell", &[x, h, c, w_ih, w_hh, b_ih, b_hh], move |g| {
+        let out = hc.record_grads("lstm_cell", &[x, h, c, w_ih, w_hh, b_ih, b_hh], move |g| {
             let (x, h, c, w_ih, w_hh, acts, hc) = saved;
             let (dz, dc) = with_float!(g.dtype(), "lstm_cell", T => {
                 let (dz, dc) = g.with_slice::<T, _>("lstm_cell", |gv| {
@@ -150,15 +150,15 @@ impl Tensor {
                 Ok((Tensor::from_vec(dz, &[b, 4 * hs])?, Tensor::from_vec(dc, &[b, hs])?))
             })?;
             let db = dz.sum_axis(0, false)?;
-            let dzt = dz.transpose(0, 1)?;
+            // The weight gradients ∂zᵀx and ∂zᵀh are deferred: one GEMM over all time steps.
             Ok(vec![
-                Some(dz.matmul(&w_ih)?),
-                Some(dz.matmul(&w_hh)?),
-                Some(dc),
-                Some(dzt.matmul(&x)?),
-                Some(dzt.matmul(&h)?),
-                Some(db.clone()),
-                Some(db),
+                Some(Grad::Dense(dz.matmul(&w_ih)?)),
+                Some(Grad::Dense(dz.matmul(&w_hh)?)),
+                Some(Grad::Dense(dc)),
+                Some(Grad::Outer { g: dz.clone(), x: x.detach() }),
+                Some(Grad::Outer { g: dz, x: h.detach() }),
+                Some(Grad::Dense(db.clone())),
+                Some(Grad::Dense(db)),
             ])
         });
         Ok(LstmCellOutput {

@@ -13,6 +13,7 @@
 //! | `reduce` | sum/mean/max over an axis and over all, argmax |
 //! | `shape` | reshape, permute/transpose, narrow, broadcast, concat, split/chunk, squeeze |
 //! | `matmul` | batched matmul with broadcasting and free transposes |
+//! | `linear` | `x Wᵀ + b` with a deferred weight gradient |
 //! | `softmax` | softmax and log_softmax over the last axis |
 //! | `layer_norm` | the reference LayerNorm (unbiased std, eps added to the std) |
 //! | `glu` | gated linear unit over the last axis |
@@ -26,6 +27,7 @@ mod dropout;
 mod glu;
 mod index;
 mod layer_norm;
+mod linear;
 mod lstm;
 mod matmul;
 mod reduce;

@@ -1,0 +1,249 @@
+//! Gradients as they flow through the backward pass, including two deferred forms that make
+//! recurrent weight gradients cheap.
+//!
+//! A weight used at every decoder step receives one gradient per step. Computed eagerly, each
+//! is a full `[out, in]` GEMM with a tiny inner dimension (the batch, 50) plus a full-size
+//! addition: for the LSTM and logit weights that is tens of megabytes written 17 times. Ops
+//! may instead return the gradient *as a product still to be formed*:
+//! - [`Grad::Outer`]`{ g, x }` means `gᵀ·x` (the weight gradient of `y = x Wᵀ`);
+//! - [`Grad::Rows`] means rows `ids` of a zero tensor receive `values` (an embedding's
+//!   gradient).
+//!
+//! Pieces bound for a leaf are collected in a [`Pending`] and formed once, when the walk
+//! reaches the leaf: all `g`s and `x`s stacked into one GEMM with the summed inner dimension,
+//! all rows into one scatter-add. Pieces bound for a non-leaf are formed at once (the op that
+//! receives them needs a dense tensor). The result equals the eager sum up to the order of
+//! floating-point additions.
+
+use crate::tensor::{Float, Tensor, numel};
+use crate::{Error, Result, with_float};
+
+/// A gradient on its way to an op input.
+#[derive(Clone, Debug)]
+pub enum Grad {
+    /// An ordinary tensor shaped like the input.
+    Dense(Tensor),
+    /// `gᵀ·x` with `g [rows, out]`, `x [rows, in]`: an `[out, in]` gradient not yet formed.
+    Outer {
+        /// `[rows, out]`
+        g: Tensor,
+        /// `[rows, in]`
+        x: Tensor,
+    },
+    /// Zeros of `shape` with `values [ids.len(), shape[1..]]` added at rows `ids`.
+    Rows {
+        /// Destination rows (repeats add up).
+        ids: Vec<usize>,
+        /// One slice per id.
+        values: Tensor,
+        /// The full gradient's shape.
+        shape: Vec<usize>,
+    },
+}
+
+impl From<Tensor> for Grad {
+    fn from(t: Tensor) -> Self {
+        Grad::Dense(t)
+    }
+}
+
+impl Grad {
+    /// The shape of the gradient this represents.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Grad::Dense(t) => t.shape().to_vec(),
+            Grad::Outer { g, x } => vec![g.shape()[1], x.shape()[1]],
+            Grad::Rows { shape, .. } => shape.clone(),
+        }
+    }
+
+    /// The same gradient times `f` (the gradient checker's self-test).
+    pub fn scaled(self, f: f64) -> Result<Grad> {
+        Ok(match self {
+            Grad::Dense(t) => Grad::Dense(t.mul_scalar(f)?),
+            Grad::Outer { g, x } => Grad::Outer { g: g.mul_scalar(f)?, x },
+            Grad::Rows { ids, values, shape } => Grad::Rows { ids, values: values.mul_scalar(f)?, shape },
+        })
+    }
+
+    /// Forms the gradient as a dense tensor.
+    pub fn into_dense(self) -> Result<Tensor> {
+        let mut p = Pending::default();
+        p.add(self)?;
+        p.finish()
+    }
+}
+
+/// The gradients collected for one tensor during a backward pass.
+#[derive(Default)]
+pub struct Pending {
+    dense: Option<Tensor>,
+    outer: Vec<(Tensor, Tensor)>,
+    rows: Vec<(Vec<usize>, Tensor)>,
+    shape: Option<Vec<usize>>,
+}
+
+impl Pending {
+    /// Adds one more gradient (dense parts are summed at once, in place when possible).
+    pub fn add(&mut self, g: Grad) -> Result<()> {
+        let shape = g.shape();
+        if let Some(s) = &self.shape
+            && *s != shape
+        {
+            return Err(Error::shape("backward", &[s, &shape], "gradients of one tensor to agree in shape"));
+        }
+        self.shape = Some(shape);
+        match g {
+            Grad::Dense(t) => {
+                self.dense = Some(match self.dense.take() {
+                    None => t,
+                    Some(prev) => accumulate(prev, &t)?,
+                })
+            }
+            Grad::Outer { g, x } => self.outer.push((g, x)),
+            Grad::Rows { ids, values, .. } => self.rows.push((ids, values)),
+        }
+        Ok(())
+    }
+
+    /// Forms the sum: one GEMM over all outer-product pieces, one scatter over all rows.
+    pub fn finish(self) -> Result<Tensor> {
+        let shape = self.shape.ok_or_else(|| Error::invalid("backward: an empty gradient"))?;
+        let mut total = self.dense;
+        if !self.outer.is_empty() {
+            let gs: Vec<&Tensor> = self.outer.iter().map(|(g, _)| g).collect();
+            let xs: Vec<&Tensor> = self.outer.iter().map(|(_, x)| x).collect();
+            let (g, x) = if gs.len() == 1 {
+                (gs[0].clone(), xs[0].clone())
+            } else {
+                (Tensor::concat(&gs, 0)?, Tensor::concat(&xs, 0)?)
+            };
+            let product = g.transpose(0, 1)?.matmul(&x)?;
+            total = Some(match total {
+                None => product,
+                Some(t) => accumulate(t, &product)?,
+            });
+        }
+        if !self.rows.is_empty() {
+            let dtype = self.rows[0].1.dtype();
+            let mut out = match total.take() {
+                Some(t) if exclusively_owned(&t) => t,
+                Some(t) => t.deep_copy()?,
+                None => Tensor::zeros(&shape, dtype),
+            };
+            for (ids, values) in &self.rows {
+                out = scatter_add_rows(out, ids, values)?;
+            }
+            total = Some(out);
+        }
+        total.ok_or_else(|| Error::invalid("backward: an empty gradient"))
+    }
+}
+
+/// Whether nothing else can observe `t`'s storage, so it may be written in place.
+fn exclusively_owned(t: &Tensor) -> bool {
+    std::sync::Arc::strong_count(&t.0) == 1
+        && std::sync::Arc::strong_count(&t.0.storage) == 1
+        && t.is_contiguous()
+        && t.layout().offset() == 0
+}
+
+/// `prev + g`, written into `prev`'s buffer when nothing else holds it (saves an allocation
+/// and a pass over memory for every accumulated gradient).
+pub(crate) fn accumulate(prev: Tensor, g: &Tensor) -> Result<Tensor> {
+    if prev.shape() != g.shape() || prev.dtype() != g.dtype() || !exclusively_owned(&prev) {
+        return prev.add(g);
+    }
+    with_float!(prev.dtype(), "accumulate", T => {
+        g.with_slice::<T, _>("accumulate", |gv| {
+            prev.with_data_mut::<T, _>(|pv| add_slices(pv, gv))
+        })??;
+        Ok(prev)
+    })
+}
+
+fn add_slices<T: Float>(dst: &mut [T], src: &[T]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d += s;
+    }
+}
+
+/// Adds `values` rows into `out` at rows `ids` (in place when `out` is exclusively owned).
+fn scatter_add_rows(out: Tensor, ids: &[usize], values: &Tensor) -> Result<Tensor> {
+    let out = if exclusively_owned(&out) { out } else { out.deep_copy()? };
+    let row: usize = numel(&out.shape()[1..]);
+    let rows = out.shape()[0];
+    if values.numel() != ids.len() * row {
+        return Err(Error::shape("scatter_add_rows", &[out.shape(), values.shape()], "one row of values per id"));
+    }
+    if let Some(&bad) = ids.iter().find(|&&i| i >= rows) {
+        return Err(Error::invalid(format!("scatter_add_rows: row {bad} out of range for {rows} rows")));
+    }
+    with_float!(out.dtype(), "scatter_add_rows", T => {
+        values.with_slice::<T, _>("scatter_add_rows", |v| {
+            out.with_data_mut::<T, _>(|o| {
+                for (k, &i) in ids.iter().enumerate() {
+                    add_slices(&mut o[i * row..(i + 1) * row], &v[k * row..(k + 1) * row]);
+                }
+            })
+        })??;
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::test_util::rand;
+
+    #[test]
+    fn deferred_forms_equal_their_dense_sum() {
+        let (g1, x1, g2, x2) = (rand(&[3, 4], 1), rand(&[3, 5], 2), rand(&[2, 4], 3), rand(&[2, 5], 4));
+        let d = rand(&[4, 5], 5);
+        let mut p = Pending::default();
+        p.add(Grad::Outer { g: g1.clone(), x: x1.clone() }).unwrap();
+        p.add(Grad::Dense(d.clone())).unwrap();
+        p.add(Grad::Outer { g: g2.clone(), x: x2.clone() }).unwrap();
+        p.add(Grad::Rows { ids: vec![1, 3, 1], values: rand(&[3, 5], 6), shape: vec![4, 5] }).unwrap();
+        let got = p.finish().unwrap().to_vec_f64();
+        let mut want = d
+            .add(&g1.transpose(0, 1).unwrap().matmul(&x1).unwrap())
+            .unwrap()
+            .add(&g2.transpose(0, 1).unwrap().matmul(&x2).unwrap())
+            .unwrap()
+            .to_vec_f64();
+        let v = rand(&[3, 5], 6).to_vec_f64();
+        for (k, &i) in [1usize, 3, 1].iter().enumerate() {
+            for j in 0..5 {
+                want[i * 5 + j] += v[k * 5 + j];
+            }
+        }
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn mismatched_shapes_are_an_error() {
+        let mut p = Pending::default();
+        p.add(Grad::Dense(rand(&[2, 2], 1))).unwrap();
+        assert!(p.add(Grad::Dense(rand(&[3], 1))).is_err());
+    }
+
+    #[test]
+    fn accumulate_in_place_only_when_exclusive() {
+        let a = rand(&[3], 1);
+        let keep = a.clone();
+        let b = rand(&[3], 2);
+        let sum = accumulate(a, &b).unwrap();
+        // `keep` still sees the original values: the shared buffer was not written.
+        assert_ne!(keep.to_vec_f64(), sum.to_vec_f64());
+        let c = rand(&[3], 3);
+        let before = c.to_vec_f64();
+        let s2 = accumulate(c, &b).unwrap();
+        let bv = b.to_vec_f64();
+        for i in 0..3 {
+            assert!((s2.to_vec_f64()[i] - (before[i] + bv[i])).abs() < 1e-15);
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The affine layer `y = x Wᵀ + b` as one op (PyTorch's `F.linear`), with `W [out, in]`.
+//!
+//! Forward: the output is filled with the bias rows, then one GEMM adds `x Wᵀ` into it
+//! (`beta = 1`), reading `W` through a transposed view: no copy of the weight, no second pass
+//! for the bias. Inputs of any rank fold into `[rows, in]`.
+//!
+//! Backward, with `G = ∂y` folded to `[rows, out]`:
+//! - `∂x = G W`;
+//! - `∂W = Gᵀ x`, returned deferred ([`Grad::Outer`]): a weight used at every decoder step
+//!   then gets one GEMM over all steps instead of one per step;
+//! - `∂b = Σ_rows G`.
+
+use crate::autograd::{Grad, no_grad};
+use crate::cpu::gemm::{self, MatMut, MatRef};
+use crate::tensor::{Float, Tensor};
+use crate::{Error, Result, with_float};
+
+fn forward_kernel<T: Float + gemm::GemmScalar>(
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    (rows, input, output): (usize, usize, usize),
+) -> Result<Vec<T>> {
+    let mut out = vec![<T as Float>::ZERO; rows * output];
+    if let Some(b) = b {
+        for row in out.chunks_exact_mut(output) {
+            row.copy_from_slice(b);
+        }
+    }
+    let a = MatRef { data: x, offset: 0, rows, cols: input, row_stride: input, col_stride: 1 };
+    // Wᵀ as a view: element (k, j) of Wᵀ is W[j, k] at j·input + k.
+    let wt = MatRef { data: w, offset: 0, rows: input, cols: output, row_stride: 1, col_stride: input };
+    let c = MatMut { data: &mut out, offset: 0, rows, cols: output, row_stride: output };
+    let beta = if b.is_some() { <T as Float>::ONE } else { <T as Float>::ZERO };
+    gemm::gemm(<T as Float>::ONE, a, wt, beta, c)?;
+    Ok(out)
+}
+
+impl Tensor {
+    /// `self Wᵀ + b` over the last axis: `self [..., in]`, `weight [out, in]`, `bias [out]`.
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let input = *self.shape().last().unwrap_or(&0);
+        let output = weight.shape().first().copied().unwrap_or(0);
+        let bias_ok = bias.is_none_or(|b| b.shape() == [output]);
+        if self.rank() == 0 || weight.rank() != 2 || weight.shape()[1] != input || !bias_ok {
+            let b_shape = bias.map(|b| b.shape().to_vec()).unwrap_or_default();
+            return Err(Error::shape("linear", &[self.shape(), weight.shape(), &b_shape], "x [..., in], weight [out, in], bias [out]"));
+        }
+        super::same_kind("linear", self, weight)?;
+        if let Some(b) = bias {
+            super::same_kind("linear", self, b)?;
+        }
+        let rows = self.numel() / input.max(1);
+        let mut out_shape = self.shape().to_vec();
+        *out_shape.last_mut().unwrap() = output;
+        let x2 = no_grad(|| self.reshape(&[rows, input]))?;
+        let out = with_float!(self.dtype(), "linear", T => {
+            let v = x2.with_slice::<T, _>("linear", |x| {
+                weight.with_slice::<T, _>("linear", |w| match bias {
+                    Some(b) => b.with_slice::<T, _>("linear", |bv| forward_kernel(x, w, Some(bv), (rows, input, output)))?,
+                    None => forward_kernel(x, w, None, (rows, input, output)),
+                })
+            })???;
+            Tensor::from_vec(v, &out_shape)
+        })?;
+        let (w, in_shape) = (weight.clone(), self.shape().to_vec());
+        let (needs_x, needs_w, has_bias) = (self.requires_grad(), weight.requires_grad(), bias.is_some());
+        let mut inputs = vec![self, weight];
+        if let Some(b) = bias {
+            inputs.push(b);
+        }
+        Ok(out.record_grads("linear", &inputs, move |g| {
+            let g2 = g.reshape(&[rows, output])?;
+            let gx = if needs_x { Some(Grad::Dense(g2.matmul(&w)?.reshape(&in_shape)?)) } else { None };
+            let gw = needs_w.then(|| Grad::Outer { g: g2.clone(), x: x2 });
+            let mut grads = vec![gx, gw];
+            if has_bias {
+                grads.push(Some(Grad::Dense(g2.sum_axis(0, false)?)));
+            }
+            Ok(grads)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::autograd::gradcheck::check_op;
+    use crate::ops::test_util::rand;
+
+    #[test]
+    fn equals_matmul_plus_bias() {
+        let (x, w, b) = (rand(&[2, 3, 7], 1), rand(&[5, 7], 2), rand(&[5], 3));
+        let y = x.linear(&w, Some(&b)).unwrap();
+        let want = x.matmul(&w.transpose(0, 1).unwrap()).unwrap().add(&b).unwrap();
+        for (a, c) in y.to_vec_f64().iter().zip(want.to_vec_f64()) {
+            assert!((a - c).abs() < 1e-14);
+        }
+        assert_eq!(x.linear(&w, None).unwrap().shape(), &[2, 3, 5]);
+        let e = x.linear(&rand(&[5, 6], 4), None).unwrap_err().to_string();
+        assert!(e.contains("[2, 3, 7]") && e.contains("[5, 6]"), "{e}");
+    }
+
+    #[test]
+    fn gradients() {
+        check_op("linear", |t| t[0].linear(&t[1], Some(&t[2])), &[rand(&[3, 33], 5), rand(&[7, 33], 6), rand(&[7], 7)]);
+        check_op("linear", |t| t[0].linear(&t[1], None), &[rand(&[2, 3, 5], 8), rand(&[1, 5], 9)]);
+        // The weight used twice (as in a recurrent step): its deferred pieces are summed.
+        check_op(
+            "linear",
+            |t| {
+                let h = t[0].linear(&t[1], Some(&t[2]))?.tanh()?;
+                h.linear(&t[1], Some(&t[2]))
+            },
+            &[rand(&[4, 6], 10), rand(&[6, 6], 11), rand(&[6], 12)],
+        );
+    }
+}
