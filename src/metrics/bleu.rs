@@ -80,11 +80,11 @@ impl BleuStats {
     pub fn scores(&self) -> [f64; MAX_N] {
         let mut out = [0.0; MAX_N];
         let mut b = 1.0f64;
-        for k in 0..MAX_N {
+        for (k, slot) in out.iter_mut().enumerate() {
             b *= (self.correct[k] as f64 + TINY) / (self.guess[k] as f64 + SMALL);
             // black_box keeps LLVM from turning pow(b, 0.5) into sqrt(b): Python calls libm's
             // pow, which differs from sqrt by an ulp on some inputs.
-            out[k] = b.powf(std::hint::black_box(1.0 / (k + 1) as f64));
+            *slot = b.powf(std::hint::black_box(1.0 / (k + 1) as f64));
         }
         let ratio = self.ratio();
         if ratio < 1.0 {

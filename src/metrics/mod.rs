@@ -7,6 +7,7 @@
 //! | [`ngram`] | n-grams over token ids packed into a `u128`, per-sentence counts in reference order |
 //! | [`df`] | CIDEr-D document frequencies: builder, file format |
 //! | [`cider`] | CIDEr-D: evaluation-time and the SCST reward on token indices |
+//! | [`tokenizer`] | the PTB tokenizer and punctuation filter |
 //! | [`words`] | word interning for the word-level metrics |
 //! | [`bleu`] | BLEU-1..4 (`closest`) |
 //! | [`rouge`] | ROUGE-L (β 1.2) |
@@ -19,10 +20,12 @@ pub mod df;
 pub mod ngram;
 pub mod numeric;
 pub mod rouge;
+pub mod tokenizer;
 pub mod words;
 
 pub use bleu::{BleuStats, corpus_bleu};
 pub use cider::{CiderD, CiderRefs, corpus_cider_d, reward_tokens};
 pub use df::{DfBuilder, DocumentFrequencies};
 pub use rouge::{corpus_rouge_l, rouge_l};
+pub use tokenizer::PtbTokenizer;
 pub use words::WordIds;

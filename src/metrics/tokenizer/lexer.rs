@@ -1,0 +1,384 @@
+//! The scanner: every rule of [`super::rules`] compiled into one NFA, run as a lazily built DFA
+//! over UTF-16 code units with JFlex's longest-match / first-rule semantics, and the rules'
+//! actions (pushback, normalisations).
+
+use std::collections::HashMap;
+
+use super::regex::{CharSet, Grammar, NState, Nfa};
+use super::rules::{Action, MACROS, RULES};
+
+/// "No rule accepts" in a DFA state / "transition not built yet" / "no transition".
+const NONE: u32 = u32::MAX;
+const UNKNOWN: u32 = u32::MAX;
+const DEAD: u32 = u32::MAX - 1;
+
+/// One token the scanner produced: its text (before lower-casing) or a line end, with the span
+/// of input it was scanned from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Lexeme {
+    Word(String),
+    Newline,
+}
+
+/// The compiled lexer plus its DFA cache (which grows as new inputs need new states).
+pub(super) struct Lexer {
+    nfa: Nfa,
+    /// Per rule with trailing context: entry states of `main` and of `context` in `parts`.
+    split_parts: Vec<Option<(u32, u32)>>,
+    parts: Nfa,
+    /// Equivalence class of every UTF-16 code unit.
+    class_of: Vec<u16>,
+    num_classes: usize,
+    /// Per charset id: bit set of the classes it contains.
+    set_classes: Vec<Vec<u64>>,
+    dfa_states: Vec<(Box<[u32]>, u32)>,
+    dfa_index: HashMap<Box<[u32]>, u32>,
+    /// `trans[state * num_classes + class]`.
+    trans: Vec<u32>,
+    seen: Vec<bool>,
+}
+
+impl Lexer {
+    pub(super) fn new() -> Self {
+        let grammar = Grammar::new(MACROS, true);
+        let mut nfa = Nfa::default();
+        let mut parts = Nfa::default();
+        let mut entries = Vec::with_capacity(RULES.len());
+        let mut split_parts = Vec::with_capacity(RULES.len());
+        for (i, rule) in RULES.iter().enumerate() {
+            let main = grammar.parse(rule.main);
+            let accept = nfa.accept(i as u32);
+            match rule.context {
+                Some(ctx) => {
+                    let ctx = grammar.parse(ctx);
+                    let after = nfa.compile(&ctx, accept);
+                    entries.push(nfa.compile(&main, after));
+                    let pa = parts.accept(0);
+                    let m = parts.compile(&main, pa);
+                    let pb = parts.accept(0);
+                    let c = parts.compile(&ctx, pb);
+                    split_parts.push(Some((m, c)));
+                }
+                None => {
+                    entries.push(nfa.compile(&main, accept));
+                    split_parts.push(None);
+                }
+            }
+        }
+        let start = nfa.split(entries);
+        let (class_of, num_classes, set_classes) = partition(&nfa.sets);
+        let mut lexer = Lexer {
+            seen: vec![false; nfa.states.len()],
+            nfa,
+            split_parts,
+            parts,
+            class_of,
+            num_classes,
+            set_classes,
+            dfa_states: Vec::new(),
+            dfa_index: HashMap::new(),
+            trans: Vec::new(),
+        };
+        let mut init = Vec::new();
+        lexer.nfa.closure(&[start], &mut lexer.seen, &mut init);
+        lexer.intern(init);
+        lexer
+    }
+
+    /// The DFA state for a set of NFA states (closure already taken), creating it if new.
+    fn intern(&mut self, mut states: Vec<u32>) -> u32 {
+        states.sort_unstable();
+        states.dedup();
+        if let Some(&id) = self.dfa_index.get(states.as_slice()) {
+            return id;
+        }
+        let accept = states
+            .iter()
+            .filter_map(|&s| match self.nfa.states[s as usize] {
+                NState::Accept(r) => Some(r),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(NONE);
+        let id = self.dfa_states.len() as u32;
+        let key: Box<[u32]> = states.into_boxed_slice();
+        self.dfa_index.insert(key.clone(), id);
+        self.dfa_states.push((key, accept));
+        self.trans
+            .extend(std::iter::repeat_n(UNKNOWN, self.num_classes));
+        id
+    }
+
+    fn step(&mut self, state: u32, class: usize) -> u32 {
+        let at = state as usize * self.num_classes + class;
+        let t = self.trans[at];
+        if t != UNKNOWN {
+            return t;
+        }
+        let (word, bit) = (class / 64, 1u64 << (class % 64));
+        let nexts: Vec<u32> = self.dfa_states[state as usize]
+            .0
+            .iter()
+            .filter_map(|&s| match self.nfa.states[s as usize] {
+                NState::Char { set, next } if self.set_classes[set as usize][word] & bit != 0 => {
+                    Some(next)
+                }
+                _ => None,
+            })
+            .collect();
+        let target = if nexts.is_empty() {
+            DEAD
+        } else {
+            let mut closed = Vec::new();
+            self.seen.iter_mut().for_each(|x| *x = false);
+            self.nfa.closure(&nexts, &mut self.seen, &mut closed);
+            self.intern(closed)
+        };
+        self.trans[at] = target;
+        target
+    }
+
+    /// The longest match at `pos`: `(rule, end)`; on a tie the earliest rule.
+    fn longest_match(&mut self, input: &[u16], pos: usize) -> Option<(usize, usize)> {
+        let mut state = 0u32;
+        let mut best = None;
+        for (i, &c) in input.iter().enumerate().skip(pos) {
+            state = self.step(state, usize::from(self.class_of[usize::from(c)]));
+            if state == DEAD {
+                break;
+            }
+            let accept = self.dfa_states[state as usize].1;
+            if accept != NONE {
+                best = Some((accept as usize, i + 1));
+            }
+        }
+        best
+    }
+
+    /// For a trailing-context rule matched over `input[pos..end]`: the end of the token, the
+    /// longest prefix `main` accepts such that `context` accepts the rest.
+    fn split(&self, rule: usize, input: &[u16], pos: usize, end: usize) -> usize {
+        let (main, ctx) = self.split_parts[rule].expect("rule has trailing context");
+        let text = &input[pos..end];
+        self.parts
+            .accepting_prefixes(main, text)
+            .into_iter()
+            .rev()
+            .find(|&k| self.parts.accepts(ctx, &text[k..]))
+            .map_or(end, |k| pos + k)
+    }
+
+    /// Scans all of `input`, calling `emit(lexeme, start, end)` for every token and line end.
+    pub(super) fn scan(&mut self, input: &[u16], mut emit: impl FnMut(Lexeme, usize, usize)) {
+        let mut pos = 0;
+        while pos < input.len() {
+            let Some((rule, end)) = self.longest_match(input, pos) else {
+                // Unreachable: `.` and NEWLINE cover every unit. Skip one to stay total.
+                pos += 1;
+                continue;
+            };
+            let r = &RULES[rule];
+            let tok_end = if r.context.is_some() {
+                self.split(rule, input, pos, end)
+            } else {
+                end
+            };
+            let text = &input[pos..tok_end];
+            let mut next = tok_end;
+            let word = match r.action {
+                Action::Plain => Some(utf16(text)),
+                Action::SoftHyphen => Some(remove_soft_hyphens(&utf16(text))),
+                Action::Pushback(n) => {
+                    next = tok_end - n;
+                    Some(utf16(&text[..text.len() - n]))
+                }
+                Action::Nbsp => Some(utf16(text).replace(' ', "\u{a0}")),
+                Action::Const(s) => Some(s.to_string()),
+                Action::Amp => Some(normalize_amp(&utf16(text))),
+                Action::QuoteLeft => Some(latex_quotes(&utf16(text), true)),
+                Action::QuoteRight => Some(latex_quotes(&utf16(text), false)),
+                Action::Fraction => Some(normalize_fractions(&utf16(text))),
+                Action::Currency => Some(normalize_currency(&utf16(text))),
+                Action::Acronym => {
+                    if text.len() == 2 {
+                        next = pos + 1;
+                        Some(utf16(&text[..1]))
+                    } else {
+                        next = tok_end - 1;
+                        Some(utf16(text))
+                    }
+                }
+                Action::PeriodAgain => {
+                    next = tok_end - 1;
+                    Some(utf16(text))
+                }
+                Action::Phone => Some(parens(&utf16(text).replace(' ', "\u{a0}"))),
+                Action::Parens => Some(parens(&utf16(text))),
+                Action::Dashes => Some(if (3..=4).contains(&text.len()) {
+                    "--".to_string()
+                } else {
+                    utf16(text)
+                }),
+                Action::Skip | Action::Untokenizable => None,
+                Action::Newline => {
+                    emit(Lexeme::Newline, pos, tok_end);
+                    None
+                }
+            };
+            if let Some(w) = word {
+                emit(Lexeme::Word(w), pos, tok_end);
+            }
+            pos = next;
+        }
+    }
+}
+
+/// Splits the code-unit space into classes that every charset of the NFA treats alike.
+fn partition(sets: &[CharSet]) -> (Vec<u16>, usize, Vec<Vec<u64>>) {
+    let mut bounds: Vec<u32> = vec![0, 0x1_0000];
+    for s in sets {
+        for &(a, b) in s.ranges() {
+            bounds.push(u32::from(a));
+            bounds.push(u32::from(b) + 1);
+        }
+    }
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut class_of = vec![0u16; 0x1_0000];
+    let mut signature_ids: HashMap<Vec<bool>, u16> = HashMap::new();
+    let mut representatives: Vec<u16> = Vec::new();
+    for w in bounds.windows(2) {
+        let (lo, hi) = (w[0], w[1]);
+        let sig: Vec<bool> = sets.iter().map(|s| s.contains(lo as u16)).collect();
+        let next = signature_ids.len() as u16;
+        let id = *signature_ids.entry(sig).or_insert_with(|| {
+            representatives.push(lo as u16);
+            next
+        });
+        for c in lo..hi {
+            class_of[c as usize] = id;
+        }
+    }
+    let n = representatives.len();
+    let words = n.div_ceil(64);
+    let set_classes = sets
+        .iter()
+        .map(|s| {
+            let mut bits = vec![0u64; words];
+            for (k, &rep) in representatives.iter().enumerate() {
+                if s.contains(rep) {
+                    bits[k / 64] |= 1 << (k % 64);
+                }
+            }
+            bits
+        })
+        .collect();
+    (class_of, n, set_classes)
+}
+
+/// UTF-16 to `String`, a lone surrogate written as `?` (what Java's UTF-8 encoder prints).
+pub(super) fn utf16(units: &[u16]) -> String {
+    char::decode_utf16(units.iter().copied())
+        .map(|r| r.unwrap_or('?'))
+        .collect()
+}
+
+fn remove_soft_hyphens(s: &str) -> String {
+    if !s.contains('\u{ad}') {
+        return s.to_string();
+    }
+    let out: String = s.chars().filter(|&c| c != '\u{ad}').collect();
+    if out.is_empty() { "-".to_string() } else { out }
+}
+
+/// `(?i:&amp;)` → `&`.
+fn normalize_amp(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.len() >= 5 && tail.is_char_boundary(5) && tail[..5].eq_ignore_ascii_case("&amp;") {
+            out.push('&');
+            rest = &tail[5..];
+        } else {
+            out.push('&');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// CoreNLP's `latexQuotes`: ASCII quotes by their guessed side, then the curly and angle
+/// quotes by theirs. (Its patterns are case-sensitive: `&APOS;` stays.)
+fn latex_quotes(s: &str, probably_left: bool) -> String {
+    let (single, double) = if probably_left {
+        ("`", "``")
+    } else {
+        ("'", "''")
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        let (piece, used) = if rest.starts_with("&apos;") {
+            (single, 6)
+        } else if rest.starts_with("&quot;") {
+            (double, 6)
+        } else {
+            let piece = match c {
+                '\'' => single,
+                '"' => double,
+                '\u{91}' | '\u{2018}' | '\u{201B}' | '\u{2039}' => "`",
+                '\u{92}' | '\u{2019}' | '\u{203A}' => "'",
+                '\u{93}' | '\u{201C}' | '\u{AB}' => "``",
+                '\u{94}' | '\u{201D}' | '\u{BB}' => "''",
+                _ => "",
+            };
+            if piece.is_empty() {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+                continue;
+            }
+            (piece, c.len_utf8())
+        };
+        out.push_str(piece);
+        rest = &rest[used..];
+    }
+    out
+}
+
+fn normalize_fractions(s: &str) -> String {
+    s.replace('\u{BC}', "1/4")
+        .replace('\u{BD}', "1/2")
+        .replace('\u{BE}', "3/4")
+        .replace('\u{2153}', "1/3")
+        .replace('\u{2154}', "2/3")
+}
+
+fn normalize_currency(s: &str) -> String {
+    s.replace('\u{A2}', "cents")
+        .replace('\u{A3}', "#")
+        .replace(['\u{80}', '\u{A4}', '\u{20A0}', '\u{20AC}'], "$")
+}
+
+fn parens(s: &str) -> String {
+    s.replace('(', "-LRB-").replace(')', "-RRB-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisations() {
+        assert_eq!(normalize_amp("AT&AMP;T&x"), "AT&T&x");
+        assert_eq!(latex_quotes("\"", true), "``");
+        assert_eq!(latex_quotes("'s", false), "'s");
+        assert_eq!(latex_quotes("&apos;", true), "`");
+        assert_eq!(latex_quotes("\u{201C}", false), "``");
+        assert_eq!(remove_soft_hyphens("\u{ad}"), "-");
+        assert_eq!(normalize_currency("\u{20AC}5\u{A2}"), "$5cents");
+        assert_eq!(utf16(&[0x61, 0xD800]), "a?");
+    }
+}

@@ -1,0 +1,130 @@
+//! The coco-caption tokenizer: Stanford CoreNLP 3.4.1's `PTBTokenizer -preserveLines
+//! -lowerCase`, then the toolkit's punctuation filter (`ptbtokenizer.py`, METRICS.md §1),
+//! reimplemented so no JVM is needed and the output is the same.
+//!
+//! The Java lexer scans all captions as one text, one caption a line, and some of its rules look
+//! ahead past a line end (an abbreviation's period is kept or split depending on whether the next
+//! line starts with a capital). [`PtbTokenizer::tokenize_all`] therefore scans its captions as one
+//! stream in the given order, as the toolkit does, so the result equals the toolkit's for the
+//! same caption order. Unlike the toolkit it never moves a caption to another image: a `\r`,
+//! form feed, U+2028 or other line break inside a caption, which make the Java tool emit an extra
+//! output line (shifting every later caption onto the wrong image), only separates words here.
+//!
+//! Files: [`rules`] holds the lexer's rules, [`regex`] compiles them, [`lexer`] scans,
+//! `unicode_tables` holds Java's letter/digit/upper-case classes.
+
+mod lexer;
+mod regex;
+mod rules;
+mod unicode_tables;
+
+use super::numeric::py_rstrip;
+use lexer::{Lexeme, Lexer};
+
+/// Tokens the toolkit drops after tokenizing (`ptbtokenizer.py`'s `PUNCTUATIONS`). The bracket
+/// entries are upper case while the tokens are already lower-cased, so brackets stay
+/// (`-lrb-` and friends), as in the toolkit.
+pub const PUNCTUATIONS: [&str; 17] = [
+    "''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--",
+    "...", ";",
+];
+
+/// The PTB tokenizer with the toolkit's punctuation filter. Building it compiles the lexer
+/// (milliseconds); it then caches scanner states, so reuse one value for many captions.
+pub struct PtbTokenizer {
+    lexer: Lexer,
+}
+
+impl Default for PtbTokenizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PtbTokenizer {
+    /// Compiles the lexer.
+    pub fn new() -> Self {
+        PtbTokenizer {
+            lexer: Lexer::new(),
+        }
+    }
+
+    /// Tokenizes `captions` as the toolkit tokenizes one dict of captions: one stream, one
+    /// caption a line, in this order; each result is the caption's lower-cased tokens without
+    /// punctuation, joined by single spaces (`""` if nothing is left). Always one result per
+    /// caption.
+    pub fn tokenize_all<S: AsRef<str>>(&mut self, captions: &[S]) -> Vec<String> {
+        // The toolkit replaces '\n' inside a caption by a space and joins captions with '\n'.
+        let mut input: Vec<u16> = Vec::new();
+        let mut separators: Vec<usize> = Vec::with_capacity(captions.len());
+        for (i, c) in captions.iter().enumerate() {
+            if i > 0 {
+                separators.push(input.len());
+                input.push(u16::from(b'\n'));
+            }
+            input.extend(c.as_ref().encode_utf16().map(|u| {
+                if u == u16::from(b'\n') {
+                    u16::from(b' ')
+                } else {
+                    u
+                }
+            }));
+        }
+        let mut out = Vec::with_capacity(captions.len());
+        let mut line: Vec<String> = Vec::new();
+        let mut next_sep = 0;
+        self.lexer.scan(&input, |lexeme, start, end| match lexeme {
+            Lexeme::Word(w) => line.push(w.to_lowercase()),
+            Lexeme::Newline => {
+                // Only our separators end a caption; other line breaks just separate words.
+                if next_sep < separators.len() && (start..end).contains(&separators[next_sep]) {
+                    next_sep += 1;
+                    out.push(filter_line(&line));
+                    line.clear();
+                }
+            }
+        });
+        out.push(filter_line(&line));
+        debug_assert_eq!(out.len(), captions.len().max(1));
+        out.truncate(captions.len());
+        out
+    }
+
+    /// Tokenizes one caption on its own (as the first and only line of a stream).
+    pub fn tokenize(&mut self, caption: &str) -> String {
+        self.tokenize_all(&[caption]).pop().unwrap_or_default()
+    }
+}
+
+/// What `ptbtokenizer.py` does with one output line: `' '.join(w for w in
+/// line.rstrip().split(' ') if w not in PUNCTUATIONS)`.
+fn filter_line(tokens: &[String]) -> String {
+    let joined = tokens.join(" ");
+    py_rstrip(&joined)
+        .split(' ')
+        .filter(|w| !PUNCTUATIONS.contains(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_parses_and_the_lexer_builds() {
+        let mut t = PtbTokenizer::new();
+        assert_eq!(
+            t.tokenize("He's in the U.S. now, isn't he?"),
+            "he 's in the u.s. now is n't he"
+        );
+    }
+
+    #[test]
+    fn captions_never_shift_between_images() {
+        let mut t = PtbTokenizer::new();
+        let out = t.tokenize_all(&["a\rb", "c\u{2028}d\u{c}e", "", "f\r", "g"]);
+        assert_eq!(out, ["a b", "c d e", "", "f", "g"]);
+        assert!(t.tokenize_all::<&str>(&[]).is_empty());
+    }
+}
