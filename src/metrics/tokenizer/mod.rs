@@ -74,7 +74,7 @@ impl PtbTokenizer {
         let mut line: Vec<String> = Vec::new();
         let mut next_sep = 0;
         self.lexer.scan(&input, |lexeme, start, end| match lexeme {
-            Lexeme::Word(w) => line.push(w.to_lowercase()),
+            Lexeme::Word(w) => line.push(java_lowercase(&w)),
             Lexeme::Newline => {
                 // Only our separators end a caption; other line breaks just separate words.
                 if next_sep < separators.len() && (start..end).contains(&separators[next_sep]) {
@@ -94,6 +94,89 @@ impl PtbTokenizer {
     pub fn tokenize(&mut self, caption: &str) -> String {
         self.tokenize_all(&[caption]).pop().unwrap_or_default()
     }
+}
+
+/// Java's `String.toLowerCase(Locale.ENGLISH)` of one token. It equals Rust's `to_lowercase`
+/// except for capital sigma, whose final form `ς` Java chooses with its own word segmentation:
+/// final when a cased letter precedes it and none follows it within the same word, where a
+/// word runs over letters, digits and `_` (not CJK ideographs), and over one mid-word character (a dash, `.`, `'`,
+/// `"`, soft hyphen, U+2027) between two letters. So `ΑΒΣ-ΑΒ` gives `αβσ-αβ` but `ΑΒΣ-4` gives
+/// `αβς-4`, where Rust's Unicode rule would give `ς` in both.
+fn java_lowercase(token: &str) -> String {
+    if !token.contains('\u{3a3}') {
+        return token.to_lowercase();
+    }
+    let chars: Vec<char> = token.chars().collect();
+    let mut out = String::with_capacity(token.len());
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '\u{3a3}' {
+            let before = cased_in_word(chars[..i].iter().rev().copied(), c);
+            let after = cased_in_word(chars[i + 1..].iter().copied(), c);
+            out.push(if before && !after {
+                '\u{3c2}'
+            } else {
+                '\u{3c3}'
+            });
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// Walking away from a sigma (`from`) through `chars`: whether a cased character comes before
+/// Java's word boundary.
+fn cased_in_word(chars: impl Iterator<Item = char>, from: char) -> bool {
+    let mut prev = from;
+    let mut chars = chars.peekable();
+    while let Some(c) = chars.next() {
+        // Java segments CJK ideographs and kana as words of their own.
+        let ideographic = matches!(c, '\u{2e80}'..='\u{9fff}' | '\u{f900}'..='\u{faff}');
+        if (c.is_alphanumeric() || c == '_') && !ideographic {
+            if c.is_lowercase() || c.is_uppercase() {
+                return true;
+            }
+        } else if is_mid_word(c)
+            && prev.is_alphabetic()
+            && chars.peek().is_some_and(|n| n.is_alphabetic())
+        {
+            // One mid-word character between two letters stays inside the word.
+        } else {
+            return false;
+        }
+        prev = c;
+    }
+    false
+}
+
+fn is_mid_word(c: char) -> bool {
+    matches!(
+        c,
+        '-' | '.'
+            | '\''
+            | '"'
+            | '\u{ad}'
+            | '\u{2027}'
+            | '\u{58a}'
+            | '\u{5be}'
+            | '\u{1400}'
+            | '\u{1806}'
+            | '\u{2010}'
+            ..='\u{2015}'
+                | '\u{2e17}'
+                | '\u{2e1a}'
+                | '\u{2e3a}'
+                | '\u{2e3b}'
+                | '\u{2e40}'
+                | '\u{301c}'
+                | '\u{3030}'
+                | '\u{30a0}'
+                | '\u{fe31}'
+                | '\u{fe32}'
+                | '\u{fe58}'
+                | '\u{fe63}'
+                | '\u{ff0d}'
+    )
 }
 
 /// What `ptbtokenizer.py` does with one output line: `' '.join(w for w in
@@ -118,6 +201,32 @@ mod tests {
             t.tokenize("He's in the U.S. now, isn't he?"),
             "he 's in the u.s. now is n't he"
         );
+    }
+
+    /// Cases checked against Java 17's `toLowerCase(Locale.ENGLISH)`.
+    #[test]
+    fn sigma_lowercases_as_java() {
+        for (input, java) in [
+            ("αβΣ-αβ", "αβσ-αβ"),
+            ("αβΣ4-by", "αβς4-by"),
+            ("αβΣ-4", "αβς-4"),
+            ("αβΣ4b", "αβσ4b"),
+            ("αβΣ.αβ", "αβσ.αβ"),
+            ("αβΣ:αβ", "αβς:αβ"),
+            ("αβΣ--αβ", "αβς--αβ"),
+            ("-Σ", "-σ"),
+            ("α-Σ", "α-ς"),
+            ("α4Σ", "α4ς"),
+            ("αβΣ_αβ", "αβσ_αβ"),
+        ] {
+            assert_eq!(java_lowercase(input), java, "{input}");
+        }
+        assert_eq!(
+            java_lowercase("\u{3b1}\u{3b2}\u{3a3}-\u{3b1}\u{3a3}"),
+            "\u{3b1}\u{3b2}\u{3c3}-\u{3b1}\u{3c2}"
+        );
+        assert_eq!(java_lowercase("\u{3a3}"), "\u{3c3}");
+        assert_eq!(java_lowercase("ABC"), "abc");
     }
 
     #[test]
