@@ -13,6 +13,7 @@
 //! | [`rouge`] | ROUGE-L (β 1.2) |
 //! | [`eval`] | the corpus evaluator: raw captions in, the toolkit's keys out; the METEOR/SPICE hook |
 //! | [`input`] | reading COCO results + annotations, or the combined captions/prediction form |
+//! | [`spice`] | SPICE through the external Java jar |
 //! | [`perplexity`] | perplexity from log-probabilities |
 //! | [`bad_endings`] | the share of captions ending in an article or preposition |
 
@@ -28,6 +29,7 @@ pub mod ngram;
 pub mod numeric;
 pub mod perplexity;
 pub mod rouge;
+pub mod spice;
 pub mod tokenizer;
 pub mod words;
 

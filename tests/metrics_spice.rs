@@ -1,0 +1,98 @@
+//! The SPICE step with a fake `java`: a shell script that checks it was called like the
+//! toolkit calls SPICE and answers in SPICE's output format (including the bare `NaN` Java
+//! writes for undefined subset scores), so the runner's plumbing is tested without Java or
+//! CoreNLP.
+#![cfg(unix)]
+
+use aoanet::metrics::spice::{CORENLP_JARS, Spice};
+use aoanet::metrics::{EvalSet, Evaluator, ImageKey};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Answers `f = 0.(image_id + 1)` for every image, and logs its arguments to `args.txt`.
+pub const FAKE_JAVA: &str = r#"#!/bin/sh
+here=$(dirname "$0")
+echo "$@" > "$here/args.txt"
+[ "$1" = "-jar" ] || { echo "expected -jar first" >&2; exit 3; }
+in=$4; out=""; prev=""
+for a in "$@"; do
+  [ "$prev" = "-out" ] && out=$a
+  prev=$a
+done
+[ -n "$out" ] || { echo "no -out" >&2; exit 4; }
+{
+  printf '['
+  sep=''
+  for id in $(grep -o '"image_id":[0-9]*' "$in" | cut -d: -f2); do
+    printf '%s{"image_id":%s,"scores":{"All":{"f":0.%s,"pr":0.5,"re":0.5},"Color":{"f":NaN}}}' "$sep" "$id" "$((id + 1))"
+    sep=','
+  done
+  printf ']'
+} > "$out"
+"#;
+
+/// A folder with `bin/java` (the fake) and `spice/spice-1.0.jar` + `spice/lib/*.jar`.
+pub fn fake_setup(root: &Path) -> (PathBuf, PathBuf) {
+    let bin = root.join("bin");
+    let spice = root.join("spice");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(spice.join("lib")).unwrap();
+    let java = bin.join("java");
+    std::fs::write(&java, FAKE_JAVA).unwrap();
+    std::fs::set_permissions(&java, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let jar = spice.join("spice-1.0.jar");
+    std::fs::write(&jar, b"fake").unwrap();
+    for j in CORENLP_JARS {
+        std::fs::write(spice.join("lib").join(j), b"fake").unwrap();
+    }
+    (java, jar)
+}
+
+#[test]
+fn spice_runs_the_jar_and_maps_scores_back() {
+    let root = std::env::temp_dir().join(format!("aoanet-spice-test-{}", std::process::id()));
+    let (java, jar) = fake_setup(&root);
+    let spice = Spice::with_java(&jar, &java).unwrap();
+    let set = EvalSet {
+        // Unsorted ids: per-image values must still land on their own images.
+        keys: vec![ImageKey::Id(30), ImageKey::Id(10), ImageKey::Id(20)],
+        candidates: vec!["a dog.".into(), "a cat".into(), "\"quoted\" caption".into()],
+        references: vec![vec!["a dog".into()], vec!["a cat".into()], vec!["x".into()]],
+    };
+    let e = Evaluator::offline().with_spice(&spice).evaluate(&set).unwrap();
+    assert_eq!(e.image(0, "SPICE"), Some(0.1));
+    assert_eq!(e.image(1, "SPICE"), Some(0.2));
+    assert_eq!(e.image(2, "SPICE"), Some(0.3));
+    // Mean in sorted-id order: ids 10, 20, 30 -> 0.2, 0.3, 0.1.
+    assert_eq!(e.get("SPICE"), Some((0.2 + 0.3 + 0.1) / 3.0));
+    let args = std::fs::read_to_string(root.join("bin/args.txt")).unwrap();
+    assert!(
+        args.starts_with(&format!("-jar -Xmx8G {}", jar.display())) && args.contains("-subset -silent"),
+        "{args}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_failing_spice_run_reports_its_stderr() {
+    let root = std::env::temp_dir().join(format!("aoanet-spice-fail-{}", std::process::id()));
+    let (java, jar) = fake_setup(&root);
+    std::fs::write(
+        &java,
+        "#!/bin/sh\necho 'Exception in thread \"main\" java.lang.NoClassDefFoundError: edu/stanford/nlp/semgraph/semgrex/SemgrexPattern' >&2\nexit 1\n",
+    )
+    .unwrap();
+    let spice = Spice::with_java(&jar, &java).unwrap();
+    let set = EvalSet {
+        keys: vec![ImageKey::Id(1)],
+        candidates: vec!["a".into()],
+        references: vec![vec!["a".into()]],
+    };
+    let e = Evaluator::offline()
+        .with_spice(&spice)
+        .evaluate(&set)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SPICE") && e.contains("NoClassDefFoundError"), "{e}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
