@@ -4,49 +4,11 @@
 //! CoreNLP.
 #![cfg(unix)]
 
-use aoanet::metrics::spice::{CORENLP_JARS, Spice};
+mod metrics_support;
+
+use aoanet::metrics::spice::Spice;
 use aoanet::metrics::{EvalSet, Evaluator, ImageKey};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-
-/// Answers `f = 0.(image_id + 1)` for every image, and logs its arguments to `args.txt`.
-pub const FAKE_JAVA: &str = r#"#!/bin/sh
-here=$(dirname "$0")
-echo "$@" > "$here/args.txt"
-[ "$1" = "-jar" ] || { echo "expected -jar first" >&2; exit 3; }
-in=$4; out=""; prev=""
-for a in "$@"; do
-  [ "$prev" = "-out" ] && out=$a
-  prev=$a
-done
-[ -n "$out" ] || { echo "no -out" >&2; exit 4; }
-{
-  printf '['
-  sep=''
-  for id in $(grep -o '"image_id":[0-9]*' "$in" | cut -d: -f2); do
-    printf '%s{"image_id":%s,"scores":{"All":{"f":0.%s,"pr":0.5,"re":0.5},"Color":{"f":NaN}}}' "$sep" "$id" "$((id + 1))"
-    sep=','
-  done
-  printf ']'
-} > "$out"
-"#;
-
-/// A folder with `bin/java` (the fake) and `spice/spice-1.0.jar` + `spice/lib/*.jar`.
-pub fn fake_setup(root: &Path) -> (PathBuf, PathBuf) {
-    let bin = root.join("bin");
-    let spice = root.join("spice");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::create_dir_all(spice.join("lib")).unwrap();
-    let java = bin.join("java");
-    std::fs::write(&java, FAKE_JAVA).unwrap();
-    std::fs::set_permissions(&java, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let jar = spice.join("spice-1.0.jar");
-    std::fs::write(&jar, b"fake").unwrap();
-    for j in CORENLP_JARS {
-        std::fs::write(spice.join("lib").join(j), b"fake").unwrap();
-    }
-    (java, jar)
-}
+use metrics_support::fake_spice_setup as fake_setup;
 
 #[test]
 fn spice_runs_the_jar_and_maps_scores_back() {
@@ -59,7 +21,10 @@ fn spice_runs_the_jar_and_maps_scores_back() {
         candidates: vec!["a dog.".into(), "a cat".into(), "\"quoted\" caption".into()],
         references: vec![vec!["a dog".into()], vec!["a cat".into()], vec!["x".into()]],
     };
-    let e = Evaluator::offline().with_spice(&spice).evaluate(&set).unwrap();
+    let e = Evaluator::offline()
+        .with_spice(&spice)
+        .evaluate(&set)
+        .unwrap();
     assert_eq!(e.image(0, "SPICE"), Some(0.1));
     assert_eq!(e.image(1, "SPICE"), Some(0.2));
     assert_eq!(e.image(2, "SPICE"), Some(0.3));
@@ -67,7 +32,8 @@ fn spice_runs_the_jar_and_maps_scores_back() {
     assert_eq!(e.get("SPICE"), Some((0.2 + 0.3 + 0.1) / 3.0));
     let args = std::fs::read_to_string(root.join("bin/args.txt")).unwrap();
     assert!(
-        args.starts_with(&format!("-jar -Xmx8G {}", jar.display())) && args.contains("-subset -silent"),
+        args.starts_with(&format!("-jar -Xmx8G {}", jar.display()))
+            && args.contains("-subset -silent"),
         "{args}"
     );
     std::fs::remove_dir_all(&root).unwrap();
@@ -93,6 +59,9 @@ fn a_failing_spice_run_reports_its_stderr() {
         .evaluate(&set)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("SPICE") && e.contains("NoClassDefFoundError"), "{e}");
+    assert!(
+        e.contains("SPICE") && e.contains("NoClassDefFoundError"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&root).unwrap();
 }
