@@ -45,7 +45,11 @@ fn check(results: &Path, annotations: Option<&Path>, per_image: &str, dataset: &
             assert_eq!(e.get(key), None);
             continue;
         }
-        worst.check(|| format!("corpus {key}"), e.get(key).unwrap(), num(scores, key));
+        worst.check(
+            || format!("corpus {key}"),
+            e.get(key).unwrap(),
+            num(scores, key),
+        );
     }
     let mut tokens_differ = 0;
     for (i, row) in rows.iter().enumerate() {
@@ -57,7 +61,11 @@ fn check(results: &Path, annotations: Option<&Path>, per_image: &str, dataset: &
             println!("tokenized text differs for image {}", e.keys[i]);
         }
         for key in ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr"] {
-            worst.check(|| format!("{} {key}", e.keys[i]), e.image(i, key).unwrap(), num(row, key));
+            worst.check(
+                || format!("{} {key}", e.keys[i]),
+                e.image(i, key).unwrap(),
+                num(row, key),
+            );
         }
     }
     println!(
@@ -120,7 +128,12 @@ fn bad_input_files_are_errors_naming_the_file() {
     let not_array = tmp.write("obj.json", r#"{"image_id": 1}"#);
     load_error(&not_array, Some(&ann), &not_array, "expected a JSON array");
     let no_caption = tmp.write("nocap.json", r#"[{"image_id": 1}]"#);
-    load_error(&no_caption, Some(&ann), &no_caption, "result 0: no \"caption\"");
+    load_error(
+        &no_caption,
+        Some(&ann),
+        &no_caption,
+        "result 0: no \"caption\"",
+    );
     let twice = tmp.write(
         "twice.json",
         r#"[{"image_id": 1, "caption": "x"}, {"image_id": 1, "caption": "y"}]"#,
@@ -129,7 +142,12 @@ fn bad_input_files_are_errors_naming_the_file() {
     let unknown = tmp.write("unknown.json", r#"[{"image_id": 7, "caption": "x"}]"#);
     load_error(&unknown, Some(&ann), &ann, "not in");
     let no_refs = tmp.write("norefs.json", r#"[{"image_id": 2, "caption": "x"}]"#);
-    load_error(&no_refs, Some(&ann), &ann, "image 2 has a result but no reference");
+    load_error(
+        &no_refs,
+        Some(&ann),
+        &ann,
+        "image 2 has a result but no reference",
+    );
     let good = tmp.write("good.json", r#"[{"image_id": 1, "caption": "A cat."}]"#);
     load_error(&good, None, &good, "--references");
     let bad_ann = tmp.write("badann.json", r#"{"images": []}"#);
@@ -138,8 +156,18 @@ fn bad_input_files_are_errors_naming_the_file() {
         "combined.json",
         r#"[{"image_name": "x", "captions": ["a"], "prediction": 3}]"#,
     );
-    load_error(&combined, None, &combined, "entry 0: caption is not a string");
-    load_error(&fixture("edge_cases.json"), Some(&ann), &fixture("edge_cases.json"), "no references file");
+    load_error(
+        &combined,
+        None,
+        &combined,
+        "entry 0: caption is not a string",
+    );
+    load_error(
+        &fixture("edge_cases.json"),
+        Some(&ann),
+        &fixture("edge_cases.json"),
+        "no references file",
+    );
     let (set, info) = load(&good, Some(&ann)).unwrap();
     assert_eq!((set.len(), info.images_without_result), (1, 1));
 }

@@ -28,24 +28,33 @@ pub struct BleuStats {
 impl BleuStats {
     /// Counts one candidate (token ids) against its references.
     pub fn new<S: AsRef<[u32]>>(candidate: &[u32], refs: &[S]) -> Self {
-        let mut max_counts: FastMap<NgramKey, u32> = FastMap::default();
+        let refs: Vec<NgramCounts> = refs.iter().map(|r| NgramCounts::new(r.as_ref())).collect();
+        let refs: Vec<&NgramCounts> = refs.iter().collect();
+        Self::from_counts(&NgramCounts::new(candidate), &refs, &mut FastMap::default())
+    }
+
+    /// Counts from precomputed n-gram counts; `max_counts` is scratch (cleared here).
+    pub(crate) fn from_counts(
+        cand: &NgramCounts,
+        refs: &[&NgramCounts],
+        max_counts: &mut FastMap<NgramKey, u32>,
+    ) -> Self {
+        max_counts.clear();
         let mut reflens = Vec::with_capacity(refs.len());
         for r in refs {
-            let r = r.as_ref();
             reflens.push(r.len());
-            for &(k, c) in NgramCounts::new(r).all() {
+            for &(k, c) in r.all() {
                 let m = max_counts.entry(k).or_insert(0);
                 *m = (*m).max(c);
             }
         }
-        let testlen = candidate.len();
+        let testlen = cand.len();
         // min over (|l - testlen|, l): the closest length, the shorter one on a tie.
         let reflen = reflens
             .iter()
             .map(|&l| (l.abs_diff(testlen), l))
             .min()
             .map_or(0, |(_, l)| l);
-        let cand = NgramCounts::new(candidate);
         let mut correct = [0usize; MAX_N];
         for (k, slot) in correct.iter_mut().enumerate() {
             for &(key, c) in cand.order(k + 1) {

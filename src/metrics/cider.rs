@@ -96,10 +96,11 @@ impl CiderD {
         &self.df
     }
 
+    /// `ref_len − ln(max(1, df))`: the idf of an n-gram (`ref_len` if no image has it).
     #[inline]
-    fn weight(&self, key: NgramKey, tf: u32) -> f64 {
+    fn idf(&self, key: NgramKey) -> f64 {
         let df = f64::from(self.df.get_key(key)).max(1.0);
-        f64::from(tf) * (self.ref_len - df.ln())
+        self.ref_len - df.ln()
     }
 
     #[inline]
@@ -112,25 +113,37 @@ impl CiderD {
 
     /// Precomputes the reference side of one image from its references' token ids.
     pub fn prepare<S: AsRef<[u32]>>(&self, refs: &[S]) -> CiderRefs {
-        let num_refs = refs.len();
         let counted: Vec<NgramCounts> = refs.iter().map(|r| NgramCounts::new(r.as_ref())).collect();
+        let counted: Vec<&NgramCounts> = counted.iter().collect();
+        self.prepare_counts(&counted)
+    }
+
+    /// [`prepare`](Self::prepare) from the references' precomputed n-gram counts.
+    pub fn prepare_counts(&self, refs: &[&NgramCounts]) -> CiderRefs {
+        let num_refs = refs.len();
         let mut slots: FastMap<NgramKey, u32> = FastMap::default();
-        for c in &counted {
+        let mut idf: Vec<f64> = Vec::new();
+        for c in refs {
             for &(k, _) in c.all() {
-                let next = slots.len() as u32;
-                slots.entry(k).or_insert(next);
+                slots.entry(k).or_insert_with(|| {
+                    // One idf per distinct n-gram: the same value the reference recomputes
+                    // for every occurrence.
+                    idf.push(self.idf(k));
+                    (idf.len() - 1) as u32
+                });
             }
         }
         let mut weights = vec![0.0; slots.len() * num_refs];
         let mut norms = Vec::with_capacity(num_refs);
         let mut lengths = Vec::with_capacity(num_refs);
-        for (r, c) in counted.iter().enumerate() {
+        for (r, c) in refs.iter().enumerate() {
             let mut norm = [0.0f64; MAX_N];
             for (n, acc) in norm.iter_mut().enumerate() {
                 for &(k, tf) in c.order(n + 1) {
-                    let w = self.weight(k, tf);
+                    let slot = slots[&k] as usize;
+                    let w = f64::from(tf) * idf[slot];
                     *acc += w * w;
-                    weights[slots[&k] as usize * num_refs + r] = w;
+                    weights[slot * num_refs + r] = w;
                 }
             }
             norms.push(norm.map(f64::sqrt));
@@ -147,18 +160,22 @@ impl CiderD {
     /// CIDEr-D of `candidate` against prepared references (×10 scale, as the reference).
     /// 0 for an image without references.
     pub fn score(&self, candidate: &[u32], refs: &CiderRefs) -> f64 {
+        self.score_counts(&NgramCounts::new(candidate), refs)
+    }
+
+    /// [`score`](Self::score) from the candidate's precomputed n-gram counts.
+    pub fn score_counts(&self, cand: &NgramCounts, refs: &CiderRefs) -> f64 {
         let num_refs = refs.num_refs();
         if num_refs == 0 {
             return 0.0;
         }
-        let cand = NgramCounts::new(candidate);
         // val[r * MAX_N + n]: the clipped dot product, accumulated over the candidate's n-grams
         // of order n+1 in first-occurrence order, for every reference at once.
         let mut val = vec![0.0f64; num_refs * MAX_N];
         let mut norm_c = [0.0f64; MAX_N];
         for (n, norm) in norm_c.iter_mut().enumerate() {
             for &(k, tf) in cand.order(n + 1) {
-                let w = self.weight(k, tf);
+                let w = f64::from(tf) * self.idf(k);
                 *norm += w * w;
                 if let Some(&slot) = refs.slots.get(&k) {
                     let row = &refs.weights[slot as usize * num_refs..][..num_refs];

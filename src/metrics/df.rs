@@ -31,7 +31,7 @@
 //! Writing goes to a temporary file in the same folder, then renames it into place.
 
 use super::hash::{FastMap, FastSet};
-use super::ngram::{MAX_N, NgramKey, ngram_ids, ngram_key, ngram_order};
+use super::ngram::{MAX_N, NgramCounts, NgramKey, ngram_ids, ngram_key, ngram_order};
 use crate::{Error, Result};
 use std::io::Write;
 use std::path::Path;
@@ -278,6 +278,20 @@ impl DfBuilder {
                 for w in r.windows(n) {
                     self.seen.insert(ngram_key(w));
                 }
+            }
+        }
+        for &k in &self.seen {
+            *self.counts.entry(k).or_insert(0) += 1;
+        }
+        self.num_images += 1;
+    }
+
+    /// [`add_image`](Self::add_image) from the references' precomputed n-gram counts.
+    pub fn add_image_counts(&mut self, refs: &[&NgramCounts]) {
+        self.seen.clear();
+        for r in refs {
+            for &(k, _) in r.all() {
+                self.seen.insert(k);
             }
         }
         for &k in &self.seen {

@@ -7,10 +7,15 @@
 //! when given one (METEOR from `crate::metrics::meteor`, SPICE from [`super::spice`]).
 //! A metric that was not computed is `None` (`null` in JSON).
 
-use super::bleu::{BleuStats, corpus_bleu};
-use super::cider::corpus_cider_d;
-use super::rouge::corpus_rouge_l;
-use super::tokenizer::PtbTokenizer;
+use super::bleu::BleuStats;
+use super::cider::CiderD;
+use super::df::DfBuilder;
+use super::hash::FastMap;
+use super::ngram::NgramCounts;
+use super::numeric::{is_py_space, np_mean};
+use super::parallel::par_map;
+use super::rouge::rouge_l;
+use super::tokenizer::{PtbTokenizer, tokenize_all_parallel};
 use super::words::WordIds;
 use crate::json::{self, Value};
 use crate::{Error, Result};
@@ -239,36 +244,22 @@ impl<'a> Evaluator<'a> {
         let mut bleu_stats = None;
 
         if self.bleu || self.rouge || self.cider {
-            let mut words = WordIds::new();
-            if self.bleu || self.cider {
-                let c: Vec<Vec<u32>> = cands.iter().map(|s| words.split_whitespace(s)).collect();
-                let r: Vec<Vec<Vec<u32>>> = refs
-                    .iter()
-                    .map(|rs| rs.iter().map(|s| words.split_whitespace(s)).collect())
-                    .collect();
-                if self.bleu {
-                    let (totals, scores, per) = corpus_bleu(&c, &r);
-                    for k in 0..4 {
-                        corpus[k] = Some(scores[k]);
-                        for (img, p) in per_image.iter_mut().zip(&per) {
-                            img[k] = Some(p[k]);
-                        }
+            let offline = offline_scores(self, &cands, &refs)?;
+            if let Some((totals, per)) = offline.bleu {
+                let scores = totals.scores();
+                for k in 0..4 {
+                    corpus[k] = Some(scores[k]);
+                    for (img, p) in per_image.iter_mut().zip(&per) {
+                        img[k] = Some(p[k]);
                     }
-                    bleu_stats = Some(totals);
                 }
-                if self.cider {
-                    let (score, per) = corpus_cider_d(&c, &r)?;
-                    fill(&mut corpus, &mut per_image, CIDER, score, &per);
-                }
+                bleu_stats = Some(totals);
             }
-            if self.rouge {
-                let c: Vec<Vec<u32>> = cands.iter().map(|s| words.split_space(s)).collect();
-                let r: Vec<Vec<Vec<u32>>> = refs
-                    .iter()
-                    .map(|rs| rs.iter().map(|s| words.split_space(s)).collect())
-                    .collect();
-                let (score, per) = corpus_rouge_l(&c, &r);
-                fill(&mut corpus, &mut per_image, ROUGE_L, score, &per);
+            if let Some(per) = offline.cider {
+                fill(&mut corpus, &mut per_image, CIDER, np_mean(&per), &per);
+            }
+            if let Some(per) = offline.rouge {
+                fill(&mut corpus, &mut per_image, ROUGE_L, np_mean(&per), &per);
             }
         }
         for (slot, ext) in [(METEOR, self.meteor), (SPICE, self.spice)] {
@@ -295,6 +286,107 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// Per-image results of the in-process scorers.
+struct Offline {
+    bleu: Option<(BleuStats, Vec<[f64; 4]>)>,
+    cider: Option<Vec<f64>>,
+    rouge: Option<Vec<f64>>,
+}
+
+/// BLEU, CIDEr-D and ROUGE-L over tokenized text: words interned once, n-grams counted once
+/// per sentence and shared by BLEU, the document frequencies and CIDEr-D, images scored in
+/// parallel (each image's scores do not depend on the thread count).
+fn offline_scores(ev: &Evaluator<'_>, cands: &[String], refs: &[Vec<String>]) -> Result<Offline> {
+    let mut words = WordIds::new();
+    // BLEU and CIDEr-D split on any whitespace, ROUGE-L on single spaces.
+    let cand_ws: Vec<Vec<u32>> = cands.iter().map(|s| words.split_whitespace(s)).collect();
+    let ref_ws: Vec<Vec<Vec<u32>>> = refs
+        .iter()
+        .map(|rs| rs.iter().map(|s| words.split_whitespace(s)).collect())
+        .collect();
+    let mut space_split = |s: &str, ws: &Vec<u32>| {
+        if !s.is_empty() && !s.chars().any(|c| c != ' ' && is_py_space(c)) && !s.contains("  ") {
+            ws.clone()
+        } else {
+            words.split_space(s)
+        }
+    };
+    let (cand_sp, ref_sp): (Vec<Vec<u32>>, Vec<Vec<Vec<u32>>>) = if ev.rouge {
+        (
+            cands
+                .iter()
+                .zip(&cand_ws)
+                .map(|(s, w)| space_split(s, w))
+                .collect(),
+            refs.iter()
+                .zip(&ref_ws)
+                .map(|(rs, ws)| rs.iter().zip(ws).map(|(s, w)| space_split(s, w)).collect())
+                .collect(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+
+    let counts = ev.bleu || ev.cider;
+    let cand_counts: Vec<NgramCounts> = if counts {
+        par_map(&cand_ws, 1024, |s| NgramCounts::new(s))
+    } else {
+        Vec::new()
+    };
+    let ref_counts: Vec<Vec<NgramCounts>> = if counts {
+        par_map(&ref_ws, 256, |rs| {
+            rs.iter().map(|s| NgramCounts::new(s)).collect()
+        })
+    } else {
+        Vec::new()
+    };
+    let cider = if ev.cider {
+        let mut b = DfBuilder::new();
+        for rs in &ref_counts {
+            b.add_image_counts(&rs.iter().collect::<Vec<_>>());
+        }
+        Some(CiderD::new(b.finish())?)
+    } else {
+        None
+    };
+
+    let images: Vec<usize> = (0..cands.len()).collect();
+    let (do_bleu, do_rouge) = (ev.bleu, ev.rouge);
+    let per: Vec<(Option<BleuStats>, Option<f64>, Option<f64>)> = par_map(&images, 128, |&i| {
+        let rc: Vec<&NgramCounts> = if counts {
+            ref_counts[i].iter().collect()
+        } else {
+            Vec::new()
+        };
+        let bleu =
+            do_bleu.then(|| BleuStats::from_counts(&cand_counts[i], &rc, &mut FastMap::default()));
+        let cider = cider
+            .as_ref()
+            .map(|s| s.score_counts(&cand_counts[i], &s.prepare_counts(&rc)));
+        let rouge = do_rouge.then(|| rouge_l(&cand_sp[i], &ref_sp[i]));
+        (bleu, cider, rouge)
+    });
+    let bleu = ev.bleu.then(|| {
+        let mut totals = BleuStats::default();
+        let mut scores = Vec::with_capacity(per.len());
+        for (b, _, _) in &per {
+            let b = b.as_ref().expect("BLEU computed");
+            totals.add(b);
+            scores.push(b.scores());
+        }
+        (totals, scores)
+    });
+    Ok(Offline {
+        bleu,
+        cider: ev
+            .cider
+            .then(|| per.iter().map(|p| p.1.expect("CIDEr computed")).collect()),
+        rouge: ev
+            .rouge
+            .then(|| per.iter().map(|p| p.2.expect("ROUGE computed")).collect()),
+    })
+}
+
 fn fill(
     corpus: &mut [Option<f64>; 8],
     per_image: &mut [[Option<f64>; 8]],
@@ -308,19 +400,27 @@ fn fill(
     }
 }
 
-/// The toolkit's two tokenizer runs: all references as one stream, all candidates as another.
+/// The toolkit's two tokenizer runs: all references as one stream, all candidates as another
+/// (each spread over threads with the same result as one stream).
 fn tokenize(set: &EvalSet) -> (Vec<String>, Vec<Vec<String>>) {
     let flat: Vec<&str> = set
         .references
         .iter()
         .flat_map(|rs| rs.iter().map(String::as_str))
         .collect();
-    // Two independent scans: run them on two threads.
-    let (cands, flat_tok) = std::thread::scope(|s| {
-        let refs = s.spawn(|| PtbTokenizer::new().tokenize_all(&flat));
-        let cands = PtbTokenizer::new().tokenize_all(&set.candidates);
-        (cands, refs.join().expect("tokenizer thread"))
-    });
+    let (cands, flat_tok) = if flat.len() + set.candidates.len() < 4096 {
+        // Small sets: the two streams side by side.
+        std::thread::scope(|s| {
+            let refs = s.spawn(|| PtbTokenizer::new().tokenize_all(&flat));
+            let cands = PtbTokenizer::new().tokenize_all(&set.candidates);
+            (cands, refs.join().expect("tokenizer thread"))
+        })
+    } else {
+        (
+            tokenize_all_parallel(&set.candidates),
+            tokenize_all_parallel(&flat),
+        )
+    };
     let mut it = flat_tok.into_iter();
     let refs = set
         .references

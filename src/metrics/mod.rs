@@ -18,6 +18,7 @@
 //! | [`bad_endings`] | the share of captions ending in an article or preposition |
 
 mod hash;
+mod parallel;
 
 pub mod bad_endings;
 pub mod bleu;

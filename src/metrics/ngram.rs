@@ -57,6 +57,9 @@ pub fn ngram_ids(key: NgramKey) -> Vec<u32> {
         .collect()
 }
 
+/// Up to this many n-grams of one order, duplicates are found by a linear scan.
+const LINEAR_DEDUP_MAX: usize = 48;
+
 /// The n-grams (n = 1..=4) of one sentence with their counts, grouped by order and, within an
 /// order, in order of first occurrence: the iteration order of the reference's `precook` dict.
 #[derive(Clone, Debug, Default)]
@@ -72,34 +75,42 @@ pub struct NgramCounts {
 impl NgramCounts {
     /// Counts the 1..=4-grams of `tokens`.
     pub fn new(tokens: &[u32]) -> Self {
-        let mut c = NgramCounts::default();
-        let mut index = FastMap::default();
-        c.recount(tokens, &mut index);
-        c
-    }
-
-    /// Recounts for `tokens`, reusing this value's buffers and the caller's `index` scratch map
-    /// (cleared here), so a hot loop allocates nothing once warm.
-    pub(crate) fn recount(&mut self, tokens: &[u32], index: &mut FastMap<NgramKey, u32>) {
-        self.entries.clear();
-        self.len = tokens.len();
-        self.starts[0] = 0;
+        let mut c = NgramCounts {
+            entries: Vec::with_capacity(4 * tokens.len()),
+            starts: [0; MAX_N + 1],
+            len: tokens.len(),
+        };
         for n in 1..=MAX_N {
-            index.clear();
+            let start = c.entries.len();
             if tokens.len() >= n {
-                for w in tokens.windows(n) {
-                    let key = ngram_key(w);
-                    match index.get(&key) {
-                        Some(&at) => self.entries[at as usize].1 += 1,
-                        None => {
-                            index.insert(key, self.entries.len() as u32);
-                            self.entries.push((key, 1));
+                let windows = tokens.len() - n + 1;
+                if windows <= LINEAR_DEDUP_MAX {
+                    // Short sentences: a linear scan beats hashing and allocates nothing.
+                    for w in tokens.windows(n) {
+                        let key = ngram_key(w);
+                        match c.entries[start..].iter_mut().find(|(k, _)| *k == key) {
+                            Some(e) => e.1 += 1,
+                            None => c.entries.push((key, 1)),
+                        }
+                    }
+                } else {
+                    let mut index: FastMap<NgramKey, u32> = FastMap::default();
+                    index.reserve(windows);
+                    for w in tokens.windows(n) {
+                        let key = ngram_key(w);
+                        match index.get(&key) {
+                            Some(&at) => c.entries[at as usize].1 += 1,
+                            None => {
+                                index.insert(key, c.entries.len() as u32);
+                                c.entries.push((key, 1));
+                            }
                         }
                     }
                 }
             }
-            self.starts[n] = self.entries.len();
+            c.starts[n] = c.entries.len();
         }
+        c
     }
 
     /// Number of tokens in the sentence.
@@ -155,5 +166,15 @@ mod tests {
         assert_eq!(c.order(4).len(), 1);
         assert_eq!(c.all().len(), 7);
         assert!(NgramCounts::new(&[]).all().is_empty());
+    }
+
+    #[test]
+    fn long_sentences_count_the_same_through_the_hash_path() {
+        let long: Vec<u32> = (0..300).map(|i| (i * 7 % 13) as u32).collect();
+        let c = NgramCounts::new(&long);
+        assert_eq!(c.order(1).iter().map(|e| e.1).sum::<u32>(), 300);
+        assert_eq!(c.order(1).len(), 13);
+        assert_eq!(ngram_ids(c.order(1)[1].0), vec![7]);
+        assert_eq!(c.order(4).iter().map(|e| e.1).sum::<u32>(), 297);
     }
 }

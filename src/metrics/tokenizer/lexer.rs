@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::regex::{CharSet, Grammar, NState, Nfa};
+use super::regex::{CharSet, Grammar, NState, Nfa, Scratch};
 use super::rules::{Action, MACROS, RULES};
 
 /// "No rule accepts" in a DFA state / "transition not built yet" / "no transition".
@@ -20,12 +20,25 @@ pub(super) enum Lexeme {
     Newline,
 }
 
+/// Where a trailing-context rule's token ends within its match.
+#[derive(Clone, Copy, Debug)]
+enum Split {
+    /// `main` always matches this many units.
+    FixedMain(usize),
+    /// `context` always matches this many units.
+    FixedContext(usize),
+    /// Entry states of `main` and `context` in the `parts` NFA: the longest `main` prefix
+    /// whose rest `context` accepts.
+    General(u32, u32),
+}
+
 /// The compiled lexer plus its DFA cache (which grows as new inputs need new states).
 pub(super) struct Lexer {
     nfa: Nfa,
-    /// Per rule with trailing context: entry states of `main` and of `context` in `parts`.
-    split_parts: Vec<Option<(u32, u32)>>,
+    /// Per rule with trailing context: how to find where its token ends.
+    split_parts: Vec<Option<Split>>,
     parts: Nfa,
+    parts_scratch: Scratch,
     /// Equivalence class of every UTF-16 code unit.
     class_of: Vec<u16>,
     num_classes: usize,
@@ -53,11 +66,18 @@ impl Lexer {
                     let ctx = grammar.parse(ctx);
                     let after = nfa.compile(&ctx, accept);
                     entries.push(nfa.compile(&main, after));
-                    let pa = parts.accept(0);
-                    let m = parts.compile(&main, pa);
-                    let pb = parts.accept(0);
-                    let c = parts.compile(&ctx, pb);
-                    split_parts.push(Some((m, c)));
+                    let split = match (main.fixed_len(), ctx.fixed_len()) {
+                        (Some(n), _) => Split::FixedMain(n),
+                        (None, Some(n)) => Split::FixedContext(n),
+                        (None, None) => {
+                            let pa = parts.accept(0);
+                            let m = parts.compile(&main, pa);
+                            let pb = parts.accept(0);
+                            let c = parts.compile(&ctx, pb);
+                            Split::General(m, c)
+                        }
+                    };
+                    split_parts.push(Some(split));
                 }
                 None => {
                     entries.push(nfa.compile(&main, accept));
@@ -72,6 +92,7 @@ impl Lexer {
             nfa,
             split_parts,
             parts,
+            parts_scratch: Scratch::default(),
             class_of,
             num_classes,
             set_classes,
@@ -138,41 +159,58 @@ impl Lexer {
         target
     }
 
-    /// The longest match at `pos`: `(rule, end)`; on a tie the earliest rule.
-    fn longest_match(&mut self, input: &[u16], pos: usize) -> Option<(usize, usize)> {
+    /// The longest match at `pos`: `(rule, end)`; on a tie the earliest rule. Also whether the
+    /// search ran into the end of `input` (more input could have changed the answer).
+    fn longest_match(&mut self, input: &[u16], pos: usize) -> (Option<(usize, usize)>, bool) {
         let mut state = 0u32;
         let mut best = None;
         for (i, &c) in input.iter().enumerate().skip(pos) {
             state = self.step(state, usize::from(self.class_of[usize::from(c)]));
             if state == DEAD {
-                break;
+                return (best, false);
             }
             let accept = self.dfa_states[state as usize].1;
             if accept != NONE {
                 best = Some((accept as usize, i + 1));
             }
         }
-        best
+        (best, true)
     }
 
     /// For a trailing-context rule matched over `input[pos..end]`: the end of the token, the
     /// longest prefix `main` accepts such that `context` accepts the rest.
-    fn split(&self, rule: usize, input: &[u16], pos: usize, end: usize) -> usize {
-        let (main, ctx) = self.split_parts[rule].expect("rule has trailing context");
+    fn split(&mut self, rule: usize, input: &[u16], pos: usize, end: usize) -> usize {
+        let (main, ctx) = match self.split_parts[rule].expect("rule has trailing context") {
+            Split::FixedMain(n) => return pos + n,
+            Split::FixedContext(n) => return end - n,
+            Split::General(main, ctx) => (main, ctx),
+        };
         let text = &input[pos..end];
+        let mut ends = Vec::new();
         self.parts
-            .accepting_prefixes(main, text)
-            .into_iter()
+            .accepting_prefixes(main, text, &mut self.parts_scratch, |k| ends.push(k));
+        ends.into_iter()
             .rev()
-            .find(|&k| self.parts.accepts(ctx, &text[k..]))
+            .find(|&k| self.parts.accepts(ctx, &text[k..], &mut self.parts_scratch))
             .map_or(end, |k| pos + k)
     }
 
     /// Scans all of `input`, calling `emit(lexeme, start, end)` for every token and line end.
-    pub(super) fn scan(&mut self, input: &[u16], mut emit: impl FnMut(Lexeme, usize, usize)) {
+    /// Returns the start of the first token whose match search reached the end of `input`
+    /// (whose result could change if more input followed), if any.
+    pub(super) fn scan(
+        &mut self,
+        input: &[u16],
+        mut emit: impl FnMut(Lexeme, usize, usize),
+    ) -> Option<usize> {
         let mut pos = 0;
+        let mut eof_dependent = None;
         while pos < input.len() {
-            let Some((rule, end)) = self.longest_match(input, pos) else {
+            let (found, hit_end) = self.longest_match(input, pos);
+            if hit_end && eof_dependent.is_none() {
+                eof_dependent = Some(pos);
+            }
+            let Some((rule, end)) = found else {
                 // Unreachable: `.` and NEWLINE cover every unit. Skip one to stay total.
                 pos += 1;
                 continue;
@@ -230,6 +268,7 @@ impl Lexer {
             }
             pos = next;
         }
+        eof_dependent
     }
 }
 

@@ -54,6 +54,22 @@ impl PtbTokenizer {
     /// punctuation, joined by single spaces (`""` if nothing is left). Always one result per
     /// caption.
     pub fn tokenize_all<S: AsRef<str>>(&mut self, captions: &[S]) -> Vec<String> {
+        self.tokenize_prefix(captions, captions.len()).0
+    }
+
+    /// Tokenizes one caption on its own (as the first and only line of a stream).
+    pub fn tokenize(&mut self, caption: &str) -> String {
+        self.tokenize_all(&[caption]).pop().unwrap_or_default()
+    }
+
+    /// Scans `captions` as one stream and returns the results of the first `own` of them, and
+    /// whether those are final: false if a token of theirs was decided by running into the end
+    /// of the text given (more captions after it could change it).
+    fn tokenize_prefix<S: AsRef<str>>(
+        &mut self,
+        captions: &[S],
+        own: usize,
+    ) -> (Vec<String>, bool) {
         // The toolkit replaces '\n' inside a caption by a space and joins captions with '\n'.
         let mut input: Vec<u16> = Vec::new();
         let mut separators: Vec<usize> = Vec::with_capacity(captions.len());
@@ -70,30 +86,91 @@ impl PtbTokenizer {
                 }
             }));
         }
+        // Tokens of the own captions start before this position (the separator after them).
+        let own_end = separators
+            .get(own.saturating_sub(1))
+            .copied()
+            .unwrap_or(input.len());
         let mut out = Vec::with_capacity(captions.len());
         let mut line: Vec<String> = Vec::new();
         let mut next_sep = 0;
-        self.lexer.scan(&input, |lexeme, start, end| match lexeme {
-            Lexeme::Word(w) => line.push(java_lowercase(&w)),
-            Lexeme::Newline => {
-                // Only our separators end a caption; other line breaks just separate words.
-                if next_sep < separators.len() && (start..end).contains(&separators[next_sep]) {
-                    next_sep += 1;
-                    out.push(filter_line(&line));
-                    line.clear();
+        // Captions a token ran across (only SGML attribute quotes can): redone alone below.
+        let mut broken: Vec<usize> = Vec::new();
+        let eof_dependent = self.lexer.scan(&input, |lexeme, start, end| {
+            // Separators inside [start, end) end captions here.
+            let mut crossed = 0;
+            while next_sep < separators.len() && separators[next_sep] < end {
+                if separators[next_sep] >= start {
+                    crossed += 1;
                 }
+                next_sep += 1;
+                out.push(filter_line(&line));
+                line.clear();
+            }
+            match lexeme {
+                Lexeme::Word(w) => {
+                    if crossed > 0 {
+                        // A word spanning captions: the Java tool would merge lines here.
+                        broken.extend(out.len() - crossed..=out.len());
+                    } else {
+                        line.push(java_lowercase(&w));
+                    }
+                }
+                // Other line breaks inside a caption only separate words.
+                Lexeme::Newline => {}
             }
         });
         out.push(filter_line(&line));
-        debug_assert_eq!(out.len(), captions.len().max(1));
         out.truncate(captions.len());
-        out
+        for i in broken {
+            if i < captions.len() {
+                out[i] = self.tokenize(captions[i].as_ref());
+            }
+        }
+        let exact = own == captions.len() || eof_dependent.is_none_or(|p| p > own_end);
+        out.truncate(own);
+        (out, exact)
     }
+}
 
-    /// Tokenizes one caption on its own (as the first and only line of a stream).
-    pub fn tokenize(&mut self, caption: &str) -> String {
-        self.tokenize_all(&[caption]).pop().unwrap_or_default()
+/// Tokenizes `captions` as [`PtbTokenizer::tokenize_all`] does, on several threads: each takes
+/// a contiguous run of captions plus a few following ones as look-ahead, and a run whose result
+/// depended on where its text ended is redone with more look-ahead, so the result is exactly
+/// that of one stream.
+pub fn tokenize_all_parallel<S: AsRef<str> + Sync>(captions: &[S]) -> Vec<String> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(captions.len() / 2048)
+        .max(1);
+    if threads == 1 {
+        return PtbTokenizer::new().tokenize_all(captions);
     }
+    let chunk = captions.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..captions.len())
+            .step_by(chunk)
+            .map(|start| {
+                s.spawn(move || {
+                    let mut t = PtbTokenizer::new();
+                    let end = (start + chunk).min(captions.len());
+                    let mut lookahead = 4;
+                    loop {
+                        let stop = (end + lookahead).min(captions.len());
+                        let (out, exact) = t.tokenize_prefix(&captions[start..stop], end - start);
+                        if exact || stop == captions.len() {
+                            return out;
+                        }
+                        lookahead *= 4;
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("tokenizer thread panicked"))
+            .collect()
+    })
 }
 
 /// Java's `String.toLowerCase(Locale.ENGLISH)` of one token. It equals Rust's `to_lowercase`
@@ -235,5 +312,31 @@ mod tests {
         let out = t.tokenize_all(&["a\rb", "c\u{2028}d\u{c}e", "", "f\r", "g"]);
         assert_eq!(out, ["a b", "c d e", "", "f", "g"]);
         assert!(t.tokenize_all::<&str>(&[]).is_empty());
+        // An SGML attribute quote runs across captions: each is then tokenized alone.
+        let out = t.tokenize_all(&["x <a b='1", "2'> y", "z"]);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[2], "z");
+        assert_eq!(out[0], t.tokenize("x <a b='1"));
+    }
+
+    #[test]
+    fn parallel_equals_one_stream() {
+        // Captions whose tokens depend on the next line ("S." before "A ...", a final ":-)").
+        let base = [
+            "Ave S.",
+            "A man.",
+            "a city :-)",
+            "",
+            "   ",
+            "The End.",
+            "etc.",
+            "U.S.",
+            "x",
+        ];
+        let captions: Vec<String> = (0..20_000)
+            .map(|i| base[i * 7 % base.len()].to_string())
+            .collect();
+        let one = PtbTokenizer::new().tokenize_all(&captions);
+        assert_eq!(tokenize_all_parallel(&captions), one);
     }
 }

@@ -76,6 +76,27 @@ pub(super) enum Node {
     Repeat(Box<Node>, u32, Option<u32>),
 }
 
+impl Node {
+    /// The length of every match, if all matches have the same length.
+    pub(super) fn fixed_len(&self) -> Option<usize> {
+        match self {
+            Node::Set(_) => Some(1),
+            Node::Cat(items) => items.iter().map(Node::fixed_len).sum(),
+            Node::Alt(alts) => {
+                let first = alts.first()?.fixed_len()?;
+                alts.iter()
+                    .all(|a| a.fixed_len() == Some(first))
+                    .then_some(first)
+            }
+            Node::Repeat(inner, min, max) => match (inner.fixed_len()?, max) {
+                (0, _) => Some(0),
+                (n, Some(max)) if max == min => Some(n * *min as usize),
+                _ => None,
+            },
+        }
+    }
+}
+
 /// Named macros plus the caseless flag; parses patterns that may refer to the macros.
 pub(super) struct Grammar {
     macros: HashMap<&'static str, &'static str>,
@@ -470,39 +491,109 @@ impl Nfa {
     }
 
     /// Whether the NFA starting at `start` accepts exactly `text` (any accepting state).
-    pub(super) fn accepts(&self, start: u32, text: &[u16]) -> bool {
-        self.accepting_prefixes(start, text).last() == Some(&text.len())
+    pub(super) fn accepts(&self, start: u32, text: &[u16], scratch: &mut Scratch) -> bool {
+        let mut last = None;
+        self.accepting_prefixes(start, text, scratch, |k| last = Some(k));
+        last == Some(text.len())
     }
 
-    /// The lengths `k` for which the NFA starting at `start` accepts `text[..k]`, ascending.
-    pub(super) fn accepting_prefixes(&self, start: u32, text: &[u16]) -> Vec<usize> {
-        let mut seen = vec![false; self.states.len()];
-        let mut cur = Vec::new();
-        self.closure(&[start], &mut seen, &mut cur);
-        let mut out = Vec::new();
+    /// Calls `found(k)` for every `k` (ascending) for which the NFA starting at `start`
+    /// accepts `text[..k]`.
+    pub(super) fn accepting_prefixes(
+        &self,
+        start: u32,
+        text: &[u16],
+        scratch: &mut Scratch,
+        mut found: impl FnMut(usize),
+    ) {
+        scratch.fit(self.states.len());
+        let Scratch { seen, cur, next } = scratch;
+        cur.clear();
+        seen.clear();
+        self.closure_into(&[start], seen, cur);
         for i in 0..=text.len() {
             if cur
                 .iter()
                 .any(|&s| matches!(self.states[s as usize], NState::Accept(_)))
             {
-                out.push(i);
+                found(i);
             }
             if i == text.len() || cur.is_empty() {
                 break;
             }
             let c = text[i];
-            let nexts: Vec<u32> = cur
-                .iter()
-                .filter_map(|&s| match self.states[s as usize] {
-                    NState::Char { set, next } if self.sets[set as usize].contains(c) => Some(next),
-                    _ => None,
-                })
-                .collect();
-            seen.iter_mut().for_each(|x| *x = false);
+            next.clear();
+            next.extend(cur.iter().filter_map(|&s| match self.states[s as usize] {
+                NState::Char { set, next } if self.sets[set as usize].contains(c) => Some(next),
+                _ => None,
+            }));
+            seen.clear();
             cur.clear();
-            self.closure(&nexts, &mut seen, &mut cur);
+            self.closure_into(next, seen, cur);
         }
-        out
+    }
+
+    /// [`closure`](Self::closure) with a generation-stamped visited set.
+    fn closure_into(&self, from: &[u32], seen: &mut Stamps, out: &mut Vec<u32>) {
+        let mut stack: Vec<u32> = from.to_vec();
+        while let Some(s) = stack.pop() {
+            if !seen.insert(s) {
+                continue;
+            }
+            match &self.states[s as usize] {
+                NState::Split(t) => stack.extend(t.iter().rev()),
+                _ => out.push(s),
+            }
+        }
+    }
+}
+
+/// A set of small integers cleared in O(1) by bumping a generation counter.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Stamps {
+    stamp: Vec<u32>,
+    generation: u32,
+}
+
+impl Stamps {
+    fn fit(&mut self, n: usize) {
+        if self.stamp.len() < n {
+            self.stamp.resize(n, 0);
+        }
+    }
+
+    /// Empties the set.
+    pub(super) fn clear(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.stamp.iter_mut().for_each(|s| *s = 0);
+            self.generation = 1;
+        }
+    }
+
+    /// Adds `i`; false if it was already present.
+    fn insert(&mut self, i: u32) -> bool {
+        let slot = &mut self.stamp[i as usize];
+        if *slot == self.generation {
+            false
+        } else {
+            *slot = self.generation;
+            true
+        }
+    }
+}
+
+/// Reusable buffers for NFA simulation.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Scratch {
+    seen: Stamps,
+    cur: Vec<u32>,
+    next: Vec<u32>,
+}
+
+impl Scratch {
+    fn fit(&mut self, n: usize) {
+        self.seen.fit(n);
     }
 }
 
@@ -515,7 +606,10 @@ mod tests {
         let mut nfa = Nfa::default();
         let acc = nfa.accept(0);
         let start = nfa.compile(&g.parse(pattern), acc);
-        move |s: &str| nfa.accepts(start, &s.encode_utf16().collect::<Vec<_>>())
+        move |s: &str| {
+            let mut scratch = Scratch::default();
+            nfa.accepts(start, &s.encode_utf16().collect::<Vec<_>>(), &mut scratch)
+        }
     }
 
     #[test]
@@ -540,6 +634,15 @@ mod tests {
         assert!(m("\r") && !m("\n"));
         let m = matcher("[:letter:]\\u00e9", false);
         assert!(m("xé"));
+    }
+
+    #[test]
+    fn fixed_lengths() {
+        let g = Grammar::new(&[("D", "[0-9]")], false);
+        assert_eq!(g.parse("ab{D}{2}").fixed_len(), Some(4));
+        assert_eq!(g.parse("a|bc").fixed_len(), None);
+        assert_eq!(g.parse("(ab|cd)x").fixed_len(), Some(3));
+        assert_eq!(g.parse("a+").fixed_len(), None);
     }
 
     #[test]
