@@ -63,6 +63,23 @@ fn caption_pool() -> Vec<String> {
     pool
 }
 
+/// Resets the kernel's peak-RSS mark (Linux: `5` to `/proc/self/clear_refs`), so the next
+/// [`peak_rss_mb`] measures from now on; false where unsupported.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn current_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -104,6 +121,8 @@ fn bench_eval(pool: &[String], dir: &Path) {
     println!("== 5000 images x 5 references ({})", data.display());
 
     // Best of 3 end-to-end runs (load + tokenize + BLEU + ROUGE-L + CIDEr-D).
+    let before = current_rss_mb();
+    let reset = reset_peak_rss();
     let mut best = f64::INFINITY;
     let mut cider = 0.0;
     for _ in 0..3 {
@@ -112,6 +131,12 @@ fn bench_eval(pool: &[String], dir: &Path) {
         let e = Evaluator::offline().evaluate(&set).unwrap();
         best = best.min(t.elapsed().as_secs_f64());
         cider = e.get("CIDEr").unwrap();
+    }
+    if reset {
+        println!(
+            "aoanet evaluation memory: peak RSS {:.1} MB during the runs, {before:.1} MB before (caption pool and data generation)",
+            peak_rss_mb()
+        );
     }
     let (set, _) = load(&data, None).unwrap();
     let t = Instant::now();

@@ -4,8 +4,7 @@
 //! score above 0, a cumulative geometric mean, and a brevity penalty when the candidate side is
 //! shorter. The corpus score comes from the summed counts, not from the per-image scores.
 
-use super::hash::FastMap;
-use super::ngram::{MAX_N, NgramCounts, NgramKey};
+use super::ngram::{MAX_N, NgramCounts, SlottedRefs};
 
 /// Added to the clipped counts (the reference's `tiny`).
 const TINY: f64 = 1e-15;
@@ -30,27 +29,15 @@ impl BleuStats {
     pub fn new<S: AsRef<[u32]>>(candidate: &[u32], refs: &[S]) -> Self {
         let refs: Vec<NgramCounts> = refs.iter().map(|r| NgramCounts::new(r.as_ref())).collect();
         let refs: Vec<&NgramCounts> = refs.iter().collect();
-        Self::from_counts(&NgramCounts::new(candidate), &refs, &mut FastMap::default())
+        Self::from_slotted(&NgramCounts::new(candidate), &SlottedRefs::new(&refs))
     }
 
-    /// Counts from precomputed n-gram counts; `max_counts` is scratch (cleared here).
-    pub(crate) fn from_counts(
-        cand: &NgramCounts,
-        refs: &[&NgramCounts],
-        max_counts: &mut FastMap<NgramKey, u32>,
-    ) -> Self {
-        max_counts.clear();
-        let mut reflens = Vec::with_capacity(refs.len());
-        for r in refs {
-            reflens.push(r.len());
-            for &(k, c) in r.all() {
-                let m = max_counts.entry(k).or_insert(0);
-                *m = (*m).max(c);
-            }
-        }
+    /// Counts from precomputed n-gram counts of the candidate and numbered references.
+    pub fn from_slotted(cand: &NgramCounts, refs: &SlottedRefs) -> Self {
         let testlen = cand.len();
         // min over (|l - testlen|, l): the closest length, the shorter one on a tie.
-        let reflen = reflens
+        let reflen = refs
+            .lens
             .iter()
             .map(|&l| (l.abs_diff(testlen), l))
             .min()
@@ -58,7 +45,9 @@ impl BleuStats {
         let mut correct = [0usize; MAX_N];
         for (k, slot) in correct.iter_mut().enumerate() {
             for &(key, c) in cand.order(k + 1) {
-                *slot += c.min(max_counts.get(&key).copied().unwrap_or(0)) as usize;
+                if let Some(s) = refs.slot(key) {
+                    *slot += c.min(refs.max_count[s as usize]) as usize;
+                }
             }
         }
         let guess = std::array::from_fn(|k| testlen.saturating_sub(k));

@@ -322,6 +322,108 @@ impl DfBuilder {
     }
 }
 
+/// Evaluation-time document frequencies counted on several threads: n-grams are split over
+/// shards by hash, each thread counts its shard over all images, and every image gets the
+/// frequency of each of its distinct reference n-grams back by index (no second hash lookup).
+pub(crate) struct ShardedDf {
+    shards: Vec<(FastMap<NgramKey, u32>, Vec<u32>)>,
+    num_images: u64,
+}
+
+/// Bits of a shard-local index; the shard number sits above them.
+const LOCAL_BITS: u32 = 27;
+
+impl ShardedDf {
+    fn shard_of(key: NgramKey, shards: usize) -> usize {
+        use std::hash::BuildHasher;
+        let h = super::hash::FastBuild::default().hash_one(key);
+        ((h >> 32) as usize) % shards
+    }
+
+    /// Counts `images` (each image's distinct reference n-grams, e.g. `SlottedRefs::keys`)
+    /// and returns, per image and slot, the n-gram's document frequency.
+    pub(crate) fn build(images: &[&[NgramKey]]) -> (Self, Vec<Vec<u32>>) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let hw = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let total: usize = images.iter().map(|k| k.len()).sum();
+        let shards = hw.min(8).min(total / 50_000 + 1).max(1);
+        // Distinct n-grams are typically about half of all per-image ones.
+        let expect = total / (2 * shards) + 1;
+        let offsets: Vec<usize> = images
+            .iter()
+            .scan(0, |acc, k| {
+                let o = *acc;
+                *acc += k.len();
+                Some(o)
+            })
+            .collect();
+        let gids: Vec<AtomicU32> = (0..total).map(|_| AtomicU32::new(0)).collect();
+        let count_shard = |t: usize| {
+            let mut map: FastMap<NgramKey, u32> = FastMap::default();
+            map.reserve(expect);
+            let mut counts: Vec<u32> = Vec::with_capacity(expect);
+            for (keys, &off) in images.iter().zip(&offsets) {
+                for (j, &k) in keys.iter().enumerate() {
+                    if shards > 1 && Self::shard_of(k, shards) != t {
+                        continue;
+                    }
+                    let id = *map.entry(k).or_insert_with(|| {
+                        counts.push(0);
+                        (counts.len() - 1) as u32
+                    });
+                    counts[id as usize] += 1;
+                    gids[off + j].store(((t as u32) << LOCAL_BITS) | id, Ordering::Relaxed);
+                }
+            }
+            (map, counts)
+        };
+        let built: Vec<(FastMap<NgramKey, u32>, Vec<u32>)> = if shards == 1 {
+            vec![count_shard(0)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..shards)
+                    .map(|t| s.spawn(move || count_shard(t)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("df worker thread panicked"))
+                    .collect()
+            })
+        };
+        let mask = (1u32 << LOCAL_BITS) - 1;
+        let per_image = images
+            .iter()
+            .zip(&offsets)
+            .map(|(keys, &off)| {
+                (0..keys.len())
+                    .map(|j| {
+                        let g = gids[off + j].load(Ordering::Relaxed);
+                        built[(g >> LOCAL_BITS) as usize].1[(g & mask) as usize]
+                    })
+                    .collect()
+            })
+            .collect();
+        (
+            ShardedDf {
+                shards: built,
+                num_images: images.len() as u64,
+            },
+            per_image,
+        )
+    }
+
+    /// The document frequency of `key` (0 if no image has it).
+    pub(crate) fn get(&self, key: NgramKey) -> u32 {
+        let (map, counts) = &self.shards[Self::shard_of(key, self.shards.len())];
+        map.get(&key).map_or(0, |&id| counts[id as usize])
+    }
+
+    /// Number of images counted.
+    pub(crate) fn num_images(&self) -> u64 {
+        self.num_images
+    }
+}
+
 /// FNV-1a, 64-bit: enough to tell a damaged file from a good one.
 fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -418,6 +520,32 @@ mod tests {
         let mut version = bytes.clone();
         version[8] = 9;
         check(&version, "version 9");
+    }
+
+    #[test]
+    fn sharded_counting_equals_the_builder() {
+        let sentences: Vec<Vec<u32>> = (0..3000u32)
+            .map(|i| vec![i % 17, i % 5, i % 11, i % 3])
+            .collect();
+        let counts: Vec<NgramCounts> = sentences.iter().map(|s| NgramCounts::new(s)).collect();
+        let images: Vec<Vec<NgramKey>> = counts
+            .chunks(3)
+            .map(|c| {
+                let refs: Vec<&NgramCounts> = c.iter().collect();
+                super::super::ngram::SlottedRefs::new(&refs).sorted_keys
+            })
+            .collect();
+        let views: Vec<&[NgramKey]> = images.iter().map(|k| k.as_slice()).collect();
+        let (sharded, per_image) = ShardedDf::build(&views);
+        let reference = DocumentFrequencies::from_images(sentences.chunks(3));
+        assert_eq!(sharded.num_images(), reference.num_images());
+        for (keys, dfs) in images.iter().zip(&per_image) {
+            for (&k, &d) in keys.iter().zip(dfs) {
+                assert_eq!(d, reference.get_key(k));
+                assert_eq!(sharded.get(k), d);
+            }
+        }
+        assert_eq!(sharded.get(ngram_key(&[99, 99])), 0);
     }
 
     #[test]

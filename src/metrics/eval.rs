@@ -8,10 +8,9 @@
 //! A metric that was not computed is `None` (`null` in JSON).
 
 use super::bleu::BleuStats;
-use super::cider::CiderD;
-use super::df::DfBuilder;
-use super::hash::FastMap;
-use super::ngram::NgramCounts;
+use super::cider::{RefVectors, gaussian_penalty, penalty_table, score_with};
+use super::df::ShardedDf;
+use super::ngram::{NgramCounts, NgramKey, SlottedRefs};
 use super::numeric::{is_py_space, np_mean};
 use super::parallel::par_map;
 use super::rouge::rouge_l;
@@ -286,6 +285,9 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// A sentence's word ids as BLEU/CIDEr-D split it and, where different, as ROUGE-L splits it.
+type Split2 = (Vec<u32>, Option<Vec<u32>>);
+
 /// Per-image results of the in-process scorers.
 struct Offline {
     bleu: Option<(BleuStats, Vec<[f64; 4]>)>,
@@ -293,77 +295,81 @@ struct Offline {
     rouge: Option<Vec<f64>>,
 }
 
-/// BLEU, CIDEr-D and ROUGE-L over tokenized text: words interned once, n-grams counted once
-/// per sentence and shared by BLEU, the document frequencies and CIDEr-D, images scored in
-/// parallel (each image's scores do not depend on the thread count).
+/// BLEU, CIDEr-D and ROUGE-L over tokenized text: words interned once; n-grams counted once per
+/// sentence and numbered once per image, shared by BLEU's clipping, the document frequencies and
+/// CIDEr-D; frequencies counted on sharded threads; images scored in parallel (no result
+/// depends on the thread count).
 fn offline_scores(ev: &Evaluator<'_>, cands: &[String], refs: &[Vec<String>]) -> Result<Offline> {
     let mut words = WordIds::new();
-    // BLEU and CIDEr-D split on any whitespace, ROUGE-L on single spaces.
-    let cand_ws: Vec<Vec<u32>> = cands.iter().map(|s| words.split_whitespace(s)).collect();
-    let ref_ws: Vec<Vec<Vec<u32>>> = refs
-        .iter()
-        .map(|rs| rs.iter().map(|s| words.split_whitespace(s)).collect())
-        .collect();
-    let mut space_split = |s: &str, ws: &Vec<u32>| {
-        if !s.is_empty() && !s.chars().any(|c| c != ' ' && is_py_space(c)) && !s.contains("  ") {
-            ws.clone()
+    // BLEU and CIDEr-D split on any whitespace, ROUGE-L on single spaces. The tokenizer's
+    // output separates tokens by single spaces, so the two agree except for "" and for tokens
+    // holding other whitespace (then split again).
+    let mut split_both = |s: &str| {
+        let ws = words.split_whitespace(s);
+        let plain =
+            !s.is_empty() && (s.is_ascii() || !s.chars().any(|c| c != ' ' && is_py_space(c)));
+        let sp = if plain && !s.contains("  ") && !s.starts_with(' ') && !s.ends_with(' ') {
+            None
         } else {
-            words.split_space(s)
-        }
+            Some(words.split_space(s))
+        };
+        (ws, sp)
     };
-    let (cand_sp, ref_sp): (Vec<Vec<u32>>, Vec<Vec<Vec<u32>>>) = if ev.rouge {
+    let cand_split: Vec<Split2> = cands.iter().map(|s| split_both(s)).collect();
+    let ref_split: Vec<Vec<Split2>> = refs
+        .iter()
+        .map(|rs| rs.iter().map(|s| split_both(s)).collect())
+        .collect();
+    let space = |x: &Split2| -> Vec<u32> { x.1.clone().unwrap_or_else(|| x.0.clone()) };
+
+    let counts = ev.bleu || ev.cider;
+    let (cand_counts, slotted): (Vec<NgramCounts>, Vec<SlottedRefs>) = if counts {
         (
-            cands
-                .iter()
-                .zip(&cand_ws)
-                .map(|(s, w)| space_split(s, w))
-                .collect(),
-            refs.iter()
-                .zip(&ref_ws)
-                .map(|(rs, ws)| rs.iter().zip(ws).map(|(s, w)| space_split(s, w)).collect())
-                .collect(),
+            par_map(&cand_split, 1024, |s| NgramCounts::new(&s.0)),
+            par_map(&ref_split, 256, |rs| {
+                let c: Vec<NgramCounts> = rs.iter().map(|s| NgramCounts::new(&s.0)).collect();
+                SlottedRefs::new(&c.iter().collect::<Vec<_>>())
+            }),
         )
     } else {
         (Vec::new(), Vec::new())
     };
-
-    let counts = ev.bleu || ev.cider;
-    let cand_counts: Vec<NgramCounts> = if counts {
-        par_map(&cand_ws, 1024, |s| NgramCounts::new(s))
+    let (df, per_image_df) = if ev.cider {
+        let keys: Vec<&[NgramKey]> = slotted.iter().map(|s| s.sorted_keys.as_slice()).collect();
+        let (df, per) = ShardedDf::build(&keys);
+        (Some(df), per)
     } else {
-        Vec::new()
+        (None, Vec::new())
     };
-    let ref_counts: Vec<Vec<NgramCounts>> = if counts {
-        par_map(&ref_ws, 256, |rs| {
-            rs.iter().map(|s| NgramCounts::new(s)).collect()
-        })
-    } else {
-        Vec::new()
+    let ref_len = df.as_ref().map_or(0.0, |d| (d.num_images() as f64).ln());
+    let penalties = penalty_table();
+    let penalty = |d: i64| match penalties.get(d.unsigned_abs() as usize) {
+        Some(&p) => p,
+        None => gaussian_penalty(d),
     };
-    let cider = if ev.cider {
-        let mut b = DfBuilder::new();
-        for rs in &ref_counts {
-            b.add_image_counts(&rs.iter().collect::<Vec<_>>());
-        }
-        Some(CiderD::new(b.finish())?)
-    } else {
-        None
-    };
+    let idf_of = |count: u32| ref_len - f64::from(count).max(1.0).ln();
 
     let images: Vec<usize> = (0..cands.len()).collect();
-    let (do_bleu, do_rouge) = (ev.bleu, ev.rouge);
+    let (do_bleu, do_cider, do_rouge) = (ev.bleu, ev.cider, ev.rouge);
     let per: Vec<(Option<BleuStats>, Option<f64>, Option<f64>)> = par_map(&images, 128, |&i| {
-        let rc: Vec<&NgramCounts> = if counts {
-            ref_counts[i].iter().collect()
-        } else {
-            Vec::new()
-        };
-        let bleu =
-            do_bleu.then(|| BleuStats::from_counts(&cand_counts[i], &rc, &mut FastMap::default()));
-        let cider = cider
-            .as_ref()
-            .map(|s| s.score_counts(&cand_counts[i], &s.prepare_counts(&rc)));
-        let rouge = do_rouge.then(|| rouge_l(&cand_sp[i], &ref_sp[i]));
+        let bleu = do_bleu.then(|| BleuStats::from_slotted(&cand_counts[i], &slotted[i]));
+        let cider = do_cider.then(|| {
+            let df = df.as_ref().expect("frequencies built");
+            let slot_idf = slotted[i].by_slot(per_image_df[i].iter().map(|&c| idf_of(c)));
+            let vectors = RefVectors::new(&slotted[i], slot_idf);
+            score_with(
+                &cand_counts[i],
+                &slotted[i],
+                &vectors,
+                |k| idf_of(df.get(k)),
+                penalty,
+            )
+        });
+        let rouge = do_rouge.then(|| {
+            let c = space(&cand_split[i]);
+            let r: Vec<Vec<u32>> = ref_split[i].iter().map(space).collect();
+            rouge_l(&c, &r)
+        });
         (bleu, cider, rouge)
     });
     let bleu = ev.bleu.then(|| {

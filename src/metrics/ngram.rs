@@ -134,6 +134,110 @@ impl NgramCounts {
     }
 }
 
+/// The references of one image with their distinct n-grams numbered ("slots") in order of
+/// first occurrence over the references: what BLEU's clipping and CIDEr-D's reference vectors
+/// are built from, each reference kept in the reference scorers' iteration order. Slots are
+/// found by binary search over the sorted n-grams, which keeps thousands of images in memory
+/// at once small.
+#[derive(Clone, Debug, Default)]
+pub struct SlottedRefs {
+    /// The distinct n-grams, ascending.
+    pub(crate) sorted_keys: Vec<NgramKey>,
+    /// `sorted_slot[j]` is the slot of `sorted_keys[j]`.
+    pub(crate) sorted_slot: Vec<u32>,
+    /// Slot → maximum count over the references (BLEU's clip).
+    pub(crate) max_count: Vec<u32>,
+    /// Per reference: `(slot, count)` grouped by order, first occurrence within an order.
+    pub(crate) entries: Vec<Vec<(u32, u32)>>,
+    /// Per reference: `entries[r][starts[r][n-1]..starts[r][n]]` is order n.
+    pub(crate) starts: Vec<[usize; MAX_N + 1]>,
+    /// Per reference: number of tokens.
+    pub(crate) lens: Vec<usize>,
+}
+
+thread_local! {
+    /// Scratch map for numbering slots, reused across images.
+    static SLOT_SCRATCH: std::cell::RefCell<FastMap<NgramKey, u32>> =
+        std::cell::RefCell::new(FastMap::default());
+}
+
+impl SlottedRefs {
+    /// Numbers the n-grams of `refs`.
+    pub fn new(refs: &[&NgramCounts]) -> Self {
+        let mut s = SlottedRefs::default();
+        let mut order: Vec<NgramKey> = Vec::new();
+        SLOT_SCRATCH.with(|cell| {
+            let mut slots = cell.borrow_mut();
+            slots.clear();
+            for r in refs {
+                let mut entries = Vec::with_capacity(r.all().len());
+                for &(k, c) in r.all() {
+                    let slot = match slots.get(&k) {
+                        Some(&slot) => {
+                            let m = &mut s.max_count[slot as usize];
+                            *m = (*m).max(c);
+                            slot
+                        }
+                        None => {
+                            let slot = order.len() as u32;
+                            slots.insert(k, slot);
+                            order.push(k);
+                            s.max_count.push(c);
+                            slot
+                        }
+                    };
+                    entries.push((slot, c));
+                }
+                s.entries.push(entries);
+                s.starts.push(r.starts);
+                s.lens.push(r.len());
+            }
+        });
+        let mut pairs: Vec<(NgramKey, u32)> = order.into_iter().zip(0u32..).collect();
+        pairs.sort_unstable_by_key(|&(k, _)| k);
+        s.sorted_keys = pairs.iter().map(|&(k, _)| k).collect();
+        s.sorted_slot = pairs.iter().map(|&(_, slot)| slot).collect();
+        s
+    }
+
+    /// Number of references.
+    pub fn num_refs(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Number of distinct n-grams.
+    pub fn num_slots(&self) -> usize {
+        self.max_count.len()
+    }
+
+    /// The slot of `key`, if any reference has it.
+    #[inline]
+    pub fn slot(&self, key: NgramKey) -> Option<u32> {
+        self.sorted_keys
+            .binary_search(&key)
+            .ok()
+            .map(|j| self.sorted_slot[j])
+    }
+
+    /// Reference `r`'s `(slot, count)` of order `n` (1-based).
+    pub(crate) fn order(&self, r: usize, n: usize) -> &[(u32, u32)] {
+        let st = &self.starts[r];
+        &self.entries[r][st[n - 1]..st[n]]
+    }
+
+    /// Per-slot values from per-distinct-n-gram values given in sorted-key order.
+    pub(crate) fn by_slot<T: Copy + Default>(
+        &self,
+        sorted_values: impl IntoIterator<Item = T>,
+    ) -> Vec<T> {
+        let mut out = vec![T::default(); self.num_slots()];
+        for (&slot, v) in self.sorted_slot.iter().zip(sorted_values) {
+            out[slot as usize] = v;
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +280,25 @@ mod tests {
         assert_eq!(c.order(1).len(), 13);
         assert_eq!(ngram_ids(c.order(1)[1].0), vec![7]);
         assert_eq!(c.order(4).iter().map(|e| e.1).sum::<u32>(), 297);
+    }
+
+    #[test]
+    fn slots_number_distinct_ngrams_and_track_the_max_count() {
+        let a = NgramCounts::new(&[1, 2, 1]);
+        let b = NgramCounts::new(&[1, 1, 1, 3]);
+        let s = SlottedRefs::new(&[&a, &b]);
+        let one = s.slot(ngram_key(&[1])).unwrap() as usize;
+        assert_eq!((one, s.max_count[one]), (0, 3));
+        assert_eq!(
+            s.by_slot(s.sorted_keys.iter().map(|&k| ngram_order(k)))[one],
+            1
+        );
+        assert_eq!(s.num_refs(), 2);
+        assert_eq!(
+            s.order(1, 1),
+            &[(0, 3), (s.slot(ngram_key(&[3])).unwrap(), 1)]
+        );
+        assert_eq!(s.num_slots(), a.all().len() + b.all().len() - 1); // "1" is shared
+        assert!(s.slot(ngram_key(&[9])).is_none());
     }
 }

@@ -3,6 +3,7 @@
 //! actions (pushback, normalisations).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::regex::{CharSet, Grammar, NState, Nfa, Scratch};
 use super::rules::{Action, MACROS, RULES};
@@ -12,11 +13,10 @@ const NONE: u32 = u32::MAX;
 const UNKNOWN: u32 = u32::MAX;
 const DEAD: u32 = u32::MAX - 1;
 
-/// One token the scanner produced: its text (before lower-casing) or a line end, with the span
-/// of input it was scanned from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Lexeme {
-    Word(String),
+/// One token the scanner produced: its text (before lower-casing) or a line end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lexeme<'a> {
+    Word(&'a str),
     Newline,
 }
 
@@ -32,27 +32,47 @@ enum Split {
     General(u32, u32),
 }
 
-/// The compiled lexer plus its DFA cache (which grows as new inputs need new states).
-pub(super) struct Lexer {
+/// The compiled rules: immutable, built once per process and shared.
+struct Compiled {
     nfa: Nfa,
     /// Per rule with trailing context: how to find where its token ends.
     split_parts: Vec<Option<Split>>,
     parts: Nfa,
-    parts_scratch: Scratch,
     /// Equivalence class of every UTF-16 code unit.
     class_of: Vec<u16>,
     num_classes: usize,
     /// Per charset id: bit set of the classes it contains.
     set_classes: Vec<Vec<u64>>,
-    dfa_states: Vec<(Box<[u32]>, u32)>,
-    dfa_index: HashMap<Box<[u32]>, u32>,
-    /// `trans[state * num_classes + class]`.
-    trans: Vec<u32>,
-    seen: Vec<bool>,
 }
 
-impl Lexer {
-    pub(super) fn new() -> Self {
+/// The lazily built DFA: states are sets of NFA states, transitions filled on first use.
+#[derive(Clone, Default)]
+struct DfaCache {
+    states: Vec<(Box<[u32]>, u32)>,
+    index: HashMap<Box<[u32]>, u32>,
+    /// `trans[state * num_classes + class]`.
+    trans: Vec<u32>,
+}
+
+/// The most complete DFA cache any lexer of this process has built; new lexers start from it.
+static WARM_DFA: Mutex<Option<DfaCache>> = Mutex::new(None);
+
+fn compiled() -> &'static Arc<Compiled> {
+    static COMPILED: OnceLock<Arc<Compiled>> = OnceLock::new();
+    COMPILED.get_or_init(|| Arc::new(Compiled::new()))
+}
+
+/// A lexer: the shared compiled rules plus its own DFA cache (which grows as inputs need new
+/// states) and scratch space.
+pub(super) struct Lexer {
+    c: Arc<Compiled>,
+    dfa: DfaCache,
+    seen: Vec<bool>,
+    parts_scratch: Scratch,
+}
+
+impl Compiled {
+    fn new() -> Self {
         let grammar = Grammar::new(MACROS, true);
         let mut nfa = Nfa::default();
         let mut parts = Nfa::default();
@@ -85,24 +105,54 @@ impl Lexer {
                 }
             }
         }
-        let start = nfa.split(entries);
+        // The start state is the last one pushed.
+        nfa.split(entries);
         let (class_of, num_classes, set_classes) = partition(&nfa.sets);
-        let mut lexer = Lexer {
-            seen: vec![false; nfa.states.len()],
+        Compiled {
             nfa,
             split_parts,
             parts,
-            parts_scratch: Scratch::default(),
             class_of,
             num_classes,
             set_classes,
-            dfa_states: Vec::new(),
-            dfa_index: HashMap::new(),
-            trans: Vec::new(),
+        }
+    }
+
+    /// The NFA's start state (an epsilon split to every rule).
+    fn start(&self) -> u32 {
+        (self.nfa.states.len() - 1) as u32
+    }
+}
+
+impl Drop for Lexer {
+    fn drop(&mut self) {
+        // Offer this cache to later lexers if it knows more states than the current one.
+        if let Ok(mut warm) = WARM_DFA.lock()
+            && warm
+                .as_ref()
+                .is_none_or(|w| w.states.len() < self.dfa.states.len())
+        {
+            *warm = Some(std::mem::take(&mut self.dfa));
+        }
+    }
+}
+
+impl Lexer {
+    pub(super) fn new() -> Self {
+        let c = Arc::clone(compiled());
+        let warm = WARM_DFA.lock().ok().and_then(|g| g.clone());
+        let mut lexer = Lexer {
+            seen: vec![false; c.nfa.states.len()],
+            dfa: warm.unwrap_or_default(),
+            parts_scratch: Scratch::default(),
+            c,
         };
-        let mut init = Vec::new();
-        lexer.nfa.closure(&[start], &mut lexer.seen, &mut init);
-        lexer.intern(init);
+        if lexer.dfa.states.is_empty() {
+            let mut init = Vec::new();
+            let start = lexer.c.start();
+            lexer.c.nfa.closure(&[start], &mut lexer.seen, &mut init);
+            lexer.intern(init);
+        }
         lexer
     }
 
@@ -110,38 +160,39 @@ impl Lexer {
     fn intern(&mut self, mut states: Vec<u32>) -> u32 {
         states.sort_unstable();
         states.dedup();
-        if let Some(&id) = self.dfa_index.get(states.as_slice()) {
+        if let Some(&id) = self.dfa.index.get(states.as_slice()) {
             return id;
         }
         let accept = states
             .iter()
-            .filter_map(|&s| match self.nfa.states[s as usize] {
+            .filter_map(|&s| match self.c.nfa.states[s as usize] {
                 NState::Accept(r) => Some(r),
                 _ => None,
             })
             .min()
             .unwrap_or(NONE);
-        let id = self.dfa_states.len() as u32;
+        let id = self.dfa.states.len() as u32;
         let key: Box<[u32]> = states.into_boxed_slice();
-        self.dfa_index.insert(key.clone(), id);
-        self.dfa_states.push((key, accept));
-        self.trans
-            .extend(std::iter::repeat_n(UNKNOWN, self.num_classes));
+        self.dfa.index.insert(key.clone(), id);
+        self.dfa.states.push((key, accept));
+        self.dfa
+            .trans
+            .extend(std::iter::repeat_n(UNKNOWN, self.c.num_classes));
         id
     }
 
     fn step(&mut self, state: u32, class: usize) -> u32 {
-        let at = state as usize * self.num_classes + class;
-        let t = self.trans[at];
+        let at = state as usize * self.c.num_classes + class;
+        let t = self.dfa.trans[at];
         if t != UNKNOWN {
             return t;
         }
         let (word, bit) = (class / 64, 1u64 << (class % 64));
-        let nexts: Vec<u32> = self.dfa_states[state as usize]
+        let nexts: Vec<u32> = self.dfa.states[state as usize]
             .0
             .iter()
-            .filter_map(|&s| match self.nfa.states[s as usize] {
-                NState::Char { set, next } if self.set_classes[set as usize][word] & bit != 0 => {
+            .filter_map(|&s| match self.c.nfa.states[s as usize] {
+                NState::Char { set, next } if self.c.set_classes[set as usize][word] & bit != 0 => {
                     Some(next)
                 }
                 _ => None,
@@ -152,10 +203,10 @@ impl Lexer {
         } else {
             let mut closed = Vec::new();
             self.seen.iter_mut().for_each(|x| *x = false);
-            self.nfa.closure(&nexts, &mut self.seen, &mut closed);
+            self.c.nfa.closure(&nexts, &mut self.seen, &mut closed);
             self.intern(closed)
         };
-        self.trans[at] = target;
+        self.dfa.trans[at] = target;
         target
     }
 
@@ -165,11 +216,11 @@ impl Lexer {
         let mut state = 0u32;
         let mut best = None;
         for (i, &c) in input.iter().enumerate().skip(pos) {
-            state = self.step(state, usize::from(self.class_of[usize::from(c)]));
+            state = self.step(state, usize::from(self.c.class_of[usize::from(c)]));
             if state == DEAD {
                 return (best, false);
             }
-            let accept = self.dfa_states[state as usize].1;
+            let accept = self.dfa.states[state as usize].1;
             if accept != NONE {
                 best = Some((accept as usize, i + 1));
             }
@@ -180,18 +231,23 @@ impl Lexer {
     /// For a trailing-context rule matched over `input[pos..end]`: the end of the token, the
     /// longest prefix `main` accepts such that `context` accepts the rest.
     fn split(&mut self, rule: usize, input: &[u16], pos: usize, end: usize) -> usize {
-        let (main, ctx) = match self.split_parts[rule].expect("rule has trailing context") {
+        let (main, ctx) = match self.c.split_parts[rule].expect("rule has trailing context") {
             Split::FixedMain(n) => return pos + n,
             Split::FixedContext(n) => return end - n,
             Split::General(main, ctx) => (main, ctx),
         };
         let text = &input[pos..end];
         let mut ends = Vec::new();
-        self.parts
+        self.c
+            .parts
             .accepting_prefixes(main, text, &mut self.parts_scratch, |k| ends.push(k));
         ends.into_iter()
             .rev()
-            .find(|&k| self.parts.accepts(ctx, &text[k..], &mut self.parts_scratch))
+            .find(|&k| {
+                self.c
+                    .parts
+                    .accepts(ctx, &text[k..], &mut self.parts_scratch)
+            })
             .map_or(end, |k| pos + k)
     }
 
@@ -201,10 +257,12 @@ impl Lexer {
     pub(super) fn scan(
         &mut self,
         input: &[u16],
-        mut emit: impl FnMut(Lexeme, usize, usize),
+        mut emit: impl FnMut(Lexeme<'_>, usize, usize),
     ) -> Option<usize> {
         let mut pos = 0;
         let mut eof_dependent = None;
+        // The common actions decode straight into this buffer: no allocation per token.
+        let mut buf = String::new();
         while pos < input.len() {
             let (found, hit_end) = self.longest_match(input, pos);
             if hit_end && eof_dependent.is_none() {
@@ -223,48 +281,73 @@ impl Lexer {
             };
             let text = &input[pos..tok_end];
             let mut next = tok_end;
-            let word = match r.action {
-                Action::Plain => Some(utf16(text)),
-                Action::SoftHyphen => Some(remove_soft_hyphens(&utf16(text))),
+            buf.clear();
+            let word: Option<String> = match r.action {
+                Action::Plain => {
+                    decode_into(&mut buf, text, false);
+                    None
+                }
+                Action::SoftHyphen => {
+                    decode_into(&mut buf, text, true);
+                    if buf.is_empty() {
+                        buf.push('-'); // never an empty token
+                    }
+                    None
+                }
                 Action::Pushback(n) => {
                     next = tok_end - n;
-                    Some(utf16(&text[..text.len() - n]))
+                    decode_into(&mut buf, &text[..text.len() - n], false);
+                    None
                 }
                 Action::Nbsp => Some(utf16(text).replace(' ', "\u{a0}")),
-                Action::Const(s) => Some(s.to_string()),
+                Action::Const(s) => {
+                    buf.push_str(s);
+                    None
+                }
                 Action::Amp => Some(normalize_amp(&utf16(text))),
                 Action::QuoteLeft => Some(latex_quotes(&utf16(text), true)),
                 Action::QuoteRight => Some(latex_quotes(&utf16(text), false)),
                 Action::Fraction => Some(normalize_fractions(&utf16(text))),
                 Action::Currency => Some(normalize_currency(&utf16(text))),
                 Action::Acronym => {
-                    if text.len() == 2 {
+                    let keep = if text.len() == 2 {
                         next = pos + 1;
-                        Some(utf16(&text[..1]))
+                        &text[..1]
                     } else {
                         next = tok_end - 1;
-                        Some(utf16(text))
-                    }
+                        text
+                    };
+                    decode_into(&mut buf, keep, false);
+                    None
                 }
                 Action::PeriodAgain => {
                     next = tok_end - 1;
-                    Some(utf16(text))
+                    decode_into(&mut buf, text, false);
+                    None
                 }
                 Action::Phone => Some(parens(&utf16(text).replace(' ', "\u{a0}"))),
                 Action::Parens => Some(parens(&utf16(text))),
-                Action::Dashes => Some(if (3..=4).contains(&text.len()) {
-                    "--".to_string()
-                } else {
-                    utf16(text)
-                }),
-                Action::Skip | Action::Untokenizable => None,
-                Action::Newline => {
-                    emit(Lexeme::Newline, pos, tok_end);
+                Action::Dashes => {
+                    if (3..=4).contains(&text.len()) {
+                        buf.push_str("--");
+                    } else {
+                        decode_into(&mut buf, text, false);
+                    }
                     None
                 }
+                Action::Skip | Action::Untokenizable => {
+                    pos = next;
+                    continue;
+                }
+                Action::Newline => {
+                    emit(Lexeme::Newline, pos, tok_end);
+                    pos = next;
+                    continue;
+                }
             };
-            if let Some(w) = word {
-                emit(Lexeme::Word(w), pos, tok_end);
+            match &word {
+                Some(w) => emit(Lexeme::Word(w), pos, tok_end),
+                None => emit(Lexeme::Word(&buf), pos, tok_end),
             }
             pos = next;
         }
@@ -315,19 +398,24 @@ fn partition(sets: &[CharSet]) -> (Vec<u16>, usize, Vec<Vec<u64>>) {
     (class_of, n, set_classes)
 }
 
+/// Appends UTF-16 `units` to `out` (a lone surrogate as `?`), optionally without soft hyphens.
+fn decode_into(out: &mut String, units: &[u16], drop_soft_hyphens: bool) {
+    if units.iter().all(|&u| u < 0x80) {
+        out.extend(units.iter().map(|&u| char::from(u as u8)));
+    } else {
+        out.extend(
+            char::decode_utf16(units.iter().copied())
+                .map(|r| r.unwrap_or('?'))
+                .filter(|&c| !(drop_soft_hyphens && c == '\u{ad}')),
+        );
+    }
+}
+
 /// UTF-16 to `String`, a lone surrogate written as `?` (what Java's UTF-8 encoder prints).
 pub(super) fn utf16(units: &[u16]) -> String {
     char::decode_utf16(units.iter().copied())
         .map(|r| r.unwrap_or('?'))
         .collect()
-}
-
-fn remove_soft_hyphens(s: &str) -> String {
-    if !s.contains('\u{ad}') {
-        return s.to_string();
-    }
-    let out: String = s.chars().filter(|&c| c != '\u{ad}').collect();
-    if out.is_empty() { "-".to_string() } else { out }
 }
 
 /// `(?i:&amp;)` → `&`.
@@ -416,7 +504,9 @@ mod tests {
         assert_eq!(latex_quotes("'s", false), "'s");
         assert_eq!(latex_quotes("&apos;", true), "`");
         assert_eq!(latex_quotes("\u{201C}", false), "``");
-        assert_eq!(remove_soft_hyphens("\u{ad}"), "-");
+        let mut b = String::new();
+        decode_into(&mut b, &[0x61, 0xad, 0x62], true);
+        assert_eq!(b, "ab");
         assert_eq!(normalize_currency("\u{20AC}5\u{A2}"), "$5cents");
         assert_eq!(utf16(&[0x61, 0xD800]), "a?");
     }

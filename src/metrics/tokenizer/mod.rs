@@ -92,7 +92,8 @@ impl PtbTokenizer {
             .copied()
             .unwrap_or(input.len());
         let mut out = Vec::with_capacity(captions.len());
-        let mut line: Vec<String> = Vec::new();
+        // The current caption's lower-cased tokens joined by spaces, as Java prints the line.
+        let mut line = String::new();
         let mut next_sep = 0;
         // Captions a token ran across (only SGML attribute quotes can): redone alone below.
         let mut broken: Vec<usize> = Vec::new();
@@ -113,7 +114,14 @@ impl PtbTokenizer {
                         // A word spanning captions: the Java tool would merge lines here.
                         broken.extend(out.len() - crossed..=out.len());
                     } else {
-                        line.push(java_lowercase(&w));
+                        if !line.is_empty() {
+                            line.push(' ');
+                        }
+                        if w.is_ascii() {
+                            line.extend(w.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+                        } else {
+                            line.push_str(&java_lowercase(w));
+                        }
                     }
                 }
                 // Other line breaks inside a caption only separate words.
@@ -258,13 +266,19 @@ fn is_mid_word(c: char) -> bool {
 
 /// What `ptbtokenizer.py` does with one output line: `' '.join(w for w in
 /// line.rstrip().split(' ') if w not in PUNCTUATIONS)`.
-fn filter_line(tokens: &[String]) -> String {
-    let joined = tokens.join(" ");
-    py_rstrip(&joined)
-        .split(' ')
-        .filter(|w| !PUNCTUATIONS.contains(w))
-        .collect::<Vec<_>>()
-        .join(" ")
+fn filter_line(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut first = true;
+    for w in py_rstrip(line).split(' ') {
+        if !PUNCTUATIONS.contains(&w) {
+            if !first {
+                out.push(' ');
+            }
+            first = false;
+            out.push_str(w);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
