@@ -8,6 +8,7 @@
 //! | [`df`] | CIDEr-D document frequencies: builder, file format |
 //! | [`cider`] | CIDEr-D: evaluation-time and the SCST reward on token indices |
 //! | [`tokenizer`] | the PTB tokenizer and punctuation filter |
+//! | `meteor` | METEOR 1.5 (its own branch; plugs in through [`ExternalMetric`]) |
 //! | [`words`] | word interning for the word-level metrics |
 //! | [`bleu`] | BLEU-1..4 (`closest`) |
 //! | [`rouge`] | ROUGE-L (β 1.2) |
@@ -26,6 +27,8 @@ pub mod cider;
 pub mod df;
 pub mod eval;
 pub mod input;
+// The native METEOR (`pub mod meteor;`) lives here; it is written on its own branch. It plugs
+// into the evaluator by implementing `eval::ExternalMetric` (key "METEOR").
 pub mod ngram;
 pub mod numeric;
 pub mod perplexity;

@@ -9,8 +9,10 @@
 //! same caption order. Unlike the toolkit it never moves a caption to another image: a `\r`,
 //! form feed, U+2028 or other line break inside a caption, which make the Java tool emit an extra
 //! output line (shifting every later caption onto the wrong image), only separates words here.
+//! Likewise, in the one case where a Java token can run across captions (an SGML tag whose
+//! quoted attribute spans lines), the captions involved are tokenized one by one instead.
 //!
-//! Files: [`rules`] holds the lexer's rules, [`regex`] compiles them, [`lexer`] scans,
+//! Files: `rules.rs` holds the lexer's rules, `regex.rs` compiles them, `lexer.rs` scans,
 //! `unicode_tables` holds Java's letter/digit/upper-case classes.
 
 mod lexer;
