@@ -24,6 +24,13 @@ def main():
     gts = {i: [{"caption": c} for c in e["captions"]] for i, e in enumerate(data)}
     res = {i: [{"caption": e["prediction"]}] for i, e in enumerate(data)}
     out = {"images": len(data)}
+
+    def cpu():
+        a = resource.getrusage(resource.RUSAGE_SELF)
+        b = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+    c0 = cpu()
     t0 = time.perf_counter()
     tok = PTBTokenizer()
     gts = tok.tokenize(gts)
@@ -45,6 +52,7 @@ def main():
         out[name + "_s"] = time.perf_counter() - t
         out[name] = score if not isinstance(score, list) else score
     out["total_s"] = time.perf_counter() - t0
+    out["cpu_s"] = cpu() - c0  # Python + Java children, user + system
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out["peak_rss_mb_python"] = self_kb / 1024

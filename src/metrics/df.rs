@@ -325,87 +325,148 @@ impl DfBuilder {
 /// Evaluation-time document frequencies counted on several threads: n-grams are split over
 /// shards by hash, each thread counts its shard over all images, and every image gets the
 /// frequency of each of its distinct reference n-grams back by index (no second hash lookup).
+/// When every token id fits 16 bits (any realistic vocabulary) keys are stored in 64 bits,
+/// halving the tables the counting walks through.
 pub(crate) struct ShardedDf {
-    shards: Vec<(FastMap<NgramKey, u32>, Vec<u32>)>,
+    shards: Shards,
     num_images: u64,
 }
+
+enum Shards {
+    Narrow(Vec<Shard<u64>>),
+    Wide(Vec<Shard<NgramKey>>),
+}
+
+/// One shard: key → local index, and the counts by local index.
+type Shard<K> = (FastMap<K, u32>, Vec<u32>);
 
 /// Bits of a shard-local index; the shard number sits above them.
 const LOCAL_BITS: u32 = 27;
 
-impl ShardedDf {
-    fn shard_of(key: NgramKey, shards: usize) -> usize {
-        use std::hash::BuildHasher;
-        let h = super::hash::FastBuild::default().hash_one(key);
-        ((h >> 32) as usize) % shards
-    }
+/// A key type for the shard maps.
+trait ShardKey: Copy + Eq + std::hash::Hash + Send + Sync {
+    fn from_ngram(key: NgramKey) -> Option<Self>;
+}
 
-    /// Counts `images` (each image's distinct reference n-grams, e.g. `SlottedRefs::keys`)
-    /// and returns, per image and slot, the n-gram's document frequency.
+impl ShardKey for NgramKey {
+    fn from_ngram(key: NgramKey) -> Option<Self> {
+        Some(key)
+    }
+}
+
+impl ShardKey for u64 {
+    /// The four lanes (`id + 1`) in 16 bits each, if they fit.
+    fn from_ngram(key: NgramKey) -> Option<Self> {
+        let mut out = 0u64;
+        for i in 0..4 {
+            let lane = (key >> (32 * i)) as u32;
+            if lane > 0xFFFF {
+                return None;
+            }
+            out |= u64::from(lane) << (16 * i);
+        }
+        Some(out)
+    }
+}
+
+fn shard_of<K: ShardKey>(key: K, shards: usize) -> usize {
+    use std::hash::BuildHasher;
+    let h = super::hash::FastBuild::default().hash_one(key);
+    ((h >> 32) as usize) % shards
+}
+
+/// Counts `images` into `shards` maps keyed by `K` (every key must convert).
+fn count_sharded<K: ShardKey>(
+    images: &[&[NgramKey]],
+    shards: usize,
+) -> (Vec<Shard<K>>, Vec<Vec<u32>>) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let total: usize = images.iter().map(|k| k.len()).sum();
+    // Distinct n-grams are typically about half of all per-image ones.
+    let expect = total / (2 * shards) + 1;
+    let offsets: Vec<usize> = images
+        .iter()
+        .scan(0, |acc, k| {
+            let o = *acc;
+            *acc += k.len();
+            Some(o)
+        })
+        .collect();
+    let gids: Vec<AtomicU32> = (0..total).map(|_| AtomicU32::new(0)).collect();
+    let count_shard = |t: usize| {
+        let mut map: FastMap<K, u32> = FastMap::default();
+        map.reserve(expect);
+        let mut counts: Vec<u32> = Vec::with_capacity(expect);
+        for (keys, &off) in images.iter().zip(&offsets) {
+            for (j, &k) in keys.iter().enumerate() {
+                let k = K::from_ngram(k).expect("key fits the shard key type");
+                if shards > 1 && shard_of(k, shards) != t {
+                    continue;
+                }
+                let id = *map.entry(k).or_insert_with(|| {
+                    counts.push(0);
+                    (counts.len() - 1) as u32
+                });
+                counts[id as usize] += 1;
+                gids[off + j].store(((t as u32) << LOCAL_BITS) | id, Ordering::Relaxed);
+            }
+        }
+        (map, counts)
+    };
+    let built: Vec<Shard<K>> = if shards == 1 {
+        vec![count_shard(0)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..shards)
+                .map(|t| s.spawn(move || count_shard(t)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("df worker thread panicked"))
+                .collect()
+        })
+    };
+    let mask = (1u32 << LOCAL_BITS) - 1;
+    let per_image = images
+        .iter()
+        .zip(&offsets)
+        .map(|(keys, &off)| {
+            (0..keys.len())
+                .map(|j| {
+                    let g = gids[off + j].load(Ordering::Relaxed);
+                    built[(g >> LOCAL_BITS) as usize].1[(g & mask) as usize]
+                })
+                .collect()
+        })
+        .collect();
+    (built, per_image)
+}
+
+fn lookup<K: ShardKey>(shards: &[Shard<K>], key: K) -> u32 {
+    let (map, counts) = &shards[shard_of(key, shards.len())];
+    map.get(&key).map_or(0, |&id| counts[id as usize])
+}
+
+impl ShardedDf {
+    /// Counts `images` (each image's distinct reference n-grams, e.g. `SlottedRefs::sorted_keys`)
+    /// and returns, per image and n-gram, the n-gram's document frequency.
     pub(crate) fn build(images: &[&[NgramKey]]) -> (Self, Vec<Vec<u32>>) {
-        use std::sync::atomic::{AtomicU32, Ordering};
         let hw = std::thread::available_parallelism().map_or(1, |n| n.get());
         let total: usize = images.iter().map(|k| k.len()).sum();
         let shards = hw.min(8).min(total / 50_000 + 1).max(1);
-        // Distinct n-grams are typically about half of all per-image ones.
-        let expect = total / (2 * shards) + 1;
-        let offsets: Vec<usize> = images
+        let narrow = images
             .iter()
-            .scan(0, |acc, k| {
-                let o = *acc;
-                *acc += k.len();
-                Some(o)
-            })
-            .collect();
-        let gids: Vec<AtomicU32> = (0..total).map(|_| AtomicU32::new(0)).collect();
-        let count_shard = |t: usize| {
-            let mut map: FastMap<NgramKey, u32> = FastMap::default();
-            map.reserve(expect);
-            let mut counts: Vec<u32> = Vec::with_capacity(expect);
-            for (keys, &off) in images.iter().zip(&offsets) {
-                for (j, &k) in keys.iter().enumerate() {
-                    if shards > 1 && Self::shard_of(k, shards) != t {
-                        continue;
-                    }
-                    let id = *map.entry(k).or_insert_with(|| {
-                        counts.push(0);
-                        (counts.len() - 1) as u32
-                    });
-                    counts[id as usize] += 1;
-                    gids[off + j].store(((t as u32) << LOCAL_BITS) | id, Ordering::Relaxed);
-                }
-            }
-            (map, counts)
-        };
-        let built: Vec<(FastMap<NgramKey, u32>, Vec<u32>)> = if shards == 1 {
-            vec![count_shard(0)]
+            .all(|keys| keys.iter().all(|&k| u64::from_ngram(k).is_some()));
+        let (shards, per_image) = if narrow {
+            let (s, p) = count_sharded::<u64>(images, shards);
+            (Shards::Narrow(s), p)
         } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..shards)
-                    .map(|t| s.spawn(move || count_shard(t)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("df worker thread panicked"))
-                    .collect()
-            })
+            let (s, p) = count_sharded::<NgramKey>(images, shards);
+            (Shards::Wide(s), p)
         };
-        let mask = (1u32 << LOCAL_BITS) - 1;
-        let per_image = images
-            .iter()
-            .zip(&offsets)
-            .map(|(keys, &off)| {
-                (0..keys.len())
-                    .map(|j| {
-                        let g = gids[off + j].load(Ordering::Relaxed);
-                        built[(g >> LOCAL_BITS) as usize].1[(g & mask) as usize]
-                    })
-                    .collect()
-            })
-            .collect();
         (
             ShardedDf {
-                shards: built,
+                shards,
                 num_images: images.len() as u64,
             },
             per_image,
@@ -414,8 +475,11 @@ impl ShardedDf {
 
     /// The document frequency of `key` (0 if no image has it).
     pub(crate) fn get(&self, key: NgramKey) -> u32 {
-        let (map, counts) = &self.shards[Self::shard_of(key, self.shards.len())];
-        map.get(&key).map_or(0, |&id| counts[id as usize])
+        match &self.shards {
+            // A key that does not fit 64 bits is in no image: every stored one fits.
+            Shards::Narrow(s) => u64::from_ngram(key).map_or(0, |k| lookup(s, k)),
+            Shards::Wide(s) => lookup(s, key),
+        }
     }
 
     /// Number of images counted.
@@ -546,6 +610,16 @@ mod tests {
             }
         }
         assert_eq!(sharded.get(ngram_key(&[99, 99])), 0);
+        assert_eq!(sharded.get(ngram_key(&[70_000])), 0);
+        // Wide ids take the 128-bit path and count the same.
+        let wide = [
+            vec![ngram_key(&[70_000, 1])],
+            vec![ngram_key(&[70_000, 1]), ngram_key(&[2])],
+        ];
+        let views: Vec<&[NgramKey]> = wide.iter().map(|k| k.as_slice()).collect();
+        let (sharded, per_image) = ShardedDf::build(&views);
+        assert_eq!(per_image, vec![vec![2], vec![2, 1]]);
+        assert_eq!(sharded.get(ngram_key(&[2])), 1);
     }
 
     #[test]

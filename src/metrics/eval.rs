@@ -327,8 +327,8 @@ fn offline_scores(ev: &Evaluator<'_>, cands: &[String], refs: &[Vec<String>]) ->
         (
             par_map(&cand_split, 1024, |s| NgramCounts::new(&s.0)),
             par_map(&ref_split, 256, |rs| {
-                let c: Vec<NgramCounts> = rs.iter().map(|s| NgramCounts::new(&s.0)).collect();
-                SlottedRefs::new(&c.iter().collect::<Vec<_>>())
+                let tokens: Vec<&[u32]> = rs.iter().map(|s| s.0.as_slice()).collect();
+                SlottedRefs::from_tokens(&tokens)
             }),
         )
     } else {

@@ -200,6 +200,61 @@ impl SlottedRefs {
         s
     }
 
+    /// Numbers the n-grams of references given as token ids, without counting each reference
+    /// separately first: one slot lookup per n-gram position. Equal to
+    /// `SlottedRefs::new` of the references' [`NgramCounts`].
+    pub fn from_tokens<S: AsRef<[u32]>>(refs: &[S]) -> Self {
+        let mut s = SlottedRefs::default();
+        let mut order: Vec<NgramKey> = Vec::new();
+        // Per slot: the reference (+1) that last saw it and where in that reference's entries.
+        let mut last_ref: Vec<u32> = Vec::new();
+        let mut last_pos: Vec<u32> = Vec::new();
+        SLOT_SCRATCH.with(|cell| {
+            let mut slots = cell.borrow_mut();
+            slots.clear();
+            for (r, tokens) in refs.iter().enumerate() {
+                let tokens = tokens.as_ref();
+                let tag = r as u32 + 1;
+                let mut entries: Vec<(u32, u32)> = Vec::with_capacity(4 * tokens.len());
+                let mut starts = [0usize; MAX_N + 1];
+                for (n, start) in starts.iter_mut().enumerate().skip(1) {
+                    if tokens.len() >= n {
+                        for w in tokens.windows(n) {
+                            let key = ngram_key(w);
+                            let slot = *slots.entry(key).or_insert_with(|| {
+                                order.push(key);
+                                s.max_count.push(0);
+                                last_ref.push(0);
+                                last_pos.push(0);
+                                (order.len() - 1) as u32
+                            }) as usize;
+                            if last_ref[slot] == tag {
+                                entries[last_pos[slot] as usize].1 += 1;
+                            } else {
+                                last_ref[slot] = tag;
+                                last_pos[slot] = entries.len() as u32;
+                                entries.push((slot as u32, 1));
+                            }
+                        }
+                    }
+                    *start = entries.len();
+                }
+                for &(slot, c) in &entries {
+                    let m = &mut s.max_count[slot as usize];
+                    *m = (*m).max(c);
+                }
+                s.entries.push(entries);
+                s.starts.push(starts);
+                s.lens.push(tokens.len());
+            }
+        });
+        let mut pairs: Vec<(NgramKey, u32)> = order.into_iter().zip(0u32..).collect();
+        pairs.sort_unstable_by_key(|&(k, _)| k);
+        s.sorted_keys = pairs.iter().map(|&(k, _)| k).collect();
+        s.sorted_slot = pairs.iter().map(|&(_, slot)| slot).collect();
+        s
+    }
+
     /// Number of references.
     pub fn num_refs(&self) -> usize {
         self.entries.len()
@@ -280,6 +335,20 @@ mod tests {
         assert_eq!(c.order(1).len(), 13);
         assert_eq!(ngram_ids(c.order(1)[1].0), vec![7]);
         assert_eq!(c.order(4).iter().map(|e| e.1).sum::<u32>(), 297);
+    }
+
+    #[test]
+    fn slotting_from_tokens_equals_slotting_counts() {
+        let refs: Vec<Vec<u32>> = vec![vec![1, 2, 1, 2, 1], vec![], vec![2, 2, 3], vec![1]];
+        let counts: Vec<NgramCounts> = refs.iter().map(|r| NgramCounts::new(r)).collect();
+        let a = SlottedRefs::new(&counts.iter().collect::<Vec<_>>());
+        let b = SlottedRefs::from_tokens(&refs);
+        assert_eq!(a.sorted_keys, b.sorted_keys);
+        assert_eq!(a.sorted_slot, b.sorted_slot);
+        assert_eq!(a.max_count, b.max_count);
+        assert_eq!(a.entries, b.entries);
+        assert_eq!(a.starts, b.starts);
+        assert_eq!(a.lens, b.lens);
     }
 
     #[test]
