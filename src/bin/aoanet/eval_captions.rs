@@ -61,6 +61,9 @@ pub fn run(args: &Args) -> Result<(), String> {
     } else {
         None
     };
+    if args.spice_jar.is_some() && !wants(Metric::Spice) {
+        eprintln!("note: --spice-jar ignored: spice is not in --metrics");
+    }
     let spice = match (&args.spice_jar, wants(Metric::Spice)) {
         (Some(jar), true) => Some(Spice::new(jar).map_err(|e| e.to_string())?),
         (None, true) if named(Metric::Spice) => {
