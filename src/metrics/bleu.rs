@@ -4,8 +4,7 @@
 //! score above 0, a cumulative geometric mean, and a brevity penalty when the candidate side is
 //! shorter. The corpus score comes from the summed counts, not from the per-image scores.
 
-use super::hash::FastMap;
-use super::ngram::{MAX_N, NgramCounts, NgramKey};
+use super::ngram::{MAX_N, NgramCounts, SlottedRefs};
 
 /// Added to the clipped counts (the reference's `tiny`).
 const TINY: f64 = 1e-15;
@@ -28,28 +27,27 @@ pub struct BleuStats {
 impl BleuStats {
     /// Counts one candidate (token ids) against its references.
     pub fn new<S: AsRef<[u32]>>(candidate: &[u32], refs: &[S]) -> Self {
-        let mut max_counts: FastMap<NgramKey, u32> = FastMap::default();
-        let mut reflens = Vec::with_capacity(refs.len());
-        for r in refs {
-            let r = r.as_ref();
-            reflens.push(r.len());
-            for &(k, c) in NgramCounts::new(r).all() {
-                let m = max_counts.entry(k).or_insert(0);
-                *m = (*m).max(c);
-            }
-        }
-        let testlen = candidate.len();
+        let refs: Vec<NgramCounts> = refs.iter().map(|r| NgramCounts::new(r.as_ref())).collect();
+        let refs: Vec<&NgramCounts> = refs.iter().collect();
+        Self::from_slotted(&NgramCounts::new(candidate), &SlottedRefs::new(&refs))
+    }
+
+    /// Counts from precomputed n-gram counts of the candidate and numbered references.
+    pub fn from_slotted(cand: &NgramCounts, refs: &SlottedRefs) -> Self {
+        let testlen = cand.len();
         // min over (|l - testlen|, l): the closest length, the shorter one on a tie.
-        let reflen = reflens
+        let reflen = refs
+            .lens
             .iter()
             .map(|&l| (l.abs_diff(testlen), l))
             .min()
             .map_or(0, |(_, l)| l);
-        let cand = NgramCounts::new(candidate);
         let mut correct = [0usize; MAX_N];
         for (k, slot) in correct.iter_mut().enumerate() {
             for &(key, c) in cand.order(k + 1) {
-                *slot += c.min(max_counts.get(&key).copied().unwrap_or(0)) as usize;
+                if let Some(s) = refs.slot(key) {
+                    *slot += c.min(refs.max_count[s as usize]) as usize;
+                }
             }
         }
         let guess = std::array::from_fn(|k| testlen.saturating_sub(k));
@@ -80,11 +78,11 @@ impl BleuStats {
     pub fn scores(&self) -> [f64; MAX_N] {
         let mut out = [0.0; MAX_N];
         let mut b = 1.0f64;
-        for k in 0..MAX_N {
+        for (k, slot) in out.iter_mut().enumerate() {
             b *= (self.correct[k] as f64 + TINY) / (self.guess[k] as f64 + SMALL);
             // black_box keeps LLVM from turning pow(b, 0.5) into sqrt(b): Python calls libm's
             // pow, which differs from sqrt by an ulp on some inputs.
-            out[k] = b.powf(std::hint::black_box(1.0 / (k + 1) as f64));
+            *slot = b.powf(std::hint::black_box(1.0 / (k + 1) as f64));
         }
         let ratio = self.ratio();
         if ratio < 1.0 {

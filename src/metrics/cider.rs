@@ -17,8 +17,7 @@
 //! bit-identical to the Python code.
 
 use super::df::{DfBuilder, DocumentFrequencies};
-use super::hash::FastMap;
-use super::ngram::{MAX_N, NgramCounts, NgramKey};
+use super::ngram::{MAX_N, NgramCounts, NgramKey, SlottedRefs};
 use super::numeric::np_mean;
 use crate::{Error, Result};
 
@@ -40,17 +39,60 @@ pub fn reward_tokens(seq: &[u32]) -> &[u32] {
 /// reference's per-order norms and "length".
 #[derive(Clone, Debug)]
 pub struct CiderRefs {
-    slots: FastMap<NgramKey, u32>,
+    slotted: SlottedRefs,
+    vectors: RefVectors,
+}
+
+impl CiderRefs {
+    /// Number of references.
+    pub fn num_refs(&self) -> usize {
+        self.slotted.num_refs()
+    }
+
+    /// The numbered references (for BLEU's clipping on the same image).
+    pub fn slotted(&self) -> &SlottedRefs {
+        &self.slotted
+    }
+}
+
+/// The tf-idf side of prepared references: per slot its idf and its weight in each reference,
+/// per reference its norms and "length".
+#[derive(Clone, Debug)]
+pub(crate) struct RefVectors {
+    /// Slot → idf.
+    slot_idf: Vec<f64>,
     /// `weights[slot * num_refs + r]`.
     weights: Vec<f64>,
     norms: Vec<[f64; MAX_N]>,
     lengths: Vec<i64>,
 }
 
-impl CiderRefs {
-    /// Number of references.
-    pub fn num_refs(&self) -> usize {
-        self.norms.len()
+impl RefVectors {
+    /// Builds the reference vectors from numbered references and each slot's idf, summing the
+    /// squared weights of each reference in its own n-gram order, as the reference does.
+    pub(crate) fn new(slotted: &SlottedRefs, slot_idf: Vec<f64>) -> Self {
+        let num_refs = slotted.num_refs();
+        let mut weights = vec![0.0; slotted.num_slots() * num_refs];
+        let mut norms = Vec::with_capacity(num_refs);
+        let mut lengths = Vec::with_capacity(num_refs);
+        for r in 0..num_refs {
+            let mut norm = [0.0f64; MAX_N];
+            for (n, acc) in norm.iter_mut().enumerate() {
+                for &(slot, tf) in slotted.order(r, n + 1) {
+                    let w = f64::from(tf) * slot_idf[slot as usize];
+                    *acc += w * w;
+                    weights[slot as usize * num_refs + r] = w;
+                }
+            }
+            norms.push(norm.map(f64::sqrt));
+            lengths.push(bigram_length(slotted.lens[r]));
+        }
+        RefVectors {
+            slot_idf,
+            weights,
+            norms,
+            lengths,
+        }
     }
 }
 
@@ -68,7 +110,7 @@ fn bigram_length(num_tokens: usize) -> i64 {
     num_tokens.saturating_sub(1) as i64
 }
 
-fn gaussian_penalty(delta: i64) -> f64 {
+pub(crate) fn gaussian_penalty(delta: i64) -> f64 {
     let d = delta as f64;
     // black_box keeps LLVM from rewriting pow(e, x) as exp(x): the reference calls libm's pow.
     std::hint::black_box(std::f64::consts::E).powf(-(d * d) / (2.0 * SIGMA * SIGMA))
@@ -83,7 +125,7 @@ impl CiderD {
             ));
         }
         let ref_len = df.ref_len();
-        let penalty = (0..64).map(gaussian_penalty).collect();
+        let penalty = penalty_table();
         Ok(CiderD {
             df,
             ref_len,
@@ -96,10 +138,11 @@ impl CiderD {
         &self.df
     }
 
+    /// `ref_len − ln(max(1, df))`: the idf of an n-gram (`ref_len` if no image has it).
     #[inline]
-    fn weight(&self, key: NgramKey, tf: u32) -> f64 {
+    fn idf(&self, key: NgramKey) -> f64 {
         let df = f64::from(self.df.get_key(key)).max(1.0);
-        f64::from(tf) * (self.ref_len - df.ln())
+        self.ref_len - df.ln()
     }
 
     #[inline]
@@ -112,55 +155,73 @@ impl CiderD {
 
     /// Precomputes the reference side of one image from its references' token ids.
     pub fn prepare<S: AsRef<[u32]>>(&self, refs: &[S]) -> CiderRefs {
-        let num_refs = refs.len();
         let counted: Vec<NgramCounts> = refs.iter().map(|r| NgramCounts::new(r.as_ref())).collect();
-        let mut slots: FastMap<NgramKey, u32> = FastMap::default();
-        for c in &counted {
-            for &(k, _) in c.all() {
-                let next = slots.len() as u32;
-                slots.entry(k).or_insert(next);
-            }
-        }
-        let mut weights = vec![0.0; slots.len() * num_refs];
-        let mut norms = Vec::with_capacity(num_refs);
-        let mut lengths = Vec::with_capacity(num_refs);
-        for (r, c) in counted.iter().enumerate() {
-            let mut norm = [0.0f64; MAX_N];
-            for (n, acc) in norm.iter_mut().enumerate() {
-                for &(k, tf) in c.order(n + 1) {
-                    let w = self.weight(k, tf);
-                    *acc += w * w;
-                    weights[slots[&k] as usize * num_refs + r] = w;
-                }
-            }
-            norms.push(norm.map(f64::sqrt));
-            lengths.push(bigram_length(c.len()));
-        }
-        CiderRefs {
-            slots,
-            weights,
-            norms,
-            lengths,
-        }
+        let counted: Vec<&NgramCounts> = counted.iter().collect();
+        self.prepare_counts(&counted)
+    }
+
+    /// [`prepare`](Self::prepare) from the references' precomputed n-gram counts.
+    pub fn prepare_counts(&self, refs: &[&NgramCounts]) -> CiderRefs {
+        let slotted = SlottedRefs::new(refs);
+        // One idf per distinct n-gram: the value the reference recomputes per occurrence.
+        let slot_idf = slotted.by_slot(slotted.sorted_keys.iter().map(|&k| self.idf(k)));
+        let vectors = RefVectors::new(&slotted, slot_idf);
+        CiderRefs { slotted, vectors }
     }
 
     /// CIDEr-D of `candidate` against prepared references (×10 scale, as the reference).
     /// 0 for an image without references.
     pub fn score(&self, candidate: &[u32], refs: &CiderRefs) -> f64 {
-        let num_refs = refs.num_refs();
-        if num_refs == 0 {
-            return 0.0;
-        }
-        let cand = NgramCounts::new(candidate);
-        // val[r * MAX_N + n]: the clipped dot product, accumulated over the candidate's n-grams
-        // of order n+1 in first-occurrence order, for every reference at once.
-        let mut val = vec![0.0f64; num_refs * MAX_N];
-        let mut norm_c = [0.0f64; MAX_N];
-        for (n, norm) in norm_c.iter_mut().enumerate() {
-            for &(k, tf) in cand.order(n + 1) {
-                let w = self.weight(k, tf);
-                *norm += w * w;
-                if let Some(&slot) = refs.slots.get(&k) {
+        self.score_counts(&NgramCounts::new(candidate), refs)
+    }
+
+    /// [`score`](Self::score) from the candidate's precomputed n-gram counts.
+    pub fn score_counts(&self, cand: &NgramCounts, refs: &CiderRefs) -> f64 {
+        score_with(
+            cand,
+            &refs.slotted,
+            &refs.vectors,
+            |k| self.idf(k),
+            |d| self.penalty(d),
+        )
+    }
+}
+
+/// The Gaussian length penalties of [`CiderD`], for scorers that keep their own frequencies.
+pub(crate) fn penalty_table() -> Vec<f64> {
+    (0..64).map(gaussian_penalty).collect()
+}
+
+/// CIDEr-D of one candidate against prepared references; `idf` gives the idf of a candidate
+/// n-gram that no reference has, `penalty` the Gaussian factor of a length difference.
+pub(crate) fn score_with(
+    cand: &NgramCounts,
+    slotted: &SlottedRefs,
+    refs: &RefVectors,
+    idf: impl Fn(NgramKey) -> f64,
+    penalty: impl Fn(i64) -> f64,
+) -> f64 {
+    let num_refs = slotted.num_refs();
+    if num_refs == 0 {
+        return 0.0;
+    }
+    // val[r * MAX_N + n]: the clipped dot product, accumulated over the candidate's n-grams
+    // of order n+1 in first-occurrence order, for every reference at once.
+    let mut val = [0.0f64; 8 * MAX_N];
+    let mut val_heap;
+    let val: &mut [f64] = if num_refs <= 8 {
+        &mut val[..num_refs * MAX_N]
+    } else {
+        val_heap = vec![0.0f64; num_refs * MAX_N];
+        &mut val_heap
+    };
+    let mut norm_c = [0.0f64; MAX_N];
+    for (n, norm) in norm_c.iter_mut().enumerate() {
+        for &(k, tf) in cand.order(n + 1) {
+            match slotted.slot(k) {
+                Some(slot) => {
+                    let w = f64::from(tf) * refs.slot_idf[slot as usize];
+                    *norm += w * w;
                     let row = &refs.weights[slot as usize * num_refs..][..num_refs];
                     for (r, &wr) in row.iter().enumerate() {
                         // Python's min(a, b) keeps a unless b < a.
@@ -168,30 +229,34 @@ impl CiderD {
                         val[r * MAX_N + n] += m * wr;
                     }
                 }
-            }
-            *norm = norm.sqrt();
-        }
-        let len_c = bigram_length(cand.len());
-        let mut score = [0.0f64; MAX_N];
-        for r in 0..num_refs {
-            let pen = self.penalty(len_c - refs.lengths[r]);
-            for n in 0..MAX_N {
-                let mut v = val[r * MAX_N + n];
-                let norm_r = refs.norms[r][n];
-                if norm_c[n] != 0.0 && norm_r != 0.0 {
-                    v /= norm_c[n] * norm_r;
+                None => {
+                    let w = f64::from(tf) * idf(k);
+                    *norm += w * w;
                 }
-                score[n] += v * pen;
             }
         }
-        let mut mean = 0.0;
-        for s in score {
-            mean += s;
-        }
-        mean /= MAX_N as f64;
-        mean /= num_refs as f64;
-        mean * 10.0
+        *norm = norm.sqrt();
     }
+    let len_c = bigram_length(cand.len());
+    let mut score = [0.0f64; MAX_N];
+    for r in 0..num_refs {
+        let pen = penalty(len_c - refs.lengths[r]);
+        for n in 0..MAX_N {
+            let mut v = val[r * MAX_N + n];
+            let norm_r = refs.norms[r][n];
+            if norm_c[n] != 0.0 && norm_r != 0.0 {
+                v /= norm_c[n] * norm_r;
+            }
+            score[n] += v * pen;
+        }
+    }
+    let mut mean = 0.0;
+    for s in score {
+        mean += s;
+    }
+    mean /= MAX_N as f64;
+    mean /= num_refs as f64;
+    mean * 10.0
 }
 
 /// Evaluation-time CIDEr-D over a corpus: frequencies from the evaluated images' own references,

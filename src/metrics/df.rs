@@ -31,7 +31,7 @@
 //! Writing goes to a temporary file in the same folder, then renames it into place.
 
 use super::hash::{FastMap, FastSet};
-use super::ngram::{MAX_N, NgramKey, ngram_ids, ngram_key, ngram_order};
+use super::ngram::{MAX_N, NgramCounts, NgramKey, ngram_ids, ngram_key, ngram_order};
 use crate::{Error, Result};
 use std::io::Write;
 use std::path::Path;
@@ -286,6 +286,20 @@ impl DfBuilder {
         self.num_images += 1;
     }
 
+    /// [`add_image`](Self::add_image) from the references' precomputed n-gram counts.
+    pub fn add_image_counts(&mut self, refs: &[&NgramCounts]) {
+        self.seen.clear();
+        for r in refs {
+            for &(k, _) in r.all() {
+                self.seen.insert(k);
+            }
+        }
+        for &k in &self.seen {
+            *self.counts.entry(k).or_insert(0) += 1;
+        }
+        self.num_images += 1;
+    }
+
     /// Adds the counts of another builder (e.g. one that counted a different shard of images).
     pub fn merge(&mut self, other: DfBuilder) {
         for (k, c) in other.counts {
@@ -305,6 +319,172 @@ impl DfBuilder {
             counts: self.counts,
             num_images: self.num_images,
         }
+    }
+}
+
+/// Evaluation-time document frequencies counted on several threads: n-grams are split over
+/// shards by hash, each thread counts its shard over all images, and every image gets the
+/// frequency of each of its distinct reference n-grams back by index (no second hash lookup).
+/// When every token id fits 16 bits (any realistic vocabulary) keys are stored in 64 bits,
+/// halving the tables the counting walks through.
+pub(crate) struct ShardedDf {
+    shards: Shards,
+    num_images: u64,
+}
+
+enum Shards {
+    Narrow(Vec<Shard<u64>>),
+    Wide(Vec<Shard<NgramKey>>),
+}
+
+/// One shard: key → local index, and the counts by local index.
+type Shard<K> = (FastMap<K, u32>, Vec<u32>);
+
+/// Bits of a shard-local index; the shard number sits above them.
+const LOCAL_BITS: u32 = 27;
+
+/// A key type for the shard maps.
+trait ShardKey: Copy + Eq + std::hash::Hash + Send + Sync {
+    fn from_ngram(key: NgramKey) -> Option<Self>;
+}
+
+impl ShardKey for NgramKey {
+    fn from_ngram(key: NgramKey) -> Option<Self> {
+        Some(key)
+    }
+}
+
+impl ShardKey for u64 {
+    /// The four lanes (`id + 1`) in 16 bits each, if they fit.
+    fn from_ngram(key: NgramKey) -> Option<Self> {
+        let mut out = 0u64;
+        for i in 0..4 {
+            let lane = (key >> (32 * i)) as u32;
+            if lane > 0xFFFF {
+                return None;
+            }
+            out |= u64::from(lane) << (16 * i);
+        }
+        Some(out)
+    }
+}
+
+fn shard_of<K: ShardKey>(key: K, shards: usize) -> usize {
+    use std::hash::BuildHasher;
+    let h = super::hash::FastBuild::default().hash_one(key);
+    ((h >> 32) as usize) % shards
+}
+
+/// Counts `images` into `shards` maps keyed by `K` (every key must convert).
+fn count_sharded<K: ShardKey>(
+    images: &[&[NgramKey]],
+    shards: usize,
+) -> (Vec<Shard<K>>, Vec<Vec<u32>>) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let total: usize = images.iter().map(|k| k.len()).sum();
+    // Distinct n-grams are typically about half of all per-image ones.
+    let expect = total / (2 * shards) + 1;
+    let offsets: Vec<usize> = images
+        .iter()
+        .scan(0, |acc, k| {
+            let o = *acc;
+            *acc += k.len();
+            Some(o)
+        })
+        .collect();
+    let gids: Vec<AtomicU32> = (0..total).map(|_| AtomicU32::new(0)).collect();
+    let count_shard = |t: usize| {
+        let mut map: FastMap<K, u32> = FastMap::default();
+        map.reserve(expect);
+        let mut counts: Vec<u32> = Vec::with_capacity(expect);
+        for (keys, &off) in images.iter().zip(&offsets) {
+            for (j, &k) in keys.iter().enumerate() {
+                let k = K::from_ngram(k).expect("key fits the shard key type");
+                if shards > 1 && shard_of(k, shards) != t {
+                    continue;
+                }
+                let id = *map.entry(k).or_insert_with(|| {
+                    counts.push(0);
+                    (counts.len() - 1) as u32
+                });
+                counts[id as usize] += 1;
+                gids[off + j].store(((t as u32) << LOCAL_BITS) | id, Ordering::Relaxed);
+            }
+        }
+        (map, counts)
+    };
+    let built: Vec<Shard<K>> = if shards == 1 {
+        vec![count_shard(0)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..shards)
+                .map(|t| s.spawn(move || count_shard(t)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("df worker thread panicked"))
+                .collect()
+        })
+    };
+    let mask = (1u32 << LOCAL_BITS) - 1;
+    let per_image = images
+        .iter()
+        .zip(&offsets)
+        .map(|(keys, &off)| {
+            (0..keys.len())
+                .map(|j| {
+                    let g = gids[off + j].load(Ordering::Relaxed);
+                    built[(g >> LOCAL_BITS) as usize].1[(g & mask) as usize]
+                })
+                .collect()
+        })
+        .collect();
+    (built, per_image)
+}
+
+fn lookup<K: ShardKey>(shards: &[Shard<K>], key: K) -> u32 {
+    let (map, counts) = &shards[shard_of(key, shards.len())];
+    map.get(&key).map_or(0, |&id| counts[id as usize])
+}
+
+impl ShardedDf {
+    /// Counts `images` (each image's distinct reference n-grams, e.g. `SlottedRefs::sorted_keys`)
+    /// and returns, per image and n-gram, the n-gram's document frequency.
+    pub(crate) fn build(images: &[&[NgramKey]]) -> (Self, Vec<Vec<u32>>) {
+        let hw = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let total: usize = images.iter().map(|k| k.len()).sum();
+        let shards = hw.min(8).min(total / 50_000 + 1).max(1);
+        let narrow = images
+            .iter()
+            .all(|keys| keys.iter().all(|&k| u64::from_ngram(k).is_some()));
+        let (shards, per_image) = if narrow {
+            let (s, p) = count_sharded::<u64>(images, shards);
+            (Shards::Narrow(s), p)
+        } else {
+            let (s, p) = count_sharded::<NgramKey>(images, shards);
+            (Shards::Wide(s), p)
+        };
+        (
+            ShardedDf {
+                shards,
+                num_images: images.len() as u64,
+            },
+            per_image,
+        )
+    }
+
+    /// The document frequency of `key` (0 if no image has it).
+    pub(crate) fn get(&self, key: NgramKey) -> u32 {
+        match &self.shards {
+            // A key that does not fit 64 bits is in no image: every stored one fits.
+            Shards::Narrow(s) => u64::from_ngram(key).map_or(0, |k| lookup(s, k)),
+            Shards::Wide(s) => lookup(s, key),
+        }
+    }
+
+    /// Number of images counted.
+    pub(crate) fn num_images(&self) -> u64 {
+        self.num_images
     }
 }
 
@@ -404,6 +584,42 @@ mod tests {
         let mut version = bytes.clone();
         version[8] = 9;
         check(&version, "version 9");
+    }
+
+    #[test]
+    fn sharded_counting_equals_the_builder() {
+        let sentences: Vec<Vec<u32>> = (0..3000u32)
+            .map(|i| vec![i % 17, i % 5, i % 11, i % 3])
+            .collect();
+        let counts: Vec<NgramCounts> = sentences.iter().map(|s| NgramCounts::new(s)).collect();
+        let images: Vec<Vec<NgramKey>> = counts
+            .chunks(3)
+            .map(|c| {
+                let refs: Vec<&NgramCounts> = c.iter().collect();
+                super::super::ngram::SlottedRefs::new(&refs).sorted_keys
+            })
+            .collect();
+        let views: Vec<&[NgramKey]> = images.iter().map(|k| k.as_slice()).collect();
+        let (sharded, per_image) = ShardedDf::build(&views);
+        let reference = DocumentFrequencies::from_images(sentences.chunks(3));
+        assert_eq!(sharded.num_images(), reference.num_images());
+        for (keys, dfs) in images.iter().zip(&per_image) {
+            for (&k, &d) in keys.iter().zip(dfs) {
+                assert_eq!(d, reference.get_key(k));
+                assert_eq!(sharded.get(k), d);
+            }
+        }
+        assert_eq!(sharded.get(ngram_key(&[99, 99])), 0);
+        assert_eq!(sharded.get(ngram_key(&[70_000])), 0);
+        // Wide ids take the 128-bit path and count the same.
+        let wide = [
+            vec![ngram_key(&[70_000, 1])],
+            vec![ngram_key(&[70_000, 1]), ngram_key(&[2])],
+        ];
+        let views: Vec<&[NgramKey]> = wide.iter().map(|k| k.as_slice()).collect();
+        let (sharded, per_image) = ShardedDf::build(&views);
+        assert_eq!(per_image, vec![vec![2], vec![2, 1]]);
+        assert_eq!(sharded.get(ngram_key(&[2])), 1);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub fn ngram_ids(key: NgramKey) -> Vec<u32> {
         .collect()
 }
 
+/// Up to this many n-grams of one order, duplicates are found by a linear scan.
+const LINEAR_DEDUP_MAX: usize = 48;
+
 /// The n-grams (n = 1..=4) of one sentence with their counts, grouped by order and, within an
 /// order, in order of first occurrence: the iteration order of the reference's `precook` dict.
 #[derive(Clone, Debug, Default)]
@@ -72,34 +75,42 @@ pub struct NgramCounts {
 impl NgramCounts {
     /// Counts the 1..=4-grams of `tokens`.
     pub fn new(tokens: &[u32]) -> Self {
-        let mut c = NgramCounts::default();
-        let mut index = FastMap::default();
-        c.recount(tokens, &mut index);
-        c
-    }
-
-    /// Recounts for `tokens`, reusing this value's buffers and the caller's `index` scratch map
-    /// (cleared here), so a hot loop allocates nothing once warm.
-    pub(crate) fn recount(&mut self, tokens: &[u32], index: &mut FastMap<NgramKey, u32>) {
-        self.entries.clear();
-        self.len = tokens.len();
-        self.starts[0] = 0;
+        let mut c = NgramCounts {
+            entries: Vec::with_capacity(4 * tokens.len()),
+            starts: [0; MAX_N + 1],
+            len: tokens.len(),
+        };
         for n in 1..=MAX_N {
-            index.clear();
+            let start = c.entries.len();
             if tokens.len() >= n {
-                for w in tokens.windows(n) {
-                    let key = ngram_key(w);
-                    match index.get(&key) {
-                        Some(&at) => self.entries[at as usize].1 += 1,
-                        None => {
-                            index.insert(key, self.entries.len() as u32);
-                            self.entries.push((key, 1));
+                let windows = tokens.len() - n + 1;
+                if windows <= LINEAR_DEDUP_MAX {
+                    // Short sentences: a linear scan beats hashing and allocates nothing.
+                    for w in tokens.windows(n) {
+                        let key = ngram_key(w);
+                        match c.entries[start..].iter_mut().find(|(k, _)| *k == key) {
+                            Some(e) => e.1 += 1,
+                            None => c.entries.push((key, 1)),
+                        }
+                    }
+                } else {
+                    let mut index: FastMap<NgramKey, u32> = FastMap::default();
+                    index.reserve(windows);
+                    for w in tokens.windows(n) {
+                        let key = ngram_key(w);
+                        match index.get(&key) {
+                            Some(&at) => c.entries[at as usize].1 += 1,
+                            None => {
+                                index.insert(key, c.entries.len() as u32);
+                                c.entries.push((key, 1));
+                            }
                         }
                     }
                 }
             }
-            self.starts[n] = self.entries.len();
+            c.starts[n] = c.entries.len();
         }
+        c
     }
 
     /// Number of tokens in the sentence.
@@ -120,6 +131,165 @@ impl NgramCounts {
     /// The `(n-gram, count)` pairs of order `n` (1-based) in order of first occurrence.
     pub fn order(&self, n: usize) -> &[(NgramKey, u32)] {
         &self.entries[self.starts[n - 1]..self.starts[n]]
+    }
+}
+
+/// The references of one image with their distinct n-grams numbered ("slots") in order of
+/// first occurrence over the references: what BLEU's clipping and CIDEr-D's reference vectors
+/// are built from, each reference kept in the reference scorers' iteration order. Slots are
+/// found by binary search over the sorted n-grams, which keeps thousands of images in memory
+/// at once small.
+#[derive(Clone, Debug, Default)]
+pub struct SlottedRefs {
+    /// The distinct n-grams, ascending.
+    pub(crate) sorted_keys: Vec<NgramKey>,
+    /// `sorted_slot[j]` is the slot of `sorted_keys[j]`.
+    pub(crate) sorted_slot: Vec<u32>,
+    /// Slot → maximum count over the references (BLEU's clip).
+    pub(crate) max_count: Vec<u32>,
+    /// Per reference: `(slot, count)` grouped by order, first occurrence within an order.
+    pub(crate) entries: Vec<Vec<(u32, u32)>>,
+    /// Per reference: `entries[r][starts[r][n-1]..starts[r][n]]` is order n.
+    pub(crate) starts: Vec<[usize; MAX_N + 1]>,
+    /// Per reference: number of tokens.
+    pub(crate) lens: Vec<usize>,
+}
+
+thread_local! {
+    /// Scratch map for numbering slots, reused across images.
+    static SLOT_SCRATCH: std::cell::RefCell<FastMap<NgramKey, u32>> =
+        std::cell::RefCell::new(FastMap::default());
+}
+
+impl SlottedRefs {
+    /// Numbers the n-grams of `refs`.
+    pub fn new(refs: &[&NgramCounts]) -> Self {
+        let mut s = SlottedRefs::default();
+        let mut order: Vec<NgramKey> = Vec::new();
+        SLOT_SCRATCH.with(|cell| {
+            let mut slots = cell.borrow_mut();
+            slots.clear();
+            for r in refs {
+                let mut entries = Vec::with_capacity(r.all().len());
+                for &(k, c) in r.all() {
+                    let slot = match slots.get(&k) {
+                        Some(&slot) => {
+                            let m = &mut s.max_count[slot as usize];
+                            *m = (*m).max(c);
+                            slot
+                        }
+                        None => {
+                            let slot = order.len() as u32;
+                            slots.insert(k, slot);
+                            order.push(k);
+                            s.max_count.push(c);
+                            slot
+                        }
+                    };
+                    entries.push((slot, c));
+                }
+                s.entries.push(entries);
+                s.starts.push(r.starts);
+                s.lens.push(r.len());
+            }
+        });
+        let mut pairs: Vec<(NgramKey, u32)> = order.into_iter().zip(0u32..).collect();
+        pairs.sort_unstable_by_key(|&(k, _)| k);
+        s.sorted_keys = pairs.iter().map(|&(k, _)| k).collect();
+        s.sorted_slot = pairs.iter().map(|&(_, slot)| slot).collect();
+        s
+    }
+
+    /// Numbers the n-grams of references given as token ids, without counting each reference
+    /// separately first: one slot lookup per n-gram position. Equal to
+    /// `SlottedRefs::new` of the references' [`NgramCounts`].
+    pub fn from_tokens<S: AsRef<[u32]>>(refs: &[S]) -> Self {
+        let mut s = SlottedRefs::default();
+        let mut order: Vec<NgramKey> = Vec::new();
+        // Per slot: the reference (+1) that last saw it and where in that reference's entries.
+        let mut last_ref: Vec<u32> = Vec::new();
+        let mut last_pos: Vec<u32> = Vec::new();
+        SLOT_SCRATCH.with(|cell| {
+            let mut slots = cell.borrow_mut();
+            slots.clear();
+            for (r, tokens) in refs.iter().enumerate() {
+                let tokens = tokens.as_ref();
+                let tag = r as u32 + 1;
+                let mut entries: Vec<(u32, u32)> = Vec::with_capacity(4 * tokens.len());
+                let mut starts = [0usize; MAX_N + 1];
+                for (n, start) in starts.iter_mut().enumerate().skip(1) {
+                    if tokens.len() >= n {
+                        for w in tokens.windows(n) {
+                            let key = ngram_key(w);
+                            let slot = *slots.entry(key).or_insert_with(|| {
+                                order.push(key);
+                                s.max_count.push(0);
+                                last_ref.push(0);
+                                last_pos.push(0);
+                                (order.len() - 1) as u32
+                            }) as usize;
+                            if last_ref[slot] == tag {
+                                entries[last_pos[slot] as usize].1 += 1;
+                            } else {
+                                last_ref[slot] = tag;
+                                last_pos[slot] = entries.len() as u32;
+                                entries.push((slot as u32, 1));
+                            }
+                        }
+                    }
+                    *start = entries.len();
+                }
+                for &(slot, c) in &entries {
+                    let m = &mut s.max_count[slot as usize];
+                    *m = (*m).max(c);
+                }
+                s.entries.push(entries);
+                s.starts.push(starts);
+                s.lens.push(tokens.len());
+            }
+        });
+        let mut pairs: Vec<(NgramKey, u32)> = order.into_iter().zip(0u32..).collect();
+        pairs.sort_unstable_by_key(|&(k, _)| k);
+        s.sorted_keys = pairs.iter().map(|&(k, _)| k).collect();
+        s.sorted_slot = pairs.iter().map(|&(_, slot)| slot).collect();
+        s
+    }
+
+    /// Number of references.
+    pub fn num_refs(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Number of distinct n-grams.
+    pub fn num_slots(&self) -> usize {
+        self.max_count.len()
+    }
+
+    /// The slot of `key`, if any reference has it.
+    #[inline]
+    pub fn slot(&self, key: NgramKey) -> Option<u32> {
+        self.sorted_keys
+            .binary_search(&key)
+            .ok()
+            .map(|j| self.sorted_slot[j])
+    }
+
+    /// Reference `r`'s `(slot, count)` of order `n` (1-based).
+    pub(crate) fn order(&self, r: usize, n: usize) -> &[(u32, u32)] {
+        let st = &self.starts[r];
+        &self.entries[r][st[n - 1]..st[n]]
+    }
+
+    /// Per-slot values from per-distinct-n-gram values given in sorted-key order.
+    pub(crate) fn by_slot<T: Copy + Default>(
+        &self,
+        sorted_values: impl IntoIterator<Item = T>,
+    ) -> Vec<T> {
+        let mut out = vec![T::default(); self.num_slots()];
+        for (&slot, v) in self.sorted_slot.iter().zip(sorted_values) {
+            out[slot as usize] = v;
+        }
+        out
     }
 }
 
@@ -155,5 +325,49 @@ mod tests {
         assert_eq!(c.order(4).len(), 1);
         assert_eq!(c.all().len(), 7);
         assert!(NgramCounts::new(&[]).all().is_empty());
+    }
+
+    #[test]
+    fn long_sentences_count_the_same_through_the_hash_path() {
+        let long: Vec<u32> = (0..300).map(|i| (i * 7 % 13) as u32).collect();
+        let c = NgramCounts::new(&long);
+        assert_eq!(c.order(1).iter().map(|e| e.1).sum::<u32>(), 300);
+        assert_eq!(c.order(1).len(), 13);
+        assert_eq!(ngram_ids(c.order(1)[1].0), vec![7]);
+        assert_eq!(c.order(4).iter().map(|e| e.1).sum::<u32>(), 297);
+    }
+
+    #[test]
+    fn slotting_from_tokens_equals_slotting_counts() {
+        let refs: Vec<Vec<u32>> = vec![vec![1, 2, 1, 2, 1], vec![], vec![2, 2, 3], vec![1]];
+        let counts: Vec<NgramCounts> = refs.iter().map(|r| NgramCounts::new(r)).collect();
+        let a = SlottedRefs::new(&counts.iter().collect::<Vec<_>>());
+        let b = SlottedRefs::from_tokens(&refs);
+        assert_eq!(a.sorted_keys, b.sorted_keys);
+        assert_eq!(a.sorted_slot, b.sorted_slot);
+        assert_eq!(a.max_count, b.max_count);
+        assert_eq!(a.entries, b.entries);
+        assert_eq!(a.starts, b.starts);
+        assert_eq!(a.lens, b.lens);
+    }
+
+    #[test]
+    fn slots_number_distinct_ngrams_and_track_the_max_count() {
+        let a = NgramCounts::new(&[1, 2, 1]);
+        let b = NgramCounts::new(&[1, 1, 1, 3]);
+        let s = SlottedRefs::new(&[&a, &b]);
+        let one = s.slot(ngram_key(&[1])).unwrap() as usize;
+        assert_eq!((one, s.max_count[one]), (0, 3));
+        assert_eq!(
+            s.by_slot(s.sorted_keys.iter().map(|&k| ngram_order(k)))[one],
+            1
+        );
+        assert_eq!(s.num_refs(), 2);
+        assert_eq!(
+            s.order(1, 1),
+            &[(0, 3), (s.slot(ngram_key(&[3])).unwrap(), 1)]
+        );
+        assert_eq!(s.num_slots(), a.all().len() + b.all().len() - 1); // "1" is shared
+        assert!(s.slot(ngram_key(&[9])).is_none());
     }
 }

@@ -91,3 +91,52 @@ impl Worst {
         self.max_abs = self.max_abs.max(d);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A fake `java` for the SPICE step (unix shell script).
+
+#[cfg(unix)]
+use std::os::unix::fs::PermissionsExt;
+#[cfg(unix)]
+use std::path::Path;
+
+/// Answers `f = 0.(image_id + 1)` for every image, and logs its arguments to `args.txt`.
+#[cfg(unix)]
+pub const FAKE_JAVA: &str = r#"#!/bin/sh
+here=$(dirname "$0")
+echo "$@" > "$here/args.txt"
+[ "$1" = "-jar" ] || { echo "expected -jar first" >&2; exit 3; }
+in=$4; out=""; prev=""
+for a in "$@"; do
+  [ "$prev" = "-out" ] && out=$a
+  prev=$a
+done
+[ -n "$out" ] || { echo "no -out" >&2; exit 4; }
+{
+  printf '['
+  sep=''
+  for id in $(grep -o '"image_id":[0-9]*' "$in" | cut -d: -f2); do
+    printf '%s{"image_id":%s,"scores":{"All":{"f":0.%s,"pr":0.5,"re":0.5},"Color":{"f":NaN}}}' "$sep" "$id" "$((id + 1))"
+    sep=','
+  done
+  printf ']'
+} > "$out"
+"#;
+
+/// A folder with `bin/java` (the fake) and `spice/spice-1.0.jar` + `spice/lib/*.jar`.
+#[cfg(unix)]
+pub fn fake_spice_setup(root: &Path) -> (PathBuf, PathBuf) {
+    let bin = root.join("bin");
+    let spice = root.join("spice");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(spice.join("lib")).unwrap();
+    let java = bin.join("java");
+    std::fs::write(&java, FAKE_JAVA).unwrap();
+    std::fs::set_permissions(&java, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let jar = spice.join("spice-1.0.jar");
+    std::fs::write(&jar, b"fake").unwrap();
+    for j in aoanet::metrics::spice::CORENLP_JARS {
+        std::fs::write(spice.join("lib").join(j), b"fake").unwrap();
+    }
+    (java, jar)
+}
