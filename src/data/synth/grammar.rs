@@ -144,7 +144,10 @@ fn prefix(plural: bool, rng: &mut Philox, out: &mut Vec<&'static str>) {
 /// Every group, left to right, joined by "and".
 fn listing(gs: &[Group], rng: &mut Philox) -> Vec<&'static str> {
     let mut out = Vec::new();
-    prefix(gs[0].members.len() > 1, rng, &mut out);
+    // No prefix for four groups, which already take 15 words (labels keep 16).
+    if gs.len() < 4 {
+        prefix(gs[0].members.len() > 1, rng, &mut out);
+    }
     // Sizes only while the caption stays short.
     let with_size = gs.len() <= 2 && rng.below(2) == 0;
     for (k, g) in gs.iter().enumerate() {

@@ -107,10 +107,13 @@ mod attr {
     pub const SIZE: usize = 10; // 2
     pub const OBJECT: usize = 12; // 1
     pub const KIND: usize = 13; // 3
-    pub const GEOMETRY: usize = 16; // 8
-    pub const BIAS: usize = 24; // 1
-    pub const COUNT: usize = 25;
+    pub const GEOMETRY: usize = 16; // 4
+    pub const BIAS: usize = 20; // 1
+    pub const COUNT: usize = 21;
 }
+
+/// Gain of the box geometry in the attribute vector.
+const GEOMETRY_GAIN: f32 = 2.0;
 
 /// Strength of the colour/shape signal a distractor carries (objects: 1).
 const CLUTTER_SIGNAL: f32 = 0.45;
@@ -140,17 +143,17 @@ fn attributes(scene: &Scene, region: Region) -> [f32; attr::COUNT] {
         }
     };
     let [x1, y1, x2, y2] = bbox;
+    // Centre in [-1, 1] and extent, amplified: relations ("left of") must be readable
+    // through the noise.
     let g = [
-        x1 / WIDTH,
-        y1 / HEIGHT,
-        x2 / WIDTH,
-        y2 / HEIGHT,
-        (x1 + x2) / (2.0 * WIDTH),
-        (y1 + y2) / (2.0 * HEIGHT),
+        (x1 + x2) / WIDTH - 1.0,
+        (y1 + y2) / HEIGHT - 1.0,
         (x2 - x1) / WIDTH,
         (y2 - y1) / HEIGHT,
     ];
-    a[attr::GEOMETRY..attr::GEOMETRY + 8].copy_from_slice(&g);
+    for (k, v) in g.iter().enumerate() {
+        a[attr::GEOMETRY + k] = GEOMETRY_GAIN * v;
+    }
     a[attr::BIAS] = 1.0;
     a
 }
