@@ -205,7 +205,7 @@ pub fn run(args: Args) -> Result<()> {
                         rmax = rmax.max(n);
                     }
                     Err(problem) if args.skip_bad_rows => {
-                        skipped.push(format!("{}:{line}: {problem}", path.display()));
+                        skipped.push(format!("{}: line {line}: {problem}", path.display()));
                     }
                     Err(problem) => {
                         return Err(Error::format(path, format!("line {line}: {problem}")));

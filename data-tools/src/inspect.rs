@@ -1,8 +1,10 @@
 //! `aoanet-data inspect PATH`: says what a file is (feature store, captions, vocabulary) and
 //! prints counts, dims, dtype and an example; a damaged file is an error naming the problem.
+//! Given a data folder, it inspects each file and then checks that they agree (every
+//! captioned image has features, the vocabulary fits the captions), as `aoanet train` will.
 
-use aoanet::data::dataset::VOCAB_FILE;
-use aoanet::data::{Captions, FeatureStore, Split, Vocab, captions, features};
+use aoanet::data::dataset::{CAPTIONS_FILE, FEATURES_FILE, VOCAB_FILE};
+use aoanet::data::{Captions, Dataset, FeatureStore, Split, Vocab, captions, features};
 use aoanet::{Error, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// Flags of `inspect`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The file to inspect.
+    /// The file (or data folder) to inspect.
     path: PathBuf,
 }
 
@@ -110,9 +112,30 @@ fn vocabulary(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Inspects every file of a data folder, then checks them together.
+fn folder(dir: &Path) -> Result<()> {
+    for name in [FEATURES_FILE, CAPTIONS_FILE, VOCAB_FILE] {
+        file(&dir.join(name))?;
+    }
+    let d = Dataset::open(dir)?;
+    println!(
+        "{}: a consistent data folder: {} captioned images, all with features",
+        dir.display(),
+        d.captions.len()
+    );
+    Ok(())
+}
+
 /// Runs `inspect`.
 pub fn run(args: Args) -> Result<()> {
-    let path = &args.path;
+    if args.path.is_dir() {
+        folder(&args.path)
+    } else {
+        file(&args.path)
+    }
+}
+
+fn file(path: &Path) -> Result<()> {
     let mut head = Vec::new();
     std::fs::File::open(path)
         .map_err(|e| Error::io(path, e))?
