@@ -350,9 +350,8 @@ fn bu_features_bad_rows_are_named_and_leave_nothing_behind() {
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "bad base64",
-            good[2]
-                .replacen("\t640\t480\t", "\t640\t480\t", 1)
-                .replacen('A', "*", 1),
+            // The first 'A' is inside a base64 field (the numeric fields have none).
+            good[2].replacen('A', "*", 1),
             "line 3: image 15: bad base64",
         ),
         (
