@@ -13,11 +13,12 @@
 //! Token ids are stored full length; the loader truncates to `--max-length` (16).
 
 use aoanet::data::dataset::{CAPTIONS_FILE, VOCAB_FILE};
-use aoanet::data::vocab::{WordCounts, tokenize};
+use aoanet::data::vocab::{WordCounts, for_each_token};
 use aoanet::data::{CaptionsBuilder, Split, Vocab};
 use aoanet::rng::Philox;
 use aoanet::{Error, Result};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -51,166 +52,224 @@ pub struct Args {
     test: usize,
 }
 
-/// Fields of either format's top level; serde skips the rest.
+/// Fields of either format's top level; serde skips the rest. Strings borrow from the input
+/// text where they can (no escapes), which keeps the full COCO set small in memory.
 #[derive(Deserialize)]
-struct Top {
-    images: Option<Vec<ImageJson>>,
-    annotations: Option<Vec<Annotation>>,
+struct Top<'a> {
+    #[serde(borrow)]
+    images: Option<Vec<ImageJson<'a>>>,
+    #[serde(borrow)]
+    annotations: Option<Vec<Annotation<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct ImageJson {
+struct ImageJson<'a> {
     // Karpathy
-    split: Option<String>,
+    #[serde(borrow)]
+    split: Option<Cow<'a, str>>,
     cocoid: Option<u64>,
     imgid: Option<u64>,
-    sentences: Option<Vec<Sentence>>,
+    #[serde(borrow)]
+    sentences: Option<Vec<Sentence<'a>>>,
     // COCO (and Karpathy's fallback id)
     id: Option<u64>,
 }
 
 #[derive(Deserialize)]
-struct Sentence {
-    tokens: Vec<String>,
-    raw: String,
+struct Sentence<'a> {
+    #[serde(borrow)]
+    tokens: Vec<Word<'a>>,
+    #[serde(borrow)]
+    raw: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
-struct Annotation {
+struct Word<'a>(#[serde(borrow)] Cow<'a, str>);
+
+#[derive(Deserialize)]
+struct Annotation<'a> {
     image_id: u64,
-    caption: String,
+    #[serde(borrow)]
+    caption: Cow<'a, str>,
 }
 
-/// One image ready for the vocabulary and the captions file.
+/// Images with their captions as word indices of `counts` (flattened).
+struct Parsed<'a> {
+    counts: WordCounts,
+    images: Vec<Image>,
+    /// Caption k: its words are `words[start[k]..start[k + 1]]`.
+    words: Vec<u32>,
+    start: Vec<usize>,
+    raw: Vec<Cow<'a, str>>,
+    empty: usize,
+}
+
 struct Image {
     id: u64,
     split: Split,
-    /// (tokens, raw)
-    captions: Vec<(Vec<String>, String)>,
+    captions: usize,
 }
 
-fn read_json(path: &Path) -> Result<Top> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::format(path, format!("bad JSON: {e}")))
+impl<'a> Parsed<'a> {
+    fn new() -> Self {
+        Parsed {
+            counts: WordCounts::new(),
+            images: Vec::new(),
+            words: Vec::new(),
+            start: vec![0],
+            raw: Vec::new(),
+            empty: 0,
+        }
+    }
+
+    fn end_caption(&mut self, raw: Cow<'a, str>) {
+        self.start.push(self.words.len());
+        self.raw.push(raw);
+        self.images.last_mut().expect("an image").captions += 1;
+    }
 }
 
-fn from_karpathy(path: &Path, images: Vec<ImageJson>) -> Result<Vec<Image>> {
-    images
-        .into_iter()
-        .enumerate()
-        .map(|(k, img)| {
-            let fail = |p: &str| Error::format(path, format!("images[{k}]: {p}"));
-            let id = img
-                .cocoid
-                .or(img.id)
-                .or(img.imgid)
-                .ok_or_else(|| fail("no cocoid, id or imgid"))?;
-            let split = img.split.as_deref().ok_or_else(|| fail("no split"))?;
-            let split = Split::parse(split).map_err(|e| fail(&e.to_string()))?;
-            let captions = img
-                .sentences
-                .ok_or_else(|| fail("no sentences"))?
-                .into_iter()
-                .map(|s| (s.tokens, s.raw))
-                .collect();
-            Ok(Image {
-                id,
-                split,
-                captions,
-            })
-        })
-        .collect()
+fn from_karpathy<'a>(path: &Path, images: Vec<ImageJson<'a>>) -> Result<Parsed<'a>> {
+    let mut p = Parsed::new();
+    for (k, img) in images.into_iter().enumerate() {
+        let fail = |m: &str| Error::format(path, format!("images[{k}]: {m}"));
+        let id = img
+            .cocoid
+            .or(img.id)
+            .or(img.imgid)
+            .ok_or_else(|| fail("no cocoid, id or imgid"))?;
+        let split = img.split.as_deref().ok_or_else(|| fail("no split"))?;
+        let split = Split::parse(split).map_err(|e| fail(&e.to_string()))?;
+        p.images.push(Image {
+            id,
+            split,
+            captions: 0,
+        });
+        for s in img.sentences.ok_or_else(|| fail("no sentences"))? {
+            for w in &s.tokens {
+                let i = p.counts.add(&w.0);
+                p.words.push(i);
+            }
+            p.end_caption(s.raw);
+        }
+    }
+    Ok(p)
 }
 
-/// Official COCO files: images in file order, captions grouped per image in annotation order.
-fn from_coco(files: Vec<(PathBuf, Top)>, args: &Args) -> Result<(Vec<Image>, usize)> {
-    let mut images: Vec<Image> = Vec::new();
+/// Official COCO files: images in file order, captions grouped per image in annotation order,
+/// then the seeded split.
+fn from_coco<'a>(files: Vec<(&Path, Top<'a>)>, args: &Args) -> Result<Parsed<'a>> {
+    let mut p = Parsed::new();
     let mut at: HashMap<u64, (usize, usize)> = HashMap::new(); // id -> (image index, file)
-    let mut empty = 0usize;
+    let mut anns: Vec<(usize, Cow<'a, str>)> = Vec::new();
     for (f, (path, top)) in files.into_iter().enumerate() {
         let list = top
             .images
-            .ok_or_else(|| Error::format(&path, "no `images` list"))?;
+            .ok_or_else(|| Error::format(path, "no `images` list"))?;
         for (k, img) in list.into_iter().enumerate() {
             let id = img
                 .id
-                .ok_or_else(|| Error::format(&path, format!("images[{k}] has no id")))?;
+                .ok_or_else(|| Error::format(path, format!("images[{k}] has no id")))?;
             if let Some(&(_, g)) = at.get(&id) {
                 return Err(Error::format(
-                    &path,
+                    path,
                     format!("image id {id} appears twice (also in input #{})", g + 1),
                 ));
             }
-            at.insert(id, (images.len(), f));
-            images.push(Image {
+            at.insert(id, (p.images.len(), f));
+            p.images.push(Image {
                 id,
                 split: Split::Train,
-                captions: Vec::new(),
+                captions: 0,
             });
         }
-        let anns = top
+        let list = top
             .annotations
-            .ok_or_else(|| Error::format(&path, "no `annotations` list"))?;
-        for (k, a) in anns.into_iter().enumerate() {
-            let &(i, g) = at.get(&a.image_id).ok_or_else(|| {
-                Error::format(
-                    &path,
-                    format!(
-                        "annotations[{k}] is for image {}, which is not listed",
-                        a.image_id
-                    ),
-                )
-            })?;
-            if g != f {
-                return Err(Error::format(
-                    &path,
-                    format!(
-                        "annotations[{k}] is for image {}, listed in input #{}",
-                        a.image_id,
-                        g + 1
-                    ),
-                ));
+            .ok_or_else(|| Error::format(path, "no `annotations` list"))?;
+        for (k, a) in list.into_iter().enumerate() {
+            match at.get(&a.image_id) {
+                Some(&(i, g)) if g == f => anns.push((i, a.caption)),
+                Some(&(_, g)) => {
+                    return Err(Error::format(
+                        path,
+                        format!(
+                            "annotations[{k}] is for image {}, listed in input #{}",
+                            a.image_id,
+                            g + 1
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(Error::format(
+                        path,
+                        format!(
+                            "annotations[{k}] is for image {}, which is not listed",
+                            a.image_id
+                        ),
+                    ));
+                }
             }
-            let tokens = tokenize(&a.caption);
-            if tokens.is_empty() {
-                // Nothing to learn from, and the reference refuses empty labels.
-                empty += 1;
-                continue;
-            }
-            images[i].captions.push((tokens, a.caption));
         }
     }
+    // Captions in image order (stable: annotation order within an image), then tokenised in
+    // that order, so first occurrences follow the output order as in the reference.
+    anns.sort_by_key(|a| a.0);
+    let mut scratch = String::new();
+    // Images left without captions are refused by the caller.
+    let mut grouped: Vec<Image> = std::mem::take(&mut p.images);
+    for (i, caption) in anns {
+        let before = p.words.len();
+        for_each_token(&caption, &mut scratch, |t| {
+            let w = p.counts.add(t);
+            p.words.push(w);
+        });
+        if p.words.len() == before {
+            // Nothing to learn from, and the reference refuses empty labels.
+            p.empty += 1;
+            continue;
+        }
+        p.start.push(p.words.len());
+        p.raw.push(caption);
+        grouped[i].captions += 1;
+    }
+    p.images = grouped;
+
     // The split draw: sorted ids, a seeded shuffle, val then test then train.
-    if args.val + args.test > images.len() {
+    if args.val + args.test > p.images.len() {
         return Err(Error::invalid(format!(
             "--val {} + --test {} is more than the {} images",
             args.val,
             args.test,
-            images.len()
+            p.images.len()
         )));
     }
-    let mut ids: Vec<u64> = images.iter().map(|i| i.id).collect();
+    let mut ids: Vec<u64> = p.images.iter().map(|i| i.id).collect();
     ids.sort_unstable();
     Philox::new(args.split_seed).shuffle(&mut ids);
     for (k, id) in ids.iter().enumerate() {
-        let split = if k < args.val {
+        p.images[at[id].0].split = if k < args.val {
             Split::Val
         } else if k < args.val + args.test {
             Split::Test
         } else {
             Split::Train
         };
-        images[at[id].0].split = split;
     }
-    Ok((images, empty))
+    Ok(p)
 }
 
 /// Runs `labels`.
 pub fn run(args: Args) -> Result<()> {
     let t0 = Instant::now();
-    let mut files = Vec::new();
+    let mut texts = Vec::new();
     for p in &args.inputs {
-        files.push((p.clone(), read_json(p)?));
+        texts.push(std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?);
+    }
+    let mut files: Vec<(&Path, Top)> = Vec::new();
+    for (p, text) in args.inputs.iter().zip(&texts) {
+        let top: Top =
+            serde_json::from_str(text).map_err(|e| Error::format(p, format!("bad JSON: {e}")))?;
+        files.push((p, top));
     }
     let karpathy = files[0]
         .1
@@ -218,18 +277,26 @@ pub fn run(args: Args) -> Result<()> {
         .as_ref()
         .and_then(|l| l.first())
         .is_some_and(|i| i.sentences.is_some());
-    let (images, empty) = if karpathy {
+    let parsed = if karpathy {
         if files.len() != 1 {
             return Err(Error::invalid(
                 "labels: give one Karpathy JSON, or official COCO caption files",
             ));
         }
         let (path, top) = files.pop().expect("one file");
-        (from_karpathy(&path, top.images.unwrap_or_default())?, 0)
+        from_karpathy(path, top.images.unwrap_or_default())?
     } else {
         from_coco(files, &args)?
     };
-    if let Some(img) = images.iter().find(|i| i.captions.is_empty()) {
+    let Parsed {
+        counts,
+        images,
+        words,
+        start,
+        raw,
+        empty,
+    } = parsed;
+    if let Some(img) = images.iter().find(|i| i.captions == 0) {
         return Err(Error::invalid(format!(
             "image {} has no captions (the reference refuses such images)",
             img.id
@@ -237,34 +304,33 @@ pub fn run(args: Args) -> Result<()> {
     }
     let t_read = t0.elapsed().as_secs_f64();
 
-    let mut counts = WordCounts::new();
-    for img in &images {
-        for (tokens, _) in &img.captions {
-            for t in tokens {
-                counts.add(t);
-            }
-        }
-    }
     let vocab = match &args.vocab {
         Some(p) => Vocab::read(p)?,
         None => counts.build_vocab(args.threshold)?,
     };
-    let mut builder = CaptionsBuilder::new(vocab.len(), args.max_length);
-    let (mut n_tok, mut n_unk, mut n_long, mut longest) = (0usize, 0usize, 0usize, 0usize);
+    let to_id = counts.ids_in(&vocab)?;
     let unk = vocab.unk();
+    let mut builder = CaptionsBuilder::new(vocab.len(), args.max_length);
+    let (mut n_unk, mut n_long, mut longest) = (0usize, 0usize, 0usize);
+    let mut ids = Vec::new();
+    let mut k = 0;
     for img in &images {
         builder.add_image(img.id, img.split)?;
-        for (tokens, raw) in &img.captions {
-            let ids = vocab
-                .encode(tokens)
-                .map_err(|e| Error::invalid(format!("image {}: {e}", img.id)))?;
-            n_tok += ids.len();
+        for _ in 0..img.captions {
+            ids.clear();
+            ids.extend(
+                words[start[k]..start[k + 1]]
+                    .iter()
+                    .map(|&w| to_id[w as usize]),
+            );
             n_unk += ids.iter().filter(|&&w| Some(w) == unk).count();
             n_long += usize::from(ids.len() > args.max_length);
             longest = longest.max(ids.len());
-            builder.add_caption(&ids, raw)?;
+            builder.add_caption(&ids, &raw[k])?;
+            k += 1;
         }
     }
+    let n_tok = words.len();
     let captions = builder.finish()?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     vocab.write(args.out.join(VOCAB_FILE))?;

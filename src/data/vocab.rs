@@ -179,12 +179,40 @@ impl Vocab {
     }
 }
 
-/// Word counts in first-occurrence order, from which [`WordCounts::build_vocab`] makes the
-/// reference's vocabulary (`prepro_labels.py` iterates a Python 3 dict: insertion order).
+/// FNV-1a as a `Hasher`: fast for the short keys of word tables (inputs are local files, so
+/// hash flooding is no concern).
+#[derive(Clone, Copy)]
+pub struct FnvHasher(u64);
+
+impl Default for FnvHasher {
+    fn default() -> Self {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FnvHasher>>;
+
+/// Distinct words with their counts, in first-occurrence order (an interner: each word gets an
+/// index), from which [`WordCounts::build_vocab`] makes the reference's vocabulary
+/// (`prepro_labels.py` iterates a Python 3 dict, i.e. insertion order).
 #[derive(Clone, Debug, Default)]
 pub struct WordCounts {
-    order: Vec<String>,
-    counts: HashMap<String, u64>,
+    words: Vec<String>,
+    counts: Vec<u64>,
+    index: FnvMap<String, u32>,
 }
 
 impl WordCounts {
@@ -193,24 +221,32 @@ impl WordCounts {
         Self::default()
     }
 
-    /// Counts one occurrence of `word`.
-    pub fn add(&mut self, word: &str) {
-        if let Some(c) = self.counts.get_mut(word) {
-            *c += 1;
-        } else {
-            self.counts.insert(word.to_string(), 1);
-            self.order.push(word.to_string());
+    /// Counts one occurrence of `word`; returns its index (first-occurrence order).
+    pub fn add(&mut self, word: &str) -> u32 {
+        if let Some(&k) = self.index.get(word) {
+            self.counts[k as usize] += 1;
+            return k;
         }
+        let k = self.words.len() as u32;
+        self.index.insert(word.to_string(), k);
+        self.words.push(word.to_string());
+        self.counts.push(1);
+        k
     }
 
     /// How often `word` was seen.
     pub fn count(&self, word: &str) -> u64 {
-        self.counts.get(word).copied().unwrap_or(0)
+        self.index.get(word).map_or(0, |&k| self.counts[k as usize])
+    }
+
+    /// The word with index `k`.
+    pub fn word(&self, k: u32) -> &str {
+        &self.words[k as usize]
     }
 
     /// Distinct words seen.
     pub fn distinct(&self) -> usize {
-        self.order.len()
+        self.words.len()
     }
 
     /// Words seen more than `threshold` times, in first-occurrence order, then `UNK` (always
@@ -218,25 +254,53 @@ impl WordCounts {
     /// dropped, which is every real dataset).
     pub fn build_vocab(&self, threshold: u64) -> Result<Vocab> {
         let mut words: Vec<String> = self
-            .order
+            .words
             .iter()
-            .filter(|w| self.counts[*w] > threshold)
-            .cloned()
+            .zip(&self.counts)
+            .filter(|(_, c)| **c > threshold)
+            .map(|(w, _)| w.clone())
             .collect();
         words.push(UNK.to_string());
         Vocab::new(words)
     }
+
+    /// For every word index, its id in `vocab` (`UNK`'s for words it lacks; an error if it
+    /// has no `UNK` and a word is missing).
+    pub fn ids_in(&self, vocab: &Vocab) -> Result<Vec<u32>> {
+        self.words
+            .iter()
+            .map(|w| {
+                vocab.id(w).or_else(|| vocab.unk()).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "word {w:?} is not in the vocabulary, which has no {UNK}"
+                    ))
+                })
+            })
+            .collect()
+    }
 }
 
-/// Karpathy's tokenisation of a raw caption (neuraltalk2 `prepro.py`): lower-case, delete
-/// ASCII punctuation, split on whitespace.
+/// Calls `f` with each token of `raw` under Karpathy's tokenisation (neuraltalk2 `prepro.py`:
+/// lower-case, delete ASCII punctuation, split on whitespace); `scratch` is reused.
+pub fn for_each_token(raw: &str, scratch: &mut String, mut f: impl FnMut(&str)) {
+    scratch.clear();
+    for c in raw.chars() {
+        if c.is_ascii() {
+            if !c.is_ascii_punctuation() {
+                scratch.push(c.to_ascii_lowercase());
+            }
+        } else {
+            scratch.extend(c.to_lowercase());
+        }
+    }
+    scratch.split_whitespace().for_each(&mut f);
+}
+
+/// Karpathy's tokenisation of a raw caption; see [`for_each_token`].
 pub fn tokenize(raw: &str) -> Vec<String> {
-    let cleaned: String = raw
-        .chars()
-        .filter(|c| !c.is_ascii_punctuation())
-        .flat_map(char::to_lowercase)
-        .collect();
-    cleaned.split_whitespace().map(str::to_string).collect()
+    let mut out = Vec::new();
+    for_each_token(raw, &mut String::new(), |t| out.push(t.to_string()));
+    out
 }
 
 #[cfg(test)]
@@ -255,10 +319,13 @@ mod tests {
     #[test]
     fn vocab_from_counts_keeps_first_occurrence_order_and_puts_unk_last() {
         let mut c = WordCounts::new();
-        for w in "b a b c a b d".split(' ') {
-            c.add(w);
-        }
+        let idx: Vec<u32> = "b a b c a b d".split(' ').map(|w| c.add(w)).collect();
+        assert_eq!(idx, [0, 1, 0, 2, 1, 0, 3]);
+        assert_eq!((c.count("b"), c.count("z"), c.word(2)), (3, 0, "c"));
         let v = c.build_vocab(1).unwrap();
+        assert_eq!(c.ids_in(&v).unwrap(), [1, 2, 3, 3]);
+        let no_unk = Vocab::new(vec!["b".into()]).unwrap();
+        assert!(c.ids_in(&no_unk).is_err());
         assert_eq!(v.words(), ["b", "a", "UNK"]);
         assert_eq!(v.unk(), Some(3));
         assert_eq!(v.encode(&["a", "zzz", "b"]).unwrap(), [2, 3, 1]);
