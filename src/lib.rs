@@ -23,6 +23,10 @@
 //! | [`train`] | losses, Adam, schedules, the training loop, checkpoints |
 //! | `cuda` | (feature `cuda`) device, memory pool, NVRTC-built kernels |
 
+// Tests pass `&[x.clone()]` to the gradient checker throughout; that reads better than
+// `std::slice::from_ref(&x)`.
+#![cfg_attr(test, allow(clippy::cloned_ref_to_slice_refs))]
+
 pub mod error;
 pub mod json;
 pub mod rng;

@@ -1,0 +1,108 @@
+//! Inverted dropout driven by the Philox stream.
+//!
+//! Convention (shared with the CUDA kernel, so both devices draw identical masks): element `i`
+//! of the tensor, in row-major order, uses word `base + i` of the generator's stream, where
+//! `base` is the generator's offset when the call starts; it is kept when
+//! `u32_to_unit_f32(word) ≥ p` and then scaled by `1 / (1 − p)`. The call advances the stream
+//! by the element count. In eval mode, or with `p = 0`, the op is the identity and draws
+//! nothing.
+//!
+//! Backward: `∂x = g ⊙ mask` with the same scaled mask.
+
+use crate::rng::{Philox, u32_to_unit_f32};
+use crate::tensor::{Float, Tensor};
+use crate::{Error, Result, with_float};
+
+/// Whether an element whose random word is `word` survives dropout with probability `p`.
+#[inline]
+pub fn dropout_keeps(word: u32, p: f32) -> bool {
+    u32_to_unit_f32(word) >= p
+}
+
+/// The scaled keep-mask (`1/(1−p)` or 0) of `n` elements, drawn from `rng`.
+fn mask<T: Float>(n: usize, p: f64, rng: &mut Philox) -> Vec<T> {
+    let scale = if p < 1.0 {
+        T::from_f64(1.0 / (1.0 - p))
+    } else {
+        T::ZERO
+    };
+    let pf = p as f32;
+    let mut out = Vec::with_capacity(n);
+    let mut words = vec![0u32; 4096.min(n)];
+    let mut left = n;
+    while left > 0 {
+        let w = &mut words[..4096.min(left)];
+        rng.fill_u32(w);
+        out.extend(
+            w.iter()
+                .map(|&x| if dropout_keeps(x, pf) { scale } else { T::ZERO }),
+        );
+        left -= w.len();
+    }
+    out
+}
+
+impl Tensor {
+    /// Inverted dropout with drop probability `p` in training mode; the identity otherwise.
+    pub fn dropout(&self, p: f64, train: bool, rng: &mut Philox) -> Result<Tensor> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::invalid(format!(
+                "dropout: probability {p} outside [0, 1]"
+            )));
+        }
+        if !train || p == 0.0 {
+            return Ok(self.clone());
+        }
+        let m = with_float!(self.dtype(), "dropout", T => Tensor::from_vec(mask::<T>(self.numel(), p, rng), self.shape()))?;
+        let out = crate::autograd::no_grad(|| self.mul(&m))?;
+        Ok(out.record("dropout", &[self], move |g| Ok(vec![Some(g.mul(&m)?)])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autograd::gradcheck::check_op;
+    use crate::ops::test_util::rand;
+    use crate::tensor::DType;
+
+    #[test]
+    fn rate_scale_and_replay() {
+        let x = Tensor::ones(&[100_000], DType::F32);
+        let mut rng = Philox::new(5);
+        let before = rng.state();
+        let y = x.dropout(0.3, true, &mut rng).unwrap().to_vec_f32();
+        assert_eq!(rng.state().offset - before.offset, 100_000);
+        let kept = y.iter().filter(|&&v| v != 0.0).count() as f64 / 1e5;
+        assert!((kept - 0.7).abs() < 0.01, "{kept}");
+        assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-6));
+        // The mask is a function of (seed, stream, offset) alone.
+        let mut again = Philox::from_state(before);
+        assert_eq!(x.dropout(0.3, true, &mut again).unwrap().to_vec_f32(), y);
+        // Element i uses word base + i.
+        let w = Philox::from_state(before).word_at(before.offset + 17);
+        assert_eq!(y[17] != 0.0, dropout_keeps(w, 0.3));
+    }
+
+    #[test]
+    fn eval_mode_is_identity_and_draws_nothing() {
+        let x = rand(&[5], 1);
+        let mut rng = Philox::new(1);
+        assert_eq!(
+            x.dropout(0.5, false, &mut rng).unwrap().to_vec_f64(),
+            x.to_vec_f64()
+        );
+        assert_eq!(rng.state().offset, 0);
+        assert!(x.dropout(1.5, true, &mut rng).is_err());
+    }
+
+    #[test]
+    fn gradients() {
+        // A fresh generator per evaluation keeps the mask fixed across the finite differences.
+        check_op(
+            "dropout",
+            |t| t[0].dropout(0.4, true, &mut Philox::new(3)),
+            &[rand(&[7, 33], 91)],
+        );
+    }
+}
