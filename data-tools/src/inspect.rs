@@ -1,10 +1,12 @@
-//! `aoanet-data inspect PATH`: says what a file is (feature store, captions, vocabulary) and
+//! `aoanet-data inspect PATH`: says what a file is (feature store, captions, vocabulary,
+//! document frequencies) and
 //! prints counts, dims, dtype and an example; a damaged file is an error naming the problem.
 //! Given a data folder, it inspects each file and then checks that they agree (every
 //! captioned image has features, the vocabulary fits the captions), as `aoanet train` will.
 
-use aoanet::data::dataset::{CAPTIONS_FILE, FEATURES_FILE, VOCAB_FILE};
+use aoanet::data::dataset::{CAPTIONS_FILE, DF_FILE, FEATURES_FILE, VOCAB_FILE};
 use aoanet::data::{Captions, Dataset, FeatureStore, Split, Vocab, captions, features};
+use aoanet::metrics::df::DocumentFrequencies;
 use aoanet::{Error, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -97,6 +99,20 @@ fn captions_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
+fn frequencies(path: &Path) -> Result<()> {
+    let df = DocumentFrequencies::read(path)?;
+    println!(
+        "{}: CIDEr-D document frequencies: {} n-grams over {} images (ref_len {:.4}); \
+         e.g. EOS (0) is in {} images",
+        path.display(),
+        df.len(),
+        df.num_images(),
+        df.ref_len(),
+        df.get(&[0])
+    );
+    Ok(())
+}
+
 fn vocabulary(path: &Path) -> Result<()> {
     let v = Vocab::read(path)?;
     let first: Vec<&str> = v.words().iter().take(8).map(String::as_str).collect();
@@ -117,6 +133,9 @@ fn folder(dir: &Path) -> Result<()> {
     for name in [FEATURES_FILE, CAPTIONS_FILE, VOCAB_FILE] {
         file(&dir.join(name))?;
     }
+    if dir.join(DF_FILE).exists() {
+        file(&dir.join(DF_FILE))?;
+    }
     let d = Dataset::open(dir)?;
     println!(
         "{}: a consistent data folder: {} captioned images, all with features",
@@ -125,6 +144,9 @@ fn folder(dir: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+/// The first bytes of a document-frequency file (the metrics module's format).
+const DF_MAGIC: &[u8; 8] = b"AOANETDF";
 
 /// Runs `inspect`.
 pub fn run(args: Args) -> Result<()> {
@@ -148,12 +170,15 @@ fn file(path: &Path) -> Result<()> {
         store(path)
     } else if is(&captions::MAGIC) {
         captions_file(path)
+    } else if is(DF_MAGIC) {
+        frequencies(path)
     } else if !head.is_empty() && std::str::from_utf8(&head).is_ok_and(|t| !t.contains('\0')) {
         vocabulary(path)
     } else {
         Err(Error::format(
             path,
-            "unknown kind of file (not a feature store, captions file or vocabulary)",
+            "unknown kind of file (not a feature store, captions file, vocabulary or document \
+             frequencies)",
         ))
     }
 }

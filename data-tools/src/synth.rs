@@ -1,7 +1,9 @@
-//! `aoanet-data synth`: writes the synthetic world (`aoanet::data::synth`) as a data folder.
+//! `aoanet-data synth`: writes the synthetic world (`aoanet::data::synth`) as a complete data
+//! folder, the train split's document frequencies included.
 
 use aoanet::Result;
-use aoanet::data::{Dtype, SynthConfig, World};
+use aoanet::data::dataset::DF_FILE;
+use aoanet::data::{Dtype, Split, SynthConfig, World};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -59,6 +61,9 @@ pub fn run(args: Args) -> Result<()> {
     let gen_secs = t.elapsed().as_secs_f64();
     world.dataset.save(&args.out)?;
     let d = &world.dataset;
+    // A complete data folder includes the SCST reward's document frequencies.
+    aoanet::data::ngrams::document_frequencies(&d.captions, Split::Train, 1)
+        .write(args.out.join(DF_FILE))?;
     println!(
         "wrote the synthetic world to {}: {} images ({} train, {} val, {} test), {} captions, \
          {} words, {} regions of {} values ({}); generated in {gen_secs:.2} s, {:.2} s in all",

@@ -3,6 +3,7 @@
 //! inspect.
 
 use aoanet::data::{Captions, Dataset, Dtype, FeatureStore, Split, Vocab};
+use aoanet::metrics::df::DocumentFrequencies;
 use aoanet::rng::Philox;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -114,6 +115,21 @@ fn labels_from_karpathy_json() {
     ok(&["labels", s(&input), "--out", s(&out2), "--vocab", s(&talk)]);
     let c = Captions::read(out2.join("captions.bin")).unwrap();
     assert_eq!(c.image(3).tokens(0), [3, 2, 1]);
+    // Document frequencies of the train split (train + restval: images 10 and 20), as
+    // prepro_ngrams.py: full captions + EOS 0, one count per image.
+    let r = ok(&["ngrams", "--data", s(&out)]);
+    assert!(r.contains("2 train images (3 captions)"), "{r}");
+    let df = DocumentFrequencies::read(out.join("train-df.bin")).unwrap();
+    assert_eq!(df.num_images(), 2);
+    assert_eq!(
+        df.get(&[1]),
+        1,
+        "`a` is in image 10 only (twice, counted once)"
+    );
+    assert_eq!(df.get(&[3]), 2, "`runs` is in both");
+    assert_eq!(df.get(&[3, 0]), 2, "EOS ends every reference");
+    assert_eq!(df.get(&[5, 4, 3, 0]), 1, "the UNK cat runs <eos>");
+    assert_eq!(df.get(&[4]), 1, "`cat` of the val image is not counted");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -556,6 +572,16 @@ fn synth_then_inspect_and_damage() {
     );
     let r = ok(&["inspect", s(&out.join("vocab.txt"))]);
     assert!(r.contains("vocabulary: 46 words"), "{r}");
+    let r = ok(&["inspect", s(&out.join("train-df.bin"))]);
+    assert!(
+        r.contains("document frequencies") && r.contains("over 30 images"),
+        "{r}"
+    );
+    let df = DocumentFrequencies::read(out.join("train-df.bin")).unwrap();
+    assert_eq!(
+        df,
+        aoanet::data::ngrams::document_frequencies(&d.captions, Split::Train, 2)
+    );
     let r = ok(&["inspect", s(&out)]);
     assert!(r.contains("a consistent data folder"), "{r}");
     // Damage: a truncated store and a flipped captions byte are named.

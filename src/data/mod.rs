@@ -8,6 +8,7 @@
 //! | [`vocab`] | `vocab.txt`, word counts, Karpathy's tokenisation |
 //! | [`dataset`] | the data folder: features + captions + vocabulary, checked together |
 //! | [`loader`] | batches in the reference's layout, seeded order, saveable position, read-ahead |
+//! | [`ngrams`] | the train split's CIDEr-D document frequencies (the SCST reward's) |
 //! | [`synth`] | the synthetic world, in memory, and its SVG drawings |
 //! | [`atomic`] | output files that appear whole or not at all |
 
@@ -17,6 +18,7 @@ pub mod captions;
 pub mod dataset;
 pub mod features;
 pub mod loader;
+pub mod ngrams;
 pub mod synth;
 pub mod vocab;
 
