@@ -65,16 +65,20 @@ fn resident(path: &Path) -> f64 {
     vec.iter().filter(|&&b| b & 1 == 1).count() as f64 / pages as f64
 }
 
-/// Reads `n` random images (all of their values, as f32) and returns images/s.
-fn random_reads(store: &FeatureStore, n: usize, seed: u64) -> f64 {
+/// Reads `n` random images (all of their values, as f32) and returns images/s; with
+/// `will_need`, each image's block is requested in one read first.
+fn random_reads(store: &FeatureStore, n: usize, seed: u64, will_need: bool) -> f64 {
     let ids: Vec<u64> = store.image_ids().collect();
     let mut rng = Philox::new(seed);
     let mut buf = vec![0.0f32; REGIONS * DIM];
     let mut sink = 0.0f32;
     let t = Instant::now();
     for _ in 0..n {
-        let id = ids[rng.below(ids.len() as u32) as usize];
-        let r = store.get(id).unwrap();
+        let p = rng.below(ids.len() as u32) as usize;
+        if will_need {
+            store.will_need(p);
+        }
+        let r = store.at(p);
         r.feats.copy_to_f32(&mut buf[..r.count * r.dim]);
         sink += buf[r.count * r.dim - 1];
     }
@@ -119,31 +123,43 @@ fn main() {
     );
     drop(store);
 
-    // Cold: nothing of the file in the page cache.
+    // Cold: nothing of the file in the page cache; page by page, then a block per image.
     let n_cold = if quick { 50 } else { 2000 };
-    drop_cache(&path);
-    let before = resident(&path);
-    let store = FeatureStore::open(&path).unwrap();
-    store.advise_random();
-    let cold = random_reads(&store, n_cold, 7);
-    println!(
-        "cold random reads: {cold:.0} images/s ({:.0} MB/s), {n_cold} reads; {:.1}% of the \
-         file resident before",
-        cold * image_bytes as f64 / 1e6,
-        before * 100.0
-    );
+    let mut store = None;
+    for will_need in [true, false] {
+        drop(store.take());
+        drop_cache(&path);
+        let before = resident(&path);
+        let s = FeatureStore::open(&path).unwrap();
+        s.advise_random();
+        let cold = random_reads(&s, n_cold, 7 + u64::from(will_need), will_need);
+        println!(
+            "cold random reads{}: {cold:.0} images/s ({:.0} MB/s), {n_cold} reads; {:.1}% of \
+             the file resident before",
+            if will_need {
+                " (WillNeed per image)"
+            } else {
+                " (page faults only)"
+            },
+            cold * image_bytes as f64 / 1e6,
+            before * 100.0
+        );
+        store = Some(s);
+    }
+    let store = store.unwrap();
 
     // Warm: read everything once (which also maps every page), then random reads.
     let t = Instant::now();
     let mut buf = vec![0.0f32; REGIONS * DIM];
-    for id in store.image_ids() {
-        let r = store.get(id).unwrap();
+    for p in 0..store.len() {
+        store.will_need(p);
+        let r = store.at(p);
         r.feats.copy_to_f32(&mut buf[..r.count * r.dim]);
         std::hint::black_box(&buf);
     }
     let page_in = t.elapsed().as_secs_f64();
     let n_warm = if quick { 500 } else { 50_000 };
-    let warm = random_reads(&store, n_warm, 8);
+    let warm = random_reads(&store, n_warm, 9, false);
     println!(
         "warm random reads: {warm:.0} images/s ({:.2} GB/s); {:.1}% resident; paging the file \
          in sequentially took {page_in:.1} s",

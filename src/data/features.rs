@@ -411,6 +411,28 @@ impl FeatureStore {
         super::atomic::write_file(path, self.backing.bytes())
     }
 
+    /// Asks the kernel to start reading the block of the image at `position` now, in one
+    /// large read (under random access a cold block otherwise comes in one 4 KB page fault at
+    /// a time). The loader calls it for every image of a batch before copying any, so their
+    /// reads overlap. A hint: a no-op in memory or where unsupported.
+    pub fn will_need(&self, position: usize) {
+        if let Backing::Mmap(m) = &self.backing {
+            let e = self.entries[position];
+            if let Some(end) = block_end(e.offset, e.regions, self.dim, self.dtype, self.box_dim())
+            {
+                let _ = m.advise_range(
+                    memmap2::Advice::WillNeed,
+                    e.offset as usize,
+                    (end - e.offset) as usize,
+                );
+            }
+        }
+    }
+
+    fn box_dim(&self) -> usize {
+        if self.has_boxes { BOX_DIM } else { 0 }
+    }
+
     /// Advises the kernel that the whole mapping will be read at random (no read-ahead), as
     /// the loader does; a no-op for in-memory stores.
     pub fn advise_random(&self) {

@@ -319,18 +319,21 @@ impl Maker {
         let width = len + 2;
         let b = positions.len();
         let mut image_ids = Vec::with_capacity(b);
-        let mut regions = Vec::with_capacity(b);
+        let mut stored = Vec::with_capacity(b);
         for &p in &positions {
             let id = data.captions.image(p).id;
-            let r = data.features.get(id).ok_or_else(|| {
+            let s = data.features.position(id).ok_or_else(|| {
                 Error::invalid(format!(
                     "image {id} has captions but no features in {}",
                     data.features.path().display()
                 ))
             })?;
+            // Start every image's read before copying any, so cold reads overlap.
+            data.features.will_need(s);
             image_ids.push(id);
-            regions.push(r);
+            stored.push(s);
         }
+        let regions: Vec<_> = stored.iter().map(|&s| data.features.at(s)).collect();
         let dim = data.features.dim();
         let max_regions = regions.iter().map(|r| r.count).max().unwrap_or(0);
         let mut att_feats = vec![0.0f32; b * max_regions * dim];
