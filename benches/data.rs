@@ -161,8 +161,8 @@ fn main() {
     let n_warm = if quick { 500 } else { 50_000 };
     let warm = random_reads(&store, n_warm, 9, false);
     println!(
-        "warm random reads: {warm:.0} images/s ({:.2} GB/s); {:.1}% resident; paging the file \
-         in sequentially took {page_in:.1} s",
+        "warm random reads: {warm:.0} images/s ({:.2} GB/s); {:.1}% resident; reading the \
+         whole file in store order first took {page_in:.1} s",
         warm * image_bytes as f64 / 1e9,
         resident(&path) * 100.0
     );

@@ -2,7 +2,8 @@
 //! `prepro_labels.py` does it (AOANET.md 5.2):
 //!
 //! * Karpathy's `dataset_coco.json` / `dataset_flickr30k.json`: its tokens and splits
-//!   (`restval` is train), images in file order;
+//!   (`restval` is train), images in file order, image ids from `cocoid` (COCO) or the file
+//!   name's number (Flickr30k: `1000092795.jpg`, as its bottom-up features are keyed);
 //! * or the official COCO `captions_*2014.json` files: captions tokenised as Karpathy's
 //!   (lower-case, ASCII punctuation deleted), images in file order, and a seeded split: all
 //!   images sorted by id, shuffled with Philox(`--split-seed`), the first `--val` are val, the
@@ -70,6 +71,8 @@ struct ImageJson<'a> {
     cocoid: Option<u64>,
     imgid: Option<u64>,
     #[serde(borrow)]
+    filename: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     sentences: Option<Vec<Sentence<'a>>>,
     // COCO (and Karpathy's fallback id)
     id: Option<u64>,
@@ -133,11 +136,17 @@ fn from_karpathy<'a>(path: &Path, images: Vec<ImageJson<'a>>) -> Result<Parsed<'
     let mut p = Parsed::new();
     for (k, img) in images.into_iter().enumerate() {
         let fail = |m: &str| Error::format(path, format!("images[{k}]: {m}"));
+        // Flickr30k has no cocoid; its features are keyed by the file name's number.
+        let from_name = img.filename.as_deref().and_then(|f| {
+            let stem = f.rsplit_once('.').map_or(f, |(s, _)| s);
+            stem.parse::<u64>().ok()
+        });
         let id = img
             .cocoid
             .or(img.id)
+            .or(from_name)
             .or(img.imgid)
-            .ok_or_else(|| fail("no cocoid, id or imgid"))?;
+            .ok_or_else(|| fail("no cocoid, id, numeric filename or imgid"))?;
         let split = img.split.as_deref().ok_or_else(|| fail("no split"))?;
         let split = Split::parse(split).map_err(|e| fail(&e.to_string()))?;
         p.images.push(Image {

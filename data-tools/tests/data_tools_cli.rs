@@ -72,7 +72,7 @@ fn labels_from_karpathy_json() {
        "sentences": [{"tokens": ["the", "cat", "runs"], "raw": "The cat runs"}]},
       {"split": "val", "cocoid": 30, "imgid": 2,
        "sentences": [{"tokens": ["a", "cat"], "raw": "a cat"}]},
-      {"split": "test", "cocoid": 40, "imgid": 3,
+      {"split": "test", "imgid": 3, "filename": "40.jpg",
        "sentences": [{"tokens": ["runs", "a", "zebra"], "raw": "Runs a zebra!"}]}]}"#;
     let input = dir.join("dataset_coco.json");
     std::fs::write(&input, json).unwrap();
