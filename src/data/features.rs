@@ -526,9 +526,38 @@ fn parse_header(bytes: &[u8], path: &Path) -> Result<Header> {
 // Writing
 // ---------------------------------------------------------------------------------------------
 
+/// A growable byte buffer kept 8-byte aligned (so it can back a store directly).
+struct AlignedBytes {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    fn zeroed(len: usize) -> Self {
+        AlignedBytes {
+            words: vec![0; len.div_ceil(8)],
+            len,
+        }
+    }
+
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if end > self.words.len() * 8 {
+            // Vec's growth is amortised (capacity doubles) and zero-fills only what is used.
+            self.words.resize(end.div_ceil(8), 0);
+        }
+        bytemuck::cast_slice_mut::<u64, u8>(&mut self.words)[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.words)[..self.len]
+    }
+}
+
 enum Sink {
     File(AtomicFile),
-    Memory(Vec<u8>),
+    Memory(AlignedBytes),
 }
 
 /// Streams images into a new store; nothing appears under the final name until
@@ -571,7 +600,7 @@ impl FeatureStoreWriter {
     ) -> Result<FeatureStoreWriter> {
         Self::new(
             name.into(),
-            Sink::Memory(vec![0; HEADER_LEN]),
+            Sink::Memory(AlignedBytes::zeroed(HEADER_LEN)),
             dtype,
             dim,
             with_boxes,
@@ -728,8 +757,10 @@ impl FeatureStoreWriter {
             }
             Sink::Memory(mut v) => {
                 v.extend_from_slice(&index);
-                v[..HEADER_LEN].copy_from_slice(&header);
-                FeatureStore::from_bytes(&v, self.name)
+                v.bytes_mut()[..HEADER_LEN].copy_from_slice(&header);
+                check_little_endian(&self.name)?;
+                // Validated like a file, without copying the (possibly large) buffer.
+                FeatureStore::validate(self.name, Backing::Owned(v.words, v.len))
             }
         }
     }

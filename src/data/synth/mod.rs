@@ -19,9 +19,9 @@ pub mod grammar;
 pub mod scene;
 pub mod svg;
 
-use super::captions::{Captions, CaptionsBuilder, Split};
+use super::captions::{CaptionsBuilder, Split};
 use super::dataset::Dataset;
-use super::features::{Dtype, FeatureStore, FeatureStoreWriter};
+use super::features::{Dtype, FeatureStoreWriter};
 use super::vocab::{UNK, Vocab};
 use crate::rng::Philox;
 use crate::{Error, Result};
@@ -322,10 +322,4 @@ impl World {
         }
         Dataset::new(w.finish()?, d.captions.clone(), d.vocab.clone())
     }
-}
-
-/// Convenience for callers that only need the parts: `(features, captions, vocab)`.
-pub fn into_parts(world: World) -> (FeatureStore, Captions, Vocab) {
-    let d = world.dataset;
-    (d.features, d.captions, d.vocab)
 }
