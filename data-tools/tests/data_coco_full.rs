@@ -117,8 +117,9 @@ fn timed(args: &[&str]) -> (f64, Option<u64>, String) {
         Some(v.next()?? + v.next()??)
     });
     println!(
-        "  ({args:?}: wall {wall:.2} s, cpu {cpu:?} s)",
-        args = args[0]
+        "  {}: wall {wall:.2} s, cpu {} s",
+        args[0],
+        cpu.map_or("?".into(), |c| format!("{c:.2}"))
     );
     let secs = cpu.unwrap_or(wall);
     assert!(o.status.success(), "{args:?}: {err}");
