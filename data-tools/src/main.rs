@@ -6,6 +6,7 @@
 mod bu_features;
 mod inspect;
 mod labels;
+mod meteor_data;
 mod ngrams;
 mod npy;
 mod npz_features;
@@ -34,7 +35,7 @@ enum Command {
     /// Compute CIDEr-D document frequencies over the training split.
     Ngrams(ngrams::Args),
     /// Convert METEOR's data from the pycocoevalcap wheel into one compact file.
-    MeteorData,
+    MeteorData(meteor_data::Args),
     /// Write the synthetic world as a data folder.
     Synth(synth::Args),
     /// Say what a file is and check it.
@@ -47,10 +48,7 @@ fn main() -> ExitCode {
         Command::BuFeatures(a) => bu_features::run(a),
         Command::NpzFeatures(a) => npz_features::run(a),
         Command::Ngrams(a) => ngrams::run(a),
-        Command::MeteorData => {
-            eprintln!("aoanet-data meteor-data: not built yet");
-            return ExitCode::from(2);
-        }
+        Command::MeteorData(a) => meteor_data::run(&a),
         Command::Synth(a) => synth::run(a),
         Command::Inspect(a) => inspect::run(a),
     };

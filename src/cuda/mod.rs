@@ -1,1 +1,54 @@
-//! The CUDA backend: device detection, NVRTC compilation of `kernels/*.cu`, launches.
+//! The CUDA backend: device detection, memory, NVRTC-compiled kernels and their launches.
+//!
+//! Read it in this order:
+//!
+//! | module | what it defines |
+//! | --- | --- |
+//! | [`device`](CudaDevice) | [`available`], [`CudaDevice::get`]: context, the one stream, module cache, pool |
+//! | [`pool`] | the caching allocator (size classes, peak bytes), tested on the CPU |
+//! | [`buffer`] | [`CudaBuffer`] (owned, pooled) and [`CudaView`]/[`CudaViewMut`] (kernel arguments) |
+//! | [`nvrtc`] | `kernels/*.cu` embedded with `include_str!`, compiled to CUBIN per architecture |
+//! | [`args`] | [`KernelArg`]: Rust argument types that name their C types, the `kernels!` macro |
+//! | [`kernels`] | one module per `kernels/<family>.cu`: raw launch wrappers and checked entry points |
+//!
+//! This layer knows nothing of `Tensor`: it works on typed device buffers, so the tensor's
+//! storage can hold a [`CudaBuffer`] and call these functions.
+//!
+//! Detection never panics: [`available`] first checks that `libcuda` can be loaded
+//! (`is_culib_present`), then asks the driver for its device count; [`CudaDevice::get`]
+//! returns `Error::Cuda` with the reason when there is no driver or GPU.
+//!
+//! # Dropout masks (shared with the CPU)
+//! A dropout call owns a Philox stream `(seed, stream)` and a base word offset `off`
+//! (see [`crate::rng`]). Element `i` (row-major index in the tensor being dropped) uses word
+//! `off + i`, i.e. lane `(off + i) % 4` of counter block `(off + i) / 4`. With
+//! `u = (word >> 8) · 2⁻²⁴` ([`crate::rng::u32_to_unit_f32`]), the element is **kept iff
+//! `u >= p`** and kept elements are multiplied by `1 / (1 - p)`. The CPU dropout must use the
+//! same rule to produce the same mask; `tests/cuda_dropout.rs` checks the GPU against
+//! `Philox::word_at` word for word.
+
+pub mod args;
+pub mod buffer;
+mod device;
+pub mod kernels;
+pub mod nvrtc;
+pub mod pool;
+
+pub use args::{KernelArg, KernelSig, LaunchCfg};
+pub use buffer::{CudaBuffer, CudaView, CudaViewMut, DeviceType};
+pub use device::{CudaDevice, available, device_count, unavailable_reason};
+pub use pool::PoolStats;
+
+/// The CPU-side dropout keep rule, identical to `dropout_keep` in `kernels/common.cuh`.
+#[inline]
+pub fn dropout_keep(word: u32, p: f32) -> bool {
+    crate::rng::u32_to_unit_f32(word) >= p
+}
+
+/// The C signature of every kernel that has a launch wrapper, family by family.
+pub fn signatures() -> Vec<KernelSig> {
+    kernels::SIGNATURES
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .collect()
+}

@@ -16,6 +16,7 @@ mod hash;
 pub mod bleu;
 pub mod cider;
 pub mod df;
+pub mod meteor;
 pub mod ngram;
 pub mod numeric;
 pub mod rouge;

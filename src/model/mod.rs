@@ -1,1 +1,14 @@
-//! The AoA model: refiner, decoder, `AoaModel`, and decoding (greedy, sampling, beam search).
+//! The AoA model: configuration, refiner, decoder core, the model itself, and decoding.
+//!
+//! Read in this order: [`config`] (every switch with the reference's defaults), [`refiner`]
+//! (the encoder), [`decoder`] (one step of the decoder core), [`aoa`] (the whole model:
+//! feature preparation, the step API, teacher forcing).
+
+pub mod aoa;
+pub mod config;
+pub mod decoder;
+pub mod refiner;
+
+pub use aoa::{AoaModel, Encoded, StepOutput, sample_from_logprobs};
+pub use config::{AoaConfig, DecoderType};
+pub use decoder::DecoderState;

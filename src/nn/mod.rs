@@ -1,1 +1,64 @@
 //! Neural-network modules with the reference's PyTorch parameter names.
+//!
+//! A module owns its parameters as leaf tensors that collect gradients, initialised as
+//! PyTorch 1.0 initialises them (the reference sets no custom init, AOANET.md 1.10), and lists
+//! them under their `state_dict` keys through [`Module::visit`], so a reference checkpoint
+//! converted to safetensors loads by name.
+//!
+//! Forward passes take a [`Ctx`]: training or evaluation mode, and the Philox stream that
+//! dropout draws from.
+
+mod attention;
+mod layers;
+
+pub use attention::{AttentionMask, MultiHeadAoa, MultiHeadAoaConfig};
+pub use layers::{Dropout, Embedding, FeedForward, LayerNorm, Linear, LstmCell};
+
+use crate::rng::Philox;
+use crate::tensor::Tensor;
+
+/// The mode and randomness of one forward pass.
+pub struct Ctx<'a> {
+    /// Training mode: dropout active.
+    pub train: bool,
+    /// The stream dropout masks are drawn from.
+    pub rng: &'a mut Philox,
+}
+
+impl<'a> Ctx<'a> {
+    /// Training mode drawing from `rng`.
+    pub fn train(rng: &'a mut Philox) -> Self {
+        Ctx { train: true, rng }
+    }
+
+    /// Evaluation mode (dropout is the identity; `rng` is not drawn from).
+    pub fn eval(rng: &'a mut Philox) -> Self {
+        Ctx { train: false, rng }
+    }
+}
+
+/// Something with named parameters.
+pub trait Module {
+    /// Calls `f(name, parameter)` for every parameter, names prefixed by `prefix` (which is
+    /// empty or ends with a dot), in a fixed order.
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor));
+
+    /// All parameters with their full names, in visiting order.
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.visit("", &mut |name, t| out.push((name, t.clone())));
+        out
+    }
+
+    /// Total number of parameter elements.
+    fn num_parameters(&self) -> usize {
+        let mut n = 0;
+        self.visit("", &mut |_, t| n += t.numel());
+        n
+    }
+}
+
+/// Joins a prefix and a name with a dot.
+pub(crate) fn join(prefix: &str, name: &str) -> String {
+    format!("{prefix}{name}")
+}

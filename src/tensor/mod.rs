@@ -285,6 +285,11 @@ impl Tensor {
         }))
     }
 
+    /// A new tensor with its own copy of the values (dense, no graph, no gradient).
+    pub fn deep_copy(&self) -> Result<Tensor> {
+        Tensor::from_storage(self.copy_out(self.dtype())?, self.shape())
+    }
+
     /// The same values, cut from the graph: no gradient flows through the result.
     pub fn detach(&self) -> Tensor {
         Tensor::from_parts(self.0.storage.clone(), self.0.layout.clone(), self.0.device)

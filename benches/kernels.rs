@@ -1,0 +1,473 @@
+//! Kernel benches (GPU only; `cargo bench --features cuda --bench kernels`, and with
+//! `--features cublas` our GEMM is compared with cuBLAS). Prints one line per measurement:
+//!
+//!   kernel NAME: T ms, G GB/s (P% of B TB/s)          memory-bound kernels
+//!   gemm MxNxK KIND: T ms, F TFLOP/s (P% of 790)      products (bf16 dense peak ~790 TFLOP/s)
+//!   gemm MxNxK ours/cublas KIND: R                    ratio to cuBLAS on the same shape
+//!   attn NAME: fused T ms, unfused U ms (speedup S)   fused vs the unfused composition
+//!
+//! Method (see /work/.library/device/METHOD.md): everything compiled and warmed up first;
+//! each figure is the median of 7 samples, a sample timing `reps` back-to-back calls with CUDA
+//! events; inputs are random (never zeros) and, for the memory-bound kernels, several times
+//! larger than the L2 cache. Peaks: 3.0 TB/s (H100, measured copy) or 4.3 TB/s (H200).
+//! Without a GPU it prints why and exits 0.
+
+use std::sync::Arc;
+
+use aoanet::Result;
+use aoanet::cuda::kernels::attention::{self, Attention, AttnGrads, AttnInputs};
+use aoanet::cuda::kernels::gemm::{self, Gemm, Precision};
+use aoanet::cuda::kernels::{adam, dropout, elementwise, layernorm, loss, lstm, softmax};
+use aoanet::cuda::{CudaBuffer, CudaDevice};
+use aoanet::rng::{Philox, PhiloxState};
+
+fn random(dev: &Arc<CudaDevice>, n: usize, seed: u64) -> Result<CudaBuffer<f32>> {
+    let mut v = vec![0f32; n];
+    Philox::new(seed).fill_uniform_f32(&mut v);
+    for x in &mut v {
+        *x = 2.0 * *x - 1.0;
+    }
+    dev.htod(&v)
+}
+
+/// Median milliseconds per call of `f` (7 samples of `reps` calls, after 2 warm-up samples).
+fn time(dev: &CudaDevice, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut samples = Vec::new();
+    for s in 0..9 {
+        let ms = dev.time_ms(|| {
+            for _ in 0..reps {
+                f()?;
+            }
+            Ok(())
+        })?;
+        if s >= 2 {
+            samples.push(f64::from(ms) / reps as f64);
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+fn mem_line(name: &str, ms: f64, bytes: f64, peak_tbs: f64) {
+    let gbs = bytes / ms / 1e6;
+    println!(
+        "kernel {name}: {ms:.4} ms, {gbs:.0} GB/s ({:.0}% of {peak_tbs} TB/s)",
+        100.0 * gbs / (peak_tbs * 1e3)
+    );
+}
+
+fn memory_bound(dev: &Arc<CudaDevice>, peak: f64) -> Result<()> {
+    let n = 64 << 20; // 64 Mi floats = 256 MiB per operand
+    let x = random(dev, n, 1)?;
+    let mut y = random(dev, n, 2)?;
+    let t = time(dev, 5, || {
+        elementwise::axpy(dev, y.view_mut(), x.view(), 0.5)
+    })?;
+    mem_line("axpy_f32 (64Mi)", t, 3.0 * 4.0 * n as f64, peak);
+    let st = PhiloxState {
+        seed: 1,
+        stream: 2,
+        offset: 0,
+    };
+    let t = time(dev, 5, || {
+        dropout::dropout(dev, y.view_mut(), x.view(), 0.1, st)
+    })?;
+    mem_line("dropout_f32 (64Mi)", t, 2.0 * 4.0 * n as f64, peak);
+
+    let (rows, v) = (850usize, 9488usize); // 50 images x 17 steps, AoANet's vocabulary
+    let logits = random(dev, rows * v, 3)?;
+    let mut probs = dev.alloc::<f32>(rows * v)?;
+    let t = time(dev, 20, || {
+        softmax::forward(dev, probs.view_mut(), logits.view(), rows, v, true)
+    })?;
+    mem_line(
+        "softmax_fwd_f32 log 850x9488",
+        t,
+        2.0 * 4.0 * (rows * v) as f64,
+        peak,
+    );
+    let targets: Vec<i32> = (0..rows as i32).map(|r| (r * 31) % v as i32).collect();
+    let td = dev.htod(&targets)?;
+    let mut rl = dev.alloc::<f32>(rows)?;
+    let mut lse = dev.alloc::<f32>(rows)?;
+    let t = time(dev, 20, || {
+        loss::forward(
+            dev,
+            rl.view_mut(),
+            Some(lse.view_mut()),
+            logits.view(),
+            td.view(),
+            None,
+            rows,
+            v,
+            0.2,
+        )
+    })?;
+    mem_line(
+        "label_smooth_fwd_f32 850x9488",
+        t,
+        4.0 * (rows * v) as f64,
+        peak,
+    );
+    let t = time(dev, 20, || {
+        loss::backward(
+            dev,
+            probs.view_mut(),
+            logits.view(),
+            lse.view(),
+            td.view(),
+            None,
+            rows,
+            v,
+            0.2,
+            1.0,
+        )
+    })?;
+    mem_line(
+        "label_smooth_bwd_f32 850x9488",
+        t,
+        2.0 * 4.0 * (rows * v) as f64,
+        peak,
+    );
+
+    let (r, d) = (5000usize, 1024usize); // 50 images x 100 regions
+    let xl = random(dev, r * d, 4)?;
+    let g = random(dev, d, 5)?;
+    let mut yl = dev.alloc::<f32>(r * d)?;
+    let mut mean = dev.alloc::<f32>(r)?;
+    let mut sd = dev.alloc::<f32>(r)?;
+    let t = time(dev, 20, || {
+        layernorm::forward(
+            dev,
+            yl.view_mut(),
+            Some((mean.view_mut(), sd.view_mut())),
+            xl.view(),
+            g.view(),
+            g.view(),
+            r,
+            d,
+            layernorm::EPS,
+        )
+    })?;
+    mem_line(
+        "layernorm_fwd_f32 5000x1024",
+        t,
+        2.0 * 4.0 * (r * d) as f64,
+        peak,
+    );
+
+    let (b, h) = (250usize, 1024usize);
+    let gx = random(dev, b * 4 * h, 6)?;
+    let gh = random(dev, b * 4 * h, 7)?;
+    let mut hh = dev.alloc::<f32>(b * h)?;
+    let cp = random(dev, b * h, 12)?;
+    let mut cc = dev.alloc::<f32>(b * h)?;
+    let mut gates = dev.alloc::<f32>(b * 4 * h)?;
+    let t = time(dev, 50, || {
+        let inp = lstm::LstmInputs {
+            gx: gx.view(),
+            gh: gh.view(),
+            b_ih: None,
+            b_hh: None,
+            c_prev: Some(cp.view()),
+        };
+        lstm::forward(
+            dev,
+            hh.view_mut(),
+            cc.view_mut(),
+            Some(gates.view_mut()),
+            inp,
+            b,
+            h,
+        )
+    })?;
+    mem_line(
+        "lstm_cell_fwd_f32 250x1024",
+        t,
+        4.0 * (4.0 * 4.0 * (b * h) as f64 + 3.0 * (b * h) as f64),
+        peak,
+    );
+
+    let np = 60 << 20; // about AoANet's parameter count scaled up to fill the GPU
+    let mut p = random(dev, np, 8)?;
+    let mut m = dev.zeros::<f32>(np)?;
+    let mut vv = dev.zeros::<f32>(np)?;
+    let gr = random(dev, np, 9)?;
+    let hs = adam::AdamStep {
+        lr: 2e-4,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        t: 1,
+        clip: 0.1,
+        weight_decay: 0.0,
+    };
+    let t = time(dev, 5, || {
+        adam::step(
+            dev,
+            p.view_mut(),
+            m.view_mut(),
+            vv.view_mut(),
+            gr.view(),
+            hs,
+        )
+    })?;
+    mem_line("adam_f32 (60Mi params)", t, 7.0 * 4.0 * np as f64, peak);
+    Ok(())
+}
+
+#[cfg(feature = "cublas")]
+mod cublas {
+    use super::*;
+    use cudarc::cublas::{CudaBlas, result, sys};
+
+    /// Row-major `C [m, n] = A [m, k] · Wᵀ` with `W [n, k]`, as cuBLAS (column-major) sees it:
+    /// `Cᵀ = W · Aᵀ`, i.e. op(W) = T, op(A) = N.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        blas: &CudaBlas,
+        m: usize,
+        n: usize,
+        k: usize,
+        c: u64,
+        a: u64,
+        w: u64,
+        bf16: bool,
+    ) -> Result<()> {
+        let (one, zero) = (1.0f32, 0.0f32);
+        let h = *blas.handle();
+        let (tn, nn) = (
+            sys::cublasOperation_t::CUBLAS_OP_T,
+            sys::cublasOperation_t::CUBLAS_OP_N,
+        );
+        // SAFETY: the pointers are live device buffers of the stated shapes (the caller's),
+        // alpha/beta point to host floats, and the handle runs on the device's stream.
+        let r = unsafe {
+            if bf16 {
+                let t16 = sys::cudaDataType::CUDA_R_16BF;
+                result::gemm_ex(
+                    h,
+                    tn,
+                    nn,
+                    n as i32,
+                    m as i32,
+                    k as i32,
+                    (&one as *const f32).cast(),
+                    w as *const _,
+                    t16,
+                    k as i32,
+                    a as *const _,
+                    t16,
+                    k as i32,
+                    (&zero as *const f32).cast(),
+                    c as *mut _,
+                    sys::cudaDataType::CUDA_R_32F,
+                    n as i32,
+                    sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            } else {
+                result::sgemm(
+                    h,
+                    tn,
+                    nn,
+                    n as i32,
+                    m as i32,
+                    k as i32,
+                    &one,
+                    w as *const f32,
+                    k as i32,
+                    a as *const f32,
+                    k as i32,
+                    &zero,
+                    c as *mut f32,
+                    n as i32,
+                )
+            }
+        };
+        r.map_err(|e| aoanet::Error::Cuda(format!("cuBLAS: {e:?}")))
+    }
+}
+
+fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
+    #[cfg(feature = "cublas")]
+    let blas = cudarc::cublas::CudaBlas::new(dev.stream().clone())
+        .map_err(|e| aoanet::Error::Cuda(format!("cuBLAS: {e:?}")))?;
+    // The model's products as x · Wᵀ (rows, out, in): refiner/att_embed, AoA, logits, LSTM.
+    for (m, n, k) in [
+        (1800usize, 1024usize, 2048usize),
+        (1800, 2048, 2048),
+        (2048, 2048, 2048),
+        (50, 4096, 3072),
+        (50, 9488, 1024),
+    ] {
+        let a = random(dev, m * k, 10)?;
+        let w = random(dev, n * k, 11)?;
+        let mut c = dev.alloc::<f32>(m * n)?;
+        let mut a16 = dev.alloc::<half::bf16>(m * k)?;
+        let mut w16 = dev.alloc::<half::bf16>(n * k)?;
+        elementwise::cast_to_bf16(dev, a16.view_mut(), a.view())?;
+        elementwise::cast_to_bf16(dev, w16.view_mut(), w.view())?;
+        let g = Gemm::new(m, n, k, false, true);
+        let flop = 2.0 * (m * n * k) as f64;
+        let line = |kind: &str, ms: f64| {
+            let tf = flop / ms / 1e9;
+            println!(
+                "gemm {m}x{n}x{k} {kind}: {ms:.4} ms, {tf:.1} TFLOP/s ({:.1}% of 790)",
+                100.0 * tf / 790.0
+            );
+            ms
+        };
+        let f32_ms = line(
+            "f32",
+            time(dev, 3, || {
+                gemm::gemm(
+                    dev,
+                    &g,
+                    c.view_mut(),
+                    a.view(),
+                    w.view(),
+                    None,
+                    Precision::F32,
+                )
+            })?,
+        );
+        let tf32_ms = line(
+            "tf32",
+            time(dev, 3, || {
+                gemm::gemm(
+                    dev,
+                    &g,
+                    c.view_mut(),
+                    a.view(),
+                    w.view(),
+                    None,
+                    Precision::Tf32,
+                )
+            })?,
+        );
+        let bf16_ms = line(
+            "bf16",
+            time(dev, 3, || {
+                gemm::gemm_bf16_tc(dev, &g, c.view_mut(), a16.view(), w16.view(), None)
+            })?,
+        );
+        #[cfg(feature = "cublas")]
+        {
+            let (cp, ap, wp) = (c.device_ptr(), a.device_ptr(), w.device_ptr());
+            let cb = line(
+                "cublas-f32",
+                time(dev, 3, || cublas::run(&blas, m, n, k, cp, ap, wp, false))?,
+            );
+            let (a16p, w16p) = (a16.device_ptr(), w16.device_ptr());
+            let cb16 = line(
+                "cublas-bf16",
+                time(dev, 3, || cublas::run(&blas, m, n, k, cp, a16p, w16p, true))?,
+            );
+            println!("gemm {m}x{n}x{k} ours/cublas f32: {:.2}", cb / f32_ms);
+            println!(
+                "gemm {m}x{n}x{k} ours/cublas tf32-vs-f32: {:.2}",
+                cb / tf32_ms
+            );
+            println!("gemm {m}x{n}x{k} ours/cublas bf16: {:.2}", cb16 / bf16_ms);
+        }
+        #[cfg(not(feature = "cublas"))]
+        let _ = (f32_ms, tf32_ms, bf16_ms);
+    }
+    Ok(())
+}
+
+fn attn(dev: &Arc<CudaDevice>) -> Result<()> {
+    // Refiner: 50 images x 64 regions, 8 heads of 128; decoder: 250 rows, 1 query vs 64 keys.
+    for (name, b, nq, nk) in [
+        ("refiner 50x64x64", 50usize, 64usize, 64usize),
+        ("decoder 250x1x64", 250, 1, 64),
+    ] {
+        let (h, dh) = (8usize, 128usize);
+        let w = h * dh;
+        let mut a = Attention::contiguous(b, h, nq, nk, dh);
+        a.dropout = Some((
+            0.1,
+            PhiloxState {
+                seed: 3,
+                stream: 1,
+                offset: 0,
+            },
+        ));
+        let q = random(dev, b * nq * w, 20)?;
+        let k = random(dev, b * nk * w, 21)?;
+        let v = random(dev, b * nk * w, 22)?;
+        let mask = dev.htod(&vec![1u8; b * nk])?;
+        let x = AttnInputs {
+            q: q.view(),
+            k: k.view(),
+            v: v.view(),
+            mask: Some(mask.view()),
+        };
+        let mut out = dev.alloc::<f32>(b * nq * w)?;
+        let mut lse = dev.alloc::<f32>(a.rows())?;
+        let fused = time(dev, 10, || {
+            attention::forward(dev, &a, out.view_mut(), Some(lse.view_mut()), x)
+        })?;
+        let unfused = time(dev, 10, || {
+            attention::unfused_forward(dev, &a, out.view_mut(), x, Precision::F32).map(drop)
+        })?;
+        let unfused_tf32 = time(dev, 10, || {
+            attention::unfused_forward(dev, &a, out.view_mut(), x, Precision::Tf32).map(drop)
+        })?;
+        println!(
+            "attn {name} fwd: fused {fused:.4} ms, unfused {unfused:.4} ms (speedup {:.2}), unfused-tf32 {unfused_tf32:.4} ms",
+            unfused / fused
+        );
+        attention::forward(dev, &a, out.view_mut(), Some(lse.view_mut()), x)?;
+        let dout = random(dev, b * nq * w, 23)?;
+        let mut dq = dev.alloc::<f32>(b * nq * w)?;
+        let mut dk = dev.alloc::<f32>(b * nk * w)?;
+        let mut dv = dev.alloc::<f32>(b * nk * w)?;
+        let bwd = time(dev, 10, || {
+            let g = AttnGrads {
+                dq: dq.view_mut(),
+                dk: dk.view_mut(),
+                dv: dv.view_mut(),
+            };
+            attention::backward(dev, &a, g, dout.view(), out.view(), lse.view(), x)
+        })?;
+        println!("attn {name} bwd: fused {bwd:.4} ms");
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    if let Some(why) = aoanet::cuda::unavailable_reason() {
+        println!("bench kernels skipped: no GPU ({why})");
+        if std::env::var_os("AOANET_REQUIRE_GPU").is_some() {
+            return Err(aoanet::Error::Cuda(format!(
+                "AOANET_REQUIRE_GPU is set: {why}"
+            )));
+        }
+        return Ok(());
+    }
+    let dev = CudaDevice::get(0)?;
+    dev.load_all()?;
+    let peak = if dev.name().contains("H200") {
+        4.3
+    } else {
+        3.0
+    };
+    println!(
+        "bench device: {} ({}), {} SMs, bandwidth peak used {peak} TB/s",
+        dev.name(),
+        dev.arch(),
+        dev.multiprocessors()?
+    );
+    memory_bound(&dev, peak)?;
+    gemms(&dev)?;
+    attn(&dev)?;
+    let s = dev.memory_stats();
+    println!(
+        "bench memory: peak in use {} MiB, peak reserved {} MiB",
+        s.peak_in_use >> 20,
+        s.peak_reserved >> 20
+    );
+    Ok(())
+}

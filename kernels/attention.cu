@@ -1,0 +1,253 @@
+// attention.cu — fused multi-head scaled dot-product attention, forward and backward, without
+// writing the Nq x Nk scores to global memory (AOANET.md 1.5, 1.6):
+//
+//   S = (Q_h K_h^T) / sqrt(dh);  S[:, j] = -1e9 where key_mask[b, j] == 0   (masked_fill: the
+//   masked score is REPLACED, not added to);  P = softmax_j(S);  P' = dropout(P);  O_h = P' V_h
+//
+// One kernel serves the refiner (Nq = Nk = N, 8 heads, dh = 128) and the decoder (Nq = 1
+// query against N keys, K and V read in place from the two halves of p_att_feats through
+// their strides). Element (b, i, h, d) of Q is at q[b*q_bs + i*q_rs + h*dh + d]; same for K, V,
+// O (and dQ, dK, dV, dO, which share the layouts of Q, K, V, O).
+//
+// Dropout on P: element (b, h, i, j) of the [B, H, Nq, Nk] probability tensor, row-major index
+// idx, uses Philox word offset + idx (common.cuh: dropout_keep) — the same mask as dropout_f32
+// applied to a materialised P, so the unfused composition gives the same result.
+//
+// Forward (online softmax, one warp per query row, 32-key tiles of K and V in shared memory):
+// lane j of a warp scores key j0 + j; the running max m, the running sum l of exp(s - m)
+// (undropped) and the output accumulator (each lane owns dims lane + 32 t) are rescaled by
+// exp(m_old - m_new) whenever the max grows; the dropped probability p' of key jj is broadcast
+// with a shuffle. O = acc / l; lse = m + log l is saved for backward.
+//
+// Backward (P recomputed from Q, K and lse; z = the dropout factor 0 or 1/(1-p)):
+//   dP'_ij = dO_i . V_j; dP_ij = z_ij dP'_ij; D_i = sum_j P_ij dP_ij = dO_i . O_i
+//   dS_ij = P_ij (dP_ij - D_i) (0 for masked j: the score does not depend on Q or K there)
+//   dQ_i = scale sum_j dS_ij K_j;  dK_j = scale sum_i dS_ij Q_i;  dV_j = sum_i z_ij P_ij dO_i
+// attn_bwd_dq_f32 (warp per query row) also writes D = delta [B, H, Nq]; attn_bwd_dkdv_f32
+// (warp per key, 32-query tiles of Q and dO in shared memory) runs after it and reads delta.
+// Every output is written (not accumulated) exactly once: deterministic, no atomics.
+//
+// Kernels (wrappers: src/cuda/kernels/attention.rs; tests: tests/cuda_attention.rs):
+//   attn_fwd_f32, attn_bwd_dq_f32, attn_bwd_dkdv_f32
+// Limits: dh a multiple of 32, at most 128; blockDim = 32 x warps, warps <= 8.
+// Grid: (ceil(rows / warps), H, B) where rows = Nq (forward, dq) or Nk (dkdv).
+
+#include "common.cuh"
+
+#define AT_TILE 32
+#define AT_MAXD 128
+#define AT_MAXW 8
+#define AT_MASKED (-1e9f)
+
+__device__ __forceinline__ float drop_factor(float p_drop, float keep_scale, u64 seed, u64 stream,
+                                             u64 offset, i64 idx) {
+    if (p_drop <= 0.0f) return 1.0f;
+    return dropout_keep(philox_word(seed, stream, offset + (u64)idx), p_drop) ? keep_scale : 0.0f;
+}
+
+extern "C" __global__ void __launch_bounds__(256) attn_fwd_f32(
+    float* out, float* lse, const float* q, const float* k, const float* v, const u8* mask, int B,
+    int H, int Nq, int Nk, int dh, i64 q_bs, i64 q_rs, i64 k_bs, i64 k_rs, i64 v_bs, i64 v_rs,
+    i64 o_bs, i64 o_rs, float scale, float p_drop, u64 seed, u64 stream, u64 offset) {
+    __shared__ float Ks[AT_TILE][AT_MAXD + 1];  // +1: lane j reads row j, conflict-free
+    __shared__ float Vs[AT_TILE][AT_MAXD];
+    __shared__ float Qs[AT_MAXW][AT_MAXD];
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int i = blockIdx.x * nw + w;
+    const bool active = i < Nq;  // uniform per warp
+    const int per = dh >> 5;
+    const float keep_scale = 1.0f / (1.0f - p_drop);
+    const i64 qoff = b * q_bs + i * q_rs + h * dh;
+    if (active)
+        for (int d = lane; d < dh; d += 32) Qs[w][d] = q[qoff + d] * scale;
+    float m = NEG_INF, l = 0.0f, acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int j0 = 0; j0 < Nk; j0 += AT_TILE) {
+        __syncthreads();  // Qs written / the previous tile fully read
+        for (int e = threadIdx.x; e < AT_TILE * dh; e += blockDim.x) {
+            const int jj = e / dh, d = e % dh, j = j0 + jj;
+            Ks[jj][d] = j < Nk ? k[b * k_bs + j * k_rs + h * dh + d] : 0.0f;
+            Vs[jj][d] = j < Nk ? v[b * v_bs + j * v_rs + h * dh + d] : 0.0f;
+        }
+        __syncthreads();
+        if (!active) continue;
+        const int j = j0 + lane;
+        float s = NEG_INF;
+        if (j < Nk) {
+            float dot = 0.0f;
+            for (int d = 0; d < dh; ++d) dot += Qs[w][d] * Ks[lane][d];
+            s = (mask && mask[(i64)b * Nk + j] == 0) ? AT_MASKED : dot;
+        }
+        const float mn = fmaxf(m, warp_max(s));  // finite: every tile holds a valid key
+        const float corr = (m == NEG_INF) ? 0.0f : expf(m - mn);
+        const float p = (j < Nk) ? expf(s - mn) : 0.0f;
+        l = l * corr + warp_sum(p);
+        const float pd =
+            j < Nk ? p * drop_factor(p_drop, keep_scale, seed, stream, offset,
+                                     (((i64)b * H + h) * Nq + i) * Nk + j)
+                   : 0.0f;
+#pragma unroll
+        for (int t = 0; t < 4; ++t) acc[t] *= corr;
+        const int jn = min(AT_TILE, Nk - j0);
+        for (int jj = 0; jj < jn; ++jj) {
+            const float pj = __shfl_sync(0xffffffffu, pd, jj);
+#pragma unroll
+            for (int t = 0; t < 4; ++t)
+                if (t < per) acc[t] += pj * Vs[jj][lane + 32 * t];
+        }
+        m = mn;
+    }
+    if (!active) return;
+    const float inv = 1.0f / l;
+    const i64 ooff = b * o_bs + i * o_rs + h * dh;
+#pragma unroll
+    for (int t = 0; t < 4; ++t)
+        if (t < per) out[ooff + lane + 32 * t] = acc[t] * inv;
+    if (lse && lane == 0) lse[((i64)b * H + h) * Nq + i] = m + logf(l);
+}
+
+extern "C" __global__ void __launch_bounds__(256) attn_bwd_dq_f32(
+    float* dq, float* delta, const float* dout, const float* out, const float* q, const float* k,
+    const float* v, const u8* mask, const float* lse, int B, int H, int Nq, int Nk, int dh,
+    i64 q_bs, i64 q_rs, i64 k_bs, i64 k_rs, i64 v_bs, i64 v_rs, i64 o_bs, i64 o_rs, float scale,
+    float p_drop, u64 seed, u64 stream, u64 offset) {
+    __shared__ float Ks[AT_TILE][AT_MAXD + 1];
+    __shared__ float Vs[AT_TILE][AT_MAXD + 1];
+    __shared__ float Qs[AT_MAXW][AT_MAXD];
+    __shared__ float dOs[AT_MAXW][AT_MAXD];
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int i = blockIdx.x * nw + w;
+    const bool active = i < Nq;
+    const int per = dh >> 5;
+    const float keep_scale = 1.0f / (1.0f - p_drop);
+    const i64 qoff = b * q_bs + i * q_rs + h * dh;
+    const i64 ooff = b * o_bs + i * o_rs + h * dh;
+    const i64 row = ((i64)b * H + h) * Nq + i;
+    float Di = 0.0f, L = 0.0f;
+    if (active) {
+        float part = 0.0f;
+        for (int d = lane; d < dh; d += 32) {
+            Qs[w][d] = q[qoff + d] * scale;
+            const float g = dout[ooff + d];
+            dOs[w][d] = g;
+            part += g * out[ooff + d];
+        }
+        Di = warp_sum(part);
+        L = lse[row];
+        if (lane == 0) delta[row] = Di;
+    }
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int j0 = 0; j0 < Nk; j0 += AT_TILE) {
+        __syncthreads();
+        for (int e = threadIdx.x; e < AT_TILE * dh; e += blockDim.x) {
+            const int jj = e / dh, d = e % dh, j = j0 + jj;
+            Ks[jj][d] = j < Nk ? k[b * k_bs + j * k_rs + h * dh + d] : 0.0f;
+            Vs[jj][d] = j < Nk ? v[b * v_bs + j * v_rs + h * dh + d] : 0.0f;
+        }
+        __syncthreads();
+        if (!active) continue;
+        const int j = j0 + lane;
+        float ds = 0.0f;
+        if (j < Nk) {
+            const bool masked = mask && mask[(i64)b * Nk + j] == 0;
+            if (!masked) {
+                float s = 0.0f, dp = 0.0f;
+                for (int d = 0; d < dh; ++d) {
+                    s += Qs[w][d] * Ks[lane][d];
+                    dp += dOs[w][d] * Vs[lane][d];
+                }
+                const float P = expf(s - L);
+                const float z = drop_factor(p_drop, keep_scale, seed, stream, offset, row * Nk + j);
+                ds = P * (z * dp - Di);
+            }
+        }
+        const int jn = min(AT_TILE, Nk - j0);
+        for (int jj = 0; jj < jn; ++jj) {
+            const float dsj = __shfl_sync(0xffffffffu, ds, jj);
+#pragma unroll
+            for (int t = 0; t < 4; ++t)
+                if (t < per) acc[t] += dsj * Ks[jj][lane + 32 * t];
+        }
+    }
+    if (!active) return;
+#pragma unroll
+    for (int t = 0; t < 4; ++t)
+        if (t < per) dq[qoff + lane + 32 * t] = acc[t] * scale;
+}
+
+extern "C" __global__ void __launch_bounds__(256) attn_bwd_dkdv_f32(
+    float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+    const u8* mask, const float* lse, const float* delta, int B, int H, int Nq, int Nk, int dh,
+    i64 q_bs, i64 q_rs, i64 k_bs, i64 k_rs, i64 v_bs, i64 v_rs, i64 o_bs, i64 o_rs, float scale,
+    float p_drop, u64 seed, u64 stream, u64 offset) {
+    __shared__ float Qs[AT_TILE][AT_MAXD + 1];   // scaled queries of the tile
+    __shared__ float dOs[AT_TILE][AT_MAXD + 1];
+    __shared__ float Kw[AT_MAXW][AT_MAXD];       // each warp's key and value
+    __shared__ float Vw[AT_MAXW][AT_MAXD];
+    __shared__ float Ls[AT_TILE], Ds[AT_TILE];
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int j = blockIdx.x * nw + w;
+    const bool active = j < Nk;
+    const int per = dh >> 5;
+    const float keep_scale = 1.0f / (1.0f - p_drop);
+    const i64 koff = b * k_bs + j * k_rs + h * dh;
+    const i64 voff = b * v_bs + j * v_rs + h * dh;
+    const bool masked = active && mask && mask[(i64)b * Nk + j] == 0;
+    if (active)
+        for (int d = lane; d < dh; d += 32) {
+            Kw[w][d] = k[koff + d];
+            Vw[w][d] = v[voff + d];
+        }
+    const i64 row0 = ((i64)b * H + h) * Nq;
+    float gk[4] = {0.0f, 0.0f, 0.0f, 0.0f}, gv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i0 = 0; i0 < Nq; i0 += AT_TILE) {
+        __syncthreads();  // Kw/Vw written / the previous tile fully read
+        for (int e = threadIdx.x; e < AT_TILE * dh; e += blockDim.x) {
+            const int ii = e / dh, d = e % dh, i = i0 + ii;
+            Qs[ii][d] = i < Nq ? q[b * q_bs + i * q_rs + h * dh + d] * scale : 0.0f;
+            dOs[ii][d] = i < Nq ? dout[b * o_bs + i * o_rs + h * dh + d] : 0.0f;
+        }
+        if (threadIdx.x < AT_TILE) {
+            const int i = i0 + threadIdx.x;
+            Ls[threadIdx.x] = i < Nq ? lse[row0 + i] : 0.0f;
+            Ds[threadIdx.x] = i < Nq ? delta[row0 + i] : 0.0f;
+        }
+        __syncthreads();
+        if (!active) continue;
+        const int i = i0 + lane;
+        float pz = 0.0f, ds = 0.0f;
+        if (i < Nq) {
+            float s = 0.0f, dp = 0.0f;
+            for (int d = 0; d < dh; ++d) {
+                s += Qs[lane][d] * Kw[w][d];
+                dp += dOs[lane][d] * Vw[w][d];
+            }
+            if (masked) s = AT_MASKED;
+            const float P = expf(s - Ls[lane]);
+            const float z =
+                drop_factor(p_drop, keep_scale, seed, stream, offset, (row0 + i) * Nk + j);
+            pz = P * z;
+            ds = masked ? 0.0f : P * (z * dp - Ds[lane]);
+        }
+        const int in = min(AT_TILE, Nq - i0);
+        for (int ii = 0; ii < in; ++ii) {
+            const float pzi = __shfl_sync(0xffffffffu, pz, ii);
+            const float dsi = __shfl_sync(0xffffffffu, ds, ii);
+#pragma unroll
+            for (int t = 0; t < 4; ++t)
+                if (t < per) {
+                    gv[t] += pzi * dOs[ii][lane + 32 * t];
+                    gk[t] += dsi * Qs[ii][lane + 32 * t];
+                }
+        }
+    }
+    if (!active) return;
+#pragma unroll
+    for (int t = 0; t < 4; ++t)
+        if (t < per) {
+            dk[koff + lane + 32 * t] = gk[t];  // Qs already carries the 1/sqrt(dh) scale
+            dv[voff + lane + 32 * t] = gv[t];
+        }
+}

@@ -1,0 +1,158 @@
+// common.cuh — the header every kernels/*.cu file includes (NVRTC gets it as a named header,
+// see src/cuda/nvrtc.rs). It holds what more than one kernel family needs:
+//
+//   1. fixed-width type names used in every kernel signature (the Rust launch wrappers spell the
+//      same names: src/cuda/args.rs, and tests/kernels_coverage.rs compares them);
+//   2. bf16 / f16 conversions written with PTX, so no CUDA header is needed;
+//   3. warp and block reductions;
+//   4. Philox4x32-10, bit for bit the generator of src/rng.rs, and the dropout keep rule.
+//
+// Conventions for all kernels:
+//   * `extern "C"` so the symbol is the plain name the launch wrapper asks for;
+//   * element counts and offsets are i64 (64-bit) whenever a tensor can pass 2^31 elements;
+//     per-row sizes (columns, head dims) are `int`;
+//   * no kernel assumes a particular block size unless its header comment says so, and then the
+//     wrapper in src/cuda/ launches exactly that size.
+
+#pragma once
+
+typedef long long i64;
+typedef unsigned long long u64;
+typedef unsigned int u32;
+typedef unsigned char u8;
+// bf16 and f16 are carried as their 16-bit patterns; convert with the functions below.
+typedef unsigned short bf16;
+typedef unsigned short f16;
+
+// -inf without <math.h> (NVRTC has no INFINITY macro unless a header defines it).
+#define NEG_INF (__int_as_float(0xff800000))
+
+// ------------------------------------------------------------------------------------------
+// 16-bit float conversions
+// ------------------------------------------------------------------------------------------
+
+__device__ __forceinline__ float bf16_to_f32(bf16 x) { return __int_as_float(((u32)x) << 16); }
+
+// Round to nearest even, NaN stays NaN (cvt.rn.bf16.f32 needs sm_80, our oldest target).
+__device__ __forceinline__ bf16 f32_to_bf16(float x) {
+    unsigned short r;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x));
+    return r;
+}
+
+__device__ __forceinline__ float f16_to_f32(f16 x) {
+    float r;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"(x));
+    return r;
+}
+
+__device__ __forceinline__ f16 f32_to_f16(float x) {
+    unsigned short r;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x));
+    return r;
+}
+
+// ------------------------------------------------------------------------------------------
+// Reductions
+// ------------------------------------------------------------------------------------------
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the whole block; every thread gets the result. `scratch` holds >= 32 floats.
+// Contains __syncthreads(): every thread of the block must call it.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nwarps = (blockDim.x + 31) >> 5;
+    v = warp_sum(v);
+    __syncthreads();  // scratch may still be read by a previous call
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? scratch[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+// Max over the whole block; same contract as block_sum.
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nwarps = (blockDim.x + 31) >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? scratch[lane] : NEG_INF;
+    return warp_max(v);
+}
+
+// Online-softmax merge of two (max, sum of exp(x - max)) pairs.
+__device__ __forceinline__ void softmax_merge(float& m, float& s, float m2, float s2) {
+    const float mn = fmaxf(m, m2);
+    // exp(-inf - -inf) would be NaN: an empty side (s == 0, m == -inf) contributes nothing.
+    const float a = (m == NEG_INF) ? 0.0f : s * expf(m - mn);
+    const float b = (m2 == NEG_INF) ? 0.0f : s2 * expf(m2 - mn);
+    m = mn;
+    s = a + b;
+}
+
+// Adds one element x to an online-softmax state (m, s): one exp per element. -inf elements
+// contribute nothing; NaN propagates into s.
+__device__ __forceinline__ void softmax_add(float& m, float& s, float x) {
+    if (x > m) {
+        s = (m == NEG_INF ? 0.0f : s * expf(m - x)) + 1.0f;
+        m = x;
+    } else {
+        s += (x == NEG_INF) ? 0.0f : expf(x - m);
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Philox4x32-10 (Salmon et al. 2011), identical to src/rng.rs:
+//   key     = [seed lo, seed hi]
+//   counter = [block lo, block hi, stream lo, stream hi],  block = offset / 4
+//   word `offset` of stream `stream` = lane (offset % 4) of that block.
+// ------------------------------------------------------------------------------------------
+
+__device__ __forceinline__ uint4 philox4x32_10(uint4 c, uint2 k) {
+    const u32 M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+#pragma unroll
+    for (int r = 0; r < 10; ++r) {
+        if (r > 0) {
+            k.x += W0;
+            k.y += W1;
+        }
+        const u32 hi0 = __umulhi(M0, c.x), lo0 = M0 * c.x;
+        const u32 hi1 = __umulhi(M1, c.z), lo1 = M1 * c.z;
+        c = make_uint4(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
+    }
+    return c;
+}
+
+// The 32-bit word at `offset` of stream `stream` of `seed`.
+__device__ __forceinline__ u32 philox_word(u64 seed, u64 stream, u64 offset) {
+    const u64 block = offset >> 2;
+    const uint4 ctr = make_uint4((u32)block, (u32)(block >> 32), (u32)stream, (u32)(stream >> 32));
+    const uint4 w = philox4x32_10(ctr, make_uint2((u32)seed, (u32)(seed >> 32)));
+    switch (offset & 3) {
+        case 0: return w.x;
+        case 1: return w.y;
+        case 2: return w.z;
+        default: return w.w;
+    }
+}
+
+// The dropout rule shared with the CPU (src/cuda/mod.rs documents it for the Rust side):
+// element i of a dropout call with base offset `off` uses word `off + i`;
+// u = (word >> 8) * 2^-24 (rng::u32_to_unit_f32), and the element is KEPT iff u >= p.
+// Kept elements are scaled by 1 / (1 - p) (inverted dropout).
+__device__ __forceinline__ bool dropout_keep(u32 word, float p) {
+    return (float)(word >> 8) * (1.0f / 16777216.0f) >= p;
+}

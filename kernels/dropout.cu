@@ -1,0 +1,48 @@
+// dropout.cu — inverted dropout from Philox4x32-10, the same masks as the CPU.
+//
+// Kernels (wrappers: src/cuda/kernels/dropout.rs; tests: tests/cuda_dropout.rs):
+//   philox_u32   out[i] = word (offset + i) of Philox stream (seed, stream): equals
+//                rng::Philox::with_stream(seed, stream) advanced to `offset`, then fill_u32
+//   dropout_f32  y[i] = keep(i) ? x[i] / (1 - p) : 0, where keep(i) uses word (offset + i)
+//                (rule in common.cuh: dropout_keep). The backward of dropout is the same call
+//                on dy with the same (seed, stream, offset): the mask is regenerated, never stored.
+//
+// Each thread computes one Philox block (4 words) and handles the up to 4 elements that use
+// it, so each word is computed once.
+
+#include "common.cuh"
+
+extern "C" __global__ void philox_u32(u32* out, i64 n, u64 seed, u64 stream, u64 offset) {
+    if (n <= 0) return;
+    const u64 first = offset >> 2, last = (offset + (u64)n - 1) >> 2;
+    const uint2 key = make_uint2((u32)seed, (u32)(seed >> 32));
+    for (u64 b = first + blockIdx.x * (u64)blockDim.x + threadIdx.x; b <= last; b += (u64)gridDim.x * blockDim.x) {
+        const uint4 w = philox4x32_10(make_uint4((u32)b, (u32)(b >> 32), (u32)stream, (u32)(stream >> 32)), key);
+        const u32 words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int l = 0; l < 4; ++l) {
+            const u64 word = 4 * b + l;
+            if (word >= offset && word < offset + (u64)n) out[word - offset] = words[l];
+        }
+    }
+}
+
+extern "C" __global__ void dropout_f32(float* y, const float* x, i64 n, float p, u64 seed,
+                                       u64 stream, u64 offset) {
+    if (n <= 0) return;
+    const float scale = 1.0f / (1.0f - p);
+    const u64 first = offset >> 2, last = (offset + (u64)n - 1) >> 2;
+    const uint2 key = make_uint2((u32)seed, (u32)(seed >> 32));
+    for (u64 b = first + blockIdx.x * (u64)blockDim.x + threadIdx.x; b <= last; b += (u64)gridDim.x * blockDim.x) {
+        const uint4 w = philox4x32_10(make_uint4((u32)b, (u32)(b >> 32), (u32)stream, (u32)(stream >> 32)), key);
+        const u32 words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int l = 0; l < 4; ++l) {
+            const u64 word = 4 * b + l;
+            if (word >= offset && word < offset + (u64)n) {
+                const i64 i = (i64)(word - offset);
+                y[i] = dropout_keep(words[l], p) ? x[i] * scale : 0.0f;
+            }
+        }
+    }
+}

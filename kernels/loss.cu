@@ -1,0 +1,96 @@
+// loss.cu — the label-smoothed loss of AoANet (AOANET.md 2.3) fused with log_softmax over the
+// vocabulary: no [rows x V] log-probability tensor is written.
+//
+// Per row r with logits x (V classes), target y, weight w (the caption mask; null = 1):
+//   lse = log sum_k exp(x_k);  lp_k = x_k - lse
+//   q_y = 1 - s,  q_k = s / (V - 1) for k != y                (s = smoothing; s = 0: plain NLL)
+//   row_loss = w * sum_k q_k (log q_k - lp_k)                  (KL(q || p), as KLDivLoss)
+//            = w * [ (1-s) log(1-s) + s log(s/(V-1)) - (1-s) lp_y - s/(V-1) (sum_k lp_k - lp_y) ]
+//   with sum_k lp_k = sum_k x_k - V lse (terms q log q are 0 when q = 0).
+// Backward: d row_loss / d x_k = w (softmax_k - q_k); the kernel writes
+//   dlogits = scale * w * (softmax - q), where `scale` carries the upstream gradient and the
+//   1 / sum(mask) of the token mean.
+//
+// Kernels (wrappers: src/cuda/kernels/loss.rs; tests: tests/cuda_loss.rs):
+//   label_smooth_fwd_f32   row_loss[r] and lse[r] (saved for backward; may be null)
+//   label_smooth_bwd_f32   dlogits [rows, V] (overwritten)
+// One block per row (grid-stride), blockDim a multiple of 32. A target outside [0, V) gives
+// a NaN loss.
+
+#include "common.cuh"
+
+extern "C" __global__ void label_smooth_fwd_f32(float* row_loss, float* lse_out, const float* logits,
+                                                const int* targets, const float* weights, i64 rows,
+                                                int vocab, float smoothing) {
+    __shared__ float scratch[64];
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float* xr = logits + r * vocab;
+        float m = NEG_INF, s = 0.0f, sx = 0.0f;
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+            const float x = xr[j];
+            softmax_add(m, s, x);
+            sx += x;
+        }
+        // merge (m, s) across the block, then the plain sum of x
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        const int nwarps = (blockDim.x + 31) >> 5;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+            const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+            softmax_merge(m, s, m2, s2);
+        }
+        __syncthreads();
+        if (lane == 0) {
+            scratch[warp] = m;
+            scratch[32 + warp] = s;
+        }
+        __syncthreads();
+        m = lane < nwarps ? scratch[lane] : NEG_INF;
+        s = lane < nwarps ? scratch[32 + lane] : 0.0f;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+            const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+            softmax_merge(m, s, m2, s2);
+        }
+        sx = block_sum(sx, scratch);  // syncs before reusing scratch
+        if (threadIdx.x == 0) {
+            const float lse = m + logf(s);
+            const int y = targets[r];
+            float loss;
+            if (y < 0 || y >= vocab) {
+                loss = __int_as_float(0x7fc00000);
+            } else {
+                const float conf = 1.0f - smoothing;
+                const float other = vocab > 1 ? smoothing / (vocab - 1) : 0.0f;
+                const float lp_y = xr[y] - lse;
+                const float sum_lp = sx - (float)vocab * lse;
+                float qlogq = 0.0f;
+                if (conf > 0.0f) qlogq += conf * logf(conf);
+                if (other > 0.0f) qlogq += smoothing * logf(other);
+                loss = qlogq - conf * lp_y - other * (sum_lp - lp_y);
+            }
+            row_loss[r] = (weights ? weights[r] : 1.0f) * loss;
+            if (lse_out) lse_out[r] = lse;
+        }
+    }
+}
+
+extern "C" __global__ void label_smooth_bwd_f32(float* dlogits, const float* logits, const float* lse,
+                                                const int* targets, const float* weights, i64 rows,
+                                                int vocab, float smoothing, float scale) {
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float* xr = logits + r * vocab;
+        float* dr = dlogits + r * vocab;
+        const float l = lse[r];
+        const int y = targets[r];
+        const float w = scale * (weights ? weights[r] : 1.0f);
+        const float conf = 1.0f - smoothing;
+        const float other = vocab > 1 ? smoothing / (vocab - 1) : 0.0f;
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+            const float q = (j == y) ? conf : other;
+            dr[j] = w * (expf(xr[j] - l) - q);
+        }
+    }
+}

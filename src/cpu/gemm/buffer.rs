@@ -1,0 +1,100 @@
+//! 64-byte-aligned scratch memory for packed panels, recycled through a small global pool so
+//! that repeated GEMM calls (the decoder's 20 steps, attention batches) neither allocate nor
+//! page-fault on every call.
+
+use std::sync::Mutex;
+
+/// One cache line: the unit of allocation, so buffers are 64-byte aligned.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([u8; 64]);
+
+// SAFETY: `Line` is 64 plain bytes with no padding (size 64 = alignment 64); the all-zero
+// pattern is valid.
+unsafe impl bytemuck::Zeroable for Line {}
+// SAFETY: as above: every bit pattern is a valid `Line`, it is `Copy` and `'static`.
+unsafe impl bytemuck::Pod for Line {}
+
+/// An owned, zero-initialised, 64-byte-aligned buffer viewed as a slice of any `Pod` type.
+pub(crate) struct AlignedBuf {
+    lines: Vec<Line>,
+}
+
+impl AlignedBuf {
+    /// A zeroed buffer of at least `bytes` bytes.
+    pub(crate) fn zeroed(bytes: usize) -> AlignedBuf {
+        AlignedBuf {
+            lines: vec![Line([0; 64]); bytes.div_ceil(64)],
+        }
+    }
+
+    /// Capacity in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.lines.len() * 64
+    }
+
+    /// The first `len` elements as `T` (panics if the buffer is too small: an internal bug).
+    pub(crate) fn slice<T: bytemuck::Pod>(&self, len: usize) -> &[T] {
+        &bytemuck::cast_slice(&self.lines)[..len]
+    }
+
+    /// The first `len` elements as mutable `T` (panics if the buffer is too small).
+    pub(crate) fn slice_mut<T: bytemuck::Pod>(&mut self, len: usize) -> &mut [T] {
+        &mut bytemuck::cast_slice_mut(&mut self.lines)[..len]
+    }
+}
+
+/// Buffers returned by finished calls; at most [`POOL_MAX`] are kept.
+static POOL: Mutex<Vec<AlignedBuf>> = Mutex::new(Vec::new());
+/// Enough for every thread's A block and one shared B block of a few concurrent calls.
+const POOL_MAX: usize = 8;
+
+/// A pooled [`AlignedBuf`] that goes back to the pool when dropped.
+pub(crate) struct Scratch {
+    buf: Option<AlignedBuf>,
+}
+
+impl Scratch {
+    /// A buffer of at least `bytes` bytes: the smallest pooled one that fits, else a new one.
+    /// Its contents are arbitrary (but initialised) values.
+    pub(crate) fn take(bytes: usize) -> Scratch {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.bytes() >= bytes)
+            .min_by_key(|(_, b)| b.bytes())
+            .map(|(i, _)| i);
+        let buf = match best {
+            Some(i) => pool.swap_remove(i),
+            None => {
+                drop(pool);
+                AlignedBuf::zeroed(bytes)
+            }
+        };
+        Scratch { buf: Some(buf) }
+    }
+
+    /// The buffer.
+    pub(crate) fn buf(&mut self) -> &mut AlignedBuf {
+        self.buf
+            .as_mut()
+            .expect("scratch buffer present until drop")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            pool.push(buf);
+            if pool.len() > POOL_MAX {
+                // Keep the large buffers: they are the expensive ones to fault in again.
+                let smallest = (0..pool.len()).min_by_key(|&i| pool[i].bytes());
+                if let Some(i) = smallest {
+                    pool.swap_remove(i);
+                }
+            }
+        }
+    }
+}

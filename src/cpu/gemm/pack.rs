@@ -1,0 +1,106 @@
+//! Packing: copying blocks of A and B into the contiguous micro-panel layouts the kernels
+//! stream through.
+//!
+//! * A block (`mc × kc`) → `ceil(mc / mr)` micro-panels; panel `q` holds, for each `p < kc`,
+//!   the `mr` values `A[r0 + q·mr + i, p0 + p]` (`i < mr`), zero past the block's last row.
+//! * B block (`kc × nc`) → `ceil(nc / nr)` micro-panels; panel `q` holds, for each `p < kc`,
+//!   the `nr` values `B[p0 + p, c0 + q·nr + j]`, zero past the block's last column.
+//!
+//! Each layout has a fast case for a unit column stride, one for a unit row stride (the
+//! transposed operand), and a general strided case. All indexing is bounds-checked: views are
+//! validated before they get here, so a failed check would be an internal bug, never UB.
+
+use super::{GemmScalar, MatRef};
+
+/// Packs rows `r0..r0 + mc` × columns `p0..p0 + kc` of `a` into `mr`-row micro-panels in
+/// `out` (length at least `ceil(mc / mr) · mr · kc`).
+pub(crate) fn pack_a<T: GemmScalar>(
+    a: &MatRef<'_, T>,
+    (r0, mc): (usize, usize),
+    (p0, kc): (usize, usize),
+    mr: usize,
+    out: &mut [T],
+) {
+    let (rs, cs) = (a.row_stride, a.col_stride);
+    for (q, dst) in out
+        .chunks_exact_mut(mr * kc)
+        .take(mc.div_ceil(mr))
+        .enumerate()
+    {
+        let first = r0 + q * mr;
+        let h = mr.min(r0 + mc - first);
+        let at = |i: usize, p: usize| a.offset + (first + i) * rs + (p0 + p) * cs;
+        if cs == 1 {
+            // Row-major A: read each row contiguously, scatter with stride `mr`.
+            for i in 0..h {
+                let row = &a.data[at(i, 0)..at(i, 0) + kc];
+                for (d, &v) in dst.chunks_exact_mut(mr).zip(row) {
+                    d[i] = v;
+                }
+            }
+        } else if rs == 1 {
+            // Column-major A (a transposed operand): each `p` is `h` contiguous values.
+            for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
+                d[..h].copy_from_slice(&a.data[at(0, p)..at(0, p) + h]);
+            }
+        } else {
+            for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
+                for (i, d) in d[..h].iter_mut().enumerate() {
+                    *d = a.data[at(i, p)];
+                }
+            }
+        }
+        if h < mr {
+            for d in dst.chunks_exact_mut(mr) {
+                d[h..].fill(T::ZERO);
+            }
+        }
+    }
+}
+
+/// Packs rows `p0..p0 + kc` × columns `c0..c0 + nc` of `b` into `nr`-column micro-panels in
+/// `out` (length at least `ceil(nc / nr) · nr · kc`).
+pub(crate) fn pack_b<T: GemmScalar>(
+    b: &MatRef<'_, T>,
+    (p0, kc): (usize, usize),
+    (c0, nc): (usize, usize),
+    nr: usize,
+    out: &mut [T],
+) {
+    let (rs, cs) = (b.row_stride, b.col_stride);
+    for (q, dst) in out
+        .chunks_exact_mut(nr * kc)
+        .take(nc.div_ceil(nr))
+        .enumerate()
+    {
+        let first = c0 + q * nr;
+        let w = nr.min(c0 + nc - first);
+        let at = |p: usize, j: usize| b.offset + (p0 + p) * rs + (first + j) * cs;
+        if cs == 1 {
+            // Row-major B: each `p` is `w` contiguous values.
+            for (p, d) in dst.chunks_exact_mut(nr).enumerate() {
+                d[..w].copy_from_slice(&b.data[at(p, 0)..at(p, 0) + w]);
+            }
+        } else if rs == 1 {
+            // Column-major B (e.g. a Linear weight used as Wᵀ): read each column
+            // contiguously, scatter with stride `nr`.
+            for j in 0..w {
+                let col = &b.data[at(0, j)..at(0, j) + kc];
+                for (d, &v) in dst.chunks_exact_mut(nr).zip(col) {
+                    d[j] = v;
+                }
+            }
+        } else {
+            for (p, d) in dst.chunks_exact_mut(nr).enumerate() {
+                for (j, d) in d[..w].iter_mut().enumerate() {
+                    *d = b.data[at(p, j)];
+                }
+            }
+        }
+        if w < nr {
+            for d in dst.chunks_exact_mut(nr) {
+                d[w..].fill(T::ZERO);
+            }
+        }
+    }
+}

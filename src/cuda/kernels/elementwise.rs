@@ -1,0 +1,322 @@
+//! Elementwise and broadcast kernels (`kernels/elementwise.cu`).
+
+use super::{MAX_GRID_STRIDE_BLOCKS, check_len, to_i32};
+use crate::cuda::{CudaDevice, CudaView, CudaViewMut, KernelArg, LaunchCfg};
+use crate::{Error, Result};
+
+crate::__aoanet_cuda_kernels! { "elementwise";
+    /// `out[i] = value`.
+    fn fill_f32(out: CudaViewMut<'_, f32>, n: i64, value: f32);
+    /// `y[i] += alpha * x[i]`.
+    fn axpy_f32(y: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, n: i64, alpha: f32);
+    /// `out[i] = op(x[i])`, op codes of [`Unary`].
+    fn unary_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, n: i64, op: i32, alpha: f32, beta: f32);
+    /// `out[i] = op(a[ia], b[ib])` with a [`Bcast`] index map.
+    fn binary_f32(out: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, n: i64, op: i32, bc: Bcast);
+    /// f32 to bf16, round to nearest even.
+    fn cast_f32_bf16(out: CudaViewMut<'_, half::bf16>, x: CudaView<'_, f32>, n: i64);
+    /// bf16 to f32 (exact).
+    fn cast_bf16_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, half::bf16>, n: i64);
+    /// `[d0,d1,d2,d3] -> [d0,d2,d1,d3]`.
+    fn permute0213_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, d0: i64, d1: i64, d2: i64, d3: i64);
+    /// `scores[row, k] = value` where `mask[row / rows_per_batch, k] == 0`.
+    fn mask_keys_f32(scores: CudaViewMut<'_, f32>, mask: CudaView<'_, u8>, rows: i64, nk: i32, rows_per_batch: i64, value: f32);
+}
+
+/// Unary op codes (the `U_*` defines of `kernels/elementwise.cu`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    /// `alpha * x + beta`.
+    Affine(f32, f32),
+    /// `-x`.
+    Neg,
+    /// `e^x`.
+    Exp,
+    /// `ln x`.
+    Log,
+    /// `√x`.
+    Sqrt,
+    /// `max(x, 0)`.
+    Relu,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `tanh x`.
+    Tanh,
+    /// `x^p`.
+    Pow(f32),
+    /// `min(max(x, lo), hi)`.
+    Clamp(f32, f32),
+    /// `1 / x`.
+    Recip,
+}
+
+impl Unary {
+    fn code(self) -> (i32, f32, f32) {
+        match self {
+            Unary::Affine(a, b) => (0, a, b),
+            Unary::Neg => (1, 0.0, 0.0),
+            Unary::Exp => (2, 0.0, 0.0),
+            Unary::Log => (3, 0.0, 0.0),
+            Unary::Sqrt => (4, 0.0, 0.0),
+            Unary::Relu => (5, 0.0, 0.0),
+            Unary::Sigmoid => (6, 0.0, 0.0),
+            Unary::Tanh => (7, 0.0, 0.0),
+            Unary::Pow(p) => (8, p, 0.0),
+            Unary::Clamp(lo, hi) => (9, lo, hi),
+            Unary::Recip => (10, 0.0, 0.0),
+        }
+    }
+}
+
+/// Binary op codes (the `B_*` defines of `kernels/elementwise.cu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Binary {
+    /// `a + b`.
+    Add = 0,
+    /// `a - b`.
+    Sub = 1,
+    /// `a * b`.
+    Mul = 2,
+    /// `a / b`.
+    Div = 3,
+    /// `max(a, b)`.
+    Max = 4,
+    /// `min(a, b)`.
+    Min = 5,
+    /// ReLU backward: `a = dy`, `b = x`, gives `dy · [x > 0]`.
+    ReluBwd = 6,
+    /// Sigmoid backward from the output: `a = dy`, `b = y`, gives `dy · y(1-y)`.
+    SigmoidBwd = 7,
+    /// Tanh backward from the output: `a = dy`, `b = y`, gives `dy · (1-y²)`.
+    TanhBwd = 8,
+}
+
+/// Up to this many dimensions in a [`Bcast`].
+pub const BCAST_DIMS: usize = 6;
+
+/// How `binary_f32` maps output elements to operand elements: the contiguous output has
+/// `shape`; operand `a` is read at `Σ idx_d · sa[d]` and `b` at `Σ idx_d · sb[d]` (element
+/// strides; 0 broadcasts). Same layout as `struct Bcast` in `kernels/elementwise.cu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct Bcast {
+    /// Output shape, padded with leading 1s.
+    pub shape: [i64; BCAST_DIMS],
+    /// Strides of `a` in elements.
+    pub sa: [i64; BCAST_DIMS],
+    /// Strides of `b` in elements.
+    pub sb: [i64; BCAST_DIMS],
+    /// Number of dimensions used (the first `ndim` entries).
+    pub ndim: i32,
+    _pad: i32,
+}
+
+// SAFETY: #[repr(C)] with the field order, sizes and alignment (8) of the C struct; the C
+// struct's trailing padding after `int ndim` is the `_pad` field here.
+unsafe impl KernelArg for Bcast {
+    const C_TYPE: &'static str = "Bcast";
+    type Repr = Bcast;
+    fn repr(&self) -> Bcast {
+        *self
+    }
+}
+
+impl Bcast {
+    /// The index map for an output of `shape` and operands with element strides `sa`, `sb`
+    /// (one per output dimension, 0 where the operand is broadcast).
+    pub fn new(shape: &[usize], sa: &[i64], sb: &[i64]) -> Result<Bcast> {
+        if shape.len() > BCAST_DIMS || sa.len() != shape.len() || sb.len() != shape.len() {
+            return Err(Error::invalid(format!(
+                "cuda binary: {} dims with {} and {} strides (at most {BCAST_DIMS} dims)",
+                shape.len(),
+                sa.len(),
+                sb.len()
+            )));
+        }
+        let mut bc = Bcast {
+            shape: [1; BCAST_DIMS],
+            sa: [0; BCAST_DIMS],
+            sb: [0; BCAST_DIMS],
+            ndim: shape.len() as i32,
+            _pad: 0,
+        };
+        for (d, &s) in shape.iter().enumerate() {
+            bc.shape[d] = s as i64;
+            bc.sa[d] = sa[d];
+            bc.sb[d] = sb[d];
+        }
+        Ok(bc)
+    }
+
+    /// Number of output elements.
+    pub fn numel(&self) -> usize {
+        self.shape[..self.ndim as usize]
+            .iter()
+            .product::<i64>()
+            .max(0) as usize
+    }
+
+    /// One past the largest element offset read from an operand with strides `s`.
+    fn extent(&self, s: &[i64; BCAST_DIMS]) -> Result<usize> {
+        let mut hi = 0i64;
+        let n = self.ndim as usize;
+        for (&len, &stride) in self.shape[..n].iter().zip(&s[..n]) {
+            if stride < 0 {
+                return Err(Error::invalid(
+                    "cuda binary: negative strides are not supported",
+                ));
+            }
+            hi += (len - 1).max(0) * stride;
+        }
+        Ok(hi as usize + 1)
+    }
+}
+
+fn grid(n: usize) -> LaunchCfg {
+    LaunchCfg::elementwise(n, MAX_GRID_STRIDE_BLOCKS)
+}
+
+/// `out[..] = value`.
+pub fn fill(dev: &CudaDevice, out: CudaViewMut<'_, f32>, value: f32) -> Result<()> {
+    let n = out.len();
+    if n == 0 {
+        return Ok(());
+    }
+    // SAFETY: the kernel writes exactly `n` = out.len() elements.
+    unsafe { fill_f32(dev, grid(n), out, n as i64, value) }
+}
+
+/// `y += alpha · x` (equal lengths).
+pub fn axpy(
+    dev: &CudaDevice,
+    y: CudaViewMut<'_, f32>,
+    x: CudaView<'_, f32>,
+    alpha: f32,
+) -> Result<()> {
+    let n = y.len();
+    check_len("axpy", "x", x.len(), n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    // SAFETY: both views hold at least n elements.
+    unsafe { axpy_f32(dev, grid(n), y, x, n as i64, alpha) }
+}
+
+/// `out = op(x)` elementwise (equal lengths; `out` may not alias `x` unless identical).
+pub fn unary(
+    dev: &CudaDevice,
+    out: CudaViewMut<'_, f32>,
+    x: CudaView<'_, f32>,
+    op: Unary,
+) -> Result<()> {
+    let n = out.len();
+    check_len("unary", "x", x.len(), n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let (code, a, b) = op.code();
+    // SAFETY: both views hold at least n elements.
+    unsafe { unary_f32(dev, grid(n), out, x, n as i64, code, a, b) }
+}
+
+/// `out = op(a, b)` with broadcasting and strides described by `bc`; `out` is contiguous.
+pub fn binary(
+    dev: &CudaDevice,
+    out: CudaViewMut<'_, f32>,
+    a: CudaView<'_, f32>,
+    b: CudaView<'_, f32>,
+    op: Binary,
+    bc: Bcast,
+) -> Result<()> {
+    let n = bc.numel();
+    check_len("binary", "out", out.len(), n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    check_len("binary", "a", a.len(), bc.extent(&bc.sa)?)?;
+    check_len("binary", "b", b.len(), bc.extent(&bc.sb)?)?;
+    // SAFETY: out holds n elements; every operand offset is below its checked extent.
+    unsafe { binary_f32(dev, grid(n), out, a, b, n as i64, op as i32, bc) }
+}
+
+/// f32 → bf16 (round to nearest even).
+pub fn cast_to_bf16(
+    dev: &CudaDevice,
+    out: CudaViewMut<'_, half::bf16>,
+    x: CudaView<'_, f32>,
+) -> Result<()> {
+    let n = out.len();
+    check_len("cast_f32_bf16", "x", x.len(), n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    // SAFETY: both views hold at least n elements.
+    unsafe { cast_f32_bf16(dev, grid(n), out, x, n as i64) }
+}
+
+/// bf16 → f32.
+pub fn cast_from_bf16(
+    dev: &CudaDevice,
+    out: CudaViewMut<'_, f32>,
+    x: CudaView<'_, half::bf16>,
+) -> Result<()> {
+    let n = out.len();
+    check_len("cast_bf16_f32", "x", x.len(), n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    // SAFETY: both views hold at least n elements.
+    unsafe { cast_bf16_f32(dev, grid(n), out, x, n as i64) }
+}
+
+/// `out[a][c][b][e] = x[a][b][c][e]` for `x` of shape `dims` (head split/merge).
+pub fn permute0213(
+    dev: &CudaDevice,
+    out: CudaViewMut<'_, f32>,
+    x: CudaView<'_, f32>,
+    dims: [usize; 4],
+) -> Result<()> {
+    let n: usize = dims.iter().product();
+    check_len("permute0213", "x", x.len(), n)?;
+    check_len("permute0213", "out", out.len(), n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let [d0, d1, d2, d3] = dims.map(|d| d as i64);
+    // SAFETY: both views hold at least n = d0·d1·d2·d3 elements.
+    unsafe { permute0213_f32(dev, grid(n), out, x, d0, d1, d2, d3) }
+}
+
+/// `masked_fill(scores, mask == 0, value)` for scores `[batches · rows_per_batch, nk]` and a
+/// key mask `[batches, nk]` (1 = keep).
+pub fn mask_keys(
+    dev: &CudaDevice,
+    scores: CudaViewMut<'_, f32>,
+    mask: CudaView<'_, u8>,
+    batches: usize,
+    rows_per_batch: usize,
+    nk: usize,
+    value: f32,
+) -> Result<()> {
+    let rows = batches * rows_per_batch;
+    check_len("mask_keys", "scores", scores.len(), rows * nk)?;
+    check_len("mask_keys", "mask", mask.len(), batches * nk)?;
+    if rows * nk == 0 {
+        return Ok(());
+    }
+    let nk32 = to_i32("mask_keys", "nk", nk)?;
+    // SAFETY: sizes checked above.
+    unsafe {
+        mask_keys_f32(
+            dev,
+            grid(rows * nk),
+            scores,
+            mask,
+            rows as i64,
+            nk32,
+            rows_per_batch as i64,
+            value,
+        )
+    }
+}

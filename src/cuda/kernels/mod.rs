@@ -1,0 +1,59 @@
+//! Launch wrappers, one module per `kernels/<family>.cu`.
+//!
+//! Each module has the generated raw wrappers (`unsafe`, named exactly as the `__global__`
+//! function) and safe entry points that check buffer sizes and choose the launch shape.
+
+pub mod adam;
+pub mod attention;
+pub mod dropout;
+pub mod elementwise;
+pub mod embedding;
+pub mod gemm;
+pub mod glu;
+pub mod layernorm;
+pub mod loss;
+pub mod lstm;
+pub mod reduce;
+pub mod softmax;
+
+/// Every family's signature table (see [`crate::cuda::signatures`]).
+pub const SIGNATURES: &[&[crate::cuda::KernelSig]] = &[
+    adam::SIGNATURES,
+    attention::SIGNATURES,
+    dropout::SIGNATURES,
+    elementwise::SIGNATURES,
+    embedding::SIGNATURES,
+    gemm::SIGNATURES,
+    glu::SIGNATURES,
+    layernorm::SIGNATURES,
+    loss::SIGNATURES,
+    lstm::SIGNATURES,
+    reduce::SIGNATURES,
+    softmax::SIGNATURES,
+];
+
+use crate::{Error, Result};
+
+/// Fails unless a buffer argument holds at least `want` elements.
+pub(crate) fn check_len(op: &'static str, what: &str, have: usize, want: usize) -> Result<()> {
+    if have < want {
+        return Err(Error::invalid(format!(
+            "cuda {op}: {what} has {have} elements, needs {want}"
+        )));
+    }
+    Ok(())
+}
+
+/// Converts a size to the `int` a kernel declares, refusing values that do not fit.
+pub(crate) fn to_i32(op: &'static str, what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v)
+        .map_err(|_| Error::invalid(format!("cuda {op}: {what} = {v} exceeds i32::MAX")))
+}
+
+/// Blocks for a grid-stride elementwise launch (kernels loop over the rest).
+pub(crate) const MAX_GRID_STRIDE_BLOCKS: u32 = 1 << 16;
+
+/// One block per row, grid-stride over rows beyond the cap.
+pub(crate) fn row_grid(rows: usize, threads: u32) -> crate::cuda::LaunchCfg {
+    crate::cuda::LaunchCfg::linear(rows.min(MAX_GRID_STRIDE_BLOCKS as usize) as u32, threads)
+}

@@ -1,0 +1,215 @@
+//! NVRTC: compiling `kernels/*.cu` to a CUBIN for one GPU architecture.
+//!
+//! Every kernel family is embedded with `include_str!` ([`SOURCES`]) together with the shared
+//! header `kernels/common.cuh`, which NVRTC receives as a named in-memory header, so line
+//! numbers in the compiler log are those of the files on disk. Compilation needs only
+//! `libnvrtc` (no GPU): `tests/kernels_compile.rs` compiles every file for `sm_80` and `sm_90`
+//! in CI, and [`compile`] returns the compiler log even on success so that test can refuse
+//! warnings.
+//!
+//! We ask NVRTC for a CUBIN (`--gpu-architecture=sm_XY`) rather than PTX: machine code needs no
+//! JIT at load time, so a PTX version newer than the driver cannot break loading (candle#1846).
+
+use std::ffi::{CStr, CString, c_char};
+
+use cudarc::nvrtc::sys;
+
+use crate::{Error, Result};
+
+/// One embedded kernel family: `kernels/<name>.cu`.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSource {
+    /// The family's name, the file stem (`"softmax"` for `kernels/softmax.cu`).
+    pub name: &'static str,
+    /// The CUDA C source.
+    pub source: &'static str,
+}
+
+/// The shared header every family includes as `#include "common.cuh"`.
+pub const COMMON_HEADER: &str = include_str!("../../kernels/common.cuh");
+
+macro_rules! sources {
+    ($($name:literal),* $(,)?) => {
+        /// Every kernel family, in the order of `kernels/`. `tests/kernels_compile.rs` checks
+        /// this list against the directory, so a new `.cu` file cannot be forgotten here.
+        pub const SOURCES: &[KernelSource] = &[
+            $(KernelSource { name: $name, source: include_str!(concat!("../../kernels/", $name, ".cu")) }),*
+        ];
+    };
+}
+
+sources![
+    "adam",
+    "attention",
+    "dropout",
+    "elementwise",
+    "embedding",
+    "gemm",
+    "glu",
+    "layernorm",
+    "loss",
+    "lstm",
+    "reduce",
+    "softmax",
+];
+
+/// Looks a family up by name.
+pub fn source(name: &str) -> Result<&'static KernelSource> {
+    SOURCES
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| Error::Cuda(format!("no kernel family named {name:?}")))
+}
+
+/// The result of a successful compilation.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// The CUBIN image for the requested architecture.
+    pub cubin: Vec<u8>,
+    /// NVRTC's log (warnings); empty for a clean compile.
+    pub log: String,
+}
+
+/// Whether `libnvrtc` can be loaded (it is found through `LD_LIBRARY_PATH`).
+pub fn is_available() -> bool {
+    // SAFETY: only tries to dlopen the library by its candidate names; no symbol is called.
+    unsafe { sys::is_culib_present() }
+}
+
+/// NVRTC's version as (major, minor).
+pub fn version() -> Result<(i32, i32)> {
+    if !is_available() {
+        return Err(not_found());
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: the library is present (checked above); both pointers are valid for writes.
+    unsafe { sys::nvrtcVersion(&mut major, &mut minor) }
+        .result()
+        .map_err(|e| Error::Cuda(format!("nvrtcVersion: {e:?}")))?;
+    Ok((major, minor))
+}
+
+/// The NVRTC options used for every family; `arch` is e.g. `"sm_90"`.
+pub fn options(arch: &str) -> Vec<String> {
+    vec![
+        format!("--gpu-architecture={arch}"),
+        "--std=c++17".into(),
+        // Line info lets compute-sanitizer and ncu point at source lines; it costs nothing at
+        // run time.
+        "--generate-line-info".into(),
+        // Precise division and sqrt and no flush-to-zero: fast-math only after the CPU
+        // comparison passes (STYLE.md 12). fmad (contraction to FMA) stays on, as in nvcc.
+        "--prec-div=true".into(),
+        "--prec-sqrt=true".into(),
+        "--ftz=false".into(),
+    ]
+}
+
+fn not_found() -> Error {
+    Error::Cuda(
+        "libnvrtc not found: install the wheel nvidia-cuda-nvrtc==13.0.88 and put its \
+         nvidia/cu13/lib folder on LD_LIBRARY_PATH (see .ci/run), or install a CUDA 13 toolkit"
+            .into(),
+    )
+}
+
+/// Owns an `nvrtcProgram` and destroys it on every exit path.
+struct Program(sys::nvrtcProgram);
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        // SAFETY: self.0 was created by nvrtcCreateProgram and is destroyed only here.
+        unsafe {
+            sys::nvrtcDestroyProgram(&mut self.0);
+        }
+    }
+}
+
+impl Program {
+    fn log(&self) -> String {
+        let mut size = 0usize;
+        // SAFETY: valid program handle; size is a valid out-pointer.
+        if unsafe { sys::nvrtcGetProgramLogSize(self.0, &mut size) }
+            .result()
+            .is_err()
+            || size == 0
+        {
+            return String::new();
+        }
+        let mut buf = vec![0 as c_char; size];
+        // SAFETY: buf has the size NVRTC asked for.
+        if unsafe { sys::nvrtcGetProgramLog(self.0, buf.as_mut_ptr()) }
+            .result()
+            .is_err()
+        {
+            return String::new();
+        }
+        // SAFETY: NVRTC writes a NUL-terminated string of at most `size` bytes.
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .trim()
+            .to_string()
+    }
+}
+
+/// Compiles one family for `arch` (`"sm_80"`, `"sm_90"`, ...). The error names the file and
+/// holds NVRTC's full log.
+pub fn compile(src: &KernelSource, arch: &str) -> Result<Compiled> {
+    if !is_available() {
+        return Err(not_found());
+    }
+    let file = format!("kernels/{}.cu", src.name);
+    let cstr = |s: &str, what: &str| {
+        CString::new(s).map_err(|_| Error::Cuda(format!("{file}: {what} contains a NUL byte")))
+    };
+    let source = cstr(src.source, "source")?;
+    let name = cstr(&file, "name")?;
+    let header = cstr(COMMON_HEADER, "kernels/common.cuh")?;
+    let header_name = cstr("common.cuh", "header name")?;
+    let headers = [header.as_ptr()];
+    let header_names = [header_name.as_ptr()];
+
+    let mut raw = std::ptr::null_mut();
+    // SAFETY: every pointer refers to a NUL-terminated string alive until the program is
+    // destroyed (they outlive `prog` below); the header arrays have length 1 as declared.
+    unsafe {
+        sys::nvrtcCreateProgram(
+            &mut raw,
+            source.as_ptr(),
+            name.as_ptr(),
+            1,
+            headers.as_ptr(),
+            header_names.as_ptr(),
+        )
+    }
+    .result()
+    .map_err(|e| Error::Cuda(format!("{file}: nvrtcCreateProgram: {e:?}")))?;
+    let prog = Program(raw);
+
+    let opts = options(arch);
+    let copts: Vec<CString> = opts
+        .iter()
+        .map(|o| cstr(o, "option"))
+        .collect::<Result<_>>()?;
+    let ptrs: Vec<*const c_char> = copts.iter().map(|o| o.as_ptr()).collect();
+    // SAFETY: valid program; `ptrs` holds `ptrs.len()` valid C strings kept alive by `copts`.
+    let status = unsafe { sys::nvrtcCompileProgram(prog.0, ptrs.len() as i32, ptrs.as_ptr()) };
+    let log = prog.log();
+    if let Err(e) = status.result() {
+        return Err(Error::Cuda(format!(
+            "{file}: NVRTC failed for {arch} ({e:?}) with options {opts:?}:\n{log}"
+        )));
+    }
+
+    let mut size = 0usize;
+    // SAFETY: valid, compiled program; size is a valid out-pointer.
+    unsafe { sys::nvrtcGetCUBINSize(prog.0, &mut size) }
+        .result()
+        .map_err(|e| Error::Cuda(format!("{file}: nvrtcGetCUBINSize: {e:?}")))?;
+    let mut cubin = vec![0u8; size];
+    // SAFETY: cubin has exactly the size NVRTC reported.
+    unsafe { sys::nvrtcGetCUBIN(prog.0, cubin.as_mut_ptr().cast()) }
+        .result()
+        .map_err(|e| Error::Cuda(format!("{file}: nvrtcGetCUBIN: {e:?}")))?;
+    Ok(Compiled { cubin, log })
+}

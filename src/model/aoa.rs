@@ -1,0 +1,407 @@
+//! `AoaModel`: the reference's `AoAModel` (AoAModel.py:187-225 over AttModel.py): feature
+//! preparation (clip, `att_embed`, refiner, mean feature, `ctx2att`), the per-step decoder API,
+//! and teacher-forced training with scheduled sampling.
+
+use super::AoaConfig;
+use super::decoder::{DecoderCore, DecoderState};
+use super::refiner::Refiner;
+use crate::nn::{AttentionMask, Ctx, Dropout, Embedding, Linear, Module, join};
+use crate::rng::Philox;
+use crate::tensor::{DType, Tensor};
+use crate::{Error, Result};
+
+/// The AoA captioning model.
+pub struct AoaModel {
+    config: AoaConfig,
+    dtype: DType,
+    /// `embed.0`: word embeddings `[V+1, E]` (followed by ReLU and dropout).
+    pub embed: Embedding,
+    /// `att_embed.0`: region features → D (followed by ReLU and dropout).
+    pub att_embed: Linear,
+    /// `fc_embed.0`: the global feature → D, only when `mean_feats` is off.
+    pub fc_embed: Option<Linear>,
+    /// `logit`: D → V+1.
+    pub logit: Linear,
+    /// `ctx2att`: refined features → `[values ; keys]` (2·scale·D).
+    pub ctx2att: Linear,
+    /// The refiner, when `refine` is on.
+    pub refiner: Option<Refiner>,
+    /// The decoder core.
+    pub core: DecoderCore,
+    drop_lm: Dropout,
+}
+
+/// The prepared features of a batch: computed once, then used by every decoding step.
+#[derive(Clone)]
+pub struct Encoded {
+    /// The global feature ā `[B, D]`.
+    pub mean_feats: Tensor,
+    /// The refined region features `[B, N, D]` (after clipping to the longest image).
+    pub att_feats: Tensor,
+    /// `ctx2att` of the refined features `[B, N, 2·scale·D]`: values, then keys.
+    pub p_att_feats: Tensor,
+    /// The keys split into heads `[B, h, N, d_k]` (from the second half of `p_att_feats`).
+    pub keys: Tensor,
+    /// The values split into heads `[B, h, N, d_k]` (from the first half).
+    pub values: Tensor,
+    /// Which regions are real, when the images have different region counts.
+    pub mask: Option<AttentionMask>,
+}
+
+impl Encoded {
+    /// Number of rows.
+    pub fn batch(&self) -> usize {
+        self.mean_feats.shape()[0]
+    }
+
+    /// The rows `rows` of every tensor, in that order.
+    pub fn select_rows(&self, rows: &[usize]) -> Result<Encoded> {
+        Ok(Encoded {
+            mean_feats: self.mean_feats.index_select(0, rows)?,
+            att_feats: self.att_feats.index_select(0, rows)?,
+            p_att_feats: self.p_att_feats.index_select(0, rows)?,
+            keys: self.keys.index_select(0, rows)?,
+            values: self.values.index_select(0, rows)?,
+            mask: self.mask.as_ref().map(|m| m.index_rows(rows)).transpose()?,
+        })
+    }
+
+    /// Each row repeated `n` times consecutively (image `i` → rows `i·n .. i·n + n`): one
+    /// encoding per image shared by its captions, as upstream self-critical.pytorch does.
+    pub fn expand(&self, n: usize) -> Result<Encoded> {
+        if n == 1 {
+            return Ok(self.clone());
+        }
+        let rows: Vec<usize> = (0..self.batch())
+            .flat_map(|i| std::iter::repeat_n(i, n))
+            .collect();
+        self.select_rows(&rows)
+    }
+}
+
+/// The result of one decoding step.
+pub struct StepOutput {
+    /// `log_softmax` of the logits, `[B, V+1]`.
+    pub logprobs: Tensor,
+    /// The state for the next step.
+    pub state: DecoderState,
+    /// Attention over regions, averaged over heads: `[B, N]`.
+    pub attention: Tensor,
+}
+
+impl AoaModel {
+    /// A model with PyTorch-default initialisation drawn from `seed`.
+    pub fn new(config: AoaConfig, dtype: DType, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let rng = &mut Philox::with_stream(seed, 0x1917);
+        let c = &config;
+        let embed = Embedding::new(c.vocab_size + 1, c.input_encoding_size, dtype, rng);
+        let fc_embed = (!c.mean_feats).then(|| Linear::new(c.fc_feat_size, c.rnn_size, dtype, rng));
+        let att_embed = Linear::new(c.att_feat_size, c.rnn_size, dtype, rng);
+        let logit = Linear::new(c.rnn_size, c.vocab_size + 1, dtype, rng);
+        let ctx2att = Linear::new(c.rnn_size, 2 * c.multi_head_scale * c.rnn_size, dtype, rng);
+        let refiner = if c.refine {
+            Some(Refiner::new(c, dtype, rng)?)
+        } else {
+            None
+        };
+        let core = DecoderCore::new(c, dtype, rng)?;
+        Ok(AoaModel {
+            drop_lm: Dropout::new(c.drop_prob_lm)?,
+            config,
+            dtype,
+            embed,
+            att_embed,
+            fc_embed,
+            logit,
+            ctx2att,
+            refiner,
+            core,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AoaConfig {
+        &self.config
+    }
+
+    /// The compute dtype of the parameters.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Prepares a batch's features: `att_feats [B, N, F]` with `att_masks [B, N]` (1 for a
+    /// real region; `None` when every image has all N regions), and `fc_feats [B, F]` (only
+    /// needed when `mean_feats` is off). `trace` receives the intermediates under the parity
+    /// fixtures' names.
+    pub fn encode(
+        &self,
+        att_feats: &Tensor,
+        att_masks: Option<&Tensor>,
+        fc_feats: Option<&Tensor>,
+        ctx: &mut Ctx,
+        mut trace: Option<&mut Vec<(String, Tensor)>>,
+    ) -> Result<Encoded> {
+        let c = &self.config;
+        if att_feats.rank() != 3 || att_feats.shape()[2] != c.att_feat_size {
+            return Err(Error::shape(
+                "encode",
+                &[att_feats.shape()],
+                format!("att_feats [B, N, {}]", c.att_feat_size),
+            ));
+        }
+        let (b, n) = (att_feats.shape()[0], att_feats.shape()[1]);
+        // clip_att: drop the columns no image uses.
+        let (feats, masks) = match att_masks {
+            Some(m) => {
+                if m.shape() != [b, n] {
+                    return Err(Error::shape(
+                        "encode",
+                        &[att_feats.shape(), m.shape()],
+                        "att_masks [B, N]",
+                    ));
+                }
+                let counts = m.sum_axis(1, false)?.to_vec_f64();
+                let max_len = counts.iter().fold(0.0f64, |a, &v| a.max(v)).round() as usize;
+                if max_len == 0 {
+                    return Err(Error::invalid(
+                        "encode: an all-zero att_masks (no image has a region)",
+                    ));
+                }
+                if counts.contains(&0.0) {
+                    return Err(Error::invalid(
+                        "encode: an image with no regions (an att_masks row is all zero)",
+                    ));
+                }
+                let m = m.narrow(1, 0, max_len)?.detach();
+                (att_feats.narrow(1, 0, max_len)?, Some(m))
+            }
+            None => (att_feats.clone(), None),
+        };
+        // att_embed = Linear → ReLU → Dropout, padded rows exactly zero (pack_wrapper).
+        let mut a = self
+            .drop_lm
+            .forward(&self.att_embed.forward(&feats)?.relu()?, ctx)?;
+        if let Some(m) = &masks {
+            a = a.mul(&m.unsqueeze(2)?)?;
+        }
+        if let Some(t) = trace.as_deref_mut() {
+            t.push(("att_embed".into(), a.clone()));
+        }
+        let mask = masks.as_ref().map(AttentionMask::from_valid).transpose()?;
+        let refined = match &self.refiner {
+            Some(r) => r.forward(&a, mask.as_ref(), ctx, trace.as_deref_mut())?,
+            None => a,
+        };
+        let mean_feats = if c.mean_feats {
+            match &masks {
+                None => refined.mean_axis(1, false)?,
+                Some(m) => refined
+                    .mul(&m.unsqueeze(2)?)?
+                    .sum_axis(1, false)?
+                    .div(&m.sum_axis(1, true)?)?,
+            }
+        } else {
+            let fc = fc_feats.ok_or_else(|| {
+                Error::invalid("encode: mean_feats is off, so fc_feats are required")
+            })?;
+            self.drop_lm.forward(
+                &self
+                    .fc_embed
+                    .as_ref()
+                    .expect("fc_embed exists without mean_feats")
+                    .forward(fc)?
+                    .relu()?,
+                ctx,
+            )?
+        };
+        let p = self.ctx2att.forward(&refined)?;
+        let width = c.multi_head_scale * c.rnn_size;
+        let values = self.core.attention.split_heads(&p.narrow(2, 0, width)?)?;
+        let keys = self
+            .core
+            .attention
+            .split_heads(&p.narrow(2, width, width)?)?;
+        if let Some(t) = trace {
+            t.push(("refined".into(), refined.clone()));
+            t.push(("mean_feats".into(), mean_feats.clone()));
+            t.push(("p_att_feats".into(), p.clone()));
+        }
+        Ok(Encoded {
+            mean_feats,
+            att_feats: refined,
+            p_att_feats: p,
+            keys,
+            values,
+            mask,
+        })
+    }
+
+    /// The all-zero initial decoder state for `batch` rows.
+    pub fn init_state(&self, batch: usize) -> DecoderState {
+        DecoderState::zeros(batch, self.config.rnn_size, self.dtype)
+    }
+
+    /// One decoding step: previous words `it` (0 = BOS), the prepared features and the state.
+    pub fn step(
+        &self,
+        it: &[usize],
+        enc: &Encoded,
+        state: &DecoderState,
+        ctx: &mut Ctx,
+    ) -> Result<StepOutput> {
+        if it.len() != enc.batch() || state.batch() != enc.batch() {
+            return Err(Error::shape(
+                "step",
+                &[&[it.len()], &[enc.batch()], &[state.batch()]],
+                "one word and one state per encoded row",
+            ));
+        }
+        let xt = self
+            .drop_lm
+            .forward(&self.embed.forward(it)?.relu()?, ctx)?;
+        let out = self.core.forward(&xt, enc, state, ctx)?;
+        let logprobs = self.logit.forward(&out.output)?.log_softmax()?;
+        let attention = crate::autograd::no_grad(|| out.attention.squeeze(2)?.mean_axis(1, false))?;
+        Ok(StepOutput {
+            logprobs,
+            state: out.state,
+            attention,
+        })
+    }
+
+    /// Teacher-forced log-probabilities `[R, L−1, V+1]` for the label rows `labels [R, L]`
+    /// (BOS 0, words, EOS 0, padding 0; row-major), with scheduled sampling: from step 1 on,
+    /// each row's input is, with probability `ss_prob`, a word sampled from the model's own
+    /// previous distribution instead of the label. Stops early, as the reference does, once
+    /// every row's input is padding; the remaining steps are zeros (always masked out).
+    pub fn forward_xe(
+        &self,
+        enc: &Encoded,
+        labels: &[usize],
+        len: usize,
+        ss_prob: f64,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let rows = enc.batch();
+        if len < 2 || labels.len() != rows * len {
+            return Err(Error::shape(
+                "forward_xe",
+                &[&[labels.len()], &[rows, len]],
+                "labels [R, L] with L ≥ 2, one row per encoded row",
+            ));
+        }
+        let classes = self.config.vocab_size + 1;
+        if let Some(&bad) = labels.iter().find(|&&w| w >= classes) {
+            return Err(Error::invalid(format!(
+                "forward_xe: word id {bad} is outside the vocabulary (V + 1 = {classes})"
+            )));
+        }
+        let mut state = self.init_state(rows);
+        let mut outputs: Vec<Tensor> = Vec::with_capacity(len - 1);
+        for i in 0..len - 1 {
+            let column: Vec<usize> = (0..rows).map(|r| labels[r * len + i]).collect();
+            if i >= 1 && column.iter().all(|&w| w == 0) {
+                break;
+            }
+            let it = if i >= 1 && ss_prob > 0.0 && ctx.train {
+                let prev = outputs
+                    .last()
+                    .expect("step i-1 exists")
+                    .detach()
+                    .to_vec_f64();
+                let mut it = column;
+                for (r, w) in it.iter_mut().enumerate() {
+                    if ctx.rng.next_f64() < ss_prob {
+                        *w = sample_from_logprobs(
+                            &prev[r * classes..(r + 1) * classes],
+                            ctx.rng.next_f64(),
+                        );
+                    }
+                }
+                it
+            } else {
+                column
+            };
+            let out = self.step(&it, enc, &state, ctx)?;
+            outputs.push(out.logprobs);
+            state = out.state;
+        }
+        let steps: Vec<Tensor> = outputs
+            .iter()
+            .map(|t| t.unsqueeze(1))
+            .collect::<Result<_>>()?;
+        let mut parts: Vec<&Tensor> = steps.iter().collect();
+        let pad;
+        if steps.len() < len - 1 {
+            pad = Tensor::zeros(&[rows, len - 1 - steps.len(), classes], self.dtype);
+            parts.push(&pad);
+        }
+        Tensor::concat(&parts, 1)
+    }
+
+    /// Total number of parameters.
+    pub fn num_parameters(&self) -> usize {
+        Module::num_parameters(self)
+    }
+}
+
+/// Draws an index from the distribution `exp(logprobs)` with the uniform number `u`
+/// (inverse CDF; the last index with positive probability absorbs rounding).
+pub fn sample_from_logprobs(logprobs: &[f64], u: f64) -> usize {
+    let total: f64 = logprobs.iter().map(|l| l.exp()).sum();
+    let target = u * total;
+    let mut acc = 0.0;
+    let mut last = 0;
+    for (k, &l) in logprobs.iter().enumerate() {
+        let p = l.exp();
+        if p > 0.0 {
+            last = k;
+            acc += p;
+            if acc > target {
+                return k;
+            }
+        }
+    }
+    last
+}
+
+impl Module for AoaModel {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+        self.embed.visit(&join(prefix, "embed.0."), f);
+        if let Some(fc) = &self.fc_embed {
+            fc.visit(&join(prefix, "fc_embed.0."), f);
+        }
+        self.att_embed.visit(&join(prefix, "att_embed.0."), f);
+        self.logit.visit(&join(prefix, "logit."), f);
+        self.ctx2att.visit(&join(prefix, "ctx2att."), f);
+        if let Some(r) = &self.refiner {
+            r.visit(&join(prefix, "refiner."), f);
+        }
+        self.core.visit(&join(prefix, "core."), f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_parameter_counts() {
+        // AOANET.md 1.11: 85,562,640 parameters for V = 9487 and 87,369,858 for V = 10369.
+        // Build in f32 without allocating twice: count from the configuration's modules.
+        for (v, want) in [(9487, 85_562_640), (10369, 87_369_858)] {
+            let m = AoaModel::new(AoaConfig::reference(v), DType::F32, 0).unwrap();
+            assert_eq!(m.num_parameters(), want, "V = {v}");
+        }
+    }
+
+    #[test]
+    fn sampling_follows_the_distribution() {
+        let lp = [0.5f64.ln(), 0.0f64.ln(), 0.25f64.ln(), 0.25f64.ln()];
+        assert_eq!(sample_from_logprobs(&lp, 0.0), 0);
+        assert_eq!(sample_from_logprobs(&lp, 0.49), 0);
+        assert_eq!(sample_from_logprobs(&lp, 0.51), 2);
+        assert_eq!(sample_from_logprobs(&lp, 0.999999), 3);
+    }
+}

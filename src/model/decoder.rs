@@ -1,0 +1,174 @@
+//! The decoder core, `AoA_Decoder_Core` (AoAModel.py:127-185, AOANET.md 1.6): one step of
+//!
+//! ```text
+//! (h, c)  = LSTM([x_t ; ā + drop(ctx_{t−1})], (h, c))
+//! att     = MHA(LN(h) W_q, keys = P[..., D:2D], values = P[..., 0:D])   (no K/V projection)
+//! ctx_t   = GLU([att ; h] W_c + b_c)              (AoA; or an LSTMCell, or Linear + ReLU)
+//! out     = drop(ctx_t)
+//! ```
+
+use super::{AoaConfig, DecoderType, Encoded};
+use crate::Result;
+use crate::nn::{Ctx, Dropout, Linear, LstmCell, Module, MultiHeadAoa, MultiHeadAoaConfig, join};
+use crate::rng::Philox;
+use crate::tensor::{DType, Tensor};
+
+/// The recurrent state between steps (the reference's `(h, c)`, each `[2, B, D]`).
+#[derive(Clone, Debug)]
+pub struct DecoderState {
+    /// The attention LSTM's hidden state `h[0]`.
+    pub h: Tensor,
+    /// The attention LSTM's cell state `c[0]`.
+    pub c: Tensor,
+    /// The previous context vector `h[1]`.
+    pub ctx: Tensor,
+    /// `c[1]`: the context LSTM's cell state (decoder type LSTM); zeros otherwise.
+    pub ctx_cell: Tensor,
+}
+
+impl DecoderState {
+    /// The all-zero initial state of `batch` rows.
+    pub fn zeros(batch: usize, width: usize, dtype: DType) -> Self {
+        let z = Tensor::zeros(&[batch, width], dtype);
+        DecoderState {
+            h: z.clone(),
+            c: z.clone(),
+            ctx: z.clone(),
+            ctx_cell: z,
+        }
+    }
+
+    /// The state of rows `rows`, in that order (beam search reorders beams this way).
+    pub fn select_rows(&self, rows: &[usize]) -> Result<Self> {
+        Ok(DecoderState {
+            h: self.h.index_select(0, rows)?,
+            c: self.c.index_select(0, rows)?,
+            ctx: self.ctx.index_select(0, rows)?,
+            ctx_cell: self.ctx_cell.index_select(0, rows)?,
+        })
+    }
+
+    /// Number of rows.
+    pub fn batch(&self) -> usize {
+        self.h.shape()[0]
+    }
+}
+
+/// How `[att ; h]` becomes the context vector.
+pub enum ContextCell {
+    /// `att2ctx = Sequential(Linear(2D, 2D), GLU)`.
+    Aoa(Linear),
+    /// `att2ctx = LSTMCell(2D, D)`.
+    Lstm(LstmCell),
+    /// `att2ctx = Sequential(Linear(2D, D), ReLU)`.
+    Base(Linear),
+}
+
+/// The decoder core's modules.
+pub struct DecoderCore {
+    /// `att_lstm`: input `[x_t ; ā + ctx]`.
+    pub att_lstm: LstmCell,
+    /// `att2ctx`.
+    pub att2ctx: ContextCell,
+    /// `attention`: LN on the query, one query projection, no K/V projection, no output layer.
+    pub attention: MultiHeadAoa,
+    ctx_drop: Dropout,
+    out_drop: Dropout,
+}
+
+/// The result of one decoder step.
+pub struct CoreOutput {
+    /// The (dropped-out) output fed to the logit layer, `[B, D]`.
+    pub output: Tensor,
+    /// The new state.
+    pub state: DecoderState,
+    /// The attention probabilities over regions, `[B, h, 1, N]`.
+    pub attention: Tensor,
+}
+
+impl DecoderCore {
+    /// A core with PyTorch-default initialised weights.
+    pub fn new(cfg: &AoaConfig, dtype: DType, rng: &mut Philox) -> Result<Self> {
+        let d = cfg.rnn_size;
+        let att_width = d * cfg.multi_head_scale;
+        let att_lstm = LstmCell::new(cfg.input_encoding_size + d, d, dtype, rng);
+        let att2ctx = match cfg.decoder_type {
+            DecoderType::Aoa => ContextCell::Aoa(Linear::new(att_width + d, 2 * d, dtype, rng)),
+            DecoderType::Lstm => ContextCell::Lstm(LstmCell::new(att_width + d, d, dtype, rng)),
+            DecoderType::Base => ContextCell::Base(Linear::new(att_width + d, d, dtype, rng)),
+        };
+        let attention = MultiHeadAoa::new(
+            MultiHeadAoaConfig {
+                heads: cfg.num_heads,
+                d_model: d,
+                scale: cfg.multi_head_scale,
+                project_k_v: false,
+                use_output_layer: false,
+                do_aoa: false,
+                norm_q: true,
+                dropout: cfg.attention_dropout,
+                dropout_aoa: cfg.dropout_aoa,
+            },
+            dtype,
+            rng,
+        )?;
+        Ok(DecoderCore {
+            att_lstm,
+            att2ctx,
+            attention,
+            ctx_drop: Dropout::new(if cfg.ctx_drop { cfg.drop_prob_lm } else { 0.0 })?,
+            out_drop: Dropout::new(cfg.drop_prob_lm)?,
+        })
+    }
+
+    /// One step from the embedded word `xt [B, E]`, the prepared features (global feature,
+    /// keys and values split into heads, mask) and the state.
+    pub fn forward(
+        &self,
+        xt: &Tensor,
+        enc: &Encoded,
+        state: &DecoderState,
+        ctx: &mut Ctx,
+    ) -> Result<CoreOutput> {
+        let prev_ctx = self.ctx_drop.forward(&state.ctx, ctx)?;
+        let input = Tensor::concat(&[xt, &enc.mean_feats.add(&prev_ctx)?], 1)?;
+        let lstm = self.att_lstm.forward(&input, &state.h, &state.c)?;
+        let att = self.attention.forward_heads(
+            &lstm.h,
+            &enc.keys,
+            &enc.values,
+            enc.mask.as_ref(),
+            ctx,
+        )?;
+        let ctx_input = Tensor::concat(&[&att.out, &lstm.h], 1)?;
+        let (out, ctx_cell) = match &self.att2ctx {
+            ContextCell::Aoa(l) => (l.forward(&ctx_input)?.glu()?, state.ctx_cell.clone()),
+            ContextCell::Base(l) => (l.forward(&ctx_input)?.relu()?, state.ctx_cell.clone()),
+            ContextCell::Lstm(cell) => {
+                let o = cell.forward(&ctx_input, &state.ctx, &state.ctx_cell)?;
+                (o.h, o.c)
+            }
+        };
+        Ok(CoreOutput {
+            output: self.out_drop.forward(&out, ctx)?,
+            state: DecoderState {
+                h: lstm.h,
+                c: lstm.c,
+                ctx: out,
+                ctx_cell,
+            },
+            attention: att.weights,
+        })
+    }
+}
+
+impl Module for DecoderCore {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+        self.att_lstm.visit(&join(prefix, "att_lstm."), f);
+        match &self.att2ctx {
+            ContextCell::Aoa(l) | ContextCell::Base(l) => l.visit(&join(prefix, "att2ctx.0."), f),
+            ContextCell::Lstm(c) => c.visit(&join(prefix, "att2ctx."), f),
+        }
+        self.attention.visit(&join(prefix, "attention."), f);
+    }
+}

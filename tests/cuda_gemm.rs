@@ -1,0 +1,177 @@
+//! GPU GEMMs (SIMT f32, TF32 and bf16 tensor cores) vs an f64 CPU product, every transpose
+//! combination, odd sizes, batches and the bias/ReLU/beta epilogue.
+#![cfg(feature = "cuda")]
+
+mod cuda_util;
+
+use aoanet::cuda::kernels::gemm::{self, Act, Gemm, Precision};
+use cuda_util::{assert_close, gpu, rand_vec};
+
+/// f64 reference of `act(alpha · op(A) op(B) + beta · C + bias)` over the batch.
+fn reference(g: &Gemm, a: &[f64], b: &[f64], c0: &[f32], bias: Option<&[f32]>) -> Vec<f64> {
+    let mut out: Vec<f64> = c0.iter().map(|&v| f64::from(v)).collect();
+    for z in 0..g.batch {
+        for i in 0..g.m {
+            for j in 0..g.n {
+                let mut s = 0.0;
+                for k in 0..g.k {
+                    let av = if g.trans_a {
+                        a[z * g.stride_a + k * g.lda + i]
+                    } else {
+                        a[z * g.stride_a + i * g.lda + k]
+                    };
+                    let bv = if g.trans_b {
+                        b[z * g.stride_b + j * g.ldb + k]
+                    } else {
+                        b[z * g.stride_b + k * g.ldb + j]
+                    };
+                    s += av * bv;
+                }
+                let o = z * g.stride_c + i * g.ldc + j;
+                let mut v = f64::from(g.alpha) * s + f64::from(g.beta) * out[o];
+                if let Some(bias) = bias {
+                    v += f64::from(bias[j]);
+                }
+                if g.act == Act::Relu {
+                    v = v.max(0.0);
+                }
+                out[o] = v;
+            }
+        }
+    }
+    out
+}
+
+fn cases() -> Vec<Gemm> {
+    let mut v = vec![];
+    for (m, n, k) in [
+        (1usize, 1usize, 1usize),
+        (17, 33, 65),
+        (64, 64, 64),
+        (100, 70, 129),
+    ] {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            v.push(Gemm::new(m, n, k, ta, tb));
+        }
+    }
+    // Batched with an epilogue.
+    let mut g = Gemm::new(37, 45, 50, false, true).batched(3);
+    g.alpha = 0.5;
+    g.beta = 1.0;
+    g.act = Act::Relu;
+    v.push(g);
+    v
+}
+
+fn run(test: &str, which: &str) {
+    let Some(dev) = gpu(test) else { return };
+    for (ci, g) in cases().into_iter().enumerate() {
+        let na = g.batch * g.m * g.k;
+        let nb = g.batch * g.k * g.n;
+        let nc = g.batch * g.m * g.n;
+        let a = rand_vec(ci as u64 * 3 + 1, na, -1.0, 1.0);
+        let b = rand_vec(ci as u64 * 3 + 2, nb, -1.0, 1.0);
+        let c0 = rand_vec(ci as u64 * 3 + 3, nc, -1.0, 1.0);
+        let bias = (g.beta != 0.0).then(|| rand_vec(99, g.n, -1.0, 1.0));
+        let mut cd = dev.htod(&c0).unwrap();
+        let biasd = bias.as_ref().map(|v| dev.htod(v).unwrap());
+        // Operands as the kernel sees them (bf16-rounded for gemm_bf16), so the reference
+        // measures the accumulation error, not the input rounding.
+        let (want, tol) = match which {
+            "bf16" => {
+                let ab: Vec<half::bf16> = a.iter().map(|&v| half::bf16::from_f32(v)).collect();
+                let bb: Vec<half::bf16> = b.iter().map(|&v| half::bf16::from_f32(v)).collect();
+                let a64: Vec<f64> = ab.iter().map(|v| f64::from(v.to_f32())).collect();
+                let b64: Vec<f64> = bb.iter().map(|v| f64::from(v.to_f32())).collect();
+                let (ad, bd) = (dev.htod(&ab).unwrap(), dev.htod(&bb).unwrap());
+                gemm::gemm_bf16_tc(
+                    &dev,
+                    &g,
+                    cd.view_mut(),
+                    ad.view(),
+                    bd.view(),
+                    biasd.as_ref().map(|v| v.view()),
+                )
+                .unwrap();
+                // Exact bf16 products, f32 accumulation over ≤ 129 terms of size ≤ 1.
+                (
+                    reference(&g, &a64, &b64, &c0, bias.as_deref()),
+                    (2e-5 * (g.k as f64).sqrt(), 1e-5),
+                )
+            }
+            _ => {
+                let (ad, bd) = (dev.htod(&a).unwrap(), dev.htod(&b).unwrap());
+                let p = if which == "tf32" {
+                    Precision::Tf32
+                } else {
+                    Precision::F32
+                };
+                gemm::gemm(
+                    &dev,
+                    &g,
+                    cd.view_mut(),
+                    ad.view(),
+                    bd.view(),
+                    biasd.as_ref().map(|v| v.view()),
+                    p,
+                )
+                .unwrap();
+                let a64: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
+                let b64: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
+                // f32: k roundings of terms ≤ 1: ~1e-7·k. TF32 rounds each input to 11 bits
+                // (relative 2^-11 ≈ 5e-4 per product, random signs): 5e-4·√k absolute.
+                let tol = if which == "tf32" {
+                    (5e-4 * (g.k as f64).sqrt(), 1e-3)
+                } else {
+                    (2e-7 * g.k as f64, 1e-6)
+                };
+                (reference(&g, &a64, &b64, &c0, bias.as_deref()), tol)
+            }
+        };
+        assert_close(
+            &format!("gemm {which} {g:?}"),
+            &cd.to_host().unwrap(),
+            &want,
+            tol.0,
+            tol.1,
+        );
+    }
+}
+
+#[test]
+fn gemm_f32_matches_cpu() {
+    run("gemm_f32_matches_cpu", "f32");
+}
+
+#[test]
+fn gemm_tf32_matches_cpu() {
+    run("gemm_tf32_matches_cpu", "tf32");
+}
+
+#[test]
+fn gemm_bf16_matches_cpu() {
+    run("gemm_bf16_matches_cpu", "bf16");
+}
+
+#[test]
+fn gemm_f32_refuses_a_short_operand() {
+    let Some(dev) = gpu("gemm_f32_refuses_a_short_operand") else {
+        return;
+    };
+    let g = Gemm::new(4, 4, 4, false, false);
+    let a = dev.htod(&[1.0f32; 15]).unwrap();
+    let b = dev.htod(&[1.0f32; 16]).unwrap();
+    let mut c = dev.alloc::<f32>(16).unwrap();
+    assert!(
+        gemm::gemm(
+            &dev,
+            &g,
+            c.view_mut(),
+            a.view(),
+            b.view(),
+            None,
+            Precision::F32
+        )
+        .is_err()
+    );
+}
