@@ -1,6 +1,17 @@
 //! `aoanet-data`: converts the public captioning formats into aoanet's data folder.
+//!
+//! One module per subcommand; each has an `Args` (its flags, with `--help` text) and a
+//! `run(Args) -> aoanet::Result<()>`.
 
+mod bu_features;
+mod inspect;
+mod labels;
 mod meteor_data;
+mod ngrams;
+mod npy;
+mod npz_features;
+mod progress;
+mod synth;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,29 +27,30 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build the vocabulary and captions from Karpathy's or COCO's JSON.
-    Labels,
+    Labels(labels::Args),
     /// Convert bottom-up-attention TSV files into a feature store.
-    BuFeatures,
+    BuFeatures(bu_features::Args),
     /// Convert a directory of the reference's npz features into a feature store.
-    NpzFeatures,
+    NpzFeatures(npz_features::Args),
     /// Compute CIDEr-D document frequencies over the training split.
-    Ngrams,
+    Ngrams(ngrams::Args),
     /// Convert METEOR's data from the pycocoevalcap wheel into one compact file.
     MeteorData(meteor_data::Args),
     /// Write the synthetic world as a data folder.
-    Synth,
+    Synth(synth::Args),
     /// Say what a file is and check it.
-    Inspect,
+    Inspect(inspect::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::MeteorData(args) => meteor_data::run(args),
-        _ => {
-            eprintln!("aoanet-data: this subcommand is not built yet");
-            return ExitCode::from(2);
-        }
+    let result = match Cli::parse().command {
+        Command::Labels(a) => labels::run(a),
+        Command::BuFeatures(a) => bu_features::run(a),
+        Command::NpzFeatures(a) => npz_features::run(a),
+        Command::Ngrams(a) => ngrams::run(a),
+        Command::MeteorData(a) => meteor_data::run(&a),
+        Command::Synth(a) => synth::run(a),
+        Command::Inspect(a) => inspect::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
