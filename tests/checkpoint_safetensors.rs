@@ -50,10 +50,14 @@ fn mixed_writer() -> (Writer, Vec<(String, Tensor)>) {
         ("u64", FileDtype::U64, vec![0, i64::MAX]),
     ];
     for (name, dt, v) in ints {
-        let t = IntTensor::new(&[v.len()], v).unwrap().with_dtype(dt).unwrap();
+        let t = IntTensor::new(&[v.len()], v)
+            .unwrap()
+            .with_dtype(dt)
+            .unwrap();
         w.add_int(name, t).unwrap();
     }
-    w.set_metadata("epoch", "3").set_metadata("note", "ünïcode \"quoted\"");
+    w.set_metadata("epoch", "3")
+        .set_metadata("note", "ünïcode \"quoted\"");
     (w, floats)
 }
 
@@ -165,7 +169,9 @@ fn a_file_truncated_anywhere_is_a_named_truncation_error() {
     let bytes = w.to_bytes().unwrap();
     let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     // Every cut inside the length field and the header, and a spread of cuts in the data.
-    let data_cuts = (header_end..bytes.len()).step_by(7).chain([bytes.len() - 1]);
+    let data_cuts = (header_end..bytes.len())
+        .step_by(7)
+        .chain([bytes.len() - 1]);
     for cut in (0..header_end).chain(data_cuts) {
         // In memory (hundreds of cuts), and through a real file for a spread of them.
         let e = SafeTensors::from_bytes(bytes[..cut].to_vec(), "cut.safetensors")
@@ -353,7 +359,11 @@ fn checkpoints_load_by_name_in_any_stored_dtype() {
         let st = load_named(&path, &dst).unwrap();
         assert_eq!(st.meta("iteration"), Some("42"));
         for ((name, a), (_, b)) in src.iter().zip(&dst) {
-            assert_eq!(b.dtype(), a.dtype(), "{name}: the parameter keeps its dtype");
+            assert_eq!(
+                b.dtype(),
+                a.dtype(),
+                "{name}: the parameter keeps its dtype"
+            );
             let want: Vec<f64> = match stored {
                 Some(DType::F16) => a
                     .to_vec_f64()
@@ -505,7 +515,9 @@ fn fixture_dir() -> Option<PathBuf> {
 #[test]
 fn the_reference_fixtures_load() {
     let Some(dir) = fixture_dir() else {
-        eprintln!("skipped: no parity fixtures (set AOANET_PARITY_DIR or add shared/fixtures/parity)");
+        eprintln!(
+            "skipped: no parity fixtures (set AOANET_PARITY_DIR or add shared/fixtures/parity)"
+        );
         return;
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)

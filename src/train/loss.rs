@@ -422,7 +422,9 @@ mod tests {
             .unwrap()
             .item()
             .unwrap();
-        let want = -((-1.0 - 2.0) * 2.0 + (-0.5 - 0.25 - 1.0 - 2.0) * -1.0) / 6.0;
+        // Rewards 2 and −1; row 0 counts steps 0 and 1, row 1 all four.
+        let (row0, row1) = (-1.0 - 2.0, -0.5 - 0.25 - 1.0 - 2.0);
+        let want = -(row0 * 2.0 - row1) / 6.0;
         assert!((per_row - want).abs() < 1e-15, "{per_row} vs {want}");
         let per_token =
             reward_loss(&lp, &seq, &[2.0, 2.0, 9.0, 9.0, -1.0, -1.0, -1.0, -1.0]).unwrap();

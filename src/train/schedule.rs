@@ -239,7 +239,7 @@ pub struct ReduceLrOnPlateau {
 impl ReduceLrOnPlateau {
     /// A fresh scheduler.
     pub fn new(config: PlateauConfig) -> Result<ReduceLrOnPlateau> {
-        if !(config.factor < 1.0) || config.factor < 0.0 || config.min_lr < 0.0 {
+        if !(0.0..1.0).contains(&config.factor) || config.min_lr.is_nan() || config.min_lr < 0.0 {
             return Err(Error::invalid(format!(
                 "ReduceLROnPlateau: factor {} must be in [0, 1) and min_lr {} ≥ 0",
                 config.factor, config.min_lr
