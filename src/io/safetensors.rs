@@ -858,6 +858,9 @@ impl Entry {
 
 /// Collects named tensors and metadata, then writes one safetensors file atomically.
 ///
+/// Tensors are held as handles and read when the file is written: write before the next
+/// optimiser step if the file must hold the current values.
+///
 /// The output is deterministic: tensors in name order (header and data alike), metadata in
 /// key order, the header padded with spaces to a multiple of 8 bytes.
 #[derive(Default)]
