@@ -15,6 +15,7 @@
 //! | [`cpu`] | CPU kernels: the packed SIMD GEMM, threads |
 //! | [`tensor`] | `Tensor`: shape, strides, dtype, device, storage, creation, views |
 //! | [`autograd`] | the tape, `backward`, `no_grad` |
+//! | [`io`] | safetensors checkpoints, atomic file writes |
 //! | [`ops`] | every differentiable op, forward and backward together |
 //! | [`nn`] | `Linear`, `Embedding`, `LayerNorm`, `LstmCell`, `MultiHeadAoa`, ... |
 //! | [`model`] | the AoA refiner and decoder, decoding |
@@ -36,6 +37,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod data;
+pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod nn;
