@@ -33,6 +33,8 @@ mod kernel_avx2;
 mod kernel_avx512;
 mod kernel_portable;
 mod pack;
+#[cfg(target_arch = "x86_64")]
+mod pack_avx512;
 mod packed_b;
 mod scalar;
 #[cfg(test)]
