@@ -133,8 +133,8 @@ impl GemmConfig {
     /// `mc × kc` block in the 2 MiB L2; B blocks of `kc × nc` live in L3.
     pub fn for_path(path: GemmPath) -> GemmConfig {
         let (kc, mc, nc) = match path {
-            GemmPath::Avx512 => (256, 1008, 4096),
-            GemmPath::Avx2 => (256, 1008, 4096),
+            GemmPath::Avx512 => (384, 504, 4096),
+            GemmPath::Avx2 => (384, 504, 4096),
             GemmPath::Portable => (256, 512, 4096),
         };
         GemmConfig {

@@ -8,7 +8,7 @@
 use std::slice;
 
 use super::GemmScalar;
-use super::kernel::Kernel;
+use super::kernel::{Kernel, KernelPtrs};
 
 /// Rows of a register tile (and of a packed A micro-panel).
 const MR: usize = 4;
@@ -59,19 +59,13 @@ unsafe fn tile<T: GemmScalar, const M: usize>(
     }
 }
 
-/// Row dispatch for [`tile`]: the `KernelFn` of this path.
+/// Row dispatch for [`tile`]: the `KernelFn` of this path (no prefetching).
 ///
 /// # Safety
 /// The `KernelFn` contract.
-#[allow(clippy::too_many_arguments)]
 unsafe fn run<T: GemmScalar>(
     k: usize,
-    a: *const T,
-    b: *const T,
-    c: *mut T,
-    rs_c: usize,
-    m: usize,
-    n: usize,
+    (a, b, _prefetch, c, rs_c, m, n): KernelPtrs<T>,
     alpha: T,
     beta: T,
 ) {

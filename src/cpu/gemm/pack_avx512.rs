@@ -95,7 +95,7 @@ pub(crate) fn pack_a_rows(rows: &[&[f32]], kc: usize, mr: usize, dst: &mut [f32]
 /// values, zero past the last column.
 #[target_feature(enable = "avx512f")]
 pub(crate) fn pack_b_cols(cols: &[&[f32]], kc: usize, nr: usize, dst: &mut [f32]) {
-    assert!(cols.len() <= nr && nr % 16 == 0 && dst.len() >= kc * nr);
+    assert!(cols.len() <= nr && nr.is_multiple_of(16) && dst.len() >= kc * nr);
     let mut p = 0;
     while p + 16 <= kc {
         for g in 0..nr / 16 {
