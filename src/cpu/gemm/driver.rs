@@ -121,7 +121,9 @@ pub(crate) unsafe fn gemm_raw<T: GemmScalar>(
     // Threads: enough work per thread, and a split that gives each thread something to do.
     let flops = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
     let mut threads = cfg.threads.min(flops / cfg.min_flops_per_thread).max(1);
-    let split = if m.div_ceil(mr) >= 4 * threads {
+    // One thread packs B panels just in time unless A needs several blocks (which would
+    // repack them); several threads split rows when each gets at least four row panels.
+    let split = if (threads == 1 && m > cfg.mc) || (threads > 1 && m.div_ceil(mr) >= 4 * threads) {
         Split::Rows
     } else {
         threads = threads.min(n.div_ceil(nr)).max(1);

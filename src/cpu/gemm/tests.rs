@@ -289,6 +289,10 @@ fn a_larger_product_crosses_default_blocks() {
             0.5,
             &name,
         );
+        // Decoder-like: few rows, B panels packed one at a time.
+        let (f, t) = (false, true);
+        check_one::<f32>(&mut rng, &cfg, [50, 100, 400], [f, f], 1.0, 0.0, &name);
+        check_one::<f64>(&mut rng, &cfg, [50, 100, 400], [t, f], 0.5, 1.0, &name);
     }
 }
 
