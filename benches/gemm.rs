@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use aoanet::Philox;
 use aoanet::cpu::gemm::{
-    GemmConfig, GemmPath, MatMut, MatRef, PackedB, gemm_packed_with, gemm_path, gemm_with,
+    GemmConfig, GemmPath, MatMut, MatRef, PackedB, gemm_batched_with, gemm_packed_with, gemm_path,
+    gemm_with,
 };
 
 /// The forward, decoder and weight-gradient shapes (M, N, K) of the issue.
@@ -156,6 +157,21 @@ fn main() {
         }
     }
 
+    // Attention-sized batches: 80 heads·images of scores Q·Kᵀ ([36×128]·[128×36], K read
+    // transposed) and of the weighted sum P·V ([36×36]·[36×128]).
+    for (name, [m, n, k], bt) in [
+        ("gemm_batched 80x", [36, 36, 128], true),
+        ("gemm_batched 80x", [36, 128, 36], false),
+    ] {
+        for t in [1, 2] {
+            let label = format!("{name}{m}x{n}x{k}{} t={t}", if bt { " (B^T)" } else { "" });
+            if opts.wants(&label) {
+                let r = time_batched(&base.with_threads(t), 80, [m, n, k], bt, &opts);
+                report(&label, r, peak_of(t));
+            }
+        }
+    }
+
     // Baseline: the portable kernel (same packing, blocking and threads) on a mid shape.
     let shape = [500, 2048, 2048];
     let label = format!(
@@ -237,7 +253,42 @@ enum Layout {
     Packed,
 }
 
-/// `(best, median, runs)` GFLOP/s of one shape.
+/// Times `run` (after a warm-up run) and converts to GFLOP/s for `macs` multiply-adds.
+fn time_runs(
+    run: impl Fn(&mut [f32]),
+    c: &mut [f32],
+    macs: f64,
+    threads: usize,
+    opts: &Options,
+) -> Timing {
+    run(c); // warm-up: page faults, pooled buffers, caches
+    let (min_reps, max_reps, min_time) = if opts.quick {
+        (3, 10, Duration::from_millis(150))
+    } else {
+        (7, 60, Duration::from_millis(700))
+    };
+    let mut times = Vec::new();
+    let mut cpu_times = Vec::new();
+    let start = Instant::now();
+    while times.len() < min_reps || (start.elapsed() < min_time && times.len() < max_reps) {
+        let (t0, c0) = (Instant::now(), process_cpu_time());
+        run(black_box(&mut *c));
+        times.push(t0.elapsed().as_secs_f64());
+        cpu_times.push(process_cpu_time() - c0);
+    }
+    black_box(&*c);
+    times.sort_by(f64::total_cmp);
+    cpu_times.sort_by(f64::total_cmp);
+    let gflop = 2.0 * macs / 1e9;
+    Timing {
+        best: gflop / times[0],
+        median: gflop / times[times.len() / 2],
+        runs: times.len(),
+        cpu: gflop / (cpu_times[0] / threads as f64),
+    }
+}
+
+/// Times one shape in one layout.
 fn time_gemm(cfg: &GemmConfig, [m, n, k]: [usize; 3], layout: Layout, opts: &Options) -> Timing {
     let mut rng = Philox::new(42);
     let (mut a, mut b, mut c) = (
@@ -269,31 +320,34 @@ fn time_gemm(cfg: &GemmConfig, [m, n, k]: [usize; 3], layout: Layout, opts: &Opt
         }
         .expect("gemm");
     };
-    run(c); // warm-up: page faults, pooled buffers, caches
-    let (min_reps, max_reps, min_time) = if opts.quick {
-        (3, 10, Duration::from_millis(150))
+    time_runs(run, c, (m * n * k) as f64, cfg.threads, opts)
+}
+
+/// Times `batch` independent products of one shape (B stored transposed when `bt`).
+fn time_batched(
+    cfg: &GemmConfig,
+    batch: usize,
+    [m, n, k]: [usize; 3],
+    bt: bool,
+    opts: &Options,
+) -> Timing {
+    let mut rng = Philox::new(7);
+    let mut a = vec![0.0f32; batch * m * k];
+    let mut b = vec![0.0f32; batch * k * n];
+    rng.fill_uniform_f32(&mut a);
+    rng.fill_uniform_f32(&mut b);
+    let mut c = vec![0.0f32; batch * m * n];
+    let av = MatRef::new(&a, m, k);
+    let bv = if bt {
+        MatRef::new(&b, n, k).t()
     } else {
-        (7, 60, Duration::from_millis(700))
+        MatRef::new(&b, k, n)
     };
-    let mut times = Vec::new();
-    let mut cpu_times = Vec::new();
-    let start = Instant::now();
-    while times.len() < min_reps || (start.elapsed() < min_time && times.len() < max_reps) {
-        let (t0, c0) = (Instant::now(), process_cpu_time());
-        run(black_box(&mut *c));
-        times.push(t0.elapsed().as_secs_f64());
-        cpu_times.push(process_cpu_time() - c0);
-    }
-    black_box(&*c);
-    times.sort_by(f64::total_cmp);
-    cpu_times.sort_by(f64::total_cmp);
-    let gflop = 2.0 * (m * n * k) as f64 / 1e9;
-    Timing {
-        best: gflop / times[0],
-        median: gflop / times[times.len() / 2],
-        runs: times.len(),
-        cpu: gflop / (cpu_times[0] / cfg.threads as f64),
-    }
+    let run = |c: &mut [f32]| {
+        let cv = MatMut::new(c, m, n);
+        gemm_batched_with(cfg, batch, 1.0, av, m * k, bv, k * n, 0.0, cv, m * n).expect("gemm");
+    };
+    time_runs(run, &mut c, (batch * m * n * k) as f64, cfg.threads, opts)
 }
 
 // -------------------------------------------------------------------------------------------
