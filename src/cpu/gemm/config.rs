@@ -143,8 +143,9 @@ impl GemmConfig {
             kc,
             mc,
             nc,
-            // A scoped spawn and join costs ~20-40 µs; 4 MFLOP is ~15 µs at one core's peak.
-            min_flops_per_thread: 4_000_000,
+            // A scoped spawn and join measured 45-100 µs on this (loaded) machine; a second
+            // thread saves half the time, so it pays from ~16 MFLOP (~100 µs on one core).
+            min_flops_per_thread: 8_000_000,
         }
     }
 

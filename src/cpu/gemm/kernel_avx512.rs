@@ -46,8 +46,8 @@ macro_rules! avx512_kernel {
                 // Fetch the C tile while the FMAs run: C is read once per k block, from L3.
                 for i in 0..M {
                     let row = c.add(i * rs_c);
-                    _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
-                    _mm_prefetch::<_MM_HINT_T0>(row.add(n - 1) as *const i8);
+                    _mm_prefetch::<_MM_HINT_ET0>(row as *const i8);
+                    _mm_prefetch::<_MM_HINT_ET0>(row.add(n - 1) as *const i8);
                 }
                 let mut acc = [[$setzero(); NV]; M];
                 // One k step: NV aligned B loads, M broadcasts of A, M·NV FMAs.
