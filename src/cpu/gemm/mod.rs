@@ -404,12 +404,14 @@ pub fn gemm_batched_with<T: GemmScalar>(
     // The check above put every item's C inside `c.data`; `c.offset` is in bounds.
     let c_base = SyncPtr(c.data[c.offset..].as_mut_ptr());
     let item = |i: usize| {
+        // Wrapping: the checks above bound these offsets for non-empty views, and an empty
+        // view (k = 0) is never read, whatever its offset.
         let a_i = MatRef {
-            offset: a.offset + i * a_batch_stride,
+            offset: a.offset.wrapping_add(i.wrapping_mul(a_batch_stride)),
             ..a
         };
         let b_i = MatRef {
-            offset: b.offset + i * b_batch_stride,
+            offset: b.offset.wrapping_add(i.wrapping_mul(b_batch_stride)),
             ..b
         };
         // SAFETY: item `i`'s C starts `i · c_batch_stride` past `c_base` and lies inside

@@ -339,6 +339,17 @@ fn k_zero_and_alpha_zero_only_scale_c() {
 }
 
 #[test]
+fn batched_with_empty_inner_dimension_only_scales_c() {
+    // k = 0: A and B are empty, so their (absurd) batch strides are never used.
+    let x = [0.0f32; 0];
+    let mut c = [2.0f32; 12];
+    let (a, b) = (MatRef::new(&x, 2, 0), MatRef::new(&x, 0, 3));
+    let cv = MatMut::new(&mut c, 2, 3);
+    gemm_batched(2, 1.0, a, usize::MAX, b, usize::MAX, 0.5, cv, 6).unwrap();
+    assert_eq!(c, [1.0; 12]);
+}
+
+#[test]
 fn empty_products_touch_nothing() {
     let a = [1.0f32; 4];
     let mut c = [7.0f32; 4];
