@@ -85,6 +85,12 @@ impl Scratch {
     /// A buffer of at least `bytes` bytes: the smallest pooled one that fits, else a new one.
     /// Its contents are arbitrary (but initialised) values.
     pub(crate) fn take(bytes: usize) -> Scratch {
+        if bytes == 0 {
+            // Nothing to hold: do not take (and later strand) a pooled buffer.
+            return Scratch {
+                buf: Some(AlignedBuf::Lines(Vec::new())),
+            };
+        }
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         let best = pool
             .iter()
@@ -112,7 +118,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Some(buf) = self.buf.take() {
+        if let Some(buf) = self.buf.take().filter(|b| b.bytes() > 0) {
             let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
             pool.push(buf);
             if pool.len() > POOL_MAX {

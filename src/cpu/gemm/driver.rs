@@ -21,7 +21,8 @@
 //!   micro-panels over all of N and packs each one just before using it, into a small
 //!   private buffer that stays in cache; no barriers. A pre-packed B is read in place.
 //!
-//! Problems too small to pay for a thread spawn run on the calling thread.
+//! Problems too small to pay for a thread spawn run on the calling thread, and products of at
+//! most four rows with a row-major B skip packing altogether (`skinny.rs`).
 
 use std::sync::Barrier;
 
@@ -30,6 +31,7 @@ use super::config::GemmConfig;
 use super::kernel::Kernel;
 use super::pack::{pack_a, pack_b};
 use super::packed_b::PackedB;
+use super::skinny::{SKINNY_ROWS, skinny};
 use super::{GemmScalar, MatRef};
 use crate::cpu::parallel::chunk_range;
 
@@ -110,6 +112,14 @@ pub(crate) unsafe fn gemm_raw<T: GemmScalar>(
     if k == 0 || alpha == T::ZERO {
         // SAFETY: forwarded contract.
         unsafe { scale_c(c.0, rs_c, m, n, beta) };
+        return;
+    }
+    if let BSource::Strided(bv) = b
+        && bv.col_stride == 1
+        && m <= SKINNY_ROWS
+    {
+        // SAFETY: forwarded contract.
+        unsafe { skinny(cfg, alpha, &a, &bv, beta, c, rs_c) };
         return;
     }
     let kernel = match b {

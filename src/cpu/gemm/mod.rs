@@ -8,6 +8,7 @@
 //! | `driver.rs` | the blocked loop nest (BLIS order) and its threading |
 //! | `pack.rs` | packing A and B blocks into micro-panels |
 //! | `packed_b.rs` | [`PackedB`]: weights packed once, multiplied many times |
+//! | `skinny.rs` | at most four rows times a row-major B, without packing |
 //! | `kernel.rs` | the micro-kernel contract |
 //! | `kernel_avx512.rs`, `kernel_avx2.rs`, `kernel_portable.rs` | the micro-kernels |
 //! | `buffer.rs` | aligned, pooled scratch memory |
@@ -49,6 +50,7 @@ mod pack;
 mod pack_avx512;
 mod packed_b;
 mod scalar;
+mod skinny;
 #[cfg(test)]
 mod tests;
 

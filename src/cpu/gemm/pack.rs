@@ -33,17 +33,15 @@ fn copy_fixed<T: Copy, const N: usize>(dst: &mut [T], src: &[T]) {
     *d = *s;
 }
 
-/// Asks the CPU to start loading the cache lines of `span` (a hint; no effect elsewhere).
-fn prefetch_span<T>(span: &[T]) {
+/// Asks the CPU to start loading the cache lines of a short `span` (at most 128 bytes: the
+/// first, second and last line it touches). A hint: no effect on other targets.
+fn prefetch_short<T>(span: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let bytes = std::mem::size_of_val(span);
         let base = span.as_ptr() as *const i8;
-        for off in (0..bytes)
-            .step_by(64)
-            .chain(std::iter::once(bytes.saturating_sub(1)))
-        {
+        for off in [0, 64.min(bytes.saturating_sub(1)), bytes.saturating_sub(1)] {
             // SAFETY: a prefetch never faults or reads into Rust-visible state, and the
             // address lies inside `span`.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off)) };
@@ -133,14 +131,16 @@ pub(crate) fn pack_b<T: GemmScalar>(
     let out = &mut out[..panels * nr * kc];
     if cs == 1 {
         // Row-major B: read each row once, and copy its `nr`-wide pieces into the panels.
-        // Rows are `rs` apart (often a power of two of bytes, which the hardware
-        // prefetchers do not follow), so fetch `PREFETCH_ROWS` rows ahead explicitly.
+        // A single panel (packed just in time) reads 128-byte pieces of rows `rs` apart
+        // (often a power of two of bytes), which the hardware prefetchers do not follow, so
+        // fetch `PREFETCH_ROWS` rows ahead explicitly; wide blocks stream whole rows.
         const PREFETCH_ROWS: usize = 24;
+        let narrow = nc <= nr && nc * size_of::<T>() <= 128;
         for p in 0..kc {
             let start = b.offset + (p0 + p) * rs + c0;
             let row = &b.data[start..start + nc];
-            if p + PREFETCH_ROWS < kc {
-                prefetch_span(&b.data[start + PREFETCH_ROWS * rs..][..nc]);
+            if narrow && p + PREFETCH_ROWS < kc {
+                prefetch_short(&b.data[start + PREFETCH_ROWS * rs..][..nc]);
             }
             for (q, piece) in row.chunks(nr).enumerate() {
                 let d = &mut out[q * nr * kc + p * nr..][..nr];

@@ -246,6 +246,8 @@ fn all_paths_match_reference<T: GemmScalar>(seed: u64) {
         [6, 16, 8],
         [65, 17, 257],
         [50, 70, 40],
+        [3, 300, 50],
+        [4, 40, 300],
     ];
     let scalars = [
         (1.0, 0.0),
@@ -314,6 +316,17 @@ fn threads_split_rows_and_columns() {
                 &what,
             );
             check_one::<f64>(&mut rng, &cfg, [97, 45, 37], [true, true], 0.5, 1.0, &what);
+            // Skinny: threads split the columns.
+            check_one::<f32>(
+                &mut rng,
+                &cfg,
+                [2, 300, 40],
+                [false, false],
+                1.0,
+                0.5,
+                &what,
+            );
+            check_one::<f64>(&mut rng, &cfg, [3, 700, 20], [true, false], 2.0, 0.0, &what);
             // One row panel: threads split the B panels.
             check_one::<f32>(&mut rng, &cfg, [5, 150, 37], [true, false], 1.0, 1.0, &what);
             check_one::<f64>(&mut rng, &cfg, [5, 150, 37], [false, true], 1.0, 0.0, &what);
