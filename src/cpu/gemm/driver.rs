@@ -8,17 +8,21 @@
 //!     pack B[pc, jc] → micro-panels
 //!     for ic in (my rows) step mc:     A block mc × kc: packed per thread, lives in L2
 //!       pack A[ic, pc] → micro-panels
-//!       for jr in (my columns) step nr:      one B micro-panel (kc × nr) stays in L1 …
-//!         for ir in mc step mr:              … while A micro-panels stream past it
-//!           kernel → C tile mr × nr
+//!       for jr in nc step nr:          one B micro-panel (kc × nr) …
+//!         for ir in mc step mr:        … meets every A micro-panel of the block
+//!           kernel → C tile mr × nr    (and prefetches the next B micro-panel)
 //! ```
 //!
-//! Threads split either the rows (when there are at least four A micro-panels per thread:
-//! the big shapes) or the B micro-panels of each block (the skinny decoder shapes, M = 50).
-//! Splitting rows shares the packed B block: every thread packs a slice of its panels, and a
-//! barrier before and after the compute phase orders the packing against the reads.
-//! Splitting columns needs no barrier: each thread packs exactly the panels it reads.
-//! Problems too small to pay for a thread spawn run on the calling thread.
+//! Threads split the work one of two ways ([`Split`]):
+//! * **Rows** (at least four A micro-panels per thread: the big shapes): each thread owns a
+//!   range of rows; the packed B block is shared, every thread packs a slice of its panels,
+//!   and barriers before and after the compute phase order the packing against the reads.
+//! * **Columns** (the skinny shapes: the decoder's M = 50): each thread owns a range of B
+//!   micro-panels over all of N and packs each one just before using it, into a small
+//!   private buffer that stays in cache; no barriers. A pre-packed B is read in place.
+//!
+//! Problems too small to pay for a thread spawn run on the calling thread, and products of at
+//! most four rows with a row-major B skip packing altogether (`skinny.rs`).
 
 use std::sync::Barrier;
 
@@ -27,6 +31,7 @@ use super::config::GemmConfig;
 use super::kernel::Kernel;
 use super::pack::{pack_a, pack_b};
 use super::packed_b::PackedB;
+use super::skinny::{SKINNY_ROWS, skinny};
 use super::{GemmScalar, MatRef};
 use crate::cpu::parallel::chunk_range;
 
@@ -75,7 +80,7 @@ pub(crate) fn blocks(
 enum Split {
     /// Each thread owns a range of A micro-panels (rows); the B block is shared.
     Rows,
-    /// Each thread owns a range of B micro-panels (columns) within each B block.
+    /// Each thread owns a range of B micro-panels (columns), packed one at a time.
     Cols,
 }
 
@@ -109,52 +114,57 @@ pub(crate) unsafe fn gemm_raw<T: GemmScalar>(
         unsafe { scale_c(c.0, rs_c, m, n, beta) };
         return;
     }
+    if let BSource::Strided(bv) = b
+        && bv.col_stride == 1
+        && m <= SKINNY_ROWS
+    {
+        // SAFETY: forwarded contract.
+        unsafe { skinny(cfg, alpha, &a, &bv, beta, c, rs_c) };
+        return;
+    }
     let kernel = match b {
         BSource::Strided(_) => T::kernel(cfg.path),
         BSource::Packed(p) => T::kernel(p.path()),
     };
     let (mr, nr) = (kernel.mr, kernel.nr);
 
-    // Blocking of K and N; a packed B fixes its own (one N block, its K blocks).
+    // Threads: enough work per thread, and a split that gives each thread something to do.
+    let flops = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
+    let mut threads = cfg.threads.min(flops / cfg.min_flops_per_thread).max(1);
+    // One thread packs B panels just in time unless A needs several blocks (which would
+    // repack them); several threads split rows when each gets at least four row panels.
+    let split = if (threads == 1 && m > cfg.mc) || (threads > 1 && m.div_ceil(mr) >= 4 * threads) {
+        Split::Rows
+    } else {
+        threads = threads.min(n.div_ceil(nr)).max(1);
+        Split::Cols
+    };
+
+    // Blocking of K and N; a packed B fixes its own (its K blocks, all of N at once), and so
+    // does the column split, which packs one micro-panel at a time.
     let k_blocks: Vec<(usize, usize)> = match b {
         BSource::Strided(_) => blocks(k, cfg.kc, 1).collect(),
         BSource::Packed(p) => p.k_blocks().map(|(k0, kc, _)| (k0, kc)).collect(),
     };
     let kc_max = k_blocks.iter().map(|&(_, kc)| kc).max().unwrap_or(0);
-    let n_blocks: Vec<(usize, usize)> = match b {
-        BSource::Strided(_) => blocks(n, cfg.nc, nr).collect(),
-        BSource::Packed(_) => vec![(0, n)],
+    let n_blocks: Vec<(usize, usize)> = match (b, split) {
+        (BSource::Strided(_), Split::Rows) => blocks(n, cfg.nc, nr).collect(),
+        _ => vec![(0, n)],
     };
     let nc_max = n_blocks.iter().map(|&(_, nc)| nc).max().unwrap_or(0);
 
-    // Threads: enough work per thread, and a split that gives each thread something to do.
-    let flops = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
-    let mut threads = cfg.threads.min(flops / cfg.min_flops_per_thread).max(1);
-    let m_panels = m.div_ceil(mr);
-    let split = if m_panels >= 4 * threads {
-        Split::Rows
-    } else {
-        threads = threads.min(nc_max.div_ceil(nr)).max(1);
-        Split::Cols
+    // The shared B block of the row split (strided B only).
+    let b_len = match (b, split) {
+        (BSource::Strided(_), Split::Rows) => kc_max * nc_max.next_multiple_of(nr),
+        _ => 0,
     };
-
-    // Scratch: a shared B block (strided B only) and one A block per thread.
-    let mut b_scratch = match b {
-        BSource::Strided(_) => Some(Scratch::take(
-            kc_max * nc_max.next_multiple_of(nr) * size_of::<T>(),
-        )),
-        BSource::Packed(_) => None,
-    };
-    let b_buf_len = kc_max * nc_max.next_multiple_of(nr);
-    let b_buf = SyncPtr(b_scratch.as_mut().map_or(std::ptr::null_mut(), |s| {
-        s.buf().slice_mut::<T>(b_buf_len).as_mut_ptr()
-    }));
-    let a_block_rows = match split {
-        Split::Rows => chunk_range(m_panels, threads, 0).len() * mr,
-        Split::Cols => m_panels * mr,
+    let mut b_scratch = Scratch::take(b_len * size_of::<T>());
+    let b_buf = SyncPtr(b_scratch.buf().slice_mut::<T>(b_len).as_mut_ptr());
+    let a_rows = match split {
+        Split::Rows => chunk_range(m.div_ceil(mr), threads, 0).len() * mr,
+        Split::Cols => m.next_multiple_of(mr),
     }
     .min(cfg.mc.next_multiple_of(mr));
-    let a_len = a_block_rows * kc_max;
 
     let job = Job {
         kernel,
@@ -165,29 +175,34 @@ pub(crate) unsafe fn gemm_raw<T: GemmScalar>(
         c,
         rs_c,
         m,
+        n,
         k_blocks: &k_blocks,
         n_blocks: &n_blocks,
-        split,
         threads,
         mc: cfg.mc,
         b_buf,
-        b_buf_len,
-        a_len,
+        b_len,
+        a_len: a_rows * kc_max,
+        panel_len: kc_max * nr,
         barrier: Barrier::new(threads),
     };
+    let work = |t: usize| match split {
+        // SAFETY: forwarded contract; `work_rows(t)` touches only thread `t`'s C rows and
+        // B panels, and every shared write is ordered by the job's barrier; each thread
+        // `0..threads` runs it exactly once, concurrently.
+        Split::Rows => unsafe { job.work_rows(t) },
+        // SAFETY: forwarded contract; `work_cols(t)` touches only thread `t`'s C columns.
+        Split::Cols => unsafe { job.work_cols(t) },
+    };
     if threads == 1 {
-        // SAFETY: forwarded contract; one thread owns everything.
-        unsafe { job.work(0) };
+        work(0);
     } else {
         std::thread::scope(|s| {
-            let job = &job;
+            let work = &work;
             for t in 1..threads {
-                // SAFETY: forwarded contract; `work(t)` touches only thread `t`'s tiles
-                // and panels, and every shared write is ordered by the job's barrier.
-                s.spawn(move || unsafe { job.work(t) });
+                s.spawn(move || work(t));
             }
-            // SAFETY: as above, for thread 0.
-            unsafe { job.work(0) };
+            work(0);
         });
     }
     drop(b_scratch);
@@ -220,110 +235,163 @@ struct Job<'a, T> {
     c: SyncPtr<T>,
     rs_c: usize,
     m: usize,
+    n: usize,
     k_blocks: &'a [(usize, usize)],
     n_blocks: &'a [(usize, usize)],
-    split: Split,
     threads: usize,
     mc: usize,
-    /// The shared packed B block (null for a pre-packed B), `b_buf_len` elements.
+    /// The shared packed B block of the row split, `b_len` elements (empty otherwise).
     b_buf: SyncPtr<T>,
-    b_buf_len: usize,
+    b_len: usize,
     /// Elements of each thread's private A block.
     a_len: usize,
+    /// Elements of one packed B micro-panel (the column split's private buffer).
+    panel_len: usize,
     barrier: Barrier,
 }
 
 impl<T: GemmScalar> Job<'_, T> {
-    /// Thread `t`'s share of the loop nest (see the module docs).
+    /// Thread `t`'s share under [`Split::Rows`]: its rows, all columns, the B block shared.
     ///
     /// # Safety
-    /// The [`gemm_raw`] contract; every thread `0..threads` runs `work` exactly once,
+    /// The [`gemm_raw`] contract; every thread `0..threads` runs `work_rows` exactly once,
     /// concurrently (the barriers wait for all of them).
-    unsafe fn work(&self, t: usize) {
-        let Kernel { mr, nr, run } = self.kernel;
+    unsafe fn work_rows(&self, t: usize) {
+        let Kernel { mr, nr, .. } = self.kernel;
         let mut a_scratch = Scratch::take(self.a_len * size_of::<T>());
         let a_buf = a_scratch.buf().slice_mut::<T>(self.a_len);
-        let m_panels = self.m.div_ceil(mr);
-        let my_rows = match self.split {
-            Split::Rows => {
-                let p = chunk_range(m_panels, self.threads, t);
-                p.start * mr..(p.end * mr).min(self.m)
-            }
-            Split::Cols => 0..self.m,
-        };
-        let shared_b = matches!(self.b, BSource::Strided(_)) && self.split == Split::Rows;
-
+        let p = chunk_range(self.m.div_ceil(mr), self.threads, t);
+        let my_rows = p.start * mr..(p.end * mr).min(self.m);
         for &(jc, nc) in self.n_blocks {
             let n_panels = nc.div_ceil(nr);
             let team = chunk_range(n_panels, self.threads, t);
-            let my_panels = match self.split {
-                Split::Rows => 0..n_panels,
-                Split::Cols => team.clone(),
-            };
             for (kb, &(pc, kc)) in self.k_blocks.iter().enumerate() {
                 let beta = if kb == 0 { self.beta } else { T::ONE };
-                // The packed B block's micro-panels for this (jc, pc).
                 let b_panels: *const T = match self.b {
                     BSource::Strided(b) => {
-                        // Either split, this thread packs the panels `team` of the block;
-                        // they are disjoint across threads.
-                        let len = team.len() * kc * nr;
+                        // This thread packs the panels `team` of the block: disjoint across
+                        // threads; everybody reads all of them after the barrier.
                         let first = team.start * kc * nr;
-                        debug_assert!(first + len <= self.b_buf_len);
-                        // SAFETY: `b_buf` holds `b_buf_len ≥ n_panels·kc·nr` elements and
-                        // panels `team` are written by this thread only; readers of other
-                        // threads' panels wait at the barrier below.
+                        let len = team.len() * kc * nr;
+                        assert!(first + len <= self.b_len);
+                        // SAFETY: `b_buf` holds `b_len` elements (just checked) and panels
+                        // `team` are written by this thread only, while no thread reads the
+                        // block (between the two barriers of the previous and this block).
                         let dst =
                             unsafe { std::slice::from_raw_parts_mut(self.b_buf.0.add(first), len) };
-                        let cols = (team.start * nr, (team.end * nr).min(nc) - team.start * nr);
-                        if !team.is_empty() {
-                            pack_b(&b, (pc, kc), (jc + cols.0, cols.1), nr, dst);
+                        let cols = team.start * nr..(team.end * nr).min(nc);
+                        if !cols.is_empty() {
+                            pack_b(&b, (pc, kc), (jc + cols.start, cols.len()), nr, dst);
                         }
-                        if shared_b {
-                            self.barrier.wait();
-                        }
+                        self.barrier.wait();
                         self.b_buf.0
                     }
                     BSource::Packed(p) => p.block_ptr(kb),
                 };
-                if !my_panels.is_empty() {
-                    for (ic, mc) in blocks(my_rows.len(), self.mc, mr) {
-                        let ic = my_rows.start + ic;
-                        pack_a(&self.a, (ic, mc), (pc, kc), mr, a_buf);
-                        for q in my_panels.clone() {
+                for (ic, mc) in blocks(my_rows.len(), self.mc, mr) {
+                    let ic = my_rows.start + ic;
+                    pack_a(&self.a, (ic, mc), (pc, kc), mr, a_buf);
+                    for q in 0..n_panels {
+                        // SAFETY: panel `q` (and the prefetch hint's `q + 1`, only
+                        // prefetched, never read, when it lies past the block) of the packed
+                        // block; the C tiles of rows `ic..ic + mc` are this thread's.
+                        unsafe {
+                            let bp = b_panels.add(q * kc * nr);
+                            let next = bp.wrapping_add(kc * nr);
                             let n_here = nr.min(nc - q * nr);
-                            // SAFETY: panel `q` of the block holds `kc·nr` packed elements
-                            // (64-byte aligned: scratch and packed buffers are, and
-                            // `kc·nr·size_of::<T>()` is a multiple of 64).
-                            let bp = unsafe { b_panels.add(q * kc * nr) };
-                            for (ir, m_here) in blocks(mc, mr, mr) {
-                                // SAFETY: the A panel at `ir·kc` holds `kc·mr` elements of
-                                // `a_buf`; the C tile (rows ic+ir.., columns jc+q·nr..) lies
-                                // inside C and belongs to this thread alone (its rows under
-                                // `Split::Rows`, its panels under `Split::Cols`); the kernel's
-                                // path was checked by the caller.
-                                unsafe {
-                                    let cp = self.c.0.add((ic + ir) * self.rs_c + jc + q * nr);
-                                    run(
-                                        kc,
-                                        a_buf.as_ptr().add(ir * kc),
-                                        bp,
-                                        cp,
-                                        self.rs_c,
-                                        m_here,
-                                        n_here,
-                                        self.alpha,
-                                        beta,
-                                    );
-                                }
-                            }
+                            self.column(a_buf, (ic, mc), kc, (bp, next), jc + q * nr, n_here, beta);
                         }
                     }
                 }
-                if shared_b {
+                if matches!(self.b, BSource::Strided(_)) {
                     // Nobody repacks the shared block until everybody is done reading it.
                     self.barrier.wait();
                 }
+            }
+        }
+    }
+
+    /// Thread `t`'s share under [`Split::Columns`]: all rows, its B micro-panels, each packed
+    /// just before use into a private buffer (or read in place from a pre-packed B).
+    ///
+    /// # Safety
+    /// The [`gemm_raw`] contract.
+    unsafe fn work_cols(&self, t: usize) {
+        let Kernel { mr, nr, .. } = self.kernel;
+        let panels = chunk_range(self.n.div_ceil(nr), self.threads, t);
+        if panels.is_empty() {
+            return;
+        }
+        let mut a_scratch = Scratch::take(self.a_len * size_of::<T>());
+        let a_buf = a_scratch.buf().slice_mut::<T>(self.a_len);
+        let panel_len = match self.b {
+            BSource::Strided(_) => self.panel_len,
+            BSource::Packed(_) => 0,
+        };
+        let mut panel_scratch = Scratch::take(panel_len * size_of::<T>());
+        let panel_buf = panel_scratch.buf().slice_mut::<T>(panel_len);
+        for (kb, &(pc, kc)) in self.k_blocks.iter().enumerate() {
+            let beta = if kb == 0 { self.beta } else { T::ONE };
+            for (ic, mc) in blocks(self.m, self.mc, mr) {
+                pack_a(&self.a, (ic, mc), (pc, kc), mr, a_buf);
+                for q in panels.clone() {
+                    let n_here = nr.min(self.n - q * nr);
+                    let (bp, next) = match self.b {
+                        BSource::Strided(b) => {
+                            pack_b(&b, (pc, kc), (q * nr, n_here), nr, panel_buf);
+                            (panel_buf.as_ptr(), panel_buf.as_ptr())
+                        }
+                        BSource::Packed(p) => {
+                            // SAFETY: panel `q` of k block `kb` lies inside the packed B; the
+                            // next one is only prefetched.
+                            let bp = unsafe { p.block_ptr(kb).add(q * kc * nr) };
+                            (bp, bp.wrapping_add(kc * nr))
+                        }
+                    };
+                    // SAFETY: `bp` holds the packed `kc × nr` panel; the C tiles of columns
+                    // `q·nr..` are this thread's.
+                    unsafe { self.column(a_buf, (ic, mc), kc, (bp, next), q * nr, n_here, beta) };
+                }
+            }
+        }
+    }
+
+    /// Runs the kernel down one column of tiles: every A micro-panel of the packed block
+    /// `a_buf` (rows `ic..ic + mc`) times the B micro-panel `bp`, into C columns
+    /// `col..col + n_here`. The first call prefetches `next` (the next B panel) into L2.
+    ///
+    /// # Safety
+    /// `bp` holds a packed `kc × nr` panel (64-byte aligned); the C tiles are this thread's.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn column(
+        &self,
+        a_buf: &[T],
+        (ic, mc): (usize, usize),
+        kc: usize,
+        (bp, next): (*const T, *const T),
+        col: usize,
+        n_here: usize,
+        beta: T,
+    ) {
+        let Kernel { mr, run, .. } = self.kernel;
+        for (ir, m_here) in blocks(mc, mr, mr) {
+            let a_panel = &a_buf[ir * kc..(ir + mr) * kc];
+            let prefetch = if ir == 0 { next } else { bp };
+            // SAFETY: the A panel holds `kc·mr` elements; the C tile (rows `ic + ir..`,
+            // columns `col..col + n_here`) lies inside C and belongs to this thread; the
+            // kernel's path was checked by the caller; the prefetch hint is never read.
+            unsafe {
+                let cp = self.c.0.add((ic + ir) * self.rs_c + col);
+                let args = (
+                    a_panel.as_ptr(),
+                    bp,
+                    prefetch,
+                    cp,
+                    self.rs_c,
+                    m_here,
+                    n_here,
+                );
+                run(kc, args, self.alpha, beta);
             }
         }
     }

@@ -11,14 +11,18 @@
 //! (`const M`) so an edge tile of 8 rows costs 8 rows of FMAs, not `mr`; columns past `n` are
 //! computed from the zero padding of the B panel and masked off at the store.
 
-/// Raw micro-kernel: `(k, a, b, c, rs_c, m, n, alpha, beta)`.
+/// Raw micro-kernel: `(k, (a, b, prefetch, c, rs_c, m, n), alpha, beta)`.
 ///
 /// # Safety
 /// `a` is readable for `k * mr` elements, `b` for `k * nr` elements and 64-byte aligned;
 /// `c + i * rs_c + j` is writable (and readable when `beta != 0`) for `i < m`, `j < n`, and
 /// no other thread touches that tile during the call; `1 ≤ m ≤ mr`, `1 ≤ n ≤ nr`; the CPU
-/// supports the kernel's path.
-pub type KernelFn<T> = unsafe fn(usize, *const T, *const T, *mut T, usize, usize, usize, T, T);
+/// supports the kernel's path. `prefetch` is only a hint (the next B panel, `k * nr`
+/// elements): kernels may prefetch from it but never read it, so it may dangle.
+pub type KernelFn<T> = unsafe fn(usize, KernelPtrs<T>, T, T);
+
+/// The pointers and sizes of one kernel call: `(a, b, prefetch, c, rs_c, m, n)`.
+pub type KernelPtrs<T> = (*const T, *const T, *const T, *mut T, usize, usize, usize);
 
 /// A micro-kernel and the register-tile shape its packed panels must have.
 #[derive(Clone, Copy)]

@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::kernel::{Kernel, dispatch_rows};
+use super::kernel::{Kernel, KernelPtrs, dispatch_rows};
 
 /// Rows of a register tile (and of a packed A micro-panel).
 const MR: usize = 6;
@@ -43,6 +43,7 @@ macro_rules! avx2_kernel {
             k: usize,
             a: *const $t,
             b: *const $t,
+            pf: *const $t,
             c: *mut $t,
             rs_c: usize,
             n: usize,
@@ -53,11 +54,19 @@ macro_rules! avx2_kernel {
             // SAFETY: the caller upholds the `KernelFn` contract: `a`/`b` hold `k` steps of
             // `MR`/`NR` elements (`b` 64-byte aligned, so the aligned loads are valid), the
             // `M × n` tile at `c` is ours, and `n > (NV - 1) * lanes`, so full-width accesses
-            // stay inside the tile and partial ones are masked. The CPU supports AVX2 and FMA.
+            // stay inside the tile and partial ones are masked. `pf` is only prefetched
+            // (wrapping arithmetic, no access). The CPU supports AVX2 and FMA.
             unsafe {
                 let mut acc = [[$setzero(); NV]; M];
-                let (mut ap, mut bp) = (a, b);
-                for _ in 0..k {
+                let (mut ap, mut bp, mut pfp) = (a, b, pf as *const i8);
+                for p in 0..k {
+                    // Pull the next B panel towards L2, one 64-byte line per 2 k steps
+                    // (its rows are `NR` elements: 64 bytes for f32, 64 for f64's 8).
+                    if p % 2 == 0 {
+                        _mm_prefetch::<_MM_HINT_T1>(pfp);
+                        _mm_prefetch::<_MM_HINT_T1>(pfp.wrapping_add(64));
+                        pfp = pfp.wrapping_add(128);
+                    }
                     let mut bv = [$setzero(); NV];
                     for (v, bv) in bv.iter_mut().enumerate() {
                         *bv = $load(bp.add(v * $lanes));
@@ -98,30 +107,19 @@ macro_rules! avx2_kernel {
 
         /// Row/width dispatch for [`$tile`]: the `KernelFn` of this path.
         #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn $run(
-            k: usize,
-            a: *const $t,
-            b: *const $t,
-            c: *mut $t,
-            rs_c: usize,
-            m: usize,
-            n: usize,
-            alpha: $t,
-            beta: $t,
-        ) {
+        unsafe fn $run(k: usize, (a, b, pf, c, rs_c, m, n): KernelPtrs<$t>, alpha: $t, beta: $t) {
             // SAFETY: forwarded contract; `n ≤ lanes` picks the one-vector tile.
             unsafe {
                 if n > $lanes {
                     dispatch_rows!(
                         m,
-                        $tile::<_, 2>(k, a, b, c, rs_c, n, alpha, beta),
+                        $tile::<_, 2>(k, a, b, pf, c, rs_c, n, alpha, beta),
                         [1, 2, 3, 4, 5, 6]
                     )
                 } else {
                     dispatch_rows!(
                         m,
-                        $tile::<_, 1>(k, a, b, c, rs_c, n, alpha, beta),
+                        $tile::<_, 1>(k, a, b, pf, c, rs_c, n, alpha, beta),
                         [1, 2, 3, 4, 5, 6]
                     )
                 }

@@ -8,25 +8,20 @@
 use std::slice;
 
 use super::GemmScalar;
-use super::kernel::Kernel;
+use super::kernel::{Kernel, KernelPtrs};
 
 /// Rows of a register tile (and of a packed A micro-panel).
 const MR: usize = 4;
 /// Columns of a register tile (and of a packed B micro-panel).
 const NR: usize = 8;
 
-/// One `M × NR` tile, stored `M × n`; see [`KernelFn`](super::kernel::KernelFn).
+/// The `KernelFn` of this path: an `m × NR` tile, stored `m × n`.
 ///
 /// # Safety
 /// The `KernelFn` contract.
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile<T: GemmScalar, const M: usize>(
+unsafe fn run<T: GemmScalar>(
     k: usize,
-    a: *const T,
-    b: *const T,
-    c: *mut T,
-    rs_c: usize,
-    n: usize,
+    (a, b, _prefetch, c, rs_c, m, n): KernelPtrs<T>,
     alpha: T,
     beta: T,
 ) {
@@ -37,15 +32,20 @@ unsafe fn tile<T: GemmScalar, const M: usize>(
             slice::from_raw_parts(b, k * NR),
         )
     };
-    let mut acc = [[T::ZERO; NR]; M];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-        for (acc, &ai) in acc.iter_mut().zip(ap) {
+    // Row by row: each row's `NR` accumulators are the only loop-carried state, which the
+    // compiler keeps in vector registers (a whole `MR × NR` accumulator array was scalarised
+    // and spilled). The B panel is re-read per row, from L1.
+    let mut acc = [[T::ZERO; NR]; MR];
+    for (i, acc) in acc.iter_mut().enumerate().take(m) {
+        for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            let ai = ap[i];
+            let bp: &[T; NR] = bp.try_into().expect("chunks_exact(NR)");
             for (x, &bj) in acc.iter_mut().zip(bp) {
                 *x = *x + ai * bj;
             }
         }
     }
-    for (i, acc) in acc.iter().enumerate() {
+    for (i, acc) in acc.iter().take(m).enumerate() {
         // SAFETY: row `i < m` of the tile is ours for `n` elements; rows do not overlap
         // because validated C views have `row_stride >= cols`.
         let row = unsafe { slice::from_raw_parts_mut(c.add(i * rs_c), n) };
@@ -55,34 +55,6 @@ unsafe fn tile<T: GemmScalar, const M: usize>(
             } else {
                 alpha * x + beta * *y
             };
-        }
-    }
-}
-
-/// Row dispatch for [`tile`]: the `KernelFn` of this path.
-///
-/// # Safety
-/// The `KernelFn` contract.
-#[allow(clippy::too_many_arguments)]
-unsafe fn run<T: GemmScalar>(
-    k: usize,
-    a: *const T,
-    b: *const T,
-    c: *mut T,
-    rs_c: usize,
-    m: usize,
-    n: usize,
-    alpha: T,
-    beta: T,
-) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        match m {
-            1 => tile::<T, 1>(k, a, b, c, rs_c, n, alpha, beta),
-            2 => tile::<T, 2>(k, a, b, c, rs_c, n, alpha, beta),
-            3 => tile::<T, 3>(k, a, b, c, rs_c, n, alpha, beta),
-            4 => tile::<T, 4>(k, a, b, c, rs_c, n, alpha, beta),
-            other => unreachable!("micro-kernel called with {other} rows"),
         }
     }
 }

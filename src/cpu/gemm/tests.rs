@@ -246,6 +246,8 @@ fn all_paths_match_reference<T: GemmScalar>(seed: u64) {
         [6, 16, 8],
         [65, 17, 257],
         [50, 70, 40],
+        [3, 300, 50],
+        [4, 40, 300],
     ];
     let scalars = [
         (1.0, 0.0),
@@ -289,6 +291,10 @@ fn a_larger_product_crosses_default_blocks() {
             0.5,
             &name,
         );
+        // Decoder-like: few rows, B panels packed one at a time.
+        let (f, t) = (false, true);
+        check_one::<f32>(&mut rng, &cfg, [50, 100, 400], [f, f], 1.0, 0.0, &name);
+        check_one::<f64>(&mut rng, &cfg, [50, 100, 400], [t, f], 0.5, 1.0, &name);
     }
 }
 
@@ -310,6 +316,17 @@ fn threads_split_rows_and_columns() {
                 &what,
             );
             check_one::<f64>(&mut rng, &cfg, [97, 45, 37], [true, true], 0.5, 1.0, &what);
+            // Skinny: threads split the columns.
+            check_one::<f32>(
+                &mut rng,
+                &cfg,
+                [2, 300, 40],
+                [false, false],
+                1.0,
+                0.5,
+                &what,
+            );
+            check_one::<f64>(&mut rng, &cfg, [3, 700, 20], [true, false], 2.0, 0.0, &what);
             // One row panel: threads split the B panels.
             check_one::<f32>(&mut rng, &cfg, [5, 150, 37], [true, false], 1.0, 1.0, &what);
             check_one::<f64>(&mut rng, &cfg, [5, 150, 37], [false, true], 1.0, 0.0, &what);
@@ -332,6 +349,17 @@ fn k_zero_and_alpha_zero_only_scale_c() {
         gemm_with(&cfg, 0.0, av, bv, 0.0, MatMut::new(&mut c, 3, 3)).unwrap();
         assert!(c.iter().all(|&x| x == 0.0), "{name}: {c:?}");
     }
+}
+
+#[test]
+fn batched_with_empty_inner_dimension_only_scales_c() {
+    // k = 0: A and B are empty, so their (absurd) batch strides are never used.
+    let x = [0.0f32; 0];
+    let mut c = [2.0f32; 12];
+    let (a, b) = (MatRef::new(&x, 2, 0), MatRef::new(&x, 0, 3));
+    let cv = MatMut::new(&mut c, 2, 3);
+    gemm_batched(2, 1.0, a, usize::MAX, b, usize::MAX, 0.5, cv, 6).unwrap();
+    assert_eq!(c, [1.0; 12]);
 }
 
 #[test]
