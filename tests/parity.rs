@@ -9,6 +9,8 @@ use aoanet::model::AoaModel;
 use aoanet::nn::{Ctx, Module};
 use aoanet::rng::Philox;
 use aoanet::tensor::{DType, Tensor};
+use aoanet::train::adam::zero_grad;
+use aoanet::train::{Adam, AdamConfig, label_smoothing_loss, lm_loss, reward_loss};
 use parity_support::{Fixture, Tolerance, fixtures};
 
 /// Builds the fixture's model in `dtype` with the fixture's initial weights.
@@ -69,6 +71,144 @@ fn forward_outputs(fx: &Fixture, dtype: DType) {
     fx.compare("out.logprobs", &lp, tol, None);
 }
 
+/// The label-smoothed loss (0.2) of the teacher-forced log-probabilities, from the initial
+/// weights of `m`; also returns the log-probabilities.
+fn xe_loss(fx: &Fixture, m: &AoaModel, dtype: DType) -> (Tensor, Tensor) {
+    let feats = fx.take("in.att_feats").to_dtype(dtype).unwrap();
+    let masks = fx.get("in.att_masks").map(|t| t.to_dtype(dtype).unwrap());
+    let mut rng = Philox::new(0);
+    let enc = m
+        .encode(&feats, masks.as_ref(), None, &mut Ctx::eval(&mut rng), None)
+        .unwrap();
+    let enc = enc.expand(fx.seq_per_img()).unwrap();
+    let (lshape, labels) = fx.labels();
+    let (rows, len) = (lshape[0], lshape[1]);
+    let lp = m
+        .forward_xe(&enc, &labels, len, 0.0, &mut Ctx::eval(&mut rng))
+        .unwrap();
+    let targets: Vec<usize> = (0..rows)
+        .flat_map(|r| labels[r * len + 1..(r + 1) * len].to_vec())
+        .collect();
+    let mask = fx
+        .take("in.label_masks")
+        .narrow(1, 1, len - 1)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap();
+    let smoothing = fx
+        .json
+        .get("config")
+        .unwrap()
+        .get("label_smoothing")
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    let loss = label_smoothing_loss(&lp, &targets, &mask, smoothing).unwrap();
+    (loss, lp)
+}
+
+/// Losses, every parameter gradient, and three Adam steps.
+fn training_outputs(fx: &Fixture, dtype: DType) {
+    let tol = Tolerance::for_dtype(dtype);
+    let json_num = |k: &str| fx.json.get(k).unwrap().as_f64().unwrap();
+    let m = model(fx, dtype, "param.");
+    let (loss, lp) = xe_loss(fx, &m, dtype);
+    fx.compare_scalar(
+        "loss_label_smoothing",
+        loss.item().unwrap(),
+        json_num("loss_label_smoothing"),
+        tol,
+    );
+    let (lshape, labels) = fx.labels();
+    let (rows, len) = (lshape[0], lshape[1]);
+    let targets: Vec<usize> = (0..rows)
+        .flat_map(|r| labels[r * len + 1..(r + 1) * len].to_vec())
+        .collect();
+    let mask = fx
+        .take("in.label_masks")
+        .narrow(1, 1, len - 1)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap();
+    let lm = no_grad(|| lm_loss(&lp, &targets, &mask)).unwrap();
+    fx.compare_scalar("loss_lm", lm.item().unwrap(), json_num("loss_lm"), tol);
+    loss.backward().unwrap();
+    for (name, p) in m.named_parameters() {
+        let g = p
+            .grad()
+            .unwrap_or_else(|| panic!("{}: {name} received no gradient", fx.name));
+        assert!(
+            g.to_vec_f64().iter().any(|&v| v != 0.0),
+            "{}: {name}: gradient is all zero",
+            fx.name
+        );
+        fx.compare(&format!("grad.{name}"), &g, tol, None);
+    }
+
+    // The reference's RewardCriterion on given samples, back-propagated into the log-probs.
+    let (sshape, seq) = fx.ints("rc.seq");
+    let seq: Vec<usize> = seq.into_iter().map(|v| v as usize).collect();
+    let steps = sshape[1];
+    let lp = lp.detach().requiring_grad();
+    let slp = lp
+        .narrow(1, 0, steps)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .gather_last(&seq)
+        .unwrap();
+    fx.compare("rc.sample_logprobs", &slp, tol, None);
+    let reward = fx.take("rc.reward").to_vec_f64();
+    let rl = reward_loss(&slp, &seq, &reward).unwrap();
+    fx.compare_scalar(
+        "loss_reward",
+        rl.item().unwrap(),
+        json_num("loss_reward"),
+        tol,
+    );
+    rl.backward().unwrap();
+    fx.compare("rc.grad_logprobs", &lp.grad().unwrap(), tol, None);
+
+    // Adam: three steps at lr 1e-2 with the ±0.1 clamp, in f64 only (the fixture's own
+    // precision; an f32 optimiser state drifts beyond a meaningful tolerance).
+    if dtype == DType::F64 {
+        let adam_cfg = fx.json.get("adam").unwrap();
+        let mut opt = Adam::new(AdamConfig {
+            lr: adam_cfg.get("lr").unwrap().as_f64().unwrap(),
+            grad_clip: adam_cfg.get("grad_clamp").unwrap().as_f64(),
+            ..AdamConfig::default()
+        })
+        .unwrap();
+        let params = m.named_parameters();
+        let losses: Vec<f64> = adam_cfg
+            .get("losses")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for (step, &want) in losses.iter().enumerate() {
+            zero_grad(&params);
+            let (loss, _) = xe_loss(fx, &m, dtype);
+            fx.compare_scalar(
+                &format!("adam.losses[{step}]"),
+                loss.item().unwrap(),
+                want,
+                tol,
+            );
+            if step + 1 == losses.len() {
+                break;
+            }
+            loss.backward().unwrap();
+            opt.step(&params).unwrap();
+        }
+        for (name, p) in &params {
+            fx.compare(&format!("adam.after.{name}"), p, tol, None);
+        }
+    }
+}
+
 #[test]
 fn forward_matches_reference() {
     for fx in fixtures() {
@@ -77,5 +217,14 @@ fn forward_matches_reference() {
         }
         println!("{}: forward ok", fx.name);
     }
-    let _ = Tensor::zeros(&[1], DType::F32);
+}
+
+#[test]
+fn training_matches_reference() {
+    for fx in fixtures() {
+        for dtype in [DType::F64, DType::F32] {
+            training_outputs(&fx, dtype);
+        }
+        println!("{}: gradients and Adam ok", fx.name);
+    }
 }

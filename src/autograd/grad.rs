@@ -61,8 +61,15 @@ impl Grad {
     pub fn scaled(self, f: f64) -> Result<Grad> {
         Ok(match self {
             Grad::Dense(t) => Grad::Dense(t.mul_scalar(f)?),
-            Grad::Outer { g, x } => Grad::Outer { g: g.mul_scalar(f)?, x },
-            Grad::Rows { ids, values, shape } => Grad::Rows { ids, values: values.mul_scalar(f)?, shape },
+            Grad::Outer { g, x } => Grad::Outer {
+                g: g.mul_scalar(f)?,
+                x,
+            },
+            Grad::Rows { ids, values, shape } => Grad::Rows {
+                ids,
+                values: values.mul_scalar(f)?,
+                shape,
+            },
         })
     }
 
@@ -90,7 +97,11 @@ impl Pending {
         if let Some(s) = &self.shape
             && *s != shape
         {
-            return Err(Error::shape("backward", &[s, &shape], "gradients of one tensor to agree in shape"));
+            return Err(Error::shape(
+                "backward",
+                &[s, &shape],
+                "gradients of one tensor to agree in shape",
+            ));
         }
         self.shape = Some(shape);
         match g {
@@ -108,7 +119,9 @@ impl Pending {
 
     /// Forms the sum: one GEMM over all outer-product pieces, one scatter over all rows.
     pub fn finish(self) -> Result<Tensor> {
-        let shape = self.shape.ok_or_else(|| Error::invalid("backward: an empty gradient"))?;
+        let shape = self
+            .shape
+            .ok_or_else(|| Error::invalid("backward: an empty gradient"))?;
         let mut total = self.dense;
         if !self.outer.is_empty() {
             let gs: Vec<&Tensor> = self.outer.iter().map(|(g, _)| g).collect();
@@ -170,14 +183,24 @@ fn add_slices<T: Float>(dst: &mut [T], src: &[T]) {
 
 /// Adds `values` rows into `out` at rows `ids` (in place when `out` is exclusively owned).
 fn scatter_add_rows(out: Tensor, ids: &[usize], values: &Tensor) -> Result<Tensor> {
-    let out = if exclusively_owned(&out) { out } else { out.deep_copy()? };
+    let out = if exclusively_owned(&out) {
+        out
+    } else {
+        out.deep_copy()?
+    };
     let row: usize = numel(&out.shape()[1..]);
     let rows = out.shape()[0];
     if values.numel() != ids.len() * row {
-        return Err(Error::shape("scatter_add_rows", &[out.shape(), values.shape()], "one row of values per id"));
+        return Err(Error::shape(
+            "scatter_add_rows",
+            &[out.shape(), values.shape()],
+            "one row of values per id",
+        ));
     }
     if let Some(&bad) = ids.iter().find(|&&i| i >= rows) {
-        return Err(Error::invalid(format!("scatter_add_rows: row {bad} out of range for {rows} rows")));
+        return Err(Error::invalid(format!(
+            "scatter_add_rows: row {bad} out of range for {rows} rows"
+        )));
     }
     with_float!(out.dtype(), "scatter_add_rows", T => {
         values.with_slice::<T, _>("scatter_add_rows", |v| {
@@ -198,13 +221,31 @@ mod tests {
 
     #[test]
     fn deferred_forms_equal_their_dense_sum() {
-        let (g1, x1, g2, x2) = (rand(&[3, 4], 1), rand(&[3, 5], 2), rand(&[2, 4], 3), rand(&[2, 5], 4));
+        let (g1, x1, g2, x2) = (
+            rand(&[3, 4], 1),
+            rand(&[3, 5], 2),
+            rand(&[2, 4], 3),
+            rand(&[2, 5], 4),
+        );
         let d = rand(&[4, 5], 5);
         let mut p = Pending::default();
-        p.add(Grad::Outer { g: g1.clone(), x: x1.clone() }).unwrap();
+        p.add(Grad::Outer {
+            g: g1.clone(),
+            x: x1.clone(),
+        })
+        .unwrap();
         p.add(Grad::Dense(d.clone())).unwrap();
-        p.add(Grad::Outer { g: g2.clone(), x: x2.clone() }).unwrap();
-        p.add(Grad::Rows { ids: vec![1, 3, 1], values: rand(&[3, 5], 6), shape: vec![4, 5] }).unwrap();
+        p.add(Grad::Outer {
+            g: g2.clone(),
+            x: x2.clone(),
+        })
+        .unwrap();
+        p.add(Grad::Rows {
+            ids: vec![1, 3, 1],
+            values: rand(&[3, 5], 6),
+            shape: vec![4, 5],
+        })
+        .unwrap();
         let got = p.finish().unwrap().to_vec_f64();
         let mut want = d
             .add(&g1.transpose(0, 1).unwrap().matmul(&x1).unwrap())

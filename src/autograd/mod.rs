@@ -16,8 +16,8 @@ mod grad;
 pub mod gradcheck;
 
 pub use grad::Grad;
-pub(crate) use grad::accumulate;
 use grad::Pending;
+pub(crate) use grad::accumulate;
 
 use crate::tensor::{Tensor, TensorId};
 use crate::{Error, Result};
@@ -87,7 +87,10 @@ impl Tensor {
         backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
     ) -> Tensor {
         self.record_grads(name, inputs, move |g| {
-            Ok(backward(g)?.into_iter().map(|t| t.map(Grad::Dense)).collect())
+            Ok(backward(g)?
+                .into_iter()
+                .map(|t| t.map(Grad::Dense))
+                .collect())
         })
     }
 

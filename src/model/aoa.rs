@@ -243,20 +243,42 @@ impl AoaModel {
     }
 
     /// One decoding step: previous words `it` (0 = BOS), the prepared features and the state.
-    pub fn step(&self, it: &[usize], enc: &Encoded, state: &DecoderState, ctx: &mut Ctx) -> Result<StepOutput> {
+    pub fn step(
+        &self,
+        it: &[usize],
+        enc: &Encoded,
+        state: &DecoderState,
+        ctx: &mut Ctx,
+    ) -> Result<StepOutput> {
         let out = self.step_core(it, enc, state, ctx)?;
         let logprobs = self.logprobs(&out.output)?;
         let attention = crate::autograd::no_grad(|| out.attention.squeeze(2)?.mean_axis(1, false))?;
-        Ok(StepOutput { logprobs, state: out.state, attention })
+        Ok(StepOutput {
+            logprobs,
+            state: out.state,
+            attention,
+        })
     }
 
     /// The decoder core's part of a step (embedding, LSTM, attention, context), without the
     /// output layer: teacher forcing applies the logit layer to all steps at once.
-    pub fn step_core(&self, it: &[usize], enc: &Encoded, state: &DecoderState, ctx: &mut Ctx) -> Result<CoreOutput> {
+    pub fn step_core(
+        &self,
+        it: &[usize],
+        enc: &Encoded,
+        state: &DecoderState,
+        ctx: &mut Ctx,
+    ) -> Result<CoreOutput> {
         if it.len() != enc.batch() || state.batch() != enc.batch() {
-            return Err(Error::shape("step", &[&[it.len()], &[enc.batch()], &[state.batch()]], "one word and one state per encoded row"));
+            return Err(Error::shape(
+                "step",
+                &[&[it.len()], &[enc.batch()], &[state.batch()]],
+                "one word and one state per encoded row",
+            ));
         }
-        let xt = self.drop_lm.forward(&self.embed.forward(it)?.relu()?, ctx)?;
+        let xt = self
+            .drop_lm
+            .forward(&self.embed.forward(it)?.relu()?, ctx)?;
         self.core.forward(&xt, enc, state, ctx)
     }
 
@@ -273,14 +295,27 @@ impl AoaModel {
     ///
     /// The output layer runs once over all steps (`[R·T, D] · [D, V+1]`): the same values as
     /// per step, one large GEMM instead of T skinny ones, and one weight gradient.
-    pub fn forward_xe(&self, enc: &Encoded, labels: &[usize], len: usize, ss_prob: f64, ctx: &mut Ctx) -> Result<Tensor> {
+    pub fn forward_xe(
+        &self,
+        enc: &Encoded,
+        labels: &[usize],
+        len: usize,
+        ss_prob: f64,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
         let rows = enc.batch();
         if len < 2 || labels.len() != rows * len {
-            return Err(Error::shape("forward_xe", &[&[labels.len()], &[rows, len]], "labels [R, L] with L ≥ 2, one row per encoded row"));
+            return Err(Error::shape(
+                "forward_xe",
+                &[&[labels.len()], &[rows, len]],
+                "labels [R, L] with L ≥ 2, one row per encoded row",
+            ));
         }
         let classes = self.config.vocab_size + 1;
         if let Some(&bad) = labels.iter().find(|&&w| w >= classes) {
-            return Err(Error::invalid(format!("forward_xe: word id {bad} is outside the vocabulary (V + 1 = {classes})")));
+            return Err(Error::invalid(format!(
+                "forward_xe: word id {bad} is outside the vocabulary (V + 1 = {classes})"
+            )));
         }
         let mut state = self.init_state(rows);
         let mut outputs: Vec<Tensor> = Vec::with_capacity(len - 1);
@@ -291,11 +326,17 @@ impl AoaModel {
             }
             let it = if i >= 1 && ss_prob > 0.0 && ctx.train {
                 // The previous step's distribution, as data only (the sample is detached).
-                let prev = crate::autograd::no_grad(|| self.logprobs(outputs.last().expect("step i-1 exists")))?.to_vec_f64();
+                let prev = crate::autograd::no_grad(|| {
+                    self.logprobs(outputs.last().expect("step i-1 exists"))
+                })?
+                .to_vec_f64();
                 let mut it = column;
                 for (r, w) in it.iter_mut().enumerate() {
                     if ctx.rng.next_f64() < ss_prob {
-                        *w = sample_from_logprobs(&prev[r * classes..(r + 1) * classes], ctx.rng.next_f64());
+                        *w = sample_from_logprobs(
+                            &prev[r * classes..(r + 1) * classes],
+                            ctx.rng.next_f64(),
+                        );
                     }
                 }
                 it

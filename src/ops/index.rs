@@ -51,7 +51,11 @@ impl Tensor {
             if ax == 0 {
                 // Rows of the table: deferred, so an embedding used at every step is
                 // scattered once (its rows may repeat; they add up).
-                return Ok(vec![Some(Grad::Rows { ids, values: g.clone(), shape: in_shape })]);
+                return Ok(vec![Some(Grad::Rows {
+                    ids,
+                    values: g.clone(),
+                    shape: in_shape,
+                })]);
             }
             let gx = with_float!(g.dtype(), "index_select", T => {
                 let mut gx = vec![T::ZERO; outer * len * inner];

@@ -27,11 +27,35 @@ fn forward_kernel<T: Float + gemm::GemmScalar>(
             row.copy_from_slice(b);
         }
     }
-    let a = MatRef { data: x, offset: 0, rows, cols: input, row_stride: input, col_stride: 1 };
+    let a = MatRef {
+        data: x,
+        offset: 0,
+        rows,
+        cols: input,
+        row_stride: input,
+        col_stride: 1,
+    };
     // Wᵀ as a view: element (k, j) of Wᵀ is W[j, k] at j·input + k.
-    let wt = MatRef { data: w, offset: 0, rows: input, cols: output, row_stride: 1, col_stride: input };
-    let c = MatMut { data: &mut out, offset: 0, rows, cols: output, row_stride: output };
-    let beta = if b.is_some() { <T as Float>::ONE } else { <T as Float>::ZERO };
+    let wt = MatRef {
+        data: w,
+        offset: 0,
+        rows: input,
+        cols: output,
+        row_stride: 1,
+        col_stride: input,
+    };
+    let c = MatMut {
+        data: &mut out,
+        offset: 0,
+        rows,
+        cols: output,
+        row_stride: output,
+    };
+    let beta = if b.is_some() {
+        <T as Float>::ONE
+    } else {
+        <T as Float>::ZERO
+    };
     gemm::gemm(<T as Float>::ONE, a, wt, beta, c)?;
     Ok(out)
 }
@@ -44,7 +68,11 @@ impl Tensor {
         let bias_ok = bias.is_none_or(|b| b.shape() == [output]);
         if self.rank() == 0 || weight.rank() != 2 || weight.shape()[1] != input || !bias_ok {
             let b_shape = bias.map(|b| b.shape().to_vec()).unwrap_or_default();
-            return Err(Error::shape("linear", &[self.shape(), weight.shape(), &b_shape], "x [..., in], weight [out, in], bias [out]"));
+            return Err(Error::shape(
+                "linear",
+                &[self.shape(), weight.shape(), &b_shape],
+                "x [..., in], weight [out, in], bias [out]",
+            ));
         }
         super::same_kind("linear", self, weight)?;
         if let Some(b) = bias {
@@ -64,15 +92,23 @@ impl Tensor {
             Tensor::from_vec(v, &out_shape)
         })?;
         let (w, in_shape) = (weight.clone(), self.shape().to_vec());
-        let (needs_x, needs_w, has_bias) = (self.requires_grad(), weight.requires_grad(), bias.is_some());
+        let (needs_x, needs_w, has_bias) =
+            (self.requires_grad(), weight.requires_grad(), bias.is_some());
         let mut inputs = vec![self, weight];
         if let Some(b) = bias {
             inputs.push(b);
         }
         Ok(out.record_grads("linear", &inputs, move |g| {
             let g2 = g.reshape(&[rows, output])?;
-            let gx = if needs_x { Some(Grad::Dense(g2.matmul(&w)?.reshape(&in_shape)?)) } else { None };
-            let gw = needs_w.then(|| Grad::Outer { g: g2.clone(), x: x2 });
+            let gx = if needs_x {
+                Some(Grad::Dense(g2.matmul(&w)?.reshape(&in_shape)?))
+            } else {
+                None
+            };
+            let gw = needs_w.then(|| Grad::Outer {
+                g: g2.clone(),
+                x: x2,
+            });
             let mut grads = vec![gx, gw];
             if has_bias {
                 grads.push(Some(Grad::Dense(g2.sum_axis(0, false)?)));
@@ -91,7 +127,11 @@ mod tests {
     fn equals_matmul_plus_bias() {
         let (x, w, b) = (rand(&[2, 3, 7], 1), rand(&[5, 7], 2), rand(&[5], 3));
         let y = x.linear(&w, Some(&b)).unwrap();
-        let want = x.matmul(&w.transpose(0, 1).unwrap()).unwrap().add(&b).unwrap();
+        let want = x
+            .matmul(&w.transpose(0, 1).unwrap())
+            .unwrap()
+            .add(&b)
+            .unwrap();
         for (a, c) in y.to_vec_f64().iter().zip(want.to_vec_f64()) {
             assert!((a - c).abs() < 1e-14);
         }
@@ -102,8 +142,16 @@ mod tests {
 
     #[test]
     fn gradients() {
-        check_op("linear", |t| t[0].linear(&t[1], Some(&t[2])), &[rand(&[3, 33], 5), rand(&[7, 33], 6), rand(&[7], 7)]);
-        check_op("linear", |t| t[0].linear(&t[1], None), &[rand(&[2, 3, 5], 8), rand(&[1, 5], 9)]);
+        check_op(
+            "linear",
+            |t| t[0].linear(&t[1], Some(&t[2])),
+            &[rand(&[3, 33], 5), rand(&[7, 33], 6), rand(&[7], 7)],
+        );
+        check_op(
+            "linear",
+            |t| t[0].linear(&t[1], None),
+            &[rand(&[2, 3, 5], 8), rand(&[1, 5], 9)],
+        );
         // The weight used twice (as in a recurrent step): its deferred pieces are summed.
         check_op(
             "linear",

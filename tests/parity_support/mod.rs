@@ -258,6 +258,17 @@ impl Fixture {
         worst.0
     }
 
+    /// Compares a scalar from the fixture JSON (already looked up by the caller).
+    pub fn compare_scalar(&self, what: &str, got: f64, want: f64, tol: Tolerance) {
+        let err = (got - want).abs();
+        assert!(
+            err <= tol.atol + tol.rtol * want.abs(),
+            "{}: {what}: got {got}, reference {want}",
+            self.name
+        );
+        println!("  {}: {what}: |diff| {err:.3e}", self.name);
+    }
+
     /// Every tensor name not yet looked at.
     pub fn unused(&self) -> Vec<String> {
         let used = self.used.borrow();
