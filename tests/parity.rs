@@ -245,8 +245,14 @@ fn every_fixture_tensor_is_compared() {
         let missing: Vec<String> = fx
             .unused()
             .into_iter()
-            .filter(|n| !skipped.contains(&n.as_str()) && !decoding.iter().any(|p| n.starts_with(p)))
+            .filter(|n| {
+                !skipped.contains(&n.as_str()) && !decoding.iter().any(|p| n.starts_with(p))
+            })
             .collect();
-        assert!(missing.is_empty(), "{}: tensors no check compares: {missing:?}", fx.name);
+        assert!(
+            missing.is_empty(),
+            "{}: tensors no check compares: {missing:?}",
+            fx.name
+        );
     }
 }
