@@ -137,9 +137,12 @@ impl<'a> Search<'a> {
         let mut ctx = Ctx::eval(&mut rng);
 
         // The first step, once per image: word 0 from the zero state.
-        let first = self
-            .model
-            .step(&vec![0; images], enc, &self.model.init_state(images), &mut ctx)?;
+        let first = self.model.step(
+            &vec![0; images],
+            enc,
+            &self.model.init_state(images),
+            &mut ctx,
+        )?;
         let first_lp = first.logprobs.to_vec_f32();
         let first_att = self.attention_rows(&first.attention, images);
         let expand: Vec<usize> = (0..images * beam).map(|r| r / beam).collect();

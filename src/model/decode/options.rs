@@ -246,7 +246,10 @@ mod tests {
         assert_eq!(SampleMethod::parse("greedy").unwrap(), SampleMethod::Greedy);
         assert_eq!(SampleMethod::parse("sample").unwrap(), SampleMethod::Sample);
         assert_eq!(SampleMethod::parse("top5").unwrap(), SampleMethod::TopK(5));
-        assert_eq!(SampleMethod::parse("top0.9").unwrap(), SampleMethod::TopP(0.9));
+        assert_eq!(
+            SampleMethod::parse("top0.9").unwrap(),
+            SampleMethod::TopP(0.9)
+        );
         for bad in ["top", "top0", "top2.5", "topx", "gumbel", "top-3"] {
             let e = SampleMethod::parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");
@@ -259,8 +262,14 @@ mod tests {
     #[test]
     fn length_penalties() {
         assert_eq!(LengthPenalty::parse("").unwrap(), LengthPenalty::None);
-        assert_eq!(LengthPenalty::parse("wu_0.7").unwrap(), LengthPenalty::Wu(0.7));
-        assert_eq!(LengthPenalty::parse("avg_1").unwrap(), LengthPenalty::Avg(1.0));
+        assert_eq!(
+            LengthPenalty::parse("wu_0.7").unwrap(),
+            LengthPenalty::Wu(0.7)
+        );
+        assert_eq!(
+            LengthPenalty::parse("avg_1").unwrap(),
+            LengthPenalty::Avg(1.0)
+        );
         assert!(LengthPenalty::parse("wu").is_err());
         assert!(LengthPenalty::parse("max_2").is_err());
         assert_eq!(LengthPenalty::None.apply(4, -2.0), -2.0);
@@ -285,7 +294,12 @@ mod tests {
         assert!(e.to_string().contains("beam_size 22"), "{e}");
         let mut o = DecodeOptions::beam(3, 20);
         o.group_size = 2;
-        assert!(o.validate(21).unwrap_err().to_string().contains("group_size"));
+        assert!(
+            o.validate(21)
+                .unwrap_err()
+                .to_string()
+                .contains("group_size")
+        );
         let o = DecodeOptions {
             temperature: 0.0,
             ..Default::default()

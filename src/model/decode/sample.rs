@@ -16,9 +16,9 @@
 //! log-probabilities are differentiable with respect to the model's parameters.
 
 use super::options::{DecodeOptions, SampleMethod};
+use crate::Result;
 use crate::model::{AoaModel, Encoded, sample_from_logprobs};
 use crate::nn::Ctx;
-use crate::Result;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 
@@ -240,14 +240,18 @@ pub(crate) fn top_indices<T: PartialOrd + Copy>(row: &[T], k: usize) -> Vec<usiz
     let k = k.min(row.len());
     if k == row.len() {
         let mut all: Vec<usize> = (0..row.len()).collect();
-        all.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap_or(std::cmp::Ordering::Equal));
+        all.sort_by(|&a, &b| {
+            row[b]
+                .partial_cmp(&row[a])
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
         return all;
     }
     // Insertion into a short sorted list: O(C·k) with k the beam size, no allocation per
     // element.
     let mut top: Vec<usize> = Vec::with_capacity(k + 1);
     for (i, &v) in row.iter().enumerate() {
-        if top.len() == k && !(v > row[top[k - 1]]) {
+        if top.len() == k && v.partial_cmp(&row[top[k - 1]]) != Some(std::cmp::Ordering::Greater) {
             continue;
         }
         let pos = top.iter().position(|&j| v > row[j]).unwrap_or(top.len());
@@ -255,4 +259,64 @@ pub(crate) fn top_indices<T: PartialOrd + Copy>(row: &[T], k: usize) -> Vec<usiz
         top.truncate(k);
     }
     top
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_indices_are_a_stable_descending_sort() {
+        let row = [0.5f32, 2.0, -1.0, 2.0, 0.5, f32::NEG_INFINITY];
+        assert_eq!(top_indices(&row, 1), vec![1]);
+        assert_eq!(top_indices(&row, 3), vec![1, 3, 0]);
+        assert_eq!(top_indices(&row, 6), vec![1, 3, 0, 4, 2, 5]);
+        assert_eq!(top_indices(&row, 9), vec![1, 3, 0, 4, 2, 5]);
+    }
+
+    #[test]
+    fn constraints_follow_the_reference() {
+        let (len, classes) = (9, 6);
+        // Row 0 repeats the trigram (1, 2) → 3 and is at prefix (1, 2) again; row 1 ends
+        // with bad ending 4.
+        let seq = [
+            [1, 2, 3, 1, 2, 3, 1, 2, 0], //
+            [5, 4, 5, 4, 0, 0, 0, 0, 0],
+        ]
+        .concat();
+        let opts = DecodeOptions {
+            block_trigrams: true,
+            decoding_constraint: true,
+            remove_bad_endings: true,
+            bad_endings: vec![4],
+            ..DecodeOptions::greedy(len)
+        };
+        let mut trigrams = vec![HashMap::new(); 2];
+        for t in 0..=1 {
+            let adj = constraints(&opts, &seq, len, t, classes, &mut trigrams);
+            if t == 0 {
+                assert!(adj.is_none(), "nothing applies at t = 0");
+            }
+        }
+        // Steps 2..9 as the decoder walks them (the memory is built step by step).
+        let mut last = Vec::new();
+        for t in 2..len {
+            last = constraints(&opts, &seq, len, t, classes, &mut trigrams).unwrap();
+            if t == 4 {
+                // Row 1 after "5 4 5 4": EOS forbidden and 4 forbidden.
+                let r1 = &last[classes..];
+                assert_eq!(r1[0], f64::NEG_INFINITY);
+                assert_eq!(r1[4], f64::NEG_INFINITY);
+            }
+        }
+        // t = 8, row 0: prefix (1, 2), seen completed by 3 twice (at 2 and 5).
+        let r0 = &last[..classes];
+        assert_eq!(r0[2], f64::NEG_INFINITY, "previous word");
+        assert_eq!(r0[3], 2.0 * TRIGRAM_PENALTY);
+        assert_eq!(r0[0], 0.0);
+        assert_eq!(r0[1], 0.0);
+        // Nothing applies without the options.
+        let none = DecodeOptions::greedy(len);
+        assert!(constraints(&none, &seq, len, 5, classes, &mut trigrams).is_none());
+    }
 }
