@@ -30,12 +30,14 @@
 
 use super::options::{DecodeOptions, LengthPenalty};
 use super::sample::top_indices;
-use crate::Result;
 use crate::autograd::no_grad;
+use crate::cpu::parallel::num_threads;
 use crate::model::{AoaModel, DecoderState, Encoded};
 use crate::nn::Ctx;
 use crate::rng::Philox;
+use crate::tensor::Float;
 use crate::tensor::Tensor;
+use crate::{Result, with_float};
 
 /// One finished beam.
 #[derive(Clone, Debug, PartialEq)]
@@ -412,15 +414,25 @@ impl<'a> Search<'a> {
         done
     }
 
-    /// `log_softmax(logprobs / T)` in the model's dtype, rounded to f32 (`.float()`).
+    /// `log_softmax(logprobs / T)` in the model's dtype, rounded to f32 (`.float()`): one
+    /// pass over the rows, split across threads (at full size this is 150 rows × 9488).
     fn renormalise(&self, logprobs: &Tensor) -> Result<Vec<f32>> {
         let t = self.opts.temperature;
-        let scaled = if t == 1.0 {
-            logprobs.clone()
-        } else {
-            logprobs.div(&Tensor::scalar(t, logprobs.dtype()))?
-        };
-        Ok(scaled.log_softmax()?.to_vec_f32())
+        let c = self.classes;
+        with_float!(logprobs.dtype(), "beam_search", T => {
+            logprobs.with_slice::<T, _>("beam_search", |x| {
+                let mut out = vec![0f32; x.len()];
+                let rows = x.len() / c;
+                let parts = num_threads().min(rows / 16).max(1);
+                let per = rows.div_ceil(parts) * c;
+                std::thread::scope(|s| {
+                    for (src, dst) in x.chunks(per).zip(out.chunks_mut(per)) {
+                        s.spawn(move || log_softmax_rows(src, dst, c, T::from_f64(t)));
+                    }
+                });
+                out
+            })
+        })
     }
 
     /// The attention rows `[R, N]` as vectors (empty when not asked for).
@@ -431,6 +443,29 @@ impl<'a> Search<'a> {
         let v = attention.to_vec_f32();
         let n = v.len() / rows.max(1);
         v.chunks_exact(n.max(1)).map(|r| r.to_vec()).collect()
+    }
+}
+
+/// Row-wise `log_softmax(x / t)` of `src` into `dst` (rounded to f32), as the op computes it:
+/// max subtracted, exponentials summed in order. The division is skipped at t = 1, where it
+/// is exact.
+fn log_softmax_rows<T: Float>(src: &[T], dst: &mut [f32], c: usize, t: T) {
+    let mut scaled = vec![T::ZERO; c];
+    for (x, y) in src.chunks_exact(c).zip(dst.chunks_exact_mut(c)) {
+        let x = if t == T::ONE {
+            x
+        } else {
+            for (s, &v) in scaled.iter_mut().zip(x) {
+                *s = v / t;
+            }
+            &scaled[..]
+        };
+        let max = x.iter().copied().fold(x[0], |m, v| m.max(v));
+        let sum: T = x.iter().map(|&v| (v - max).exp()).sum();
+        let lse = sum.ln();
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = (v - max - lse).to_f64() as f32;
+        }
     }
 }
 
