@@ -81,26 +81,24 @@ fn forward_matches_reference() {
 }
 
 /// Decodes a fixture's images with the weights under `prefix` and compares with the tensors
-/// under `key` (`greedy`, `beam2`, `beam3`, …): sequences identical; greedy log-probabilities
-/// within the forward tolerance; beam log-probabilities and scores within 1e-5 relative in
-/// f64 (the reference rounds them to f32, so that is the comparison's resolution) and within
-/// the forward tolerance in f32.
+/// under `prefix` (`greedy`, `beam2`, `beam3`, …): sequences identical; greedy
+/// log-probabilities within the forward tolerance; beam log-probabilities and scores within
+/// 1e-5 relative (the reference rounds them to f32, so that is the comparison's resolution),
+/// plus 1e-7 absolute in f64 (an f32 ulp near 1) or 1e-6 in f32 (the f32 model's own error on
+/// log-probabilities near 0; the worst seen is 6.6e-7 on −0.2).
 fn decodes(fx: &Fixture, dtype: DType, prefix: &str) {
     use aoanet::model::{DecodeOptions, LengthPenalty, bad_ending_ids, beam_search, sample};
     let tol = Tolerance::for_dtype(dtype);
-    let beam_tol = match dtype {
-        DType::F64 => Tolerance {
-            atol: 1e-7,
-            rtol: 1e-5,
-        },
-        _ => tol,
+    let beam_tol = Tolerance {
+        atol: if dtype == DType::F64 { 1e-7 } else { 1e-6 },
+        rtol: 1e-5,
     };
     let m = model(fx, dtype, prefix);
     let feats = fx.take("in.att_feats").to_dtype(dtype).unwrap();
     let masks = fx.get("in.att_masks").map(|t| t.to_dtype(dtype).unwrap());
     let mut rng = Philox::new(0);
-    let enc = no_grad(|| m.encode(&feats, masks.as_ref(), None, &mut Ctx::eval(&mut rng), None))
-        .unwrap();
+    let enc =
+        no_grad(|| m.encode(&feats, masks.as_ref(), None, &mut Ctx::eval(&mut rng), None)).unwrap();
     let images = enc.batch();
     let len = m.config().max_length;
     let key = |name: &str| format!("{prefix}{name}").replace("param.", "");

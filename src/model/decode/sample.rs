@@ -51,7 +51,13 @@ impl Samples {
 /// Decodes every row of `enc` with `opts` (its `sample_method`, `temperature`,
 /// `decoding_constraint`, `remove_bad_endings`, `block_trigrams`, `max_length`; `beam_size`
 /// is ignored). Random draws come from `ctx.rng`, so a seed fixes the result. Dropout follows
-/// `ctx.train` (the reference samples for self-critical training in training mode).
+/// `ctx.train`.
+///
+/// Self-critical training (AOANET.md 3.2) calls it twice on the same rows: the greedy baseline
+/// under `no_grad` with `Ctx::eval`, and the samples (`SampleMethod::Sample`) with gradients
+/// on and `Ctx::train`, on an encoding expanded to n rows per image ([`Encoded::expand`]) or
+/// encoded per row — the caller decides. The samples' `logprobs` then carry the graph back to
+/// the parameters; entries after a row's EOS are finite and meant to be masked by the loss.
 pub fn sample(
     model: &AoaModel,
     enc: &Encoded,
