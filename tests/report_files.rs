@@ -39,6 +39,7 @@ fn history_round_trips_through_json_lines_with_non_finite_values() {
     let mut a = HistoryRecord::new(120, 2, "xe");
     a.loss = Some(f64::NAN);
     a.lr = Some(1.6e-4);
+    a.ss_prob = Some(0.05);
     let mut b = HistoryRecord::new(3000, 6, "scst");
     b.loss = Some(-0.0125);
     b.reward = Some(f64::INFINITY);
@@ -62,6 +63,7 @@ fn history_round_trips_through_json_lines_with_non_finite_values() {
     let back = parse_history(&text, "mem").unwrap();
     // NaN != NaN, so compare the serialised form and the NaN itself.
     assert!(back[0].loss.unwrap().is_nan());
+    assert_eq!(back[0].ss_prob, Some(0.05));
     assert_eq!(back[1].reward, Some(f64::INFINITY));
     assert_eq!(back[1].val.as_ref().unwrap()["CIDEr"], 1.234_567_890_123);
     assert_eq!(back[2], records[2]);
@@ -73,8 +75,9 @@ fn history_round_trips_through_json_lines_with_non_finite_values() {
     write_history(&path, &records).unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     assert_eq!(read_history(&path).unwrap().len(), 3);
-    // Nulls and blank lines are accepted.
-    let loose = "\n{\"iteration\":5,\"epoch\":0,\"stage\":\"xe\",\"loss\":null,\"val\":null}\n\n";
+    // Nulls, unknown fields and blank lines are accepted.
+    let loose =
+        "\n{\"iteration\":5,\"epoch\":0,\"stage\":\"xe\",\"loss\":null,\"val\":null,\"new\":1}\n\n";
     let r = parse_history(loose, "mem").unwrap();
     assert_eq!(r, vec![HistoryRecord::new(5, 0, "xe")]);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -139,6 +142,7 @@ fn curves_of_a_real_looking_run_have_every_panel_and_are_deterministic() {
             "Reward (mean CIDEr-D of the sampled captions)",
             "Validation CIDEr-D",
             "Validation metrics",
+            "Scheduled sampling",
             "Learning rate",
         ]
     );

@@ -3,11 +3,12 @@
 //! Panels, top to bottom, each only when it has data: the training loss of each stage (a
 //! panel per stage, because the cross-entropy loss and the policy-gradient loss live on
 //! different scales), the SCST reward, validation CIDEr-D (the score that picks `best`), the
-//! other validation metrics, and the learning rate. A dashed line marks where a stage starts.
-//! `None` values are skipped (a validation record carries no loss); a non-finite value breaks
-//! the line and puts a red triangle at the top of the panel, titled with its iteration, since
-//! a diverged run is what a person most needs to spot. Long series are thinned to the first,
-//! lowest, highest and last point of each pixel column, which keeps spikes visible.
+//! other validation metrics, the scheduled-sampling probability and the learning rate. A
+//! dashed line marks where a stage starts. `None` values are skipped (a validation record
+//! carries no loss); a non-finite value breaks the line and puts a red triangle at the top of
+//! the panel, titled with its iteration, since a diverged run is what a person most needs to
+//! spot. Long series are thinned to the first, lowest, highest and last point of each pixel
+//! column, which keeps spikes visible.
 
 use super::axis::Axis;
 use super::history::HistoryRecord;
@@ -166,6 +167,15 @@ fn panels(records: &[&HistoryRecord], stages: &[String]) -> Vec<Panel> {
         out.push(Panel {
             title: "Validation metrics".into(),
             series: others,
+        });
+    }
+    let mut ss = series("probability", PALETTE[5], records, |r| r.ss_prob);
+    ss.dots = ss.points.len() <= 1;
+    // A schedule that never left 0 says nothing worth a panel.
+    if ss.points.iter().any(|p| p.1 != 0.0) {
+        out.push(Panel {
+            title: "Scheduled sampling".into(),
+            series: vec![ss],
         });
     }
     let mut lr = series("learning rate", PALETTE[7], records, |r| r.lr);

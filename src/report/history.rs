@@ -5,6 +5,8 @@
 //! Fields that are `None` are left out (a reader also accepts `null`). JSON has no NaN or
 //! infinity, and a diverged loss is exactly what a person wants to see, so non-finite numbers
 //! are written as the strings `"NaN"`, `"Infinity"` and `"-Infinity"` and read back as such.
+//! Unknown fields are ignored on reading, so a newer trainer's extra fields do not break an
+//! older reader.
 
 use crate::json::{self, Value};
 use crate::{Error, Result};
@@ -27,6 +29,9 @@ pub struct HistoryRecord {
     pub reward: Option<f64>,
     /// Learning rate in effect.
     pub lr: Option<f64>,
+    /// Scheduled-sampling probability in effect (cross-entropy stage; the reference keeps it
+    /// in its histories as `ss_prob_history`).
+    pub ss_prob: Option<f64>,
     /// Validation scores under the toolkit's keys (`"CIDEr"`, `"Bleu_4"`, ...), on the
     /// iterations where validation ran.
     pub val: Option<BTreeMap<String, f64>>,
@@ -42,6 +47,7 @@ impl HistoryRecord {
             loss: None,
             reward: None,
             lr: None,
+            ss_prob: None,
             val: None,
         }
     }
@@ -57,6 +63,7 @@ impl HistoryRecord {
             ("loss", self.loss),
             ("reward", self.reward),
             ("lr", self.lr),
+            ("ss_prob", self.ss_prob),
         ] {
             if let Some(x) = x {
                 fields.push((key.into(), number(x)));
@@ -131,6 +138,7 @@ impl HistoryRecord {
             loss: optional("loss")?,
             reward: optional("reward")?,
             lr: optional("lr")?,
+            ss_prob: optional("ss_prob")?,
             val,
         })
     }

@@ -371,6 +371,7 @@ pub fn sample_history() -> Vec<HistoryRecord> {
         let t = it as f64 / 3000.0;
         r.loss = Some(2.2 + 2.8 * (-4.0 * t).exp() + 0.08 * rng.next_normal());
         r.lr = Some(2e-4 * 0.8f64.powi((it / 1500) as i32));
+        r.ss_prob = Some((0.05 * (it / 1000) as f64).min(0.25));
         if it % 500 == 0 && it > 0 {
             let c = 1.6 * (1.0 - (-3.0 * t).exp());
             r.val = Some(BTreeMap::from([
@@ -388,6 +389,7 @@ pub fn sample_history() -> Vec<HistoryRecord> {
         r.loss = Some(-0.02 * t + 0.03 * rng.next_normal());
         r.reward = Some(1.5 + 0.35 * (1.0 - (-3.0 * t).exp()) + 0.05 * rng.next_normal());
         r.lr = Some(2e-5);
+        r.ss_prob = Some(0.0);
         if it % 500 == 0 {
             let c = 1.55 + 0.3 * (1.0 - (-3.0 * t).exp());
             r.val = Some(BTreeMap::from([
