@@ -54,6 +54,10 @@ impl Shared {
 
 const SECTIONS: &[Section] = &[
     Section {
+        name: "train.xe_step",
+        run: train_xe_step,
+    },
+    Section {
         name: "decode.encode",
         run: decode_encode,
     },
@@ -197,7 +201,93 @@ fn decode_beam3(shared: &mut Shared) {
     report("decode.beam3", s);
 }
 
+/// One cross-entropy training step as the reference trains: 10 images × 5 captions, 36
+/// regions of 2048-d, 16 tokens (+ BOS/EOS), label smoothing 0.2, backward, the ±0.1 clamp
+/// and Adam. Reports each phase and the share of the step spent in GEMM.
+fn train_xe_step(shared: &mut Shared) {
+    use aoanet::nn::Module;
+    use aoanet::train::{Adam, AdamConfig, adam::zero_grad, label_smoothing_loss};
+    let m = shared.model();
+    let params = m.named_parameters();
+    let mut opt = Adam::new(AdamConfig::default()).unwrap();
+    let feats = Tensor::uniform(
+        &[10, REGIONS, 2048],
+        0.0,
+        1.0,
+        DType::F32,
+        &mut Philox::new(2),
+    );
+    // Captions of 9–16 words (COCO's are ~10), BOS 0 first, EOS 0 after the words.
+    let len = 18;
+    let mut rng = Philox::new(3);
+    let mut labels = vec![0usize; 50 * len];
+    let mut mask = vec![0f32; 50 * (len - 1)];
+    for r in 0..50 {
+        let words = 9 + rng.below(8) as usize;
+        for t in 1..=words {
+            labels[r * len + t] = 1 + rng.below(9487) as usize;
+        }
+        for t in 0..=words {
+            mask[r * (len - 1) + t] = 1.0;
+        }
+    }
+    let targets: Vec<usize> = (0..50)
+        .flat_map(|r| labels[r * len + 1..(r + 1) * len].to_vec())
+        .collect();
+    let mask = Tensor::from_vec(mask, &[50, len - 1]).unwrap();
+    let mut phases = [0f64; 4];
+    aoanet::cpu::gemm::stats::enable(true);
+    let mut gemm = (0f64, 0f64);
+    let wall = best_of(|| {
+        let t0 = Instant::now();
+        let mut drng = Philox::new(4);
+        let mut ctx = Ctx::train(&mut drng);
+        let enc = m
+            .encode(&feats, None, None, &mut ctx, None)
+            .unwrap()
+            .expand(5)
+            .unwrap();
+        let lp = m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap();
+        let loss = label_smoothing_loss(&lp, &targets, &mask, 0.2).unwrap();
+        let t1 = Instant::now();
+        loss.backward().unwrap();
+        let t2 = Instant::now();
+        opt.step(&params).unwrap();
+        zero_grad(&params);
+        let t3 = Instant::now();
+        let total = (t3 - t0).as_secs_f64();
+        let (_, g, flop) = aoanet::cpu::gemm::stats::take();
+        if phases[3] == 0.0 || total < phases[3] {
+            phases = [
+                (t1 - t0).as_secs_f64(),
+                (t2 - t1).as_secs_f64(),
+                (t3 - t2).as_secs_f64(),
+                total,
+            ];
+            gemm = (g, flop);
+        }
+    });
+    aoanet::cpu::gemm::stats::enable(false);
+    println!(
+        "train.xe_step: {:.3} s per step (best of {}): forward {:.3} s, backward {:.3} s, adam {:.3} s; \
+         GEMM {:.3} s = {:.0}% of the step ({:.0} GFLOP at {:.0} GFLOP/s); CPU {:.2} s on {} threads; peak RSS {:.0} MB",
+        phases[3],
+        reps(),
+        phases[0],
+        phases[1],
+        phases[2],
+        gemm.0,
+        100.0 * gemm.0 / phases[3],
+        gemm.1,
+        gemm.1 / gemm.0,
+        wall.1,
+        aoanet::cpu::gemm::num_threads(),
+        peak_rss_mb()
+    );
+}
+
 fn main() {
+    aoanet::cpu::alloc::keep_large_blocks();
     // `cargo bench` passes `--bench`; other arguments name sections (prefixes).
     let wanted: Vec<String> = std::env::args()
         .skip(1)
