@@ -10,8 +10,9 @@
 //! time alone). Threads: the library's
 //! default (`AOANET_NUM_THREADS` overrides). Peak RSS is the process's high-water mark so far.
 //!
-//! With random weights no beam ever emits EOS (p ≈ 1/9488), so decoding always runs all
-//! 20 steps: the worst case; a trained model's captions end after about 10 words, and beam
+//! The decoding sections set the output bias of EOS (index 0) to −10⁴ first, so no caption
+//! ever ends and every call runs all 20 steps: the worst case (random weights would otherwise
+//! end many captions at once). A trained model's captions end after about 10 words, and beam
 //! search stops an image once its result is settled.
 //!
 //! For scale, on the bench machine the authors' PyTorch code (2.15, 2 threads) takes 1.45 s
@@ -38,6 +39,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// The model with EOS made impossible, so that decoding runs the full 20 steps.
+    fn decoding_model(&mut self) -> &AoaModel {
+        let m = self.model();
+        m.logit
+            .bias
+            .with_data_mut::<f32, _>(|b| b[0] = -1e4)
+            .unwrap();
+        m
+    }
+
     fn model(&mut self) -> &AoaModel {
         self.model.get_or_insert_with(|| {
             let t = Instant::now();
@@ -166,23 +177,30 @@ fn decode_encode(shared: &mut Shared) {
 
 /// Greedy decoding, encoding included (as the reference's `_sample`).
 fn decode_greedy(shared: &mut Shared) {
-    let m = shared.model();
+    let m = shared.decoding_model();
     let feats = features();
     let opts = DecodeOptions::greedy(20);
+    let mut words = 0;
     let s = best_of(|| {
-        no_grad(|| {
+        let out = no_grad(|| {
             let mut rng = Philox::new(0);
             let mut ctx = Ctx::eval(&mut rng);
             let enc = m.encode(&feats, None, None, &mut ctx, None).unwrap();
             sample(m, &enc, &opts, &mut ctx, false).unwrap()
         });
+        words = out.seq.iter().filter(|&&w| w != 0).count();
     });
+    assert_eq!(
+        words,
+        IMAGES * 20,
+        "greedy must run all 20 steps for every image"
+    );
     report("decode.greedy", s);
 }
 
 /// Beam search with 3 beams, encoding included (as the reference's `_sample_beam`).
 fn decode_beam3(shared: &mut Shared) {
-    let m = shared.model();
+    let m = shared.decoding_model();
     let feats = features();
     let opts = DecodeOptions::beam(3, 20);
     let s = best_of(|| {
@@ -196,7 +214,11 @@ fn decode_beam3(shared: &mut Shared) {
             )
         })
         .unwrap();
-        beam_search(m, &enc, &opts, false).unwrap();
+        let res = beam_search(m, &enc, &opts, false).unwrap();
+        assert!(
+            res.iter().all(|r| r.beams[0].seq.iter().all(|&w| w != 0)),
+            "beam search must run all 20 steps"
+        );
     });
     report("decode.beam3", s);
 }
