@@ -21,7 +21,6 @@
 //!
 //! The file is small (COCO: about 60 MB) and is read whole and validated on open.
 
-use super::atomic;
 use super::bytes::{check_little_endian, fnv1a64, u32_at, u64_at};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -237,7 +236,7 @@ impl Captions {
 
     /// Writes `captions.bin` atomically.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        atomic::write_file(path, &self.to_bytes())
+        crate::io::write_file(path, &self.to_bytes())
     }
 
     /// Reads and validates `captions.bin`.

@@ -29,8 +29,8 @@
 //! A store can also live in memory ([`FeatureStoreWriter::in_memory`]): the synthetic world
 //! uses it, so the demo and the loader run the same code on disk and in memory.
 
-use super::atomic::AtomicFile;
 use super::bytes::{align_up, check_little_endian, fnv1a64, u32_at, u64_at};
+use crate::io::AtomicFile;
 use crate::{Error, Result};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -408,7 +408,7 @@ impl FeatureStore {
 
     /// Writes the store's bytes to `path` atomically (e.g. an in-memory store to disk).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        super::atomic::write_file(path, self.backing.bytes())
+        crate::io::write_file(path, self.backing.bytes())
     }
 
     /// Asks the kernel to start reading the block of the image at `position` now, in one

@@ -10,9 +10,7 @@
 //! | [`loader`] | batches in the reference's layout, seeded order, saveable position, read-ahead |
 //! | [`ngrams`] | the train split's CIDEr-D document frequencies (the SCST reward's) |
 //! | [`synth`] | the synthetic world, in memory, and its SVG drawings |
-//! | [`atomic`] | output files that appear whole or not at all |
 
-pub mod atomic;
 mod bytes;
 pub mod captions;
 pub mod dataset;

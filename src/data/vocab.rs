@@ -1,7 +1,6 @@
 //! The vocabulary: word ids 1..=V, with 0 reserved for BOS/EOS/padding as in the reference,
 //! and `UNK` as the last word. Stored as `vocab.txt`, UTF-8, one word a line (line k = id k).
 
-use super::atomic;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -175,7 +174,7 @@ impl Vocab {
 
     /// Writes `vocab.txt` atomically.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        atomic::write_file(path, self.to_text().as_bytes())
+        crate::io::write_file(path, self.to_text().as_bytes())
     }
 }
 

@@ -9,7 +9,7 @@
 mod atomic;
 pub mod safetensors;
 
-pub use atomic::write_atomic;
+pub use atomic::{AtomicFile, write_atomic, write_file};
 pub use safetensors::{
     FileDtype, IntTensor, SafeTensors, TensorInfo, Unexpected, Writer, load_named, save_named,
 };

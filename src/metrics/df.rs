@@ -33,7 +33,6 @@
 use super::hash::{FastMap, FastSet};
 use super::ngram::{MAX_N, NgramCounts, NgramKey, ngram_ids, ngram_key, ngram_order};
 use crate::{Error, Result};
-use std::io::Write;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"AOANETDF";
@@ -244,7 +243,7 @@ impl DocumentFrequencies {
 
     /// Writes the frequencies to `path` atomically (temporary file, then rename).
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        write_atomic(path.as_ref(), &self.to_bytes())
+        crate::io::write_file(path.as_ref(), &self.to_bytes())
     }
 
     /// Reads frequencies written by [`write`](Self::write), validating everything.
@@ -496,28 +495,6 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
-}
-
-/// Writes `bytes` to a temporary file beside `path`, flushes it to disk and renames it over
-/// `path`, so a reader never sees a partial file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
 }
 
 #[cfg(test)]

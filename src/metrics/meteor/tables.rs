@@ -347,7 +347,7 @@ pub fn build_meteor_data(
     let mut para = para;
     let phrase_count = para.phrase_ids.len();
     let image = encode_tables(&small, &mut para)?;
-    data::write_atomic(out, &image)?;
+    crate::io::write_file(out, &image)?;
     Ok(BuildSummary {
         function_words: small.function_words.len(),
         prefixes: small.prefixes.len(),
