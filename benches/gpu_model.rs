@@ -353,6 +353,10 @@ fn tf32_label() -> &'static str {
 fn main() {
     if let Some(why) = aoanet::cuda::unavailable_reason() {
         println!("gpu_model: skipped, no GPU ({why})");
+        // On the GPU machine (`scripts/gpu-check run`) skipping is a failure.
+        if std::env::var_os("AOANET_REQUIRE_GPU").is_some() {
+            std::process::exit(1);
+        }
         return;
     }
     let dev = CudaDevice::get(0).unwrap();

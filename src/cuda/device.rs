@@ -353,8 +353,7 @@ impl CudaDevice {
             match cached {
                 Some(c) => c,
                 None => {
-                    let compiled = nvrtc::compile(nvrtc::source(family)?, &self.arch)?;
-                    let c = Arc::new(compiled.cubin);
+                    let c = Arc::new(nvrtc::compile_cached(nvrtc::source(family)?, &self.arch)?);
                     if let Ok(mut cache) = cache.lock() {
                         cache.insert(key, c.clone());
                     }
