@@ -4,6 +4,8 @@
 //! on the CPU kernels at all: a backward kernel that is wrong in the same way as a CPU one
 //! would still fail here. Skips with a printed reason without a GPU.
 #![cfg(feature = "cuda")]
+// `&[x.clone()]` reads better than `std::slice::from_ref(&x)` (as in the library's tests).
+#![allow(clippy::cloned_ref_to_slice_refs)]
 
 mod cuda_util;
 

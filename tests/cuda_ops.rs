@@ -8,6 +8,8 @@
 //! reductions; f64 tolerances are 1e-10 or tighter, so a wrong formula cannot pass there even
 //! when f32 rounding would hide it.
 #![cfg(feature = "cuda")]
+// `&[x.clone()]` reads better than `std::slice::from_ref(&x)` (as in the library's tests).
+#![allow(clippy::cloned_ref_to_slice_refs)]
 
 mod cuda_util;
 

@@ -6,7 +6,6 @@
 //! 1e-5 + 1e-4·|ref|). Skips with a printed reason without a GPU.
 #![cfg(feature = "cuda")]
 
-#[allow(dead_code)]
 mod cuda_util;
 #[allow(dead_code)]
 mod parity_support;

@@ -4,6 +4,7 @@
 //! - XE: encode, teacher-forced log-probabilities (with scheduled sampling in one variant),
 //!   the label-smoothed loss, backward, Adam with the ±0.1 clamp; two steps;
 //! - SCST: sampling 5 captions per image, the reward loss, backward, Adam.
+//!
 //! Losses, every parameter gradient and every parameter after the step are compared.
 //!
 //! Tolerances: f64 `1e-11 + 1e-9·|ref|` (summation order only, over ~20 layers); f32

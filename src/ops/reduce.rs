@@ -141,6 +141,8 @@ impl Tensor {
         };
         let in_shape = self.shape().to_vec();
         Ok(out.record("max_axis", &[self], move |g| {
+            // One variant without the `cuda` feature.
+            #[allow(clippy::infallible_destructuring_match)]
             let idx = match idx {
                 ArgMax::Host(i) => i,
                 #[cfg(feature = "cuda")]
