@@ -120,7 +120,11 @@ fn fill_f64_full_zeros_ones_on_the_device() {
         assert!(z.to_vec_f64().iter().all(|&v| v == 0.0));
         assert_eq!(z.zeros_like().device(), dev);
     }
-    assert!(Tensor::zeros_on(&[2], DType::F16, dev).is_err());
+    // f16 has no device storage (a host f16 tensor is fine: the dry run on the CPU).
+    assert_eq!(
+        Tensor::zeros_on(&[2], DType::F16, dev).is_err(),
+        dev != Device::Cpu
+    );
 }
 
 #[test]
@@ -1084,7 +1088,7 @@ fn binary_f32_masked_fill_and_where_with_broadcast_masks() {
             .unwrap()
             .to_device(dev)
             .unwrap();
-        assert!(x.masked_fill(&mask, 0.0).is_err());
+        assert_eq!(x.masked_fill(&mask, 0.0).is_err(), dev != Device::Cpu);
     }
 }
 
@@ -1406,13 +1410,15 @@ fn to_device_round_trips_and_is_differentiable() {
         1e-14,
         1e-14,
     );
-    // Mixed devices are an error naming both.
-    let e = x
-        .detach()
-        .add(&x.detach().to_device(dev).unwrap())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("cpu") && e.contains("cuda"), "{e}");
+    // Mixed devices are an error naming both (no such thing in the dry run on the CPU).
+    if dev != Device::Cpu {
+        let e = x
+            .detach()
+            .add(&x.detach().to_device(dev).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cpu") && e.contains("cuda"), "{e}");
+    }
 }
 
 #[test]
