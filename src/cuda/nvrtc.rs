@@ -275,6 +275,31 @@ mod tests {
         assert_eq!(fnv1a(&[b"x"]), fnv1a(&[b"x"]));
     }
 
+    /// Every launch wrapper's kernel is an unmangled symbol of its family's CUBIN (a kernel
+    /// without `extern "C"` would compile, and fail only when a GPU looks it up by name).
+    #[test]
+    fn every_wrapped_kernel_is_a_symbol_of_its_cubin() {
+        if !is_available() {
+            eprintln!("skipped: libnvrtc not found");
+            return;
+        }
+        let mut missing = Vec::new();
+        for src in SOURCES {
+            let cubin = compile(src, "sm_80").unwrap().cubin;
+            for sig in crate::cuda::signatures()
+                .iter()
+                .filter(|s| s.family == src.name)
+            {
+                // ELF string tables hold NUL-terminated names.
+                let needle: Vec<u8> = [&[0u8][..], sig.name.as_bytes(), &[0u8][..]].concat();
+                if !cubin.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                    missing.push(format!("{}: {}", src.name, sig.name));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not in the CUBIN: {missing:?}");
+    }
+
     #[test]
     fn the_disk_cache_returns_what_it_compiled() {
         if !is_available() {
