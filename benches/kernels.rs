@@ -199,7 +199,7 @@ fn memory_bound(dev: &Arc<CudaDevice>, peak: f64) -> Result<()> {
         beta2: 0.999,
         eps: 1e-8,
         t: 1,
-        clip: 0.1,
+        clip: Some(0.1),
         weight_decay: 0.0,
     };
     let t = time(dev, 5, || {

@@ -4,7 +4,7 @@
 //   1. fixed-width type names used in every kernel signature (the Rust launch wrappers spell the
 //      same names: src/cuda/args.rs, and tests/kernels_coverage.rs compares them);
 //   2. bf16 / f16 conversions written with PTX, so no CUDA header is needed;
-//   3. warp and block reductions;
+//   3. math overloads for float and double, and warp and block reductions as templates;
 //   4. Philox4x32-10, bit for bit the generator of src/rng.rs, and the dropout keep rule.
 //
 // Conventions for all kernels:
@@ -53,64 +53,108 @@ __device__ __forceinline__ f16 f32_to_f16(float x) {
 }
 
 // ------------------------------------------------------------------------------------------
-// Reductions
+// Math for both compute types. Kernels that exist in f32 and f64 are templates over T with one
+// `extern "C"` entry point per type (`name_f32`, `name_f64`, written out so the Rust coverage
+// test can parse them); these overloads pick the matching CUDA function.
 // ------------------------------------------------------------------------------------------
 
-__device__ __forceinline__ float warp_sum(float v) {
+__device__ __forceinline__ float x_exp(float x) { return expf(x); }
+__device__ __forceinline__ double x_exp(double x) { return exp(x); }
+__device__ __forceinline__ float x_log(float x) { return logf(x); }
+__device__ __forceinline__ double x_log(double x) { return log(x); }
+__device__ __forceinline__ float x_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double x_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float x_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double x_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float x_pow(float x, float p) { return powf(x, p); }
+__device__ __forceinline__ double x_pow(double x, double p) { return pow(x, p); }
+__device__ __forceinline__ float x_max(float a, float b) { return fmaxf(a, b); }
+__device__ __forceinline__ double x_max(double a, double b) { return fmax(a, b); }
+__device__ __forceinline__ float x_min(float a, float b) { return fminf(a, b); }
+__device__ __forceinline__ double x_min(double a, double b) { return fmin(a, b); }
+__device__ __forceinline__ bool x_isnan(float x) { return x != x; }
+__device__ __forceinline__ bool x_isnan(double x) { return x != x; }
+
+// -inf and NaN of each type.
+template <typename T> __device__ __forceinline__ T neg_inf();
+template <> __device__ __forceinline__ float neg_inf<float>() { return __int_as_float(0xff800000); }
+template <> __device__ __forceinline__ double neg_inf<double>() {
+    return __longlong_as_double(0xfff0000000000000ull);
+}
+template <typename T> __device__ __forceinline__ T quiet_nan();
+template <> __device__ __forceinline__ float quiet_nan<float>() { return __int_as_float(0x7fc00000); }
+template <> __device__ __forceinline__ double quiet_nan<double>() {
+    return __longlong_as_double(0x7ff8000000000000ull);
+}
+
+// 1 / (1 + e^-x): 0 for x -> -inf (e^-x = inf), 1 for x -> inf.
+template <typename T> __device__ __forceinline__ T x_sigmoid(T x) {
+    return (T)1 / ((T)1 + x_exp(-x));
+}
+
+// Grid-stride loop over [0, n) with a 64-bit index.
+#define GRID_STRIDE(i, n) \
+    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
+// ------------------------------------------------------------------------------------------
+// Reductions (templates: float and double)
+// ------------------------------------------------------------------------------------------
+
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
-__device__ __forceinline__ float warp_max(float v) {
+template <typename T> __device__ __forceinline__ T warp_max(T v) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    for (int o = 16; o > 0; o >>= 1) v = x_max(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
-// Sum over the whole block; every thread gets the result. `scratch` holds >= 32 floats.
+// Sum over the whole block; every thread gets the result. `scratch` holds >= 32 values.
 // Contains __syncthreads(): every thread of the block must call it.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
+template <typename T> __device__ __forceinline__ T block_sum(T v, T* scratch) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int nwarps = (blockDim.x + 31) >> 5;
     v = warp_sum(v);
     __syncthreads();  // scratch may still be read by a previous call
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    v = lane < nwarps ? scratch[lane] : 0.0f;
+    v = lane < nwarps ? scratch[lane] : (T)0;
     return warp_sum(v);
 }
 
 // Max over the whole block; same contract as block_sum.
-__device__ __forceinline__ float block_max(float v, float* scratch) {
+template <typename T> __device__ __forceinline__ T block_max(T v, T* scratch) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int nwarps = (blockDim.x + 31) >> 5;
     v = warp_max(v);
     __syncthreads();
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    v = lane < nwarps ? scratch[lane] : NEG_INF;
+    v = lane < nwarps ? scratch[lane] : neg_inf<T>();
     return warp_max(v);
 }
 
 // Online-softmax merge of two (max, sum of exp(x - max)) pairs.
-__device__ __forceinline__ void softmax_merge(float& m, float& s, float m2, float s2) {
-    const float mn = fmaxf(m, m2);
+template <typename T> __device__ __forceinline__ void softmax_merge(T& m, T& s, T m2, T s2) {
+    const T mn = x_max(m, m2);
     // exp(-inf - -inf) would be NaN: an empty side (s == 0, m == -inf) contributes nothing.
-    const float a = (m == NEG_INF) ? 0.0f : s * expf(m - mn);
-    const float b = (m2 == NEG_INF) ? 0.0f : s2 * expf(m2 - mn);
+    const T a = (m == neg_inf<T>()) ? (T)0 : s * x_exp(m - mn);
+    const T b = (m2 == neg_inf<T>()) ? (T)0 : s2 * x_exp(m2 - mn);
     m = mn;
     s = a + b;
 }
 
 // Adds one element x to an online-softmax state (m, s): one exp per element. -inf elements
 // contribute nothing; NaN propagates into s.
-__device__ __forceinline__ void softmax_add(float& m, float& s, float x) {
+template <typename T> __device__ __forceinline__ void softmax_add(T& m, T& s, T x) {
     if (x > m) {
-        s = (m == NEG_INF ? 0.0f : s * expf(m - x)) + 1.0f;
+        s = (m == neg_inf<T>() ? (T)0 : s * x_exp(m - x)) + (T)1;
         m = x;
     } else {
-        s += (x == NEG_INF) ? 0.0f : expf(x - m);
+        s += (x == neg_inf<T>()) ? (T)0 : x_exp(x - m);
     }
 }
 

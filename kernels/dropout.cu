@@ -3,8 +3,10 @@
 // Kernels (wrappers: src/cuda/kernels/dropout.rs; tests: tests/cuda_dropout.rs):
 //   philox_u32   out[i] = word (offset + i) of Philox stream (seed, stream): equals
 //                rng::Philox::with_stream(seed, stream) advanced to `offset`, then fill_u32
-//   dropout_f32  y[i] = keep(i) ? x[i] / (1 - p) : 0, where keep(i) uses word (offset + i)
-//                (rule in common.cuh: dropout_keep). The backward of dropout is the same call
+//   dropout_{f32,f64}  y[i] = keep(i) ? x[i] * scale : 0, where keep(i) uses word (offset + i)
+//                (rule in common.cuh: dropout_keep) and scale = 1 / (1 - p) is computed by the
+//                caller exactly as the CPU computes it (in f64, then rounded to T), so kept
+//                elements equal the CPU's bit for bit. The backward of dropout is the same call
 //                on dy with the same (seed, stream, offset): the mask is regenerated, never stored.
 //
 // Each thread computes one Philox block (4 words) and handles the up to 4 elements that use
@@ -27,10 +29,10 @@ extern "C" __global__ void philox_u32(u32* out, i64 n, u64 seed, u64 stream, u64
     }
 }
 
-extern "C" __global__ void dropout_f32(float* y, const float* x, i64 n, float p, u64 seed,
-                                       u64 stream, u64 offset) {
+template <typename T>
+__device__ __forceinline__ void dropout_impl(T* y, const T* x, i64 n, float p, T scale, u64 seed,
+                                             u64 stream, u64 offset) {
     if (n <= 0) return;
-    const float scale = 1.0f / (1.0f - p);
     const u64 first = offset >> 2, last = (offset + (u64)n - 1) >> 2;
     const uint2 key = make_uint2((u32)seed, (u32)(seed >> 32));
     for (u64 b = first + blockIdx.x * (u64)blockDim.x + threadIdx.x; b <= last; b += (u64)gridDim.x * blockDim.x) {
@@ -41,8 +43,17 @@ extern "C" __global__ void dropout_f32(float* y, const float* x, i64 n, float p,
             const u64 word = 4 * b + l;
             if (word >= offset && word < offset + (u64)n) {
                 const i64 i = (i64)(word - offset);
-                y[i] = dropout_keep(words[l], p) ? x[i] * scale : 0.0f;
+                y[i] = dropout_keep(words[l], p) ? x[i] * scale : (T)0;
             }
         }
     }
+}
+
+extern "C" __global__ void dropout_f32(float* y, const float* x, i64 n, float p, float scale,
+                                       u64 seed, u64 stream, u64 offset) {
+    dropout_impl(y, x, n, p, scale, seed, stream, offset);
+}
+extern "C" __global__ void dropout_f64(double* y, const double* x, i64 n, float p, double scale,
+                                       u64 seed, u64 stream, u64 offset) {
+    dropout_impl(y, x, n, p, scale, seed, stream, offset);
 }

@@ -1,21 +1,26 @@
-// elementwise.cu — elementwise and broadcast ops, casts, layout helpers.
+// elementwise.cu — elementwise and broadcast ops, strided copies, casts, layout helpers.
 //
-// Kernels (each has a launch wrapper in src/cuda/ops/elementwise.rs and a test in
-// tests/cuda_elementwise.rs):
-//   fill_f32         out[i] = value
-//   axpy_f32         y[i] += alpha * x[i]              (the skeleton's round-trip kernel)
-//   unary_f32        out[i] = op(x[i]) for the op codes below
-//   binary_f32       out[i] = op(a[ia], b[ib]) with broadcasting/strides given by a Bcast
+// Kernels (each has a launch wrapper in src/cuda/kernels/elementwise.rs and a test in
+// tests/cuda_elementwise.rs or, for the f64 versions the tensor ops use, tests/cuda_ops.rs):
+//   fill_{f32,f64}          out[i] = value
+//   axpy_{f32,f64}          y[i] += alpha * x[i]         (in-place gradient accumulation)
+//   unary_{f32,f64}         out[i] = op(x[i]) for the U_* op codes below
+//   binary_{f32,f64}        out[i] = op(a[ia], b[ib]) with broadcasting/strides given by a Bcast
+//                           and the B_* op codes below (two scalar parameters for some ops)
+//   copy_strided_{f32,f64}  dst[jd] = src[js]: any strided view to any strided view (Bcast's
+//                           sa = source strides, sb = destination strides): contiguous copies,
+//                           concat, the adjoint of narrow
+//   cast_f32_f64 / cast_f64_f32     f32 <-> f64 (to_dtype on the device)
 //   cast_f32_bf16 / cast_bf16_f32   dtype conversion (round to nearest even)
-//   permute0213_f32  [d0,d1,d2,d3] -> [d0,d2,d1,d3]   (split / merge attention heads)
-//   mask_keys_f32    masked_fill(score, key mask == 0, value) over rows of keys
+//   permute0213_f32         [d0,d1,d2,d3] -> [d0,d2,d1,d3]   (split / merge attention heads)
+//   mask_keys_f32           masked_fill(score, key mask == 0, value) over rows of keys
 //
 // All kernels use grid-stride loops with 64-bit indices, so any grid size is correct; the
-// wrappers launch 256 threads per block and at most 65535*... blocks.
+// wrappers launch 256 threads per block and cap the number of blocks.
 
 #include "common.cuh"
 
-// Unary op codes (src/cuda/ops/elementwise.rs `Unary` must list the same numbers).
+// Unary op codes (`Unary` in src/cuda/kernels/elementwise.rs lists the same numbers).
 #define U_AFFINE 0   // alpha * x + beta
 #define U_NEG 1
 #define U_EXP 2
@@ -27,17 +32,25 @@
 #define U_POW 8      // x ^ alpha
 #define U_CLAMP 9    // min(max(x, alpha), beta)
 #define U_RECIP 10
+#define U_SCALE 11   // x * alpha (mul_scalar: one rounding, like the CPU's x * c)
+#define U_SHIFT 12   // x + alpha (add_scalar)
 
-// Binary op codes (`Binary` in src/cuda/ops/elementwise.rs).
+// Binary op codes (`Binary` in src/cuda/kernels/elementwise.rs).
 #define B_ADD 0
 #define B_SUB 1
 #define B_MUL 2
 #define B_DIV 3
 #define B_MAX 4
 #define B_MIN 5
-#define B_RELU_BWD 6     // a = dy, b = x:  dy * (x > 0)
+#define B_RELU_BWD 6     // a = dy, b = x (or y):  dy * (b > 0)
 #define B_SIGMOID_BWD 7  // a = dy, b = y:  dy * y * (1 - y)
 #define B_TANH_BWD 8     // a = dy, b = y:  dy * (1 - y^2)
+#define B_FILL_WHERE 9   // b != 0 ? alpha : a      (masked_fill)
+#define B_ZERO_WHERE 10  // b != 0 ? 0 : a          (masked_fill backward, where's b side)
+#define B_KEEP_WHERE 11  // b != 0 ? a : 0          (where's a side)
+#define B_CLAMP_BWD 12   // a = dy, b = x:  alpha <= x <= beta ? dy : 0
+#define B_POW_BWD 13     // a = dy, b = x:  dy * alpha * x^beta   (beta = alpha - 1)
+#define B_SCALED_DIV 14  // a * alpha / b           (sqrt backward: dy * 0.5 / y)
 
 // Broadcast description: out is contiguous with `shape`; operand a is read at
 // sum_d idx_d * sa[d], b at sum_d idx_d * sb[d] (stride 0 = broadcast dimension).
@@ -49,83 +62,169 @@ struct Bcast {
     int ndim;
 };
 
-extern "C" __global__ void fill_f32(float* out, i64 n, float value) {
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
-        out[i] = value;
+// The two operand offsets of output element i.
+__device__ __forceinline__ void bcast_offsets(const Bcast& bc, i64 i, i64& ia, i64& ib) {
+    i64 rest = i;
+    ia = 0;
+    ib = 0;
+    for (int d = bc.ndim - 1; d >= 0; --d) {
+        const i64 idx = rest % bc.shape[d];
+        rest /= bc.shape[d];
+        ia += idx * bc.sa[d];
+        ib += idx * bc.sb[d];
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// fill, axpy
+
+template <typename T> __device__ __forceinline__ void fill_impl(T* out, i64 n, T value) {
+    GRID_STRIDE(i, n) out[i] = value;
+}
+
+extern "C" __global__ void fill_f32(float* out, i64 n, float value) { fill_impl(out, n, value); }
+extern "C" __global__ void fill_f64(double* out, i64 n, double value) { fill_impl(out, n, value); }
+
+template <typename T> __device__ __forceinline__ void axpy_impl(T* y, const T* x, i64 n, T alpha) {
+    GRID_STRIDE(i, n) y[i] += alpha * x[i];
 }
 
 extern "C" __global__ void axpy_f32(float* y, const float* x, i64 n, float alpha) {
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
-        y[i] += alpha * x[i];
+    axpy_impl(y, x, n, alpha);
+}
+extern "C" __global__ void axpy_f64(double* y, const double* x, i64 n, double alpha) {
+    axpy_impl(y, x, n, alpha);
 }
 
-__device__ __forceinline__ float unary_op(int op, float x, float alpha, float beta) {
+// ------------------------------------------------------------------------------------------
+// unary
+
+template <typename T> __device__ __forceinline__ T unary_op(int op, T x, T alpha, T beta) {
     switch (op) {
         case U_AFFINE: return alpha * x + beta;
         case U_NEG: return -x;
-        case U_EXP: return expf(x);
-        case U_LOG: return logf(x);
-        case U_SQRT: return sqrtf(x);
-        case U_RELU: return x > 0.0f ? x : 0.0f;
-        case U_SIGMOID: return 1.0f / (1.0f + expf(-x));
-        case U_TANH: return tanhf(x);
-        case U_POW: return powf(x, alpha);
-        case U_CLAMP: return fminf(fmaxf(x, alpha), beta);
-        case U_RECIP: return 1.0f / x;
-        default: return __int_as_float(0x7fc00000);  // unknown op: NaN, never silent
+        case U_EXP: return x_exp(x);
+        case U_LOG: return x_log(x);
+        case U_SQRT: return x_sqrt(x);
+        case U_RELU: return x > (T)0 ? x : (T)0;
+        case U_SIGMOID: return x_sigmoid(x);
+        case U_TANH: return x_tanh(x);
+        case U_POW: return x_pow(x, alpha);
+        // fmax/fmin return the non-NaN operand, as Rust's max/min (the CPU's clamp) do
+        case U_CLAMP: return x_min(x_max(x, alpha), beta);
+        case U_RECIP: return (T)1 / x;
+        case U_SCALE: return x * alpha;
+        case U_SHIFT: return x + alpha;
+        default: return quiet_nan<T>();  // unknown op: NaN, never silent
     }
+}
+
+template <typename T>
+__device__ __forceinline__ void unary_impl(T* out, const T* x, i64 n, int op, T alpha, T beta) {
+    GRID_STRIDE(i, n) out[i] = unary_op(op, x[i], alpha, beta);
 }
 
 extern "C" __global__ void unary_f32(float* out, const float* x, i64 n, int op, float alpha,
                                      float beta) {
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
-        out[i] = unary_op(op, x[i], alpha, beta);
+    unary_impl(out, x, n, op, alpha, beta);
+}
+extern "C" __global__ void unary_f64(double* out, const double* x, i64 n, int op, double alpha,
+                                     double beta) {
+    unary_impl(out, x, n, op, alpha, beta);
 }
 
-__device__ __forceinline__ float binary_op(int op, float a, float b) {
+// ------------------------------------------------------------------------------------------
+// binary
+
+template <typename T> __device__ __forceinline__ T binary_op(int op, T a, T b, T alpha, T beta) {
     switch (op) {
         case B_ADD: return a + b;
         case B_SUB: return a - b;
         case B_MUL: return a * b;
         case B_DIV: return a / b;
-        case B_MAX: return fmaxf(a, b);
-        case B_MIN: return fminf(a, b);
-        case B_RELU_BWD: return b > 0.0f ? a : 0.0f;
-        case B_SIGMOID_BWD: return a * b * (1.0f - b);
-        case B_TANH_BWD: return a * (1.0f - b * b);
-        default: return __int_as_float(0x7fc00000);
+        case B_MAX: return x_max(a, b);
+        case B_MIN: return x_min(a, b);
+        case B_RELU_BWD: return b > (T)0 ? a : (T)0;
+        case B_SIGMOID_BWD: return a * b * ((T)1 - b);
+        case B_TANH_BWD: return a * ((T)1 - b * b);
+        case B_FILL_WHERE: return b != (T)0 ? alpha : a;
+        case B_ZERO_WHERE: return b != (T)0 ? (T)0 : a;
+        case B_KEEP_WHERE: return b != (T)0 ? a : (T)0;
+        case B_CLAMP_BWD: return (b >= alpha && b <= beta) ? a : (T)0;
+        case B_POW_BWD: return a * alpha * x_pow(b, beta);
+        case B_SCALED_DIV: return a * alpha / b;
+        default: return quiet_nan<T>();
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void binary_impl(T* out, const T* a, const T* b, i64 n, int op, T alpha,
+                                            T beta, const Bcast& bc) {
+    GRID_STRIDE(i, n) {
+        i64 ia, ib;
+        bcast_offsets(bc, i, ia, ib);
+        out[i] = binary_op(op, a[ia], b[ib], alpha, beta);
     }
 }
 
 extern "C" __global__ void binary_f32(float* out, const float* a, const float* b, i64 n, int op,
-                                      Bcast bc) {
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        i64 rest = i, ia = 0, ib = 0;
-        for (int d = bc.ndim - 1; d >= 0; --d) {
-            const i64 idx = rest % bc.shape[d];
-            rest /= bc.shape[d];
-            ia += idx * bc.sa[d];
-            ib += idx * bc.sb[d];
-        }
-        out[i] = binary_op(op, a[ia], b[ib]);
+                                      float alpha, float beta, Bcast bc) {
+    binary_impl(out, a, b, n, op, alpha, beta, bc);
+}
+extern "C" __global__ void binary_f64(double* out, const double* a, const double* b, i64 n, int op,
+                                      double alpha, double beta, Bcast bc) {
+    binary_impl(out, a, b, n, op, alpha, beta, bc);
+}
+
+// ------------------------------------------------------------------------------------------
+// strided copy: element i of the index space `shape` (row-major) goes from src[sum idx*sa] to
+// dst[sum idx*sb]. Distinct i must map to distinct destinations (the wrapper checks that the
+// destination strides are those of a dense or narrowed tensor, never 0 on a dimension > 1).
+
+template <typename T>
+__device__ __forceinline__ void copy_strided_impl(T* dst, const T* src, i64 n, const Bcast& bc) {
+    GRID_STRIDE(i, n) {
+        i64 is, id;
+        bcast_offsets(bc, i, is, id);
+        dst[id] = src[is];
     }
 }
 
+extern "C" __global__ void copy_strided_f32(float* dst, const float* src, i64 n, Bcast bc) {
+    copy_strided_impl(dst, src, n, bc);
+}
+extern "C" __global__ void copy_strided_f64(double* dst, const double* src, i64 n, Bcast bc) {
+    copy_strided_impl(dst, src, n, bc);
+}
+
+// ------------------------------------------------------------------------------------------
+// casts
+
+extern "C" __global__ void cast_f32_f64(double* out, const float* x, i64 n) {
+    GRID_STRIDE(i, n) out[i] = (double)x[i];
+}
+
+// Round to nearest even, as Rust's `as f32`.
+extern "C" __global__ void cast_f64_f32(float* out, const double* x, i64 n) {
+    GRID_STRIDE(i, n) out[i] = __double2float_rn(x[i]);
+}
+
 extern "C" __global__ void cast_f32_bf16(bf16* out, const float* x, i64 n) {
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
-        out[i] = f32_to_bf16(x[i]);
+    GRID_STRIDE(i, n) out[i] = f32_to_bf16(x[i]);
 }
 
 extern "C" __global__ void cast_bf16_f32(float* out, const bf16* x, i64 n) {
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
-        out[i] = bf16_to_f32(x[i]);
+    GRID_STRIDE(i, n) out[i] = bf16_to_f32(x[i]);
 }
+
+// ------------------------------------------------------------------------------------------
+// attention layout helpers (f32)
 
 // out[a][c][b][e] = x[a][b][c][e] for x of shape [d0, d1, d2, d3].
 extern "C" __global__ void permute0213_f32(float* out, const float* x, i64 d0, i64 d1, i64 d2,
                                            i64 d3) {
     const i64 n = d0 * d1 * d2 * d3;
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+    GRID_STRIDE(i, n) {
         // i indexes the output [d0, d2, d1, d3]
         const i64 e = i % d3;
         i64 r = i / d3;
@@ -142,7 +241,7 @@ extern "C" __global__ void permute0213_f32(float* out, const float* x, i64 d0, i
 extern "C" __global__ void mask_keys_f32(float* scores, const u8* mask, i64 rows, int nk,
                                          i64 rows_per_batch, float value) {
     const i64 n = rows * nk;
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+    GRID_STRIDE(i, n) {
         const i64 row = i / nk;
         const int k = (int)(i % nk);
         const i64 b = row / rows_per_batch;

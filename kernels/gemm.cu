@@ -10,6 +10,7 @@
 // Kernels (wrappers: src/cuda/kernels/gemm.rs; tests: tests/cuda_gemm.rs; bench: benches/kernels.rs):
 //   gemm_f32    SIMT: 64x64 block tile, K step 16, 256 threads with 4x4 outputs each
 //               (rows ty + 16 i, columns tx + 16 j: conflict-free shared reads)
+//   gemm_f64    the same SIMT kernel in double (gradient checks and f64 parity on the GPU)
 //   gemm_tf32   tensor cores, f32 inputs rounded to TF32 (mma.sync m16n8k8), f32 accumulate
 //   gemm_bf16   tensor cores, bf16 inputs (mma.sync m16n8k16), f32 accumulate and output
 // The tensor-core kernels use 128 threads (2 x 2 warps, 32x32 outputs per warp) and a 64x64
@@ -24,30 +25,32 @@
 #define ACT_NONE 0
 #define ACT_RELU 1
 
-__device__ __forceinline__ float epilogue(float acc, const float* crow_elem, float alpha, float beta,
-                                          const float* bias, int n, int act) {
-    float v = alpha * acc;
-    if (beta != 0.0f) v += beta * *crow_elem;
+template <typename T>
+__device__ __forceinline__ T epilogue(T acc, const T* crow_elem, T alpha, T beta, const T* bias,
+                                      int n, int act) {
+    T v = alpha * acc;
+    if (beta != (T)0) v += beta * *crow_elem;
     if (bias) v += bias[n];
-    if (act == ACT_RELU) v = fmaxf(v, 0.0f);
+    if (act == ACT_RELU) v = x_max(v, (T)0);
     return v;
 }
 
-// ------------------------------------------------------------------------------------------ f32
+// ------------------------------------------------------------------------------------------ SIMT
 
-extern "C" __global__ void __launch_bounds__(256) gemm_f32(
-    float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
-    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
-    __shared__ float As[16][64 + 4];
-    __shared__ float Bs[16][64 + 4];
+template <typename T>
+__device__ __forceinline__ void gemm_simt(T* C, const T* A, const T* B, const T* bias, int M, int N,
+                                          int K, i64 lda, i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC,
+                                          int batch, int transA, int transB, T alpha, T beta,
+                                          int act) {
+    __shared__ T As[16][64 + 4];
+    __shared__ T Bs[16][64 + 4];
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
     const int m0 = blockIdx.y * 64, n0 = blockIdx.x * 64;
     for (int z = blockIdx.z; z < batch; z += gridDim.z) {
-        const float* Az = A + z * sA;
-        const float* Bz = B + z * sB;
-        float* Cz = C + z * sC;
-        float acc[4][4] = {};
+        const T* Az = A + z * sA;
+        const T* Bz = B + z * sB;
+        T* Cz = C + z * sC;
+        T acc[4][4] = {};
         for (int k0 = 0; k0 < K; k0 += 16) {
 #pragma unroll
             for (int r = 0; r < 4; ++r) {
@@ -55,21 +58,21 @@ extern "C" __global__ void __launch_bounds__(256) gemm_f32(
                 int m, k;
                 if (transA) { k = e >> 6; m = e & 63; } else { m = e >> 4; k = e & 15; }
                 const int gm = m0 + m, gk = k0 + k;
-                float a = 0.0f;
+                T a = (T)0;
                 if (gm < M && gk < K) a = transA ? Az[gk * lda + gm] : Az[gm * lda + gk];
                 As[k][m] = a;
                 int n;
                 if (transB) { n = e >> 4; k = e & 15; } else { k = e >> 6; n = e & 63; }
                 const int gn = n0 + n;
                 const int gk2 = k0 + k;
-                float b = 0.0f;
+                T b = (T)0;
                 if (gn < N && gk2 < K) b = transB ? Bz[gn * ldb + gk2] : Bz[gk2 * ldb + gn];
                 Bs[k][n] = b;
             }
             __syncthreads();
 #pragma unroll
             for (int k = 0; k < 16; ++k) {
-                float a[4], b[4];
+                T a[4], b[4];
 #pragma unroll
                 for (int i = 0; i < 4; ++i) a[i] = As[k][ty + 16 * i];
 #pragma unroll
@@ -89,11 +92,27 @@ extern "C" __global__ void __launch_bounds__(256) gemm_f32(
             for (int j = 0; j < 4; ++j) {
                 const int n = n0 + tx + 16 * j;
                 if (n >= N) continue;
-                float* c = Cz + m * ldc + n;
+                T* c = Cz + m * ldc + n;
                 *c = epilogue(acc[i][j], c, alpha, beta, bias, n, act);
             }
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_f32(
+    float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
+    float beta, int act) {
+    gemm_simt(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA, transB, alpha, beta,
+              act);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_f64(
+    double* C, const double* A, const double* B, const double* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, double alpha,
+    double beta, int act) {
+    gemm_simt(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA, transB, alpha, beta,
+              act);
 }
 
 // ------------------------------------------------------------------------------------------ tensor cores

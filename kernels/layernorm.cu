@@ -2,10 +2,11 @@
 //     y = gamma * (x - mean) / (std + eps) + beta,   std = sqrt(sum (x - mean)^2 / (D - 1))
 // i.e. the UNBIASED std, and eps (1e-6) ADDED TO THE STD, not to the variance.
 //
-// Kernels (wrappers: src/cuda/kernels/layernorm.rs; tests: tests/cuda_layernorm.rs):
-//   layernorm_fwd_f32         y, and per row the mean and std saved for backward (may be null)
-//   layernorm_bwd_f32         dx (overwritten) from dy, x, gamma and the saved mean/std
-//   layernorm_bwd_params_f32  per-chunk partial sums of dgamma, dbeta ([chunks, D]); the
+// Kernels (wrappers: src/cuda/kernels/layernorm.rs; tests: tests/cuda_layernorm.rs, and the f64
+// versions through the tensor ops in tests/cuda_ops.rs), each in f32 and f64:
+//   layernorm_fwd_*           y, and per row the mean and std saved for backward (may be null)
+//   layernorm_bwd_*           dx (overwritten) from dy, x, gamma and the saved mean/std
+//   layernorm_bwd_params_*    per-chunk partial sums of dgamma, dbeta ([chunks, D]); the
 //                             wrapper reduces them over chunks and ADDS into the parameter
 //                             gradients (gradient accumulation rule: parameters +=).
 //
@@ -19,23 +20,24 @@
 
 #include "common.cuh"
 
-extern "C" __global__ void layernorm_fwd_f32(float* y, float* mean_out, float* std_out,
-                                             const float* x, const float* gamma,
-                                             const float* beta, i64 rows, int cols, float eps) {
-    __shared__ float scratch[32];
+template <typename T>
+__device__ __forceinline__ void layernorm_fwd_impl(T* y, T* mean_out, T* std_out, const T* x,
+                                                   const T* gamma, const T* beta, i64 rows,
+                                                   int cols, T eps) {
+    __shared__ T scratch[32];
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
-        const float* xr = x + row * cols;
-        float* yr = y + row * cols;
-        float s = 0.0f;
+        const T* xr = x + row * cols;
+        T* yr = y + row * cols;
+        T s = (T)0;
         for (int j = threadIdx.x; j < cols; j += blockDim.x) s += xr[j];
-        const float mean = block_sum(s, scratch) / cols;
-        float ss = 0.0f;
+        const T mean = block_sum(s, scratch) / (T)cols;
+        T ss = (T)0;
         for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-            const float d = xr[j] - mean;
+            const T d = xr[j] - mean;
             ss += d * d;
         }
-        const float stdv = sqrtf(block_sum(ss, scratch) / (cols - 1));
-        const float r = 1.0f / (stdv + eps);
+        const T stdv = x_sqrt(block_sum(ss, scratch) / (T)(cols - 1));
+        const T r = (T)1 / (stdv + eps);
         for (int j = threadIdx.x; j < cols; j += blockDim.x)
             yr[j] = gamma[j] * ((xr[j] - mean) * r) + beta[j];
         if (threadIdx.x == 0) {
@@ -45,51 +47,91 @@ extern "C" __global__ void layernorm_fwd_f32(float* y, float* mean_out, float* s
     }
 }
 
-extern "C" __global__ void layernorm_bwd_f32(float* dx, const float* dy, const float* x,
-                                             const float* gamma, const float* mean,
-                                             const float* stdv, i64 rows, int cols, float eps) {
-    __shared__ float scratch[32];
+extern "C" __global__ void layernorm_fwd_f32(float* y, float* mean_out, float* std_out,
+                                             const float* x, const float* gamma,
+                                             const float* beta, i64 rows, int cols, float eps) {
+    layernorm_fwd_impl(y, mean_out, std_out, x, gamma, beta, rows, cols, eps);
+}
+extern "C" __global__ void layernorm_fwd_f64(double* y, double* mean_out, double* std_out,
+                                             const double* x, const double* gamma,
+                                             const double* beta, i64 rows, int cols, double eps) {
+    layernorm_fwd_impl(y, mean_out, std_out, x, gamma, beta, rows, cols, eps);
+}
+
+template <typename T>
+__device__ __forceinline__ void layernorm_bwd_impl(T* dx, const T* dy, const T* x, const T* gamma,
+                                                   const T* mean, const T* stdv, i64 rows, int cols,
+                                                   T eps) {
+    __shared__ T scratch[32];
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
-        const float* xr = x + row * cols;
-        const float* gr = dy + row * cols;
-        float* dr = dx + row * cols;
-        const float mu = mean[row], sd = stdv[row];
-        const float r = 1.0f / (sd + eps);
-        float sa = 0.0f, sax = 0.0f;
+        const T* xr = x + row * cols;
+        const T* gr = dy + row * cols;
+        T* dr = dx + row * cols;
+        const T mu = mean[row], sd = stdv[row];
+        const T r = (T)1 / (sd + eps);
+        T sa = (T)0, sax = (T)0;
         for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-            const float a = gr[j] * gamma[j];
+            const T a = gr[j] * gamma[j];
             sa += a;
             sax += a * (xr[j] - mu);
         }
         sa = block_sum(sa, scratch);
         sax = block_sum(sax, scratch);
-        const float ma = sa / cols;
-        const float k = sd > 0.0f ? r * r * sax / ((cols - 1) * sd) : 0.0f;
+        const T ma = sa / (T)cols;
+        const T k = sd > (T)0 ? r * r * sax / ((T)(cols - 1) * sd) : (T)0;
         for (int j = threadIdx.x; j < cols; j += blockDim.x)
             dr[j] = r * (gr[j] * gamma[j] - ma) - k * (xr[j] - mu);
     }
 }
 
+extern "C" __global__ void layernorm_bwd_f32(float* dx, const float* dy, const float* x,
+                                             const float* gamma, const float* mean,
+                                             const float* stdv, i64 rows, int cols, float eps) {
+    layernorm_bwd_impl(dx, dy, x, gamma, mean, stdv, rows, cols, eps);
+}
+extern "C" __global__ void layernorm_bwd_f64(double* dx, const double* dy, const double* x,
+                                             const double* gamma, const double* mean,
+                                             const double* stdv, i64 rows, int cols, double eps) {
+    layernorm_bwd_impl(dx, dy, x, gamma, mean, stdv, rows, cols, eps);
+}
+
 // Block (x: columns, y: chunk of rows). Thread handles column j of rows
 // [chunk * rows_per_chunk, ...) and writes partial sums for that chunk. Deterministic: no
 // atomics; the wrapper sums the [chunks, cols] partials in a fixed order.
-extern "C" __global__ void layernorm_bwd_params_f32(float* dgamma_part, float* dbeta_part,
-                                                    const float* dy, const float* x,
-                                                    const float* mean, const float* stdv,
-                                                    i64 rows, int cols, i64 rows_per_chunk,
-                                                    float eps) {
+template <typename T>
+__device__ __forceinline__ void layernorm_bwd_params_impl(T* dgamma_part, T* dbeta_part,
+                                                          const T* dy, const T* x, const T* mean,
+                                                          const T* stdv, i64 rows, int cols,
+                                                          i64 rows_per_chunk, T eps) {
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
     const i64 chunk = blockIdx.y;
     if (j >= cols) return;
     const i64 r0 = chunk * rows_per_chunk;
     const i64 r1 = min(rows, r0 + rows_per_chunk);
-    float g = 0.0f, b = 0.0f;
+    T g = (T)0, b = (T)0;
     for (i64 row = r0; row < r1; ++row) {
-        const float d = dy[row * cols + j];
-        const float xhat = (x[row * cols + j] - mean[row]) / (stdv[row] + eps);
+        const T d = dy[row * cols + j];
+        const T xhat = (x[row * cols + j] - mean[row]) / (stdv[row] + eps);
         g += d * xhat;
         b += d;
     }
     dgamma_part[chunk * cols + j] = g;
     dbeta_part[chunk * cols + j] = b;
+}
+
+extern "C" __global__ void layernorm_bwd_params_f32(float* dgamma_part, float* dbeta_part,
+                                                    const float* dy, const float* x,
+                                                    const float* mean, const float* stdv,
+                                                    i64 rows, int cols, i64 rows_per_chunk,
+                                                    float eps) {
+    layernorm_bwd_params_impl(dgamma_part, dbeta_part, dy, x, mean, stdv, rows, cols,
+                              rows_per_chunk, eps);
+}
+extern "C" __global__ void layernorm_bwd_params_f64(double* dgamma_part, double* dbeta_part,
+                                                    const double* dy, const double* x,
+                                                    const double* mean, const double* stdv,
+                                                    i64 rows, int cols, i64 rows_per_chunk,
+                                                    double eps) {
+    layernorm_bwd_params_impl(dgamma_part, dbeta_part, dy, x, mean, stdv, rows, cols,
+                              rows_per_chunk, eps);
 }

@@ -16,6 +16,15 @@
 //   label_smooth_bwd_f32   dlogits [rows, V] (overwritten)
 // One block per row (grid-stride), blockDim a multiple of 32. A target outside [0, V) gives
 // a NaN loss.
+//
+// The same loss from LOG-PROBABILITIES, as `train::label_smoothing_loss` / `lm_loss` take them
+// (the model applies log_softmax itself), in f32 and f64, accumulating in double like the CPU:
+//   smoothed_kl_fwd_{f32,f64}  row_loss[r] = w_r (C - q_other sum_k lp_k - (q_y - q_other) lp_y)
+//                              (double; 0 where w_r = 0, and no read of the other classes when
+//                              q_other = 0, so -inf there cannot make 0 * -inf = NaN)
+//   smoothed_kl_bwd_{f32,f64}  grad[r, k] = scale w_r q_k  (q_k = q_y at the target, q_other
+//                              elsewhere; 0 where w_r = 0), every element written
+// C = sum_k q_k log q_k, q_y, q_other and scale (= -upstream / sum w) come from the host in f64.
 
 #include "common.cuh"
 
@@ -93,4 +102,75 @@ extern "C" __global__ void label_smooth_bwd_f32(float* dlogits, const float* log
             dr[j] = w * (expf(xr[j] - l) - q);
         }
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// From log-probabilities (train::label_smoothing_loss on the GPU)
+
+template <typename T>
+__device__ __forceinline__ void smoothed_kl_fwd_impl(double* row_loss, const T* lp, const int* targets,
+                                                     const double* weights, i64 rows, int classes,
+                                                     double q_y, double q_other,
+                                                     double entropy_term) {
+    __shared__ double scratch[32];
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const double w = weights[r];
+        if (w == 0.0) {  // uniform per block: every thread skips the row together
+            if (threadIdx.x == 0) row_loss[r] = 0.0;
+            continue;
+        }
+        const T* row = lp + r * classes;
+        const double lp_y = (double)row[targets[r]];
+        double loss;
+        if (q_other == 0.0) {
+            loss = entropy_term - q_y * lp_y;
+        } else {
+            double s = 0.0;
+            for (int j = threadIdx.x; j < classes; j += blockDim.x) s += (double)row[j];
+            s = block_sum(s, scratch);
+            loss = entropy_term - q_other * s - (q_y - q_other) * lp_y;
+        }
+        if (threadIdx.x == 0) row_loss[r] = w * loss;
+    }
+}
+
+extern "C" __global__ void smoothed_kl_fwd_f32(double* row_loss, const float* lp, const int* targets,
+                                               const double* weights, i64 rows, int classes,
+                                               double q_y, double q_other, double entropy_term) {
+    smoothed_kl_fwd_impl(row_loss, lp, targets, weights, rows, classes, q_y, q_other, entropy_term);
+}
+extern "C" __global__ void smoothed_kl_fwd_f64(double* row_loss, const double* lp,
+                                               const int* targets, const double* weights, i64 rows,
+                                               int classes, double q_y, double q_other,
+                                               double entropy_term) {
+    smoothed_kl_fwd_impl(row_loss, lp, targets, weights, rows, classes, q_y, q_other, entropy_term);
+}
+
+template <typename T>
+__device__ __forceinline__ void smoothed_kl_bwd_impl(T* grad, const int* targets,
+                                                     const double* weights, i64 rows, int classes,
+                                                     double scale, double q_y, double q_other) {
+    const i64 n = rows * classes;
+    GRID_STRIDE(e, n) {
+        const i64 r = e / classes;
+        const int j = (int)(e % classes);
+        const double w = weights[r];
+        T v = (T)0;
+        if (w != 0.0) {
+            if (j == targets[r]) v = (T)(scale * w * q_y);
+            else if (q_other != 0.0) v = (T)(scale * w * q_other);
+        }
+        grad[e] = v;
+    }
+}
+
+extern "C" __global__ void smoothed_kl_bwd_f32(float* grad, const int* targets, const double* weights,
+                                               i64 rows, int classes, double scale, double q_y,
+                                               double q_other) {
+    smoothed_kl_bwd_impl(grad, targets, weights, rows, classes, scale, q_y, q_other);
+}
+extern "C" __global__ void smoothed_kl_bwd_f64(double* grad, const int* targets,
+                                               const double* weights, i64 rows, int classes,
+                                               double scale, double q_y, double q_other) {
+    smoothed_kl_bwd_impl(grad, targets, weights, rows, classes, scale, q_y, q_other);
 }

@@ -31,7 +31,7 @@ fn adam_f32_three_steps_match_cpu() {
             beta2: 0.999,
             eps: 1e-8,
             t,
-            clip: 0.1,
+            clip: Some(0.1),
             weight_decay: 0.0,
         };
         adam::step(

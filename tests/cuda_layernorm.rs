@@ -16,7 +16,7 @@ struct Ref {
 }
 
 fn reference(x: &[f32], g: &[f32], b: &[f32], dy: &[f32], rows: usize, d: usize) -> Ref {
-    let eps = f64::from(EPS);
+    let eps = EPS;
     let mut r = Ref {
         y: vec![],
         mean: vec![],

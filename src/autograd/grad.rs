@@ -13,7 +13,8 @@
 //! reaches the leaf: all `g`s and `x`s stacked into one GEMM with the summed inner dimension,
 //! all rows into one scatter-add. Pieces bound for a non-leaf are formed at once (the op that
 //! receives them needs a dense tensor). The result equals the eager sum up to the order of
-//! floating-point additions.
+//! floating-point additions. On a CUDA device the GEMM, the scatter-add and the in-place
+//! accumulation are device kernels.
 
 use crate::tensor::{Float, Tensor, numel};
 use crate::{Error, Result, with_float};
@@ -142,7 +143,7 @@ impl Pending {
             let mut out = match total.take() {
                 Some(t) if exclusively_owned(&t) => t,
                 Some(t) => t.deep_copy()?,
-                None => Tensor::zeros(&shape, dtype),
+                None => Tensor::zeros_on(&shape, dtype, self.rows[0].1.device())?,
             };
             for (ids, values) in &self.rows {
                 out = scatter_add_rows(out, ids, values)?;
@@ -164,8 +165,17 @@ fn exclusively_owned(t: &Tensor) -> bool {
 /// `prev + g`, written into `prev`'s buffer when nothing else holds it (saves an allocation
 /// and a pass over memory for every accumulated gradient).
 pub(crate) fn accumulate(prev: Tensor, g: &Tensor) -> Result<Tensor> {
-    if prev.shape() != g.shape() || prev.dtype() != g.dtype() || !exclusively_owned(&prev) {
+    if prev.shape() != g.shape()
+        || prev.dtype() != g.dtype()
+        || prev.device() != g.device()
+        || !exclusively_owned(&prev)
+    {
         return prev.add(g);
+    }
+    #[cfg(feature = "cuda")]
+    if prev.is_cuda() {
+        crate::cuda::ops::accumulate_(&prev, g)?;
+        return Ok(prev);
     }
     with_float!(prev.dtype(), "accumulate", T => {
         g.with_slice::<T, _>("accumulate", |gv| {
@@ -201,6 +211,11 @@ fn scatter_add_rows(out: Tensor, ids: &[usize], values: &Tensor) -> Result<Tenso
         return Err(Error::invalid(format!(
             "scatter_add_rows: row {bad} out of range for {rows} rows"
         )));
+    }
+    #[cfg(feature = "cuda")]
+    if out.is_cuda() {
+        crate::cuda::ops::scatter_add_rows_(&out, ids, values)?;
+        return Ok(out);
     }
     with_float!(out.dtype(), "scatter_add_rows", T => {
         values.with_slice::<T, _>("scatter_add_rows", |v| {

@@ -115,7 +115,6 @@ impl Tensor {
             storage: inner.storage.clone(),
             layout: inner.layout.clone(),
             dtype: inner.dtype,
-            device: inner.device,
             requires_grad: true,
             is_leaf: false,
             node: std::sync::Mutex::new(Some(node)),
@@ -146,7 +145,7 @@ impl Tensor {
                 "a one-element (scalar) tensor",
             ));
         }
-        let seed = Tensor::ones(self.shape(), self.dtype());
+        let seed = Tensor::ones_on(self.shape(), self.dtype(), self.device())?;
         self.backward_with(seed)
     }
 
@@ -163,6 +162,16 @@ impl Tensor {
                 &[self.shape(), grad.shape()],
                 "a gradient shaped like the tensor",
             ));
+        }
+        if grad.device() != self.device() {
+            return Err(Error::Mismatch {
+                op: "backward",
+                detail: format!(
+                    "the tensor is on {} but its gradient on {}",
+                    self.device(),
+                    grad.device()
+                ),
+            });
         }
         no_grad(|| run_backward(self, grad))
     }

@@ -39,6 +39,7 @@ macro_rules! scalar_arg {
 }
 
 scalar_arg!(f32, "float");
+scalar_arg!(f64, "double");
 scalar_arg!(i32, "int");
 scalar_arg!(u32, "u32");
 scalar_arg!(i64, "i64");
@@ -173,6 +174,80 @@ macro_rules! __aoanet_cuda_kernels {
                 name: stringify!($name),
                 params: &[ $( <$ty as $crate::cuda::KernelArg>::C_TYPE ),* ],
             } ),*
+        ];
+    };
+}
+
+/// Like [`kernels!`](crate::cuda::kernels), for kernels that exist in f32 and f64: each
+/// `fn name<T>(...)` (argument types written with `T`) stands for the two `__global__`
+/// functions `name_f32` and `name_f64`, and becomes ONE generic wrapper
+/// `pub unsafe fn name<T: CudaFloat>(dev, cfg, args...)` that launches the one matching `T`.
+/// Both instantiations are listed in the family's `FLOAT_SIGNATURES`, so
+/// `tests/kernels_coverage.rs` checks each against its `.cu` declaration.
+///
+/// ```ignore
+/// float_kernels! { "elementwise";
+///     /// y += alpha * x
+///     fn axpy<T>(y: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, alpha: T);
+/// }
+/// ```
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __aoanet_cuda_float_kernels {
+    ($family:literal; $( $(#[$m:meta])* fn $name:ident<T> ( $($arg:ident : $ty:ty),* $(,)? ); )*) => {
+        $(
+            $(#[$m])*
+            ///
+            /// Launches the kernel's `_f32` or `_f64` instantiation, by `T`.
+            ///
+            /// # Safety
+            /// Raw launch: every size argument must agree with the buffers passed (the kernel
+            /// does not check), and `cfg` must satisfy the kernel's documented block shape.
+            #[allow(clippy::too_many_arguments, dead_code)]
+            pub unsafe fn $name<T: $crate::cuda::CudaFloat>(
+                dev: &$crate::cuda::CudaDevice,
+                cfg: $crate::cuda::LaunchCfg,
+                $($arg: $ty),*
+            ) -> $crate::Result<()> {
+                let kernel = if T::IS_F64 {
+                    concat!(stringify!($name), "_f64")
+                } else {
+                    concat!(stringify!($name), "_f32")
+                };
+                $( let $arg = $crate::cuda::KernelArg::repr(&$arg); )*
+                let mut params: Vec<*mut ::std::ffi::c_void> = vec![
+                    $( (&$arg as *const _ as *mut ::std::ffi::c_void) ),*
+                ];
+                // SAFETY: as in `kernels!`: `params` points at values laid out as the C
+                // parameters of the instantiation picked by `T` (checked for both by
+                // tests/kernels_coverage.rs), alive until the launch returns; the caller
+                // guarantees the sizes.
+                unsafe { dev.launch_raw($family, kernel, cfg, &mut params) }
+            }
+        )*
+
+        /// The C signature of both instantiations of every f32/f64 kernel in this family.
+        pub const FLOAT_SIGNATURES: &[$crate::cuda::KernelSig] = &[
+            $(
+                $crate::cuda::KernelSig {
+                    family: $family,
+                    name: concat!(stringify!($name), "_f32"),
+                    params: {
+                        #[allow(dead_code)]
+                        type T = f32;
+                        &[ $( <$ty as $crate::cuda::KernelArg>::C_TYPE ),* ]
+                    },
+                },
+                $crate::cuda::KernelSig {
+                    family: $family,
+                    name: concat!(stringify!($name), "_f64"),
+                    params: {
+                        #[allow(dead_code)]
+                        type T = f64;
+                        &[ $( <$ty as $crate::cuda::KernelArg>::C_TYPE ),* ]
+                    },
+                },
+            )*
         ];
     };
 }

@@ -159,6 +159,24 @@ impl<T: DeviceType> CudaBuffer<T> {
         Ok(out)
     }
 
+    /// Copies elements `bounds` to a new host vector (waits for the device's queued work).
+    pub fn read_range(&self, bounds: impl RangeBounds<usize>) -> Result<Vec<T>> {
+        let (s, e) = range(bounds, self.len)?;
+        let mut out = vec![T::zeroed(); e - s];
+        self.dev.copy_dtoh(
+            self.block.ptr + (s * std::mem::size_of::<T>()) as u64,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    /// Overwrites elements `start..start + src.len()` with `src` (waits for the copy).
+    pub fn write_at(&mut self, start: usize, src: &[T]) -> Result<()> {
+        let (s, _) = range(start..start + src.len(), self.len)?;
+        self.dev
+            .copy_htod(src, self.block.ptr + (s * std::mem::size_of::<T>()) as u64)
+    }
+
     /// Overwrites the buffer with `src`, which must have the buffer's length.
     pub fn copy_from_host(&mut self, src: &[T]) -> Result<()> {
         if src.len() != self.len {
@@ -216,6 +234,20 @@ impl<'a, T> CudaView<'a, T> {
             _t: PhantomData,
         })
     }
+
+    /// The same elements seen as `U`.
+    ///
+    /// # Safety
+    /// `U` must have the size of `T` and every bit pattern of the elements must be a valid `U`
+    /// (used to pass a generic `CudaView<T>` with `T = f32` where `f32` is named).
+    pub unsafe fn cast<U>(self) -> CudaView<'a, U> {
+        debug_assert_eq!(std::mem::size_of::<T>(), std::mem::size_of::<U>());
+        CudaView {
+            ptr: self.ptr,
+            len: self.len,
+            _t: PhantomData,
+        }
+    }
 }
 
 /// A writable borrowed range of device elements: a `T*` kernel argument.
@@ -253,6 +285,44 @@ impl<'a, T> CudaViewMut<'a, T> {
 
     /// Reborrows, so a view can be passed to a launch and used again afterwards.
     pub fn reborrow(&mut self) -> CudaViewMut<'_, T> {
+        CudaViewMut {
+            ptr: self.ptr,
+            len: self.len,
+            _t: PhantomData,
+        }
+    }
+
+    /// A sub-range.
+    pub fn slice_mut(self, bounds: impl RangeBounds<usize>) -> Result<CudaViewMut<'a, T>> {
+        let (s, e) = range(bounds, self.len)?;
+        Ok(CudaViewMut {
+            ptr: self.ptr + (s * std::mem::size_of::<T>()) as u64,
+            len: e - s,
+            _t: PhantomData,
+        })
+    }
+
+    /// Two writable views of the same range, for one kernel that writes two interleaved
+    /// outputs into one buffer (e.g. the LSTM cell's `h` and `c` as the two halves of each
+    /// row of `[B, 2H]`).
+    ///
+    /// # Safety
+    /// The kernel must write disjoint elements through the two views.
+    pub unsafe fn alias(self) -> (CudaViewMut<'a, T>, CudaViewMut<'a, T>) {
+        let twin = CudaViewMut {
+            ptr: self.ptr,
+            len: self.len,
+            _t: PhantomData,
+        };
+        (self, twin)
+    }
+
+    /// The same elements seen as `U`.
+    ///
+    /// # Safety
+    /// As [`CudaView::cast`].
+    pub unsafe fn cast<U>(self) -> CudaViewMut<'a, U> {
+        debug_assert_eq!(std::mem::size_of::<T>(), std::mem::size_of::<U>());
         CudaViewMut {
             ptr: self.ptr,
             len: self.len,

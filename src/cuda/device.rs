@@ -67,6 +67,12 @@ pub fn available() -> bool {
     device_count() > 0
 }
 
+/// Whether host-to-device copies wait for the device (`AOANET_CUDA_SYNC_HTOD`, read once).
+fn sync_uploads() -> bool {
+    static SYNC: OnceLock<bool> = OnceLock::new();
+    *SYNC.get_or_init(|| std::env::var_os("AOANET_CUDA_SYNC_HTOD").is_some())
+}
+
 /// `cuMemAlloc`/`cuMemFree` for the pool.
 struct DriverAlloc {
     ctx: Arc<CudaContext>,
@@ -288,10 +294,19 @@ impl CudaDevice {
         }
         self.bind()?;
         // SAFETY: dst points to at least size_of_val(src) bytes (callers pass a buffer of
-        // src.len() elements); the stream is synchronised before `src` can go away.
+        // src.len() elements). `src` is pageable memory (nothing of ours is page-locked), and
+        // for a pageable source the driver copies it into a staging buffer before the call
+        // returns (CUDA "API synchronization behavior", asynchronous memcpy): `src` may go away
+        // as soon as this returns; the transfer itself is ordered on the device's stream before
+        // every later kernel.
         unsafe { result::memcpy_htod_async(dst, src, self.cu_stream()) }
             .map_err(|e| cuda_err("copy host to device", e))?;
-        self.synchronize()
+        // No synchronisation: uploads (token ids every decoder step) must not drain the queue.
+        // AOANET_CUDA_SYNC_HTOD=1 restores it, to rule the copies out when hunting a race.
+        if sync_uploads() {
+            self.synchronize()?;
+        }
+        Ok(())
     }
 
     pub(crate) fn copy_dtoh<T: DeviceType>(&self, src: u64, dst: &mut [T]) -> Result<()> {
@@ -353,8 +368,7 @@ impl CudaDevice {
             match cached {
                 Some(c) => c,
                 None => {
-                    let compiled = nvrtc::compile(nvrtc::source(family)?, &self.arch)?;
-                    let c = Arc::new(compiled.cubin);
+                    let c = Arc::new(nvrtc::compile_cached(nvrtc::source(family)?, &self.arch)?);
                     if let Ok(mut cache) = cache.lock() {
                         cache.insert(key, c.clone());
                     }

@@ -10,9 +10,12 @@
 //! | [`nvrtc`] | `kernels/*.cu` embedded with `include_str!`, compiled to CUBIN per architecture |
 //! | [`args`] | [`KernelArg`]: Rust argument types that name their C types, the `kernels!` macro |
 //! | [`kernels`] | one module per `kernels/<family>.cu`: raw launch wrappers and checked entry points |
+//! | [`storage`](CudaStorage) | [`CudaStorage`], a tensor's device buffer; [`CudaFloat`] (f32, f64) |
+//! | [`ops`] | the tensor ops' device paths: `Tensor` in, kernels launched, `Tensor` out |
 //!
-//! This layer knows nothing of `Tensor`: it works on typed device buffers, so the tensor's
-//! storage can hold a [`CudaBuffer`] and call these functions.
+//! Everything up to [`kernels`] knows nothing of `Tensor`: it works on typed device buffers.
+//! A tensor's storage holds a [`CudaStorage`] ([`crate::tensor::Storage::Cuda`]) and each op in
+//! `src/ops` sends tensors on a CUDA device to its counterpart in [`ops`].
 //!
 //! Detection never panics: [`available`] first checks that `libcuda` can be loaded
 //! (`is_culib_present`), then asks the driver for its device count; [`CudaDevice::get`]
@@ -32,12 +35,15 @@ pub mod buffer;
 mod device;
 pub mod kernels;
 pub mod nvrtc;
+pub mod ops;
 pub mod pool;
+mod storage;
 
 pub use args::{KernelArg, KernelSig, LaunchCfg};
 pub use buffer::{CudaBuffer, CudaView, CudaViewMut, DeviceType};
 pub use device::{CudaDevice, available, device_count, unavailable_reason};
 pub use pool::PoolStats;
+pub use storage::{CudaFloat, CudaStorage};
 
 /// The CPU-side dropout keep rule, identical to `dropout_keep` in `kernels/common.cuh`.
 #[inline]

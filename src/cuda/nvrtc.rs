@@ -213,3 +213,112 @@ pub fn compile(src: &KernelSource, arch: &str) -> Result<Compiled> {
         .map_err(|e| Error::Cuda(format!("{file}: nvrtcGetCUBIN: {e:?}")))?;
     Ok(Compiled { cubin, log })
 }
+
+/// The environment variable naming a folder where compiled CUBINs are kept between processes
+/// (unset: no disk cache). `scripts/gpu-check run` sets it, so the ~20 test and bench processes
+/// compile each family once instead of once each.
+pub const CUBIN_CACHE_ENV: &str = "AOANET_CUBIN_CACHE";
+
+/// FNV-1a over the bytes of `parts`, each followed by a separator (a stable 64-bit key:
+/// std's hasher is not guaranteed to be stable between builds).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in p.iter().chain(&[0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// [`compile`]'s CUBIN, read from the folder in `$AOANET_CUBIN_CACHE` when a previous process
+/// compiled the same source, header, options and NVRTC version for `arch`, and written there
+/// otherwise (atomically: a temporary file renamed). Any cache problem falls back to compiling;
+/// a failed compile is an error as from [`compile`].
+pub fn compile_cached(src: &KernelSource, arch: &str) -> Result<Vec<u8>> {
+    let Some(dir) = std::env::var_os(CUBIN_CACHE_ENV).map(std::path::PathBuf::from) else {
+        return Ok(compile(src, arch)?.cubin);
+    };
+    let (major, minor) = version().unwrap_or((0, 0));
+    let opts = options(arch).join(" ");
+    let key = fnv1a(&[
+        src.source.as_bytes(),
+        COMMON_HEADER.as_bytes(),
+        opts.as_bytes(),
+        format!("{major}.{minor}").as_bytes(),
+    ]);
+    let path = dir.join(format!("{}-{arch}-{key:016x}.cubin", src.name));
+    if let Ok(bytes) = std::fs::read(&path)
+        && bytes.len() > 64
+    {
+        return Ok(bytes);
+    }
+    let cubin = compile(src, arch)?.cubin;
+    let tmp = dir.join(format!(".{}-{}.tmp", src.name, std::process::id()));
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&tmp, &cubin))
+        .and_then(|_| std::fs::rename(&tmp, &path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(cubin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_keys_differ_by_content_and_separation() {
+        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
+        assert_eq!(fnv1a(&[b"x"]), fnv1a(&[b"x"]));
+    }
+
+    /// Every launch wrapper's kernel is an unmangled symbol of its family's CUBIN (a kernel
+    /// without `extern "C"` would compile, and fail only when a GPU looks it up by name).
+    #[test]
+    fn every_wrapped_kernel_is_a_symbol_of_its_cubin() {
+        if !is_available() {
+            eprintln!("skipped: libnvrtc not found");
+            return;
+        }
+        let mut missing = Vec::new();
+        for src in SOURCES {
+            let cubin = compile(src, "sm_80").unwrap().cubin;
+            for sig in crate::cuda::signatures()
+                .iter()
+                .filter(|s| s.family == src.name)
+            {
+                // ELF string tables hold NUL-terminated names.
+                let needle: Vec<u8> = [&[0u8][..], sig.name.as_bytes(), &[0u8][..]].concat();
+                if !cubin.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                    missing.push(format!("{}: {}", src.name, sig.name));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not in the CUBIN: {missing:?}");
+    }
+
+    #[test]
+    fn the_disk_cache_returns_what_it_compiled() {
+        if !is_available() {
+            eprintln!("skipped: libnvrtc not found");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("aoanet-cubin-test-{}", std::process::id()));
+        let src = source("glu").unwrap();
+        let direct = compile(src, "sm_80").unwrap().cubin;
+        // SAFETY: no other test reads or writes AOANET_CUBIN_CACHE.
+        unsafe { std::env::set_var(CUBIN_CACHE_ENV, &dir) };
+        let first = compile_cached(src, "sm_80").unwrap();
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        let second = compile_cached(src, "sm_80").unwrap();
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(CUBIN_CACHE_ENV) };
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(files.len(), 1, "one cached file, no temporary left");
+        assert_eq!(first, direct);
+        assert_eq!(second, direct);
+    }
+}

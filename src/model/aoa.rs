@@ -7,7 +7,7 @@ use super::decoder::{CoreOutput, DecoderCore, DecoderState};
 use super::refiner::Refiner;
 use crate::nn::{AttentionMask, Ctx, Dropout, Embedding, Linear, Module, join};
 use crate::rng::Philox;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Device, Tensor};
 use crate::{Error, Result};
 
 /// The AoA captioning model.
@@ -237,9 +237,29 @@ impl AoaModel {
         })
     }
 
-    /// The all-zero initial decoder state for `batch` rows.
+    /// The device holding the parameters (where inputs must be, and results are).
+    pub fn device(&self) -> Device {
+        self.logit.weight.device()
+    }
+
+    /// Moves every parameter to `device`, in place ([`Module::to_device_`]).
+    pub fn to_device_(&self, device: Device) -> Result<()> {
+        Module::to_device_(self, device)
+    }
+
+    /// The all-zero initial decoder state for `batch` rows, on the parameters' device.
+    ///
+    /// # Panics
+    /// If the state cannot be allocated on a GPU ([`AoaModel::try_init_state`] returns that as
+    /// an error).
     pub fn init_state(&self, batch: usize) -> DecoderState {
-        DecoderState::zeros(batch, self.config.rnn_size, self.dtype)
+        self.try_init_state(batch)
+            .unwrap_or_else(|e| panic!("init_state: {e}"))
+    }
+
+    /// The all-zero initial decoder state for `batch` rows, on the parameters' device.
+    pub fn try_init_state(&self, batch: usize) -> Result<DecoderState> {
+        DecoderState::zeros_on(batch, self.config.rnn_size, self.dtype, self.device())
     }
 
     /// One decoding step: previous words `it` (0 = BOS), the prepared features and the state.
@@ -317,7 +337,7 @@ impl AoaModel {
                 "forward_xe: word id {bad} is outside the vocabulary (V + 1 = {classes})"
             )));
         }
-        let mut state = self.init_state(rows);
+        let mut state = self.try_init_state(rows)?;
         let mut outputs: Vec<Tensor> = Vec::with_capacity(len - 1);
         for i in 0..len - 1 {
             let column: Vec<usize> = (0..rows).map(|r| labels[r * len + i]).collect();
@@ -353,7 +373,7 @@ impl AoaModel {
         if steps == len - 1 {
             return Ok(lp);
         }
-        let pad = Tensor::zeros(&[rows, len - 1 - steps, classes], self.dtype);
+        let pad = Tensor::zeros_on(&[rows, len - 1 - steps, classes], self.dtype, lp.device())?;
         Tensor::concat(&[&lp, &pad], 1)
     }
 

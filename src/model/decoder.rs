@@ -11,7 +11,7 @@ use super::{AoaConfig, DecoderType, Encoded};
 use crate::Result;
 use crate::nn::{Ctx, Dropout, Linear, LstmCell, Module, MultiHeadAoa, MultiHeadAoaConfig, join};
 use crate::rng::Philox;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Device, Tensor};
 
 /// The recurrent state between steps (the reference's `(h, c)`, each `[2, B, D]`).
 #[derive(Clone, Debug)]
@@ -36,6 +36,17 @@ impl DecoderState {
             ctx: z.clone(),
             ctx_cell: z,
         }
+    }
+
+    /// The all-zero initial state of `batch` rows on `device`.
+    pub fn zeros_on(batch: usize, width: usize, dtype: DType, device: Device) -> Result<Self> {
+        let z = Tensor::zeros_on(&[batch, width], dtype, device)?;
+        Ok(DecoderState {
+            h: z.clone(),
+            c: z.clone(),
+            ctx: z.clone(),
+            ctx_cell: z,
+        })
     }
 
     /// The state of rows `rows`, in that order (beam search reorders beams this way).

@@ -56,6 +56,19 @@ pub trait Module {
         self.visit("", &mut |_, t| n += t.numel());
         n
     }
+
+    /// Moves every parameter's storage to `device`, in place
+    /// ([`Tensor::move_to_device_`]): the parameters stay the same leaves, so optimisers and
+    /// name lists made before still refer to them. Stops at the first error.
+    fn to_device_(&self, device: crate::tensor::Device) -> crate::Result<()> {
+        let mut result = Ok(());
+        self.visit("", &mut |_, t| {
+            if result.is_ok() {
+                result = t.move_to_device_(device);
+            }
+        });
+        result
+    }
 }
 
 /// Joins a prefix and a name with a dot.

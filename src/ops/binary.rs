@@ -7,15 +7,24 @@
 //! - sub: `ga = g`, `gb = −g`
 //! - mul: `ga = g·b`, `gb = g·a`
 //! - div: `ga = g / b`, `gb = −g·a / b² = −g·z / b`
+//!
+//! On a CUDA device the forward is one broadcasting kernel reading both operands through
+//! their strides; the backward is the same ops.
 
 use super::map2;
-use crate::tensor::Tensor;
+#[cfg(feature = "cuda")]
+use crate::cuda::{kernels::elementwise::Binary, ops as gpu};
+use crate::tensor::{Tensor, on_cuda};
 use crate::{Result, with_float};
 
 impl Tensor {
     /// `self + rhs`, broadcasting.
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "add", T => map2::<T>("add", self, rhs, |x, y| x + y))?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::binary("add", self, rhs, Binary::Add))?
+        } else {
+            with_float!(self.dtype(), "add", T => map2::<T>("add", self, rhs, |x, y| x + y))?
+        };
         let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
         Ok(out.record("add", &[self, rhs], move |g| {
             Ok(vec![Some(g.sum_to(&sa)?), Some(g.sum_to(&sb)?)])
@@ -24,7 +33,11 @@ impl Tensor {
 
     /// `self - rhs`, broadcasting.
     pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "sub", T => map2::<T>("sub", self, rhs, |x, y| x - y))?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::binary("sub", self, rhs, Binary::Sub))?
+        } else {
+            with_float!(self.dtype(), "sub", T => map2::<T>("sub", self, rhs, |x, y| x - y))?
+        };
         let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
         Ok(out.record("sub", &[self, rhs], move |g| {
             Ok(vec![Some(g.sum_to(&sa)?), Some(g.neg()?.sum_to(&sb)?)])
@@ -33,7 +46,11 @@ impl Tensor {
 
     /// `self * rhs` elementwise, broadcasting.
     pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "mul", T => map2::<T>("mul", self, rhs, |x, y| x * y))?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::binary("mul", self, rhs, Binary::Mul))?
+        } else {
+            with_float!(self.dtype(), "mul", T => map2::<T>("mul", self, rhs, |x, y| x * y))?
+        };
         let (a, b) = (self.clone(), rhs.clone());
         Ok(out.record("mul", &[self, rhs], move |g| {
             let ga = if a.requires_grad() {
@@ -52,7 +69,11 @@ impl Tensor {
 
     /// `self / rhs` elementwise, broadcasting.
     pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "div", T => map2::<T>("div", self, rhs, |x, y| x / y))?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::binary("div", self, rhs, Binary::Div))?
+        } else {
+            with_float!(self.dtype(), "div", T => map2::<T>("div", self, rhs, |x, y| x / y))?
+        };
         let (a, b, z) = (self.clone(), rhs.clone(), out.clone());
         Ok(out.record("div", &[self, rhs], move |g| {
             let ga = if a.requires_grad() {

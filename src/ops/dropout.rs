@@ -8,6 +8,10 @@
 //! nothing.
 //!
 //! Backward: `∂x = g ⊙ mask` with the same scaled mask.
+//!
+//! On a CUDA device one kernel draws the words and applies the mask (`kernels/dropout.cu`,
+//! the same rule and scale, so the same values as here); the backward redraws the mask from
+//! the saved generator state instead of storing it.
 
 use crate::rng::{Philox, u32_to_unit_f32};
 use crate::tensor::{Float, Tensor};
@@ -52,6 +56,20 @@ impl Tensor {
         }
         if !train || p == 0.0 {
             return Ok(self.clone());
+        }
+        #[cfg(feature = "cuda")]
+        if self.is_cuda() {
+            // The same words as `mask` draws: element i uses word base + i; the mask is
+            // regenerated from the saved state for the backward.
+            let state = rng.state();
+            *rng = Philox::from_state(crate::rng::PhiloxState {
+                offset: state.offset + self.numel() as u64,
+                ..state
+            });
+            let out = crate::cuda::ops::dropout::apply(self, p, state)?;
+            return Ok(out.record("dropout", &[self], move |g| {
+                Ok(vec![Some(crate::cuda::ops::dropout::apply(g, p, state)?)])
+            }));
         }
         let m = with_float!(self.dtype(), "dropout", T => Tensor::from_vec(mask::<T>(self.numel(), p, rng), self.shape()))?;
         let out = crate::autograd::no_grad(|| self.mul(&m))?;

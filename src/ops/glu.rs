@@ -2,8 +2,12 @@
 //! the information and the second half the gate (PyTorch's `nn.GLU(dim=-1)`; the AoA gate).
 //!
 //! Backward, with `s = σ(b)`: `∂a = g ⊙ s`, `∂b = g ⊙ a ⊙ s ⊙ (1 − s)`.
+//!
+//! On a CUDA device: `kernels/glu.cu`, one kernel each way.
 
-use crate::tensor::{Float, Tensor};
+#[cfg(feature = "cuda")]
+use crate::cuda::ops as gpu;
+use crate::tensor::{Float, Tensor, on_cuda};
 use crate::{Error, Result, with_float};
 
 impl Tensor {
@@ -20,7 +24,10 @@ impl Tensor {
         let h = len / 2;
         let mut out_shape = self.shape().to_vec();
         *out_shape.last_mut().unwrap() = h;
-        let out = with_float!(self.dtype(), "glu", T => {
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::glu(self, h, &out_shape))?
+        } else {
+            with_float!(self.dtype(), "glu", T => {
             let v = self.with_slice::<T, _>("glu", |x| {
                 let mut out = Vec::with_capacity(x.len() / 2);
                 for row in x.chunks_exact(len) {
@@ -30,9 +37,13 @@ impl Tensor {
                 out
             })?;
             Tensor::from_vec(v, &out_shape)
-        })?;
+            })?
+        };
         let x = self.clone();
         Ok(out.record("glu", &[self], move |g| {
+            if g.is_cuda() {
+                return Ok(vec![Some(on_cuda!(gpu::glu_backward(g, &x, h))?)]);
+            }
             let gx = with_float!(g.dtype(), "glu", T => {
                 let v = x.with_slice::<T, _>("glu", |xv| {
                     g.with_slice::<T, _>("glu", |gv| {

@@ -7,9 +7,14 @@
 //! - index_select: scatter-add of the gradient rows back to the selected positions (an index
 //!   chosen twice receives the sum);
 //! - gather_last: the gradient placed at the chosen element of each row, zero elsewhere.
+//!
+//! On a CUDA device the indices are uploaded per call and `kernels/embedding.cu` gathers and
+//! scatter-adds (deterministically, in index order).
 
 use crate::autograd::Grad;
-use crate::tensor::{Float, Tensor, numel, resolve_axis};
+#[cfg(feature = "cuda")]
+use crate::cuda::ops as gpu;
+use crate::tensor::{Float, Tensor, numel, on_cuda, resolve_axis};
 use crate::{Error, Result, with_float};
 
 fn check_indices(op: &'static str, ids: &[usize], len: usize) -> Result<()> {
@@ -34,7 +39,10 @@ impl Tensor {
         check_indices("index_select", ids, len)?;
         let mut shape = self.shape().to_vec();
         shape[ax] = ids.len();
-        let out = with_float!(self.dtype(), "index_select", T => {
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::index_select(self, [outer, len, inner], ids, &shape))?
+        } else {
+            with_float!(self.dtype(), "index_select", T => {
             let v = self.with_slice::<T, _>("index_select", |x| {
                 let mut out = Vec::with_capacity(outer * ids.len() * inner);
                 for o in 0..outer {
@@ -45,7 +53,8 @@ impl Tensor {
                 out
             })?;
             Tensor::from_vec(v, &shape)
-        })?;
+            })?
+        };
         let (ids, in_shape) = (ids.to_vec(), self.shape().to_vec());
         Ok(out.record_grads("index_select", &[self], move |g| {
             if ax == 0 {
@@ -56,6 +65,10 @@ impl Tensor {
                     values: g.clone(),
                     shape: in_shape,
                 })]);
+            }
+            if g.is_cuda() {
+                let gx = on_cuda!(gpu::index_add(g, [outer, len, inner], &ids, &in_shape))?;
+                return Ok(vec![Some(Grad::Dense(gx))]);
             }
             let gx = with_float!(g.dtype(), "index_select", T => {
                 let mut gx = vec![T::ZERO; outer * len * inner];
@@ -104,14 +117,23 @@ impl Tensor {
         }
         check_indices("gather_last", ids, c)?;
         let shape = self.shape()[..self.rank() - 1].to_vec();
-        let out = with_float!(self.dtype(), "gather_last", T => {
-            let v = self.with_slice::<T, _>("gather_last", |x| {
-                ids.iter().enumerate().map(|(r, &i)| x[r * c + i]).collect::<Vec<T>>()
-            })?;
-            Tensor::from_vec(v, &shape)
-        })?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::gather_last(self, ids, c, &shape))?
+        } else {
+            with_float!(self.dtype(), "gather_last", T => {
+                let v = self.with_slice::<T, _>("gather_last", |x| {
+                    ids.iter().enumerate().map(|(r, &i)| x[r * c + i]).collect::<Vec<T>>()
+                })?;
+                Tensor::from_vec(v, &shape)
+            })?
+        };
         let (ids, in_shape) = (ids.to_vec(), self.shape().to_vec());
         Ok(out.record("gather_last", &[self], move |g| {
+            if g.is_cuda() {
+                return Ok(vec![Some(on_cuda!(gpu::scatter_last(
+                    g, &ids, c, &in_shape
+                ))?)]);
+            }
             let gx = with_float!(g.dtype(), "gather_last", T => {
                 let mut gx = vec![T::ZERO; rows * c];
                 g.with_slice::<T, _>("gather_last", |gv| {

@@ -11,7 +11,12 @@
 //! A constant row has `σ = 0` and `d = 0`; the second term is then 0 (its limit), where
 //! PyTorch's formula would give 0/0. AoANet feeds exact-zero padded regions to the first
 //! refiner LayerNorm, so this matters: a NaN there would poison the whole batch.
+//!
+//! On a CUDA device: `kernels/layernorm.cu` (the same formulas, the same zero-std rule); the
+//! forward saves each row's mean and std on the device for the backward.
 
+#[cfg(feature = "cuda")]
+use crate::cuda::ops as gpu;
 use crate::tensor::{Float, Tensor};
 use crate::{Error, Result, with_float};
 
@@ -57,6 +62,15 @@ impl Tensor {
         }
         super::same_kind("layer_norm", self, a)?;
         super::same_kind("layer_norm", self, b)?;
+        #[cfg(feature = "cuda")]
+        if self.is_cuda() {
+            let (out, mean, std) = gpu::layer_norm(self, a, b, n, eps)?;
+            let (x, a_saved) = (self.clone(), a.clone());
+            return Ok(out.record("layer_norm", &[self, a, b], move |g| {
+                let (gx, ga, gb) = gpu::layer_norm_backward(g, &x, &a_saved, &mean, &std, eps)?;
+                Ok(vec![Some(gx), Some(ga), Some(gb)])
+            }));
+        }
         let (out, mean, std) = with_float!(self.dtype(), "layer_norm", T => {
             let (v, s) = self.with_slice::<T, _>("layer_norm", |x| {
                 a.with_slice::<T, _>("layer_norm", |av| {

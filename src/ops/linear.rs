@@ -9,10 +9,15 @@
 //! - `∂W = Gᵀ x`, returned deferred ([`Grad::Outer`]): a weight used at every decoder step
 //!   then gets one GEMM over all steps instead of one per step;
 //! - `∂b = Σ_rows G`.
+//!
+//! On a CUDA device the forward is one GEMM kernel with the bias in its epilogue; the
+//! backward is the same ops (the deferred weight gradient becomes one GEMM on the device).
 
 use super::weights::weight_product;
 use crate::autograd::{Grad, no_grad};
-use crate::tensor::{Float, Tensor};
+#[cfg(feature = "cuda")]
+use crate::cuda::ops as gpu;
+use crate::tensor::{Float, Tensor, on_cuda};
 use crate::{Error, Result, with_float};
 
 /// Adds `bias` to every row of `out` (a dense `[rows, out]` buffer), in place.
@@ -46,13 +51,19 @@ impl Tensor {
         let mut out_shape = self.shape().to_vec();
         *out_shape.last_mut().unwrap() = output;
         let x2 = no_grad(|| self.reshape(&[rows, input]))?;
-        let y = weight_product(&x2, weight, true)?;
-        if let Some(b) = bias {
-            with_float!(self.dtype(), "linear", T => {
-                b.with_slice::<T, _>("linear", |bv| y.with_data_mut::<T, _>(|yv| add_bias(yv, bv)))??;
-                Ok(())
-            })?;
-        }
+        let y = if self.is_cuda() {
+            // One GEMM with the bias added in its epilogue.
+            on_cuda!(gpu::weight_product(&x2, weight, true, bias))?
+        } else {
+            let y = weight_product(&x2, weight, true)?;
+            if let Some(b) = bias {
+                with_float!(self.dtype(), "linear", T => {
+                    b.with_slice::<T, _>("linear", |bv| y.with_data_mut::<T, _>(|yv| add_bias(yv, bv)))??;
+                    Ok(())
+                })?;
+            }
+            y
+        };
         let out = y.reshape(&out_shape)?;
         let (w, in_shape) = (weight.clone(), self.shape().to_vec());
         let (needs_x, needs_w, has_bias) =

@@ -13,9 +13,15 @@
 //! ∂z = [∂i ⊙ i(1−i) ; ∂f ⊙ f(1−f) ; ∂g ⊙ (1−g²) ; ∂o ⊙ o(1−o)]
 //! ∂x = ∂z W_ih   ∂h = ∂z W_hh   ∂W_ih = ∂zᵀ x   ∂W_hh = ∂zᵀ h   ∂b_ih = ∂b_hh = Σ_rows ∂z
 //! ```
+//!
+//! On a CUDA device the two products are GEMM kernels and the gates, state update and output
+//! one fused kernel (`kernels/lstm.cu`), which also gives `∂z` and `∂c` in the backward; the
+//! input and weight gradients are the same products as here.
 
 use super::weights::weight_product;
 use crate::autograd::{Grad, no_grad};
+#[cfg(feature = "cuda")]
+use crate::cuda::ops as gpu;
 use crate::tensor::{Float, Tensor};
 use crate::{Error, Result, with_float};
 
@@ -85,6 +91,34 @@ fn cell_backward<T: Float>(
     (dz, dc)
 }
 
+/// The gradients of all seven inputs from `∂z` and `∂c` (both devices).
+fn lstm_input_grads(
+    dz: Tensor,
+    dc: Tensor,
+    x: &Tensor,
+    h: &Tensor,
+    w_ih: &Tensor,
+    w_hh: &Tensor,
+) -> Result<Vec<Option<Grad>>> {
+    let db = dz.sum_axis(0, false)?;
+    // The weight gradients ∂zᵀx and ∂zᵀh are deferred: one GEMM over all time steps.
+    Ok(vec![
+        Some(Grad::Dense(weight_product(&dz, w_ih, false)?)),
+        Some(Grad::Dense(weight_product(&dz, w_hh, false)?)),
+        Some(Grad::Dense(dc)),
+        Some(Grad::Outer {
+            g: dz.clone(),
+            x: x.detach(),
+        }),
+        Some(Grad::Outer {
+            g: dz,
+            x: h.detach(),
+        }),
+        Some(Grad::Dense(db.clone())),
+        Some(Grad::Dense(db)),
+    ])
+}
+
 impl Tensor {
     /// One LSTM step for input `x [B, In]` and state `h, c [B, H]` (`self` is `x`), with
     /// weights `w_ih [4H, In]`, `w_hh [4H, H]` and biases `[4H]`.
@@ -122,6 +156,30 @@ impl Tensor {
                 "x [B, In], h and c [B, H], w_ih [4H, In], w_hh [4H, H], b_ih and b_hh [4H]",
             ));
         }
+        #[cfg(feature = "cuda")]
+        if x.is_cuda() {
+            for t in [h, c, w_ih, w_hh, b_ih, b_hh] {
+                super::same_kind("lstm_cell", x, t)?;
+            }
+            let (hc, gates) = gpu::lstm_cell(x, h, c, (w_ih, w_hh), (b_ih, b_hh))?;
+            let saved = (
+                x.clone(),
+                h.clone(),
+                c.clone(),
+                w_ih.clone(),
+                w_hh.clone(),
+                gates,
+            );
+            let out = hc.record_grads("lstm_cell", &[x, h, c, w_ih, w_hh, b_ih, b_hh], move |g| {
+                let (x, h, c, w_ih, w_hh, gates) = saved;
+                let (dz, dc) = gpu::lstm_cell_backward(g, &gates, &c)?;
+                lstm_input_grads(dz, dc, &x, &h, &w_ih, &w_hh)
+            });
+            return Ok(LstmCellOutput {
+                h: out.narrow(1, 0, hs)?,
+                c: out.narrow(1, hs, hs)?,
+            });
+        }
         let z = no_grad(|| {
             weight_product(x, w_ih, true)?
                 .add(&weight_product(h, w_hh, true)?)?
@@ -150,17 +208,7 @@ impl Tensor {
                 })????;
                 Ok((Tensor::from_vec(dz, &[b, 4 * hs])?, Tensor::from_vec(dc, &[b, hs])?))
             })?;
-            let db = dz.sum_axis(0, false)?;
-            // The weight gradients ∂zᵀx and ∂zᵀh are deferred: one GEMM over all time steps.
-            Ok(vec![
-                Some(Grad::Dense(weight_product(&dz, &w_ih, false)?)),
-                Some(Grad::Dense(weight_product(&dz, &w_hh, false)?)),
-                Some(Grad::Dense(dc)),
-                Some(Grad::Outer { g: dz.clone(), x: x.detach() }),
-                Some(Grad::Outer { g: dz, x: h.detach() }),
-                Some(Grad::Dense(db.clone())),
-                Some(Grad::Dense(db)),
-            ])
+            lstm_input_grads(dz, dc, &x, &h, &w_ih, &w_hh)
         });
         Ok(LstmCellOutput {
             h: out.narrow(1, 0, hs)?,

@@ -7,9 +7,14 @@
 //! Backward (`C = A·B`, gradient `G`):
 //! - `∂A = G · Bᵀ`, summed over dimensions along which `A` was broadcast;
 //! - `∂B = Aᵀ · G`, likewise; for a rank-2 `B` this is one GEMM over the folded batch.
+//!
+//! On a CUDA device the same strided operands go to the batched GEMM kernel
+//! (`kernels/gemm.cu`), which reads a transposed view through its transpose flag.
 
 use crate::cpu::gemm::{self, MatMut, MatRef};
-use crate::tensor::{Float, Tensor, broadcast_shapes, numel};
+#[cfg(feature = "cuda")]
+use crate::cuda::ops as gpu;
+use crate::tensor::{Float, Tensor, broadcast_shapes, numel, on_cuda};
 use crate::{Error, Result, with_float};
 
 /// A strided 3-D operand view: `batch × rows × cols` with one stride per dimension.
@@ -60,6 +65,18 @@ fn collapse_batch(t: &Tensor, batch: &[usize]) -> Option<Operand> {
         row_stride: l.strides()[batch.len()],
         col_stride: l.strides()[batch.len() + 1],
     })
+}
+
+#[cfg(feature = "cuda")]
+impl From<Operand> for gpu::StridedMat {
+    fn from(o: Operand) -> Self {
+        gpu::StridedMat {
+            offset: o.offset,
+            batch_stride: o.batch_stride,
+            row_stride: o.row_stride,
+            col_stride: o.col_stride,
+        }
+    }
 }
 
 /// Per-item size (m·n·k) below which a batched product runs as plain loops: the decoder's
@@ -249,6 +266,18 @@ fn matmul_forward(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     };
     let mut shape = batch.clone();
     shape.extend_from_slice(&[m, n]);
+    if a.is_cuda() {
+        super::same_kind("matmul", a, b)?;
+        return on_cuda!(gpu::matmul(
+            a,
+            oa.into(),
+            b,
+            ob.into(),
+            nb,
+            (m, n, k),
+            &shape
+        ));
+    }
     with_float!(a.dtype(), "matmul", T => {
         let mut out = vec![T::ZERO; nb * m * n];
         a.with_strided::<T, _>("matmul", |da, _| {

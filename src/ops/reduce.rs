@@ -7,9 +7,23 @@
 //! - max: the gradient goes to the first position holding the maximum (as PyTorch's
 //!   `max(dim)`), zero elsewhere;
 //! - sum_to (summing broadcast dimensions away): the gradient is broadcast back.
+//!
+//! On a CUDA device: `reduce.cu` (a block per row for the last axis, a thread per output
+//! otherwise); max saves its argmax on the device for the backward's scatter.
 
-use crate::tensor::{Float, Layout, Tensor, numel, resolve_axis};
+#[cfg(feature = "cuda")]
+use crate::cuda::ops as gpu;
+use crate::tensor::{Float, Layout, Tensor, numel, on_cuda, resolve_axis};
 use crate::{Error, Result, with_float};
+
+/// Where `max_axis` found each maximum, kept for its backward.
+enum ArgMax {
+    /// On the host: one index per output element.
+    Host(Vec<usize>),
+    /// On the device (feature `cuda`).
+    #[cfg(feature = "cuda")]
+    Device(gpu::MaxIndex),
+}
 
 /// Splits a contiguous `shape` around `axis` into (outer, axis length, inner).
 fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
@@ -78,10 +92,14 @@ impl Tensor {
         let ax = resolve_axis("sum_axis", self.shape(), axis)?;
         let (outer, len, inner) = split_at_axis(self.shape(), ax);
         let out_shape = reduced_shape(self.shape(), ax, keepdim);
-        let out = with_float!(self.dtype(), "sum_axis", T => {
-            let v = self.with_slice::<T, _>("sum_axis", |x| sum_axis_kernel(x, outer, len, inner))?;
-            Tensor::from_vec(v, &out_shape)
-        })?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::sum_axis(self, [outer, len, inner], &out_shape))?
+        } else {
+            with_float!(self.dtype(), "sum_axis", T => {
+                let v = self.with_slice::<T, _>("sum_axis", |x| sum_axis_kernel(x, outer, len, inner))?;
+                Tensor::from_vec(v, &out_shape)
+            })?
+        };
         let (in_shape, keep_shape) = (self.shape().to_vec(), reduced_shape(self.shape(), ax, true));
         Ok(out.record("sum_axis", &[self], move |g| {
             Ok(vec![Some(
@@ -110,12 +128,26 @@ impl Tensor {
             ));
         }
         let out_shape = reduced_shape(self.shape(), ax, keepdim);
-        let (out, idx) = with_float!(self.dtype(), "max_axis", T => {
-            let (v, i) = self.with_slice::<T, _>("max_axis", |x| max_axis_kernel(x, outer, len, inner))?;
-            Ok((Tensor::from_vec(v, &out_shape)?, i))
-        })?;
+        let (out, idx) = if self.is_cuda() {
+            on_cuda!(
+                gpu::max_axis(self, [outer, len, inner], &out_shape)
+                    .map(|(v, i)| (v, ArgMax::Device(i)))
+            )?
+        } else {
+            with_float!(self.dtype(), "max_axis", T => {
+                let (v, i) = self.with_slice::<T, _>("max_axis", |x| max_axis_kernel(x, outer, len, inner))?;
+                Ok((Tensor::from_vec(v, &out_shape)?, ArgMax::Host(i)))
+            })?
+        };
         let in_shape = self.shape().to_vec();
         Ok(out.record("max_axis", &[self], move |g| {
+            // One variant without the `cuda` feature.
+            #[allow(clippy::infallible_destructuring_match)]
+            let idx = match idx {
+                ArgMax::Host(i) => i,
+                #[cfg(feature = "cuda")]
+                ArgMax::Device(at) => return Ok(vec![Some(gpu::scatter_axis(g, &at, &in_shape)?)]),
+            };
             // Scatter each output gradient to its argmax position.
             let gx = with_float!(g.dtype(), "max_axis", T => {
                 let mut gx = vec![T::ZERO; outer * len * inner];
@@ -135,10 +167,14 @@ impl Tensor {
 
     /// Sum of all elements (a 0-dimensional tensor).
     pub fn sum_all(&self) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "sum_all", T => {
-            let s = self.with_slice::<T, _>("sum_all", pairwise_sum)?;
-            Tensor::from_vec(vec![s], &[])
-        })?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::sum_all(self))?
+        } else {
+            with_float!(self.dtype(), "sum_all", T => {
+                let s = self.with_slice::<T, _>("sum_all", pairwise_sum)?;
+                Tensor::from_vec(vec![s], &[])
+            })?
+        };
         let shape = self.shape().to_vec();
         Ok(out.record("sum_all", &[self], move |g| {
             Ok(vec![Some(g.broadcast_to(&shape)?.contiguous()?)])
@@ -167,6 +203,9 @@ impl Tensor {
     pub fn argmax_last(&self) -> Result<Vec<usize>> {
         let len = self.dim(-1)?;
         let outer = self.numel() / len.max(1);
+        if self.is_cuda() {
+            return on_cuda!(gpu::argmax_last(self, outer, len));
+        }
         with_float!(self.dtype(), "argmax_last", T => {
             self.with_slice::<T, _>("argmax_last", |x| max_axis_kernel(x, outer, len, 1).1)
         })
@@ -188,7 +227,10 @@ impl Tensor {
                     "a shape that broadcasts to the first",
                 )
             })?;
-        let out = with_float!(self.dtype(), "sum_to", T => {
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::sum_to(self, shape))?
+        } else {
+            with_float!(self.dtype(), "sum_to", T => {
             let mut acc = vec![T::ZERO; numel(shape)];
             self.with_slice::<T, _>("sum_to", |g| {
                 let mut gi = 0;
@@ -205,7 +247,8 @@ impl Tensor {
                 });
             })?;
             Tensor::from_vec(acc, shape)
-        })?;
+            })?
+        };
         let big = self.shape().to_vec();
         Ok(out.record("sum_to", &[self], move |g| {
             Ok(vec![Some(g.broadcast_to(&big)?.contiguous()?)])

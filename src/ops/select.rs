@@ -3,27 +3,45 @@
 //!
 //! Backward: `masked_fill`: `∂x = g ⊙ (1 − mask)` (filled positions get nothing);
 //! `where_(c, a, b)`: `∂a = g ⊙ c`, `∂b = g ⊙ (1 − c)`, each summed to its input's shape.
+//! On a CUDA device each is one `binary` kernel (`B_FILL_WHERE`, `B_KEEP_WHERE`,
+//! `B_ZERO_WHERE`); the mask must be on the same device.
 
 use super::map2;
-use crate::tensor::{Float, Tensor};
+#[cfg(feature = "cuda")]
+use crate::cuda::{kernels::elementwise::Binary, ops as gpu};
+use crate::tensor::{Float, Tensor, on_cuda};
 use crate::{Result, with_float};
 
 impl Tensor {
     /// `value` where `mask` is non-zero, this tensor's element elsewhere (mask broadcasts to
-    /// this tensor's shape and may have any dtype; it gets no gradient).
+    /// this tensor's shape, may have any dtype and must be on this tensor's device; it gets no
+    /// gradient).
     pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
         let m = mask
             .detach()
             .to_dtype(self.dtype())?
             .broadcast_to(self.shape())?;
-        let out = with_float!(self.dtype(), "masked_fill", T => {
-            let v = T::from_f64(value);
-            map2::<T>("masked_fill", self, &m, move |x, k| if k != T::ZERO { v } else { x })
-        })?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::binary(
+                "masked_fill",
+                self,
+                &m,
+                Binary::FillWhere(value)
+            ))?
+        } else {
+            with_float!(self.dtype(), "masked_fill", T => {
+                let v = T::from_f64(value);
+                map2::<T>("masked_fill", self, &m, move |x, k| if k != T::ZERO { v } else { x })
+            })?
+        };
         Ok(out.record("masked_fill", &[self], move |g| {
-            let gx = with_float!(g.dtype(), "masked_fill", T => {
-                map2::<T>("masked_fill", g, &m, |g, k| if k != T::ZERO { T::ZERO } else { g })
-            })?;
+            let gx = if g.is_cuda() {
+                on_cuda!(gpu::binary("masked_fill", g, &m, Binary::ZeroWhere))?
+            } else {
+                with_float!(g.dtype(), "masked_fill", T => {
+                    map2::<T>("masked_fill", g, &m, |g, k| if k != T::ZERO { T::ZERO } else { g })
+                })?
+            };
             Ok(vec![Some(gx)])
         }))
     }
@@ -34,20 +52,38 @@ impl Tensor {
         let shape = crate::tensor::broadcast_shapes("where", a.shape(), b.shape())?;
         let shape = crate::tensor::broadcast_shapes("where", &shape, cond.shape())?;
         let c = cond.detach().to_dtype(a.dtype())?.broadcast_to(&shape)?;
-        let picked_a = with_float!(a.dtype(), "where", T => {
-            map2::<T>("where", &c, &a.broadcast_to(&shape)?.detach(), |k, x| if k != T::ZERO { x } else { T::ZERO })
-        })?;
-        let out = with_float!(a.dtype(), "where", T => {
-            map2::<T>("where", &c, &b.broadcast_to(&shape)?.detach(), |k, y| if k != T::ZERO { T::ZERO } else { y })
-        })?
-        .add(&picked_a)?;
+        let (ab, bb) = (
+            a.broadcast_to(&shape)?.detach(),
+            b.broadcast_to(&shape)?.detach(),
+        );
+        let out = if a.is_cuda() {
+            let picked_a = on_cuda!(gpu::binary("where", &ab, &c, Binary::KeepWhere))?;
+            let picked_b: Tensor = on_cuda!(gpu::binary("where", &bb, &c, Binary::ZeroWhere))?;
+            picked_b.add(&picked_a)?
+        } else {
+            let picked_a = with_float!(a.dtype(), "where", T => {
+                map2::<T>("where", &c, &ab, |k, x| if k != T::ZERO { x } else { T::ZERO })
+            })?;
+            with_float!(a.dtype(), "where", T => {
+                map2::<T>("where", &c, &bb, |k, y| if k != T::ZERO { T::ZERO } else { y })
+            })?
+            .add(&picked_a)?
+        };
         let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
         Ok(out.detach().record("where", &[a, b], move |g| {
-            with_float!(g.dtype(), "where", T => {
-                let ga = map2::<T>("where", g, &c, |g, k| if k != T::ZERO { g } else { T::ZERO })?;
-                let gb = map2::<T>("where", g, &c, |g, k| if k != T::ZERO { T::ZERO } else { g })?;
-                Ok(vec![Some(ga.sum_to(&sa)?), Some(gb.sum_to(&sb)?)])
-            })
+            let (ga, gb) = if g.is_cuda() {
+                (
+                    on_cuda!(gpu::binary("where", g, &c, Binary::KeepWhere))?,
+                    on_cuda!(gpu::binary("where", g, &c, Binary::ZeroWhere))?,
+                )
+            } else {
+                with_float!(g.dtype(), "where", T => {
+                    let ga = map2::<T>("where", g, &c, |g, k| if k != T::ZERO { g } else { T::ZERO })?;
+                    let gb = map2::<T>("where", g, &c, |g, k| if k != T::ZERO { T::ZERO } else { g })?;
+                    Ok((ga, gb))
+                })?
+            };
+            Ok(vec![Some(ga.sum_to(&sa)?), Some(gb.sum_to(&sb)?)])
         }))
     }
 }

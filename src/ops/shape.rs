@@ -7,13 +7,18 @@
 //! - narrow: the gradient placed into zeros of the input's shape;
 //! - broadcast_to: the gradient summed back to the input's shape;
 //! - concat: each input receives its slice of the gradient.
+//!
+//! Views work on any device (only the layout changes). On a CUDA device the copies (concat,
+//! narrow's adjoint, `contiguous`) are strided-copy kernels.
 
-use crate::tensor::{Float, Layout, Tensor, numel, resolve_axis};
+#[cfg(feature = "cuda")]
+use crate::cuda::ops as gpu;
+use crate::tensor::{Float, Layout, Tensor, numel, on_cuda, resolve_axis};
 use crate::{Error, Result, with_float};
 
 impl Tensor {
     fn view(&self, layout: Layout) -> Tensor {
-        Tensor::from_parts(self.0.storage.clone(), layout, self.device())
+        Tensor::from_parts(self.0.storage.clone(), layout)
     }
 
     /// The same elements with a new shape (one dimension may be `usize::MAX`, inferred is not
@@ -137,7 +142,10 @@ impl Tensor {
         let mut shape = first.shape().to_vec();
         shape[ax] = tensors.iter().map(|t| t.shape()[ax]).sum();
         let outer = numel(&shape[..ax]);
-        let out = with_float!(first.dtype(), "concat", T => {
+        let out = if first.is_cuda() {
+            on_cuda!(gpu::concat(tensors, ax, &shape))?
+        } else {
+            with_float!(first.dtype(), "concat", T => {
             let mut out: Vec<T> = Vec::with_capacity(numel(&shape));
             // Each input contributes a contiguous block of (its axis length × inner) per
             // outer index; gather the inputs dense once, then interleave the blocks.
@@ -152,7 +160,8 @@ impl Tensor {
                 }
             }
             Tensor::from_vec(out, &shape)
-        })?;
+            })?
+        };
         let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[ax]).collect();
         Ok(out.record("concat", tensors, move |g| {
             let mut start = 0;
@@ -202,6 +211,9 @@ impl Tensor {
 
 /// Zeros of `shape` with `g` written at `start` along `axis` (the adjoint of narrow).
 fn pad_into(g: &Tensor, shape: &[usize], axis: usize, start: usize) -> Result<Tensor> {
+    if g.is_cuda() {
+        return on_cuda!(gpu::pad_into(g, shape, axis, start));
+    }
     with_float!(g.dtype(), "narrow", T => {
         let mut out = vec![T::ZERO; numel(shape)];
         let window = Layout::contiguous(shape).narrow(axis, start, g.shape()[axis])?;

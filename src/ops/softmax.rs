@@ -3,8 +3,12 @@
 //! Backward, per row, with `y` the saved output and `g` the output gradient:
 //! - softmax: `∂x = y ⊙ (g − Σⱼ gⱼ yⱼ)`;
 //! - log_softmax: `∂x = g − softmax(x) · Σⱼ gⱼ = g − eʸ · Σⱼ gⱼ`.
+//!
+//! On a CUDA device: `kernels/softmax.cu`, a block per row (online max and sum in one pass).
 
-use crate::tensor::{Float, Tensor};
+#[cfg(feature = "cuda")]
+use crate::cuda::ops as gpu;
+use crate::tensor::{Float, Tensor, on_cuda};
 use crate::{Error, Result, with_float};
 
 fn rows_of(t: &Tensor, op: &'static str) -> Result<(usize, usize)> {
@@ -106,12 +110,19 @@ impl Tensor {
     /// Softmax over the last axis.
     pub fn softmax(&self) -> Result<Tensor> {
         let (_, len) = rows_of(self, "softmax")?;
-        let out = with_float!(self.dtype(), "softmax", T => {
-            let v = self.with_slice::<T, _>("softmax", |x| softmax_rows(x, len, false))?;
-            Tensor::from_vec(v, self.shape())
-        })?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::softmax(self, len, false))?
+        } else {
+            with_float!(self.dtype(), "softmax", T => {
+                let v = self.with_slice::<T, _>("softmax", |x| softmax_rows(x, len, false))?;
+                Tensor::from_vec(v, self.shape())
+            })?
+        };
         let y = out.clone();
         Ok(out.record("softmax", &[self], move |g| {
+            if g.is_cuda() {
+                return Ok(vec![Some(on_cuda!(gpu::softmax_backward(g, &y, len, false))?)]);
+            }
             let gx = with_float!(g.dtype(), "softmax", T => {
                 let v = g.with_slice::<T, _>("softmax", |gv| y.with_slice::<T, _>("softmax", |yv| softmax_backward_rows(gv, yv, len, false)))??;
                 Tensor::from_vec(v, g.shape())
@@ -123,12 +134,19 @@ impl Tensor {
     /// Log-softmax over the last axis.
     pub fn log_softmax(&self) -> Result<Tensor> {
         let (_, len) = rows_of(self, "log_softmax")?;
-        let out = with_float!(self.dtype(), "log_softmax", T => {
-            let v = self.with_slice::<T, _>("log_softmax", |x| softmax_rows(x, len, true))?;
-            Tensor::from_vec(v, self.shape())
-        })?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::softmax(self, len, true))?
+        } else {
+            with_float!(self.dtype(), "log_softmax", T => {
+                let v = self.with_slice::<T, _>("log_softmax", |x| softmax_rows(x, len, true))?;
+                Tensor::from_vec(v, self.shape())
+            })?
+        };
         let y = out.clone();
         Ok(out.record("log_softmax", &[self], move |g| {
+            if g.is_cuda() {
+                return Ok(vec![Some(on_cuda!(gpu::softmax_backward(g, &y, len, true))?)]);
+            }
             let gx = with_float!(g.dtype(), "log_softmax", T => {
                 let v = g.with_slice::<T, _>("log_softmax", |gv| y.with_slice::<T, _>("log_softmax", |yv| softmax_backward_rows(gv, yv, len, true)))??;
                 Tensor::from_vec(v, g.shape())

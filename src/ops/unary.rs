@@ -5,33 +5,53 @@
 //! - pow_scalar(p): `g·p·x^(p−1)`
 //! - relu: `g·[x > 0]`;  sigmoid: `g·y(1−y)`;  tanh: `g·(1−y²)`
 //! - clamp(lo, hi): `g·[lo ≤ x ≤ hi]` (PyTorch passes the gradient at the bounds too)
+//!
+//! On a CUDA device each forward is one `unary` kernel and each backward one `binary` kernel
+//! with the same formula (`kernels/elementwise.cu`).
 
 use super::{map1, map2};
-use crate::tensor::{Float, Tensor};
+#[cfg(feature = "cuda")]
+use crate::cuda::{
+    kernels::elementwise::{Binary, Unary},
+    ops as gpu,
+};
+use crate::tensor::{Float, Tensor, on_cuda};
 use crate::{Error, Result, with_float};
 
 impl Tensor {
     /// `−x`.
     pub fn neg(&self) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "neg", T => map1::<T>("neg", self, |x| -x))?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::unary(self, Unary::Neg))?
+        } else {
+            with_float!(self.dtype(), "neg", T => map1::<T>("neg", self, |x| -x))?
+        };
         Ok(out.record("neg", &[self], |g| Ok(vec![Some(g.neg()?)])))
     }
 
     /// `x + c`.
     pub fn add_scalar(&self, c: f64) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "add_scalar", T => {
-            let c = T::from_f64(c);
-            map1::<T>("add_scalar", self, move |x| x + c)
-        })?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::unary(self, Unary::Shift(c)))?
+        } else {
+            with_float!(self.dtype(), "add_scalar", T => {
+                let c = T::from_f64(c);
+                map1::<T>("add_scalar", self, move |x| x + c)
+            })?
+        };
         Ok(out.record("add_scalar", &[self], |g| Ok(vec![Some(g.clone())])))
     }
 
     /// `c·x`.
     pub fn mul_scalar(&self, c: f64) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "mul_scalar", T => {
-            let c = T::from_f64(c);
-            map1::<T>("mul_scalar", self, move |x| x * c)
-        })?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::unary(self, Unary::Scale(c)))?
+        } else {
+            with_float!(self.dtype(), "mul_scalar", T => {
+                let c = T::from_f64(c);
+                map1::<T>("mul_scalar", self, move |x| x * c)
+            })?
+        };
         Ok(out.record("mul_scalar", &[self], move |g| {
             Ok(vec![Some(g.mul_scalar(c)?)])
         }))
@@ -39,84 +59,135 @@ impl Tensor {
 
     /// `eˣ`.
     pub fn exp(&self) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "exp", T => map1::<T>("exp", self, |x| x.exp()))?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::unary(self, Unary::Exp))?
+        } else {
+            with_float!(self.dtype(), "exp", T => map1::<T>("exp", self, |x| x.exp()))?
+        };
         let y = out.clone();
         Ok(out.record("exp", &[self], move |g| {
-            Ok(vec![Some(
-                with_float!(g.dtype(), "exp", T => map2::<T>("exp", g, &y, |g, y| g * y))?,
-            )])
+            Ok(vec![Some(if g.is_cuda() {
+                on_cuda!(gpu::binary("exp", g, &y, Binary::Mul))?
+            } else {
+                with_float!(g.dtype(), "exp", T => map2::<T>("exp", g, &y, |g, y| g * y))?
+            })])
         }))
     }
 
     /// `ln x`.
     pub fn log(&self) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "log", T => map1::<T>("log", self, |x| x.ln()))?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::unary(self, Unary::Log))?
+        } else {
+            with_float!(self.dtype(), "log", T => map1::<T>("log", self, |x| x.ln()))?
+        };
         let x = self.clone();
         Ok(out.record("log", &[self], move |g| {
-            Ok(vec![Some(
-                with_float!(g.dtype(), "log", T => map2::<T>("log", g, &x, |g, x| g / x))?,
-            )])
+            Ok(vec![Some(if g.is_cuda() {
+                on_cuda!(gpu::binary("log", g, &x, Binary::Div))?
+            } else {
+                with_float!(g.dtype(), "log", T => map2::<T>("log", g, &x, |g, x| g / x))?
+            })])
         }))
     }
 
     /// `√x`.
     pub fn sqrt(&self) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "sqrt", T => map1::<T>("sqrt", self, |x| x.sqrt()))?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::unary(self, Unary::Sqrt))?
+        } else {
+            with_float!(self.dtype(), "sqrt", T => map1::<T>("sqrt", self, |x| x.sqrt()))?
+        };
         let y = out.clone();
         Ok(out.record("sqrt", &[self], move |g| {
-            Ok(vec![Some(with_float!(g.dtype(), "sqrt", T => {
-                let half = T::from_f64(0.5);
-                map2::<T>("sqrt", g, &y, move |g, y| g * half / y)
-            })?)])
+            Ok(vec![Some(if g.is_cuda() {
+                on_cuda!(gpu::binary("sqrt", g, &y, Binary::ScaledDiv(0.5)))?
+            } else {
+                with_float!(g.dtype(), "sqrt", T => {
+                    let half = T::from_f64(0.5);
+                    map2::<T>("sqrt", g, &y, move |g, y| g * half / y)
+                })?
+            })])
         }))
     }
 
     /// `x^p` for a constant exponent.
     pub fn pow_scalar(&self, p: f64) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "pow_scalar", T => {
-            let p = T::from_f64(p);
-            map1::<T>("pow_scalar", self, move |x| x.powf(p))
-        })?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::unary(self, Unary::Pow(p)))?
+        } else {
+            with_float!(self.dtype(), "pow_scalar", T => {
+                let p = T::from_f64(p);
+                map1::<T>("pow_scalar", self, move |x| x.powf(p))
+            })?
+        };
         let x = self.clone();
         Ok(out.record("pow_scalar", &[self], move |g| {
-            Ok(vec![Some(with_float!(g.dtype(), "pow_scalar", T => {
-                let (p, pm1) = (T::from_f64(p), T::from_f64(p - 1.0));
-                map2::<T>("pow_scalar", g, &x, move |g, x| g * p * x.powf(pm1))
-            })?)])
+            Ok(vec![Some(if g.is_cuda() {
+                on_cuda!(gpu::binary("pow_scalar", g, &x, Binary::PowBwd(p)))?
+            } else {
+                with_float!(g.dtype(), "pow_scalar", T => {
+                    let (p, pm1) = (T::from_f64(p), T::from_f64(p - 1.0));
+                    map2::<T>("pow_scalar", g, &x, move |g, x| g * p * x.powf(pm1))
+                })?
+            })])
         }))
     }
 
     /// `max(x, 0)`.
     pub fn relu(&self) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "relu", T => map1::<T>("relu", self, |x| if x > T::ZERO { x } else { T::ZERO }))?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::unary(self, Unary::Relu))?
+        } else {
+            with_float!(self.dtype(), "relu", T => map1::<T>("relu", self, |x| if x > T::ZERO { x } else { T::ZERO }))?
+        };
         let y = out.clone();
         Ok(out.record("relu", &[self], move |g| {
-            Ok(vec![Some(with_float!(g.dtype(), "relu", T => {
-                map2::<T>("relu", g, &y, |g, y| if y > T::ZERO { g } else { T::ZERO })
-            })?)])
+            Ok(vec![Some(if g.is_cuda() {
+                on_cuda!(gpu::binary("relu", g, &y, Binary::ReluBwd))?
+            } else {
+                with_float!(g.dtype(), "relu", T => {
+                    map2::<T>("relu", g, &y, |g, y| if y > T::ZERO { g } else { T::ZERO })
+                })?
+            })])
         }))
     }
 
     /// `1 / (1 + e^−x)`.
     pub fn sigmoid(&self) -> Result<Tensor> {
-        let out =
-            with_float!(self.dtype(), "sigmoid", T => map1::<T>("sigmoid", self, |x| x.sigmoid()))?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::unary(self, Unary::Sigmoid))?
+        } else {
+            with_float!(self.dtype(), "sigmoid", T => map1::<T>("sigmoid", self, |x| x.sigmoid()))?
+        };
         let y = out.clone();
         Ok(out.record("sigmoid", &[self], move |g| {
-            Ok(vec![Some(with_float!(g.dtype(), "sigmoid", T => {
-                map2::<T>("sigmoid", g, &y, |g, y| g * y * (T::ONE - y))
-            })?)])
+            Ok(vec![Some(if g.is_cuda() {
+                on_cuda!(gpu::binary("sigmoid", g, &y, Binary::SigmoidBwd))?
+            } else {
+                with_float!(g.dtype(), "sigmoid", T => {
+                    map2::<T>("sigmoid", g, &y, |g, y| g * y * (T::ONE - y))
+                })?
+            })])
         }))
     }
 
     /// `tanh x`.
     pub fn tanh(&self) -> Result<Tensor> {
-        let out = with_float!(self.dtype(), "tanh", T => map1::<T>("tanh", self, |x| x.tanh()))?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::unary(self, Unary::Tanh))?
+        } else {
+            with_float!(self.dtype(), "tanh", T => map1::<T>("tanh", self, |x| x.tanh()))?
+        };
         let y = out.clone();
         Ok(out.record("tanh", &[self], move |g| {
-            Ok(vec![Some(with_float!(g.dtype(), "tanh", T => {
-                map2::<T>("tanh", g, &y, |g, y| g * (T::ONE - y * y))
-            })?)])
+            Ok(vec![Some(if g.is_cuda() {
+                on_cuda!(gpu::binary("tanh", g, &y, Binary::TanhBwd))?
+            } else {
+                with_float!(g.dtype(), "tanh", T => {
+                    map2::<T>("tanh", g, &y, |g, y| g * (T::ONE - y * y))
+                })?
+            })])
         }))
     }
 
@@ -125,21 +196,32 @@ impl Tensor {
         if lo > hi || lo.is_nan() || hi.is_nan() {
             return Err(Error::invalid(format!("clamp: bounds {lo} > {hi}")));
         }
-        let out = with_float!(self.dtype(), "clamp", T => {
-            let (lo, hi) = (T::from_f64(lo), T::from_f64(hi));
-            map1::<T>("clamp", self, move |x| x.max(lo).min(hi))
-        })?;
+        let out = if self.is_cuda() {
+            on_cuda!(gpu::unary(self, Unary::Clamp(lo, hi)))?
+        } else {
+            with_float!(self.dtype(), "clamp", T => {
+                let (lo, hi) = (T::from_f64(lo), T::from_f64(hi));
+                map1::<T>("clamp", self, move |x| x.max(lo).min(hi))
+            })?
+        };
         let x = self.clone();
         Ok(out.record("clamp", &[self], move |g| {
-            Ok(vec![Some(with_float!(g.dtype(), "clamp", T => {
-                let (lo, hi) = (T::from_f64(lo), T::from_f64(hi));
-                map2::<T>("clamp", g, &x, move |g, x| if x >= lo && x <= hi { g } else { T::ZERO })
-            })?)])
+            Ok(vec![Some(if g.is_cuda() {
+                on_cuda!(gpu::binary("clamp", g, &x, Binary::ClampBwd(lo, hi)))?
+            } else {
+                with_float!(g.dtype(), "clamp", T => {
+                    let (lo, hi) = (T::from_f64(lo), T::from_f64(hi));
+                    map2::<T>("clamp", g, &x, move |g, x| if x >= lo && x <= hi { g } else { T::ZERO })
+                })?
+            })])
         }))
     }
 
     /// Whether every element is finite (neither NaN nor infinite).
     pub fn all_finite(&self) -> Result<bool> {
+        if self.is_cuda() {
+            return on_cuda!(gpu::all_finite(self));
+        }
         with_float!(self.dtype(), "all_finite", T => self.with_slice::<T, _>("all_finite", |d| d.iter().all(|x| x.is_finite())))
     }
 }

@@ -9,7 +9,9 @@
 //! per training step in each orientation it is used in.
 
 use crate::cpu::gemm::{self, MatMut, MatRef, PackedB};
-use crate::tensor::{DType, Tensor};
+#[cfg(feature = "cuda")]
+use crate::cuda::ops as gpu;
+use crate::tensor::{DType, Tensor, on_cuda};
 use crate::{Error, Result, with_float};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -76,7 +78,8 @@ fn packed(w: &Tensor, transposed: bool) -> Result<Arc<PackedB<f32>>> {
     Ok(p)
 }
 
-/// `x · Wᵀ` (`transposed`) or `x · W` for a 2-D `x [M, K]` and a 2-D weight, without autograd.
+/// `x · Wᵀ` (`transposed`) or `x · W` for a 2-D `x [M, K]` and a 2-D weight, without autograd
+/// (on a CUDA device: one GEMM kernel reading `W` through its strides).
 pub(crate) fn weight_product(x: &Tensor, w: &Tensor, transposed: bool) -> Result<Tensor> {
     let (m, k) = (x.shape()[0], x.shape()[1]);
     let (wr, wc) = (w.shape()[0], w.shape()[1]);
@@ -93,6 +96,9 @@ pub(crate) fn weight_product(x: &Tensor, w: &Tensor, transposed: bool) -> Result
         ));
     }
     super::same_kind("weight_product", x, w)?;
+    if x.is_cuda() {
+        return on_cuda!(gpu::weight_product(x, w, transposed, None));
+    }
     if x.dtype() == DType::F32 && m <= SKINNY_ROWS && w.numel() >= MIN_CACHED_ELEMENTS {
         let p = packed(w, transposed)?;
         let mut out = vec![0f32; m * n];

@@ -5,7 +5,13 @@
 //! [`Layout`] (shape, strides, offset) into it, and the op that produced it. Views (reshape of
 //! contiguous data, permute/transpose, narrow, broadcast) share the buffer; ops produce new
 //! buffers. The only in-place writes are the optimiser's updates of parameters
-//! ([`Tensor::update_`]), made between steps when no graph refers to them.
+//! ([`Tensor::update_`]), made between steps when no graph refers to them, and moving a
+//! parameter's storage to another device ([`Tensor::move_to_device_`]).
+//!
+//! The device is the storage's: a CPU tensor's elements are host vectors, a CUDA tensor's a
+//! device buffer ([`Storage::Cuda`], feature `cuda`). Every op looks at its inputs' device and
+//! runs the CPU kernel or its CUDA counterpart in `crate::cuda::ops`; [`Tensor::to_device`]
+//! copies between devices (differentiably), and creation functions have `_on(device)` forms.
 
 mod dtype;
 mod shape;
@@ -20,8 +26,31 @@ use crate::autograd::Node;
 use crate::rng::Philox;
 use crate::{Error, Result, with_float};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Runs `$e` (a call into `crate::cuda`) when built with the `cuda` feature; otherwise errors.
+/// Without the feature no tensor can be on a CUDA device, so the error marks a bug or a
+/// `Device::Cuda` asked for explicitly.
+macro_rules! on_cuda {
+    ($e:expr) => {{
+        #[cfg(feature = "cuda")]
+        {
+            $e
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            Err($crate::tensor::no_cuda_feature())
+        }
+    }};
+}
+pub(crate) use on_cuda;
+
+/// The error for a CUDA device in a build without the `cuda` feature.
+#[allow(dead_code)]
+pub(crate) fn no_cuda_feature() -> Error {
+    Error::Cuda("aoanet was built without the `cuda` feature".into())
+}
 
 /// Where a tensor's storage lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,11 +90,23 @@ pub struct Tensor(pub(crate) Arc<Inner>);
 pub(crate) struct StorageCell {
     data: RwLock<Storage>,
     version: AtomicU64,
+    /// The storage's device (see [`encode_device`]), kept beside it so that
+    /// [`Tensor::device`] takes no lock; changed only by [`Tensor::move_to_device_`].
+    device: AtomicUsize,
+}
+
+/// A device as one word: 0 for the CPU, `i + 1` for CUDA device `i`.
+fn encode_device(d: Device) -> usize {
+    match d {
+        Device::Cpu => 0,
+        Device::Cuda(i) => i + 1,
+    }
 }
 
 impl StorageCell {
     pub(crate) fn new(storage: Storage) -> Arc<StorageCell> {
         Arc::new(StorageCell {
+            device: AtomicUsize::new(encode_device(storage.device())),
             data: RwLock::new(storage),
             version: AtomicU64::new(0),
         })
@@ -82,7 +123,6 @@ pub(crate) struct Inner {
     pub(crate) storage: Arc<StorageCell>,
     pub(crate) layout: Layout,
     pub(crate) dtype: DType,
-    pub(crate) device: Device,
     /// Whether gradients flow to this tensor: set on leaves the user marks, and on every op
     /// result with such an input while gradients are enabled.
     pub(crate) requires_grad: bool,
@@ -117,7 +157,7 @@ impl Tensor {
     // ---------------------------------------------------------------------------------------
 
     /// A tensor over `storage` with `layout`; no gradient.
-    pub(crate) fn from_parts(storage: Arc<StorageCell>, layout: Layout, device: Device) -> Tensor {
+    pub(crate) fn from_parts(storage: Arc<StorageCell>, layout: Layout) -> Tensor {
         let dtype = storage
             .data
             .read()
@@ -128,7 +168,6 @@ impl Tensor {
             storage,
             layout,
             dtype,
-            device,
             requires_grad: false,
             is_leaf: false,
             node: Mutex::new(None),
@@ -136,7 +175,8 @@ impl Tensor {
         }))
     }
 
-    /// A contiguous CPU tensor owning `storage`, which must hold exactly `numel(shape)` elements.
+    /// A contiguous tensor owning `storage` (on the storage's device), which must hold exactly
+    /// `numel(shape)` elements.
     pub fn from_storage(storage: Storage, shape: &[usize]) -> Result<Tensor> {
         if storage.len() != numel(shape) {
             return Err(Error::shape(
@@ -148,7 +188,6 @@ impl Tensor {
         Ok(Tensor::from_parts(
             StorageCell::new(storage),
             Layout::contiguous(shape),
-            Device::Cpu,
         ))
     }
 
@@ -189,9 +228,39 @@ impl Tensor {
         Tensor::full(shape, 1.0, dtype)
     }
 
-    /// Zeros with this tensor's shape and dtype.
+    /// A tensor of `shape` filled with `value` on `device`.
+    pub fn full_on(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Tensor::full(shape, value, dtype)),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => crate::cuda::ops::full(i, shape, value, dtype),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => Err(no_cuda_feature()),
+        }
+    }
+
+    /// Zeros on `device`.
+    pub fn zeros_on(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
+        Tensor::full_on(shape, 0.0, dtype, device)
+    }
+
+    /// Ones on `device`.
+    pub fn ones_on(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
+        Tensor::full_on(shape, 1.0, dtype, device)
+    }
+
+    /// Zeros with this tensor's shape, dtype and device.
+    ///
+    /// # Panics
+    /// If device memory cannot be allocated (use [`Tensor::try_zeros_like`] to handle that).
     pub fn zeros_like(&self) -> Tensor {
-        Tensor::zeros(self.shape(), self.dtype())
+        self.try_zeros_like()
+            .unwrap_or_else(|e| panic!("zeros_like on {}: {e}", self.device()))
+    }
+
+    /// Zeros with this tensor's shape, dtype and device.
+    pub fn try_zeros_like(&self) -> Result<Tensor> {
+        Tensor::zeros_on(self.shape(), self.dtype(), self.device())
     }
 
     /// `0, 1, ..., n-1`.
@@ -249,9 +318,17 @@ impl Tensor {
         self.0.dtype
     }
 
-    /// The device.
+    /// The device holding the elements.
     pub fn device(&self) -> Device {
-        self.0.device
+        match self.0.storage.device.load(Ordering::Acquire) {
+            0 => Device::Cpu,
+            i => Device::Cuda(i - 1),
+        }
+    }
+
+    /// Whether the elements live on a CUDA device.
+    pub fn is_cuda(&self) -> bool {
+        self.0.storage.device.load(Ordering::Acquire) != 0
     }
 
     /// The layout (shape, strides, offset) into the storage.
@@ -323,7 +400,6 @@ impl Tensor {
             storage: self.0.storage.clone(),
             layout: self.0.layout.clone(),
             dtype: self.0.dtype,
-            device: self.0.device,
             requires_grad: true,
             is_leaf: true,
             node: Mutex::new(None),
@@ -331,14 +407,19 @@ impl Tensor {
         }))
     }
 
-    /// A new tensor with its own copy of the values (dense, no graph, no gradient).
+    /// A new tensor with its own copy of the values on the same device (dense, no graph, no
+    /// gradient).
     pub fn deep_copy(&self) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if self.is_cuda() {
+            return crate::cuda::ops::dense_copy(self);
+        }
         Tensor::from_storage(self.copy_out(self.dtype())?, self.shape())
     }
 
     /// The same values, cut from the graph: no gradient flows through the result.
     pub fn detach(&self) -> Tensor {
-        Tensor::from_parts(self.0.storage.clone(), self.0.layout.clone(), self.0.device)
+        Tensor::from_parts(self.0.storage.clone(), self.0.layout.clone())
     }
 
     /// The gradient accumulated in this leaf by [`Tensor::backward`] calls, if any.
@@ -404,9 +485,13 @@ impl Tensor {
         Ok(self.to_vec_f64()[0])
     }
 
-    /// Copies the elements out in row-major order as a new host buffer of `dtype`.
-    fn copy_out(&self, dtype: DType) -> Result<Storage> {
-        self.expect_cpu("copy_out")?;
+    /// Copies the elements out in row-major order as a new host buffer of `dtype` (from any
+    /// device).
+    pub(crate) fn copy_out(&self, dtype: DType) -> Result<Storage> {
+        #[cfg(feature = "cuda")]
+        if self.is_cuda() {
+            return crate::cuda::ops::copy_out(self, dtype);
+        }
         let s = self.storage_read();
         if let Some(r) = self.layout().contiguous_range() {
             if s.dtype() == dtype {
@@ -415,6 +500,8 @@ impl Tensor {
                     Storage::F64(v) => Storage::F64(v[r].to_vec()),
                     Storage::F16(v) => Storage::F16(v[r].to_vec()),
                     Storage::BF16(v) => Storage::BF16(v[r].to_vec()),
+                    #[cfg(feature = "cuda")]
+                    Storage::Cuda(c) => c.read_range(r)?,
                 });
             }
             return Ok(s.gather_convert(r, dtype));
@@ -422,7 +509,8 @@ impl Tensor {
         Ok(s.gather_convert(self.layout().positions(), dtype))
     }
 
-    /// Errors unless the tensor is on the CPU (for ops without a CUDA path yet).
+    /// Errors unless the tensor is on the CPU (the host accessors below, used by the CPU
+    /// kernels).
     pub(crate) fn expect_cpu(&self, op: &'static str) -> Result<()> {
         match self.device() {
             Device::Cpu => Ok(()),
@@ -475,13 +563,17 @@ impl Tensor {
         Ok(f(T::slice(&s).expect("dtype checked"), self.layout()))
     }
 
-    /// Converts to `dtype`. Between `f32` and `f64` gradients flow (cast back); converting to or
-    /// from a storage-only half type cuts the graph.
+    /// Converts to `dtype` on the same device. Between `f32` and `f64` gradients flow (cast
+    /// back); converting to or from a storage-only half type cuts the graph.
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        let out = Tensor::from_storage(self.copy_out(dtype)?, self.shape())?;
+        let out = if self.is_cuda() {
+            on_cuda!(crate::cuda::ops::cast(self, dtype))?
+        } else {
+            Tensor::from_storage(self.copy_out(dtype)?, self.shape())?
+        };
         if !(dtype.is_compute() && self.dtype().is_compute()) {
             return Ok(out);
         }
@@ -499,9 +591,56 @@ impl Tensor {
         {
             return Ok(self.clone());
         }
-        let out = Tensor::from_storage(self.copy_out(self.dtype())?, self.shape())?;
+        let out = if self.is_cuda() {
+            on_cuda!(crate::cuda::ops::dense_copy(self))?
+        } else {
+            Tensor::from_storage(self.copy_out(self.dtype())?, self.shape())?
+        };
         // Same values: the gradient passes through unchanged.
         Ok(out.record("contiguous", &[self], |g| Ok(vec![Some(g.clone())])))
+    }
+
+    /// The same values on `device` (a copy; this tensor itself if it is there already).
+    /// Differentiable: the gradient is copied back to this tensor's device.
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        let from = self.device();
+        if device == from {
+            return Ok(self.clone());
+        }
+        let out = match device {
+            Device::Cpu => Tensor::from_storage(self.copy_out(self.dtype())?, self.shape())?,
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => crate::cuda::ops::upload(self, i)?,
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => return Err(no_cuda_feature()),
+        };
+        Ok(out.record("to_device", &[self], move |g| {
+            Ok(vec![Some(g.to_device(from)?)])
+        }))
+    }
+
+    /// Moves this tensor's whole storage — shared with every view of it and every leaf made
+    /// from it — to `device`, in place (PyTorch's `module.to(device)` for parameters). Layouts
+    /// are unchanged, so every view stays valid. Like [`Tensor::update_`], never call it while
+    /// a graph still refers to these values.
+    pub fn move_to_device_(&self, device: Device) -> Result<()> {
+        if device == self.device() {
+            return Ok(());
+        }
+        let mut guard = self.storage_write();
+        let moved = match device {
+            Device::Cpu => on_cuda!(crate::cuda::ops::storage_to_host(&guard))?,
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => crate::cuda::ops::storage_to_device(&guard, i)?,
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => return Err(no_cuda_feature()),
+        };
+        *guard = moved;
+        self.0
+            .storage
+            .device
+            .store(encode_device(device), Ordering::Release);
+        Ok(())
     }
 
     /// Overwrites this tensor's elements with `values` (same shape and dtype), in place.
@@ -520,6 +659,9 @@ impl Tensor {
                 "update_: only contiguous tensors can be updated in place",
             ));
         }
+        if self.is_cuda() {
+            return on_cuda!(crate::cuda::ops::update(self, values));
+        }
         let src = values.copy_out(self.dtype())?;
         let range = self
             .layout()
@@ -533,10 +675,14 @@ impl Tensor {
         })
     }
 
-    /// Runs `f` on this contiguous CPU tensor's elements, mutably and in place (for fused
-    /// optimiser kernels). The same caveat as [`Tensor::update_`] applies.
+    /// Runs `f` on this contiguous tensor's elements, mutably and in place (for fused
+    /// optimiser kernels and checkpoint loading). The same caveat as [`Tensor::update_`]
+    /// applies. On a CUDA device the elements are copied to the host, given to `f`, and copied
+    /// back (slow: the ops never use this path).
     pub fn with_data_mut<T: Float, R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        self.expect_cpu("with_data_mut")?;
+        if self.is_cuda() {
+            return on_cuda!(crate::cuda::ops::with_host_data_mut(self, f));
+        }
         let range = self
             .layout()
             .contiguous_range()
@@ -549,8 +695,13 @@ impl Tensor {
         Ok(f(&mut data[range]))
     }
 
-    /// Runs `f` on this tensor's elements as a dense slice (borrowed when contiguous).
+    /// Runs `f` on this tensor's elements as a dense slice (borrowed when contiguous; on a
+    /// CUDA device, a host copy).
     pub fn with_data<T: Float, R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+        if self.is_cuda() {
+            let v = self.to_vec::<T>()?;
+            return Ok(f(&v));
+        }
         self.with_slice("with_data", f)
     }
 }

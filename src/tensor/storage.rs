@@ -1,12 +1,13 @@
 //! Where a tensor's elements live. One enum over devices and element types: a CUDA buffer is
-//! one more variant (feature `cuda`), and each op matches on it to pick its kernel, so adding a
-//! device never rewrites the ops' autograd logic.
+//! one more variant (feature `cuda`), and each op looks at the tensor's device to pick its
+//! kernel, so adding a device never rewrites the ops' autograd logic.
 
+use super::Device;
 use super::dtype::DType;
 use half::{bf16, f16};
 
 /// A flat buffer of elements on one device.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Storage {
     /// Host `f16` (storage only).
     F16(Vec<f16>),
@@ -16,6 +17,9 @@ pub enum Storage {
     F32(Vec<f32>),
     /// Host `f64`.
     F64(Vec<f64>),
+    /// Device memory (feature `cuda`): `f32`, `f64` or `bf16`.
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaStorage),
 }
 
 impl Storage {
@@ -26,6 +30,17 @@ impl Storage {
             Storage::BF16(_) => DType::BF16,
             Storage::F32(_) => DType::F32,
             Storage::F64(_) => DType::F64,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(c) => c.dtype(),
+        }
+    }
+
+    /// The device holding the elements.
+    pub fn device(&self) -> Device {
+        match self {
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(c) => Device::Cuda(c.device().ordinal()),
+            _ => Device::Cpu,
         }
     }
 
@@ -36,6 +51,8 @@ impl Storage {
             Storage::BF16(v) => v.len(),
             Storage::F32(v) => v.len(),
             Storage::F64(v) => v.len(),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(c) => c.len(),
         }
     }
 
@@ -44,13 +61,16 @@ impl Storage {
         self.len() == 0
     }
 
-    /// Element `i` converted to `f64`.
+    /// Element `i` converted to `f64`. For device storage this copies the element to the host
+    /// (slow; NaN if the device fails).
     pub fn get_f64(&self, i: usize) -> f64 {
         match self {
             Storage::F16(v) => v[i].to_f64(),
             Storage::BF16(v) => v[i].to_f64(),
             Storage::F32(v) => f64::from(v[i]),
             Storage::F64(v) => v[i],
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(c) => c.get_f64(i).unwrap_or(f64::NAN),
         }
     }
 
@@ -64,8 +84,19 @@ impl Storage {
         }
     }
 
-    /// Elements at `positions`, converted to `dtype` (rounding to nearest for narrower types).
+    /// Elements at `positions`, converted to `dtype` (rounding to nearest for narrower types),
+    /// in host memory. Device storage is copied to the host first (whole); NaN if that fails.
     pub fn gather_convert(&self, positions: impl Iterator<Item = usize>, dtype: DType) -> Storage {
+        #[cfg(feature = "cuda")]
+        if let Storage::Cuda(c) = self {
+            return match c.to_host() {
+                Ok(host) => host.gather_convert(positions, dtype),
+                Err(_) => {
+                    let n = positions.count();
+                    Storage::F64(vec![f64::NAN; n]).gather_convert(0..n, dtype)
+                }
+            };
+        }
         macro_rules! conv {
             ($src:expr, $to:expr) => {
                 positions.map(|p| $to($src[p])).collect()

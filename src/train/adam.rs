@@ -291,6 +291,24 @@ pub fn zero_grad<S>(params: &[(S, Tensor)]) {
 }
 
 fn update(config: &AdamConfig, s: &AdamParamState, p: &Tensor, g: &Tensor) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if p.is_cuda() {
+        // The fused kernel of the same arithmetic; moments restored from a host checkpoint
+        // follow their parameter to the device.
+        for moment in [&s.exp_avg, &s.exp_avg_sq] {
+            moment.move_to_device_(p.device())?;
+        }
+        let h = crate::cuda::ops::AdamHyper {
+            lr: config.lr,
+            beta1: config.beta1,
+            beta2: config.beta2,
+            eps: config.eps,
+            weight_decay: config.weight_decay,
+            grad_clip: config.grad_clip,
+            step: s.step,
+        };
+        return crate::cuda::ops::adam_update(p, &s.exp_avg, &s.exp_avg_sq, g, h);
+    }
     let t = s.step as f64;
     let bias_correction1 = 1.0 - config.beta1.powf(t);
     let bias_correction2 = 1.0 - config.beta2.powf(t);

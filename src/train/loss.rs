@@ -23,6 +23,9 @@
 //! Backward: `L` is linear in `lp`, so `∂L/∂lp[r,k] = −g · m_r / Σm · q_k` (for the plain
 //! cross-entropy `q` is one-hot), and for the reward loss `∂L/∂logp_it = −g · r_it · mask_it /
 //! Σ mask`. The gradient is the only `[rows, K]` tensor made.
+//!
+//! Log-probabilities on a CUDA device take the same formulas in device kernels
+//! (`crate::cuda::ops::smoothed_kl_loss`, `reward_loss`); targets and masks stay host values.
 
 use crate::tensor::{Float, Tensor, numel};
 use crate::{Error, Result, with_float};
@@ -161,6 +164,15 @@ fn smoothed_kl(
     let m = mask_values(op, logprobs, mask)?;
     let total = mask_total(op, &m)?;
     let q = Smoothed::new(smoothing, classes);
+    #[cfg(feature = "cuda")]
+    if logprobs.is_cuda() {
+        let q = crate::cuda::ops::SmoothedTargets {
+            q_y: q.q_y,
+            q_other: q.q_other,
+            entropy_term: q.entropy_term,
+        };
+        return crate::cuda::ops::smoothed_kl_loss(op, logprobs, targets, m, classes, q, total);
+    }
 
     let out = with_float!(logprobs.dtype(), op, T => {
         let loss = logprobs.with_slice::<T, _>(op, |lp| {
@@ -269,6 +281,10 @@ pub fn reward_loss(sample_logprobs: &Tensor, seq: &[usize], reward: &[f64]) -> R
             }) * m
         })
         .collect();
+    #[cfg(feature = "cuda")]
+    if sample_logprobs.is_cuda() {
+        return crate::cuda::ops::reward_loss(sample_logprobs, coef, total);
+    }
     let dtype = sample_logprobs.dtype();
     let out = with_float!(dtype, OP, T => {
         let loss = sample_logprobs.with_slice::<T, _>(OP, |lp| {

@@ -97,3 +97,159 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
 pub fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tensor-level comparisons (tests/cuda_ops.rs, cuda_parity.rs, cuda_train.rs)
+// ---------------------------------------------------------------------------------------------
+
+use aoanet::tensor::{DType, Device, Tensor};
+
+/// The first GPU as a tensor device, or `None` after printing why the test is skipped (see
+/// [`gpu`]). With `AOANET_CUDA_TESTS_ON_CPU=1` (no GPU needed) it returns the CPU instead: a
+/// dry run of the test harnesses themselves (both sides then run the CPU kernels, so only
+/// the harness logic is checked, and device-specific assertions are skipped).
+pub fn cuda(test: &str) -> Option<Device> {
+    if std::env::var_os("AOANET_CUDA_TESTS_ON_CPU").is_some() {
+        eprintln!("{test}: dry run on the CPU (AOANET_CUDA_TESTS_ON_CPU)");
+        return Some(Device::Cpu);
+    }
+    gpu(test).map(|d| Device::Cuda(d.ordinal()))
+}
+
+/// `atol + rtol·|want|` per element between two tensors of equal shape (any devices); panics
+/// naming the worst element. Returns the worst error/tolerance ratio.
+pub fn assert_tensors_close(what: &str, got: &Tensor, want: &Tensor, atol: f64, rtol: f64) -> f64 {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
+    let (gv, wv) = (got.to_vec_f64(), want.to_vec_f64());
+    assert_eq!(gv.len(), want.numel(), "{what}: readback length");
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&a, &b)) in gv.iter().zip(&wv).enumerate() {
+        let tol = atol + rtol * b.abs();
+        let r = if a.is_nan() || b.is_nan() {
+            if a.is_nan() && b.is_nan() {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        } else if a == b {
+            0.0
+        } else {
+            (a - b).abs() / tol
+        };
+        if r > worst.0 {
+            worst = (r, i);
+        }
+    }
+    let (r, i) = worst;
+    eprintln!(
+        "{what}: worst element {i}: got {} want {} (error/tolerance {r:.3})",
+        gv.get(i).copied().unwrap_or(0.0),
+        wv.get(i).copied().unwrap_or(0.0)
+    );
+    assert!(
+        r <= 1.0,
+        "{what}: element {i} got {} want {} exceeds atol {atol} + rtol {rtol}·|want|",
+        gv[i],
+        wv[i]
+    );
+    r
+}
+
+/// Per-dtype tolerances `(atol, rtol)` of an op's CUDA result against the CPU's.
+#[derive(Clone, Copy, Debug)]
+pub struct Tol {
+    /// f32: both devices round every operation to f32 but in different orders (reductions,
+    /// GEMM tiles, fused multiply-adds) and with different `exp`/`tanh` (CUDA's are within
+    /// 2 ulp): a few ulp of each input's scale.
+    pub f32: (f64, f64),
+    /// f64: the same, ~1e-16 per operation: far below anything a wrong formula gives.
+    pub f64: (f64, f64),
+}
+
+impl Tol {
+    /// Elementwise ops and short reductions.
+    pub const TIGHT: Tol = Tol {
+        f32: (2e-6, 2e-6),
+        f64: (1e-13, 1e-12),
+    };
+    /// Products and reductions over hundreds of terms, and their gradients.
+    pub const SUMS: Tol = Tol {
+        f32: (2e-5, 1e-4),
+        f64: (1e-12, 1e-10),
+    };
+
+    fn of(self, dtype: DType) -> (f64, f64) {
+        if dtype == DType::F64 {
+            self.f64
+        } else {
+            self.f32
+        }
+    }
+}
+
+/// Runs `f` on CPU leaves and on CUDA copies of them, in `dtype`, and compares the outputs and,
+/// through a fixed random projection `L = Σ out ⊙ R`, every input's gradient (an input whose
+/// CPU gradient is `None` must get none on the GPU either). `inputs` are CPU tensors of any
+/// float dtype; `f` gets the leaves and their device (to move anything else it uses there).
+pub fn op_matches_cpu(
+    what: &str,
+    dev: Device,
+    dtype: DType,
+    inputs: &[Tensor],
+    tol: Tol,
+    f: impl Fn(&[Tensor], Device) -> aoanet::Result<Tensor>,
+) {
+    let (atol, rtol) = tol.of(dtype);
+    let cpu: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| t.to_dtype(dtype).unwrap().requiring_grad())
+        .collect();
+    let gpu: Vec<Tensor> = cpu
+        .iter()
+        .map(|t| t.detach().to_device(dev).unwrap().requiring_grad())
+        .collect();
+    let want = f(&cpu, Device::Cpu).unwrap_or_else(|e| panic!("{what} on the CPU: {e}"));
+    let got = f(&gpu, dev).unwrap_or_else(|e| panic!("{what} on {dev}: {e}"));
+    assert_eq!(got.device(), dev, "{what}: result device");
+    assert_eq!(got.dtype(), want.dtype(), "{what}: result dtype");
+    let label = format!("{what} {dtype}");
+    assert_tensors_close(&format!("{label} forward"), &got, &want, atol, rtol);
+    if !want.requires_grad() {
+        return;
+    }
+    let mut rng = aoanet::Philox::new(0x9e37);
+    let r = Tensor::uniform(want.shape(), -1.0, 1.0, want.dtype(), &mut rng);
+    want.mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
+    got.mul(&r.to_device(dev).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap_or_else(|e| panic!("{what} backward on {dev}: {e}"));
+    for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+        match (c.grad(), g.grad()) {
+            (None, None) => {}
+            (Some(cg), Some(gg)) => {
+                assert_eq!(gg.device(), dev, "{label}: gradient {i} device");
+                // Gradients sum over the projection: one more reduction's worth of error.
+                assert_tensors_close(
+                    &format!("{label} grad {i}"),
+                    &gg,
+                    &cg,
+                    4.0 * atol,
+                    4.0 * rtol,
+                );
+            }
+            (c, g) => panic!(
+                "{label}: input {i} gradient on the CPU {} but on the GPU {}",
+                if c.is_some() { "exists" } else { "is absent" },
+                if g.is_some() { "exists" } else { "is absent" }
+            ),
+        }
+    }
+}
+
+/// A random f64 CPU tensor in [lo, hi), fixed by `seed`.
+pub fn randt(shape: &[usize], lo: f64, hi: f64, seed: u64) -> Tensor {
+    Tensor::uniform(shape, lo, hi, DType::F64, &mut aoanet::Philox::new(seed))
+}

@@ -1,14 +1,23 @@
-//! Adam with the element-wise gradient clamp fused (`kernels/adam.cu`).
+//! Adam with the element-wise gradient clamp fused (`kernels/adam.cu`): the same arithmetic as
+//! the CPU's [`crate::train::Adam`].
 
 use super::{MAX_GRID_STRIDE_BLOCKS, check_len};
-use crate::cuda::{CudaDevice, CudaView, CudaViewMut, LaunchCfg};
+use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::{Error, Result};
 
-crate::__aoanet_cuda_kernels! { "adam";
-    /// One Adam step over `n` parameters.
-    fn adam_f32(param: CudaViewMut<'_, f32>, m: CudaViewMut<'_, f32>, v: CudaViewMut<'_, f32>, grad: CudaView<'_, f32>,
-        n: i64, step_size: f32, beta1: f32, beta2: f32, eps: f32, inv_sqrt_bc2: f32, clip: f32, weight_decay: f32);
+/// The raw launches.
+pub mod raw {
+    use crate::cuda::{CudaView, CudaViewMut};
+
+    crate::__aoanet_cuda_float_kernels! { "adam";
+        /// `adam_f32`, `adam_f64`: one Adam step over `n` parameters.
+        fn adam<T>(param: CudaViewMut<'_, T>, m: CudaViewMut<'_, T>, v: CudaViewMut<'_, T>, grad: CudaView<'_, T>,
+            n: i64, lerp_weight: T, lerp_small: i32, beta2: T, one_minus_beta2: T, neg_step_size: T, bc2_sqrt: T,
+            eps: T, weight_decay: T, use_wd: i32, clip: T, use_clip: i32);
+    }
 }
+
+pub use raw::FLOAT_SIGNATURES;
 
 /// Adam's hyper-parameters for one step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,19 +32,20 @@ pub struct AdamStep {
     pub eps: f64,
     /// The step number, starting at 1.
     pub t: u64,
-    /// Element-wise gradient clamp (0.1 in AoANet; 0 = none).
-    pub clip: f64,
-    /// L2 weight decay added to the gradient (0 in AoANet).
+    /// Element-wise gradient clamp to `[−c, c]` (0.1 in AoANet), if any.
+    pub clip: Option<f64>,
+    /// L2 weight decay added to the gradient (0 in AoANet: off).
     pub weight_decay: f64,
 }
 
-/// One step: clamps `grad`, updates `m`, `v` and `param` in place.
-pub fn step(
+/// One step: clamps `grad`, updates `m`, `v` and `param` in place. The per-step scalars are
+/// formed in f64 as the CPU's Adam forms them (`β^t` with `powf`) and rounded to `T`.
+pub fn step<T: CudaFloat>(
     dev: &CudaDevice,
-    param: CudaViewMut<'_, f32>,
-    m: CudaViewMut<'_, f32>,
-    v: CudaViewMut<'_, f32>,
-    grad: CudaView<'_, f32>,
+    param: CudaViewMut<'_, T>,
+    m: CudaViewMut<'_, T>,
+    v: CudaViewMut<'_, T>,
+    grad: CudaView<'_, T>,
     h: AdamStep,
 ) -> Result<()> {
     if h.t == 0 {
@@ -48,16 +58,15 @@ pub fn step(
     if n == 0 {
         return Ok(());
     }
-    // Bias corrections in f64 on the host, as PyTorch computes them in Python floats.
-    let t = h.t.min(i32::MAX as u64) as i32;
-    let bc1 = 1.0 - h.beta1.powi(t);
-    let bc2 = 1.0 - h.beta2.powi(t);
-    let step_size = (h.lr / bc1) as f32;
-    let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
+    let t = h.t as f64;
+    let bias_correction1 = 1.0 - h.beta1.powf(t);
+    let bias_correction2 = 1.0 - h.beta2.powf(t);
+    let step_size = h.lr / bias_correction1;
+    let lerp_weight = 1.0 - h.beta1;
     let cfg = LaunchCfg::elementwise(n, MAX_GRID_STRIDE_BLOCKS);
     // SAFETY: all four views hold n elements.
     unsafe {
-        adam_f32(
+        raw::adam(
             dev,
             cfg,
             param,
@@ -65,13 +74,18 @@ pub fn step(
             v,
             grad,
             n as i64,
-            step_size,
-            h.beta1 as f32,
-            h.beta2 as f32,
-            h.eps as f32,
-            inv_sqrt_bc2,
-            h.clip as f32,
-            h.weight_decay as f32,
+            T::from_f64(lerp_weight),
+            // PyTorch's lerp picks its formula by the weight's size, for accuracy.
+            i32::from(lerp_weight.abs() < 0.5),
+            T::from_f64(h.beta2),
+            T::from_f64(1.0 - h.beta2),
+            T::from_f64(-step_size),
+            T::from_f64(bias_correction2.sqrt()),
+            T::from_f64(h.eps),
+            T::from_f64(h.weight_decay),
+            i32::from(h.weight_decay != 0.0),
+            T::from_f64(h.clip.unwrap_or(0.0)),
+            i32::from(h.clip.is_some()),
         )
     }
 }

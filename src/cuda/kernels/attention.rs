@@ -400,7 +400,7 @@ pub fn unfused_forward(
     let mut p = dev.alloc::<f32>(bh * nq * nk)?;
     softmax::forward(dev, p.view_mut(), s.view(), bh * nq, nk, false)?;
     if let Some((pd, state)) = a.dropout {
-        dropout::dropout(dev, s.view_mut(), p.view(), pd, state)?;
+        dropout::dropout(dev, s.view_mut(), p.view(), f64::from(pd), state)?;
         std::mem::swap(&mut s, &mut p);
     }
     let mut oh = dev.alloc::<f32>(bh * nq * dh)?;

@@ -3,16 +3,27 @@
 //! See the module docs of [`crate::cuda`] for the mask rule.
 
 use super::{MAX_GRID_STRIDE_BLOCKS, check_len};
-use crate::cuda::{CudaDevice, CudaView, CudaViewMut, LaunchCfg};
+use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::rng::PhiloxState;
 use crate::{Error, Result};
 
-crate::__aoanet_cuda_kernels! { "dropout";
-    /// Words `offset..offset+n` of Philox stream `(seed, stream)`.
-    fn philox_u32(out: CudaViewMut<'_, u32>, n: i64, seed: u64, stream: u64, offset: u64);
-    /// `y = keep ? x / (1-p) : 0`, element `i` using word `offset + i`.
-    fn dropout_f32(y: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, n: i64, p: f32, seed: u64, stream: u64, offset: u64);
+/// The raw launches.
+pub mod raw {
+    use crate::cuda::{CudaView, CudaViewMut};
+
+    crate::__aoanet_cuda_kernels! { "dropout";
+        /// Words `offset..offset+n` of Philox stream `(seed, stream)`.
+        fn philox_u32(out: CudaViewMut<'_, u32>, n: i64, seed: u64, stream: u64, offset: u64);
+    }
+
+    crate::__aoanet_cuda_float_kernels! { "dropout";
+        /// `dropout_f32`, `dropout_f64`: `y = keep ? x · scale : 0`, element `i` using word
+        /// `offset + i`.
+        fn dropout<T>(y: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, p: f32, scale: T, seed: u64, stream: u64, offset: u64);
+    }
 }
+
+pub use raw::{FLOAT_SIGNATURES, SIGNATURES};
 
 fn cfg(n: usize) -> LaunchCfg {
     // one thread per Philox block of 4 words (+1 for a misaligned start)
@@ -28,7 +39,7 @@ pub fn philox_words(dev: &CudaDevice, out: CudaViewMut<'_, u32>, state: PhiloxSt
     }
     // SAFETY: the kernel writes exactly n = out.len() words.
     unsafe {
-        philox_u32(
+        raw::philox_u32(
             dev,
             cfg(n),
             out,
@@ -40,18 +51,20 @@ pub fn philox_words(dev: &CudaDevice, out: CudaViewMut<'_, u32>, state: PhiloxSt
     }
 }
 
-/// Inverted dropout of `x` into `y` with probability `p` using words from `state.offset` on.
-/// The backward is the same call on the gradient with the same `state`.
-pub fn dropout(
+/// Inverted dropout of `x` into `y` with probability `p` using words from `state.offset` on:
+/// the CPU's rule ([`crate::ops::dropout_keeps`] with `p as f32`) and the CPU's scale
+/// (`1 / (1 − p)` in f64, rounded to `T`; 0 when `p = 1`), so both devices give the same
+/// values bit for bit. The backward is the same call on the gradient with the same `state`.
+pub fn dropout<T: CudaFloat>(
     dev: &CudaDevice,
-    y: CudaViewMut<'_, f32>,
-    x: CudaView<'_, f32>,
-    p: f32,
+    y: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
+    p: f64,
     state: PhiloxState,
 ) -> Result<()> {
-    if !(0.0..1.0).contains(&p) {
+    if !(0.0..=1.0).contains(&p) {
         return Err(Error::invalid(format!(
-            "cuda dropout: p = {p} is not in [0, 1)"
+            "cuda dropout: p = {p} is not in [0, 1]"
         )));
     }
     let n = y.len();
@@ -59,15 +72,21 @@ pub fn dropout(
     if n == 0 {
         return Ok(());
     }
+    let scale = if p < 1.0 {
+        T::from_f64(1.0 / (1.0 - p))
+    } else {
+        T::ZERO
+    };
     // SAFETY: both views hold n elements.
     unsafe {
-        dropout_f32(
+        raw::dropout(
             dev,
             cfg(n),
             y,
             x,
             n as i64,
-            p,
+            p as f32,
+            scale,
             state.seed,
             state.stream,
             state.offset,

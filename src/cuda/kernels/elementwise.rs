@@ -1,33 +1,52 @@
-//! Elementwise and broadcast kernels (`kernels/elementwise.cu`).
+//! Elementwise and broadcast kernels, strided copies and casts (`kernels/elementwise.cu`).
 
 use super::{MAX_GRID_STRIDE_BLOCKS, check_len, to_i32};
-use crate::cuda::{CudaDevice, CudaView, CudaViewMut, KernelArg, LaunchCfg};
+use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, KernelArg, LaunchCfg};
 use crate::{Error, Result};
 
-crate::__aoanet_cuda_kernels! { "elementwise";
-    /// `out[i] = value`.
-    fn fill_f32(out: CudaViewMut<'_, f32>, n: i64, value: f32);
-    /// `y[i] += alpha * x[i]`.
-    fn axpy_f32(y: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, n: i64, alpha: f32);
-    /// `out[i] = op(x[i])`, op codes of [`Unary`].
-    fn unary_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, n: i64, op: i32, alpha: f32, beta: f32);
-    /// `out[i] = op(a[ia], b[ib])` with a [`Bcast`] index map.
-    fn binary_f32(out: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, n: i64, op: i32, bc: Bcast);
-    /// f32 to bf16, round to nearest even.
-    fn cast_f32_bf16(out: CudaViewMut<'_, half::bf16>, x: CudaView<'_, f32>, n: i64);
-    /// bf16 to f32 (exact).
-    fn cast_bf16_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, half::bf16>, n: i64);
-    /// `[d0,d1,d2,d3] -> [d0,d2,d1,d3]`.
-    fn permute0213_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, d0: i64, d1: i64, d2: i64, d3: i64);
-    /// `scores[row, k] = value` where `mask[row / rows_per_batch, k] == 0`.
-    fn mask_keys_f32(scores: CudaViewMut<'_, f32>, mask: CudaView<'_, u8>, rows: i64, nk: i32, rows_per_batch: i64, value: f32);
+/// The raw launches (see [`float_kernels!`](crate::cuda::kernels)).
+pub mod raw {
+    use super::Bcast;
+    use crate::cuda::{CudaView, CudaViewMut};
+
+    crate::__aoanet_cuda_float_kernels! { "elementwise";
+        /// `fill_f32`, `fill_f64`: `out[i] = value`.
+        fn fill<T>(out: CudaViewMut<'_, T>, n: i64, value: T);
+        /// `axpy_f32`, `axpy_f64`: `y[i] += alpha * x[i]`.
+        fn axpy<T>(y: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, alpha: T);
+        /// `unary_f32`, `unary_f64`: `out[i] = op(x[i])`, op codes of [`super::Unary`].
+        fn unary<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, op: i32, alpha: T, beta: T);
+        /// `binary_f32`, `binary_f64`: `out[i] = op(a[ia], b[ib])` with a [`Bcast`] index map.
+        fn binary<T>(out: CudaViewMut<'_, T>, a: CudaView<'_, T>, b: CudaView<'_, T>, n: i64, op: i32,
+            alpha: T, beta: T, bc: Bcast);
+        /// `copy_strided_f32`, `copy_strided_f64`: `dst[Σ idx·sb] = src[Σ idx·sa]`.
+        fn copy_strided<T>(dst: CudaViewMut<'_, T>, src: CudaView<'_, T>, n: i64, bc: Bcast);
+    }
+
+    crate::__aoanet_cuda_kernels! { "elementwise";
+        /// f32 to f64 (exact).
+        fn cast_f32_f64(out: CudaViewMut<'_, f64>, x: CudaView<'_, f32>, n: i64);
+        /// f64 to f32, round to nearest even.
+        fn cast_f64_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, f64>, n: i64);
+        /// f32 to bf16, round to nearest even.
+        fn cast_f32_bf16(out: CudaViewMut<'_, half::bf16>, x: CudaView<'_, f32>, n: i64);
+        /// bf16 to f32 (exact).
+        fn cast_bf16_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, half::bf16>, n: i64);
+        /// `[d0,d1,d2,d3] -> [d0,d2,d1,d3]`.
+        fn permute0213_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, d0: i64, d1: i64, d2: i64, d3: i64);
+        /// `scores[row, k] = value` where `mask[row / rows_per_batch, k] == 0`.
+        fn mask_keys_f32(scores: CudaViewMut<'_, f32>, mask: CudaView<'_, u8>, rows: i64, nk: i32, rows_per_batch: i64, value: f32);
+    }
 }
 
-/// Unary op codes (the `U_*` defines of `kernels/elementwise.cu`).
+pub use raw::{FLOAT_SIGNATURES, SIGNATURES};
+
+/// Unary ops (the `U_*` codes of `kernels/elementwise.cu`). Parameters are `f64` and rounded
+/// to the kernel's type at launch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Unary {
     /// `alpha * x + beta`.
-    Affine(f32, f32),
+    Affine(f64, f64),
     /// `-x`.
     Neg,
     /// `e^x`.
@@ -43,15 +62,19 @@ pub enum Unary {
     /// `tanh x`.
     Tanh,
     /// `x^p`.
-    Pow(f32),
+    Pow(f64),
     /// `min(max(x, lo), hi)`.
-    Clamp(f32, f32),
+    Clamp(f64, f64),
     /// `1 / x`.
     Recip,
+    /// `x · c` (one rounding, as the CPU's `mul_scalar`).
+    Scale(f64),
+    /// `x + c` (as the CPU's `add_scalar`).
+    Shift(f64),
 }
 
 impl Unary {
-    fn code(self) -> (i32, f32, f32) {
+    fn code(self) -> (i32, f64, f64) {
         match self {
             Unary::Affine(a, b) => (0, a, b),
             Unary::Neg => (1, 0.0, 0.0),
@@ -64,40 +87,77 @@ impl Unary {
             Unary::Pow(p) => (8, p, 0.0),
             Unary::Clamp(lo, hi) => (9, lo, hi),
             Unary::Recip => (10, 0.0, 0.0),
+            Unary::Scale(c) => (11, c, 0.0),
+            Unary::Shift(c) => (12, c, 0.0),
         }
     }
 }
 
-/// Binary op codes (the `B_*` defines of `kernels/elementwise.cu`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
+/// Binary ops (the `B_*` codes of `kernels/elementwise.cu`): `a` and `b` are the two
+/// (broadcast) operands.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Binary {
     /// `a + b`.
-    Add = 0,
+    Add,
     /// `a - b`.
-    Sub = 1,
+    Sub,
     /// `a * b`.
-    Mul = 2,
+    Mul,
     /// `a / b`.
-    Div = 3,
+    Div,
     /// `max(a, b)`.
-    Max = 4,
+    Max,
     /// `min(a, b)`.
-    Min = 5,
-    /// ReLU backward: `a = dy`, `b = x`, gives `dy · [x > 0]`.
-    ReluBwd = 6,
+    Min,
+    /// ReLU backward: `a = dy`, `b = x` (or the output), gives `dy · [b > 0]`.
+    ReluBwd,
     /// Sigmoid backward from the output: `a = dy`, `b = y`, gives `dy · y(1-y)`.
-    SigmoidBwd = 7,
+    SigmoidBwd,
     /// Tanh backward from the output: `a = dy`, `b = y`, gives `dy · (1-y²)`.
-    TanhBwd = 8,
+    TanhBwd,
+    /// `masked_fill`: `b ≠ 0 ? value : a`.
+    FillWhere(f64),
+    /// `b ≠ 0 ? 0 : a`.
+    ZeroWhere,
+    /// `b ≠ 0 ? a : 0`.
+    KeepWhere,
+    /// Clamp backward: `a = dy`, `b = x`, gives `dy · [lo ≤ x ≤ hi]`.
+    ClampBwd(f64, f64),
+    /// Power backward: `a = dy`, `b = x`, gives `dy · p · x^(p−1)` (`p − 1` formed in f64).
+    PowBwd(f64),
+    /// `a · c / b` (sqrt backward: `dy · ½ / y`).
+    ScaledDiv(f64),
+}
+
+impl Binary {
+    fn code(self) -> (i32, f64, f64) {
+        match self {
+            Binary::Add => (0, 0.0, 0.0),
+            Binary::Sub => (1, 0.0, 0.0),
+            Binary::Mul => (2, 0.0, 0.0),
+            Binary::Div => (3, 0.0, 0.0),
+            Binary::Max => (4, 0.0, 0.0),
+            Binary::Min => (5, 0.0, 0.0),
+            Binary::ReluBwd => (6, 0.0, 0.0),
+            Binary::SigmoidBwd => (7, 0.0, 0.0),
+            Binary::TanhBwd => (8, 0.0, 0.0),
+            Binary::FillWhere(v) => (9, v, 0.0),
+            Binary::ZeroWhere => (10, 0.0, 0.0),
+            Binary::KeepWhere => (11, 0.0, 0.0),
+            Binary::ClampBwd(lo, hi) => (12, lo, hi),
+            Binary::PowBwd(p) => (13, p, p - 1.0),
+            Binary::ScaledDiv(c) => (14, c, 0.0),
+        }
+    }
 }
 
 /// Up to this many dimensions in a [`Bcast`].
 pub const BCAST_DIMS: usize = 6;
 
-/// How `binary_f32` maps output elements to operand elements: the contiguous output has
+/// How `binary_*` maps output elements to operand elements: the contiguous output has
 /// `shape`; operand `a` is read at `Σ idx_d · sa[d]` and `b` at `Σ idx_d · sb[d]` (element
-/// strides; 0 broadcasts). Same layout as `struct Bcast` in `kernels/elementwise.cu`.
+/// strides; 0 broadcasts). `copy_strided_*` reads the source at `sa` and writes the
+/// destination at `sb`. Same layout as `struct Bcast` in `kernels/elementwise.cu`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct Bcast {
@@ -178,21 +238,21 @@ fn grid(n: usize) -> LaunchCfg {
 }
 
 /// `out[..] = value`.
-pub fn fill(dev: &CudaDevice, out: CudaViewMut<'_, f32>, value: f32) -> Result<()> {
+pub fn fill<T: CudaFloat>(dev: &CudaDevice, out: CudaViewMut<'_, T>, value: T) -> Result<()> {
     let n = out.len();
     if n == 0 {
         return Ok(());
     }
     // SAFETY: the kernel writes exactly `n` = out.len() elements.
-    unsafe { fill_f32(dev, grid(n), out, n as i64, value) }
+    unsafe { raw::fill(dev, grid(n), out, n as i64, value) }
 }
 
 /// `y += alpha · x` (equal lengths).
-pub fn axpy(
+pub fn axpy<T: CudaFloat>(
     dev: &CudaDevice,
-    y: CudaViewMut<'_, f32>,
-    x: CudaView<'_, f32>,
-    alpha: f32,
+    y: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
+    alpha: T,
 ) -> Result<()> {
     let n = y.len();
     check_len("axpy", "x", x.len(), n)?;
@@ -200,14 +260,14 @@ pub fn axpy(
         return Ok(());
     }
     // SAFETY: both views hold at least n elements.
-    unsafe { axpy_f32(dev, grid(n), y, x, n as i64, alpha) }
+    unsafe { raw::axpy(dev, grid(n), y, x, n as i64, alpha) }
 }
 
 /// `out = op(x)` elementwise (equal lengths; `out` may not alias `x` unless identical).
-pub fn unary(
+pub fn unary<T: CudaFloat>(
     dev: &CudaDevice,
-    out: CudaViewMut<'_, f32>,
-    x: CudaView<'_, f32>,
+    out: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
     op: Unary,
 ) -> Result<()> {
     let n = out.len();
@@ -217,15 +277,26 @@ pub fn unary(
     }
     let (code, a, b) = op.code();
     // SAFETY: both views hold at least n elements.
-    unsafe { unary_f32(dev, grid(n), out, x, n as i64, code, a, b) }
+    unsafe {
+        raw::unary(
+            dev,
+            grid(n),
+            out,
+            x,
+            n as i64,
+            code,
+            T::from_f64(a),
+            T::from_f64(b),
+        )
+    }
 }
 
 /// `out = op(a, b)` with broadcasting and strides described by `bc`; `out` is contiguous.
-pub fn binary(
+pub fn binary<T: CudaFloat>(
     dev: &CudaDevice,
-    out: CudaViewMut<'_, f32>,
-    a: CudaView<'_, f32>,
-    b: CudaView<'_, f32>,
+    out: CudaViewMut<'_, T>,
+    a: CudaView<'_, T>,
+    b: CudaView<'_, T>,
     op: Binary,
     bc: Bcast,
 ) -> Result<()> {
@@ -236,8 +307,81 @@ pub fn binary(
     }
     check_len("binary", "a", a.len(), bc.extent(&bc.sa)?)?;
     check_len("binary", "b", b.len(), bc.extent(&bc.sb)?)?;
+    let (code, alpha, beta) = op.code();
     // SAFETY: out holds n elements; every operand offset is below its checked extent.
-    unsafe { binary_f32(dev, grid(n), out, a, b, n as i64, op as i32, bc) }
+    unsafe {
+        raw::binary(
+            dev,
+            grid(n),
+            out,
+            a,
+            b,
+            n as i64,
+            code,
+            T::from_f64(alpha),
+            T::from_f64(beta),
+            bc,
+        )
+    }
+}
+
+/// `dst[Σ idx·bc.sb] = src[Σ idx·bc.sa]` over the index space `bc.shape`. The destination
+/// strides must not map two indices to one element (no zero stride on a dimension above 1);
+/// the caller passes a dense or narrowed destination.
+pub fn copy_strided<T: CudaFloat>(
+    dev: &CudaDevice,
+    dst: CudaViewMut<'_, T>,
+    src: CudaView<'_, T>,
+    bc: Bcast,
+) -> Result<()> {
+    let n = bc.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    let nd = bc.ndim as usize;
+    if bc.shape[..nd]
+        .iter()
+        .zip(&bc.sb[..nd])
+        .any(|(&len, &s)| len > 1 && s == 0)
+    {
+        return Err(Error::invalid(
+            "cuda copy_strided: a broadcast destination would write one element twice",
+        ));
+    }
+    check_len("copy_strided", "src", src.len(), bc.extent(&bc.sa)?)?;
+    check_len("copy_strided", "dst", dst.len(), bc.extent(&bc.sb)?)?;
+    // SAFETY: every source and destination offset is below its checked extent.
+    unsafe { raw::copy_strided(dev, grid(n), dst, src, n as i64, bc) }
+}
+
+/// f32 → f64 (exact).
+pub fn cast_to_f64(
+    dev: &CudaDevice,
+    out: CudaViewMut<'_, f64>,
+    x: CudaView<'_, f32>,
+) -> Result<()> {
+    let n = out.len();
+    check_len("cast_f32_f64", "x", x.len(), n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    // SAFETY: both views hold at least n elements.
+    unsafe { raw::cast_f32_f64(dev, grid(n), out, x, n as i64) }
+}
+
+/// f64 → f32 (round to nearest even).
+pub fn cast_to_f32(
+    dev: &CudaDevice,
+    out: CudaViewMut<'_, f32>,
+    x: CudaView<'_, f64>,
+) -> Result<()> {
+    let n = out.len();
+    check_len("cast_f64_f32", "x", x.len(), n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    // SAFETY: both views hold at least n elements.
+    unsafe { raw::cast_f64_f32(dev, grid(n), out, x, n as i64) }
 }
 
 /// f32 → bf16 (round to nearest even).
@@ -252,7 +396,7 @@ pub fn cast_to_bf16(
         return Ok(());
     }
     // SAFETY: both views hold at least n elements.
-    unsafe { cast_f32_bf16(dev, grid(n), out, x, n as i64) }
+    unsafe { raw::cast_f32_bf16(dev, grid(n), out, x, n as i64) }
 }
 
 /// bf16 → f32.
@@ -267,7 +411,7 @@ pub fn cast_from_bf16(
         return Ok(());
     }
     // SAFETY: both views hold at least n elements.
-    unsafe { cast_bf16_f32(dev, grid(n), out, x, n as i64) }
+    unsafe { raw::cast_bf16_f32(dev, grid(n), out, x, n as i64) }
 }
 
 /// `out[a][c][b][e] = x[a][b][c][e]` for `x` of shape `dims` (head split/merge).
@@ -285,7 +429,7 @@ pub fn permute0213(
     }
     let [d0, d1, d2, d3] = dims.map(|d| d as i64);
     // SAFETY: both views hold at least n = d0·d1·d2·d3 elements.
-    unsafe { permute0213_f32(dev, grid(n), out, x, d0, d1, d2, d3) }
+    unsafe { raw::permute0213_f32(dev, grid(n), out, x, d0, d1, d2, d3) }
 }
 
 /// `masked_fill(scores, mask == 0, value)` for scores `[batches · rows_per_batch, nk]` and a
@@ -308,7 +452,7 @@ pub fn mask_keys(
     let nk32 = to_i32("mask_keys", "nk", nk)?;
     // SAFETY: sizes checked above.
     unsafe {
-        mask_keys_f32(
+        raw::mask_keys_f32(
             dev,
             grid(rows * nk),
             scores,

@@ -1,21 +1,42 @@
-//! Embedding lookup and scatter-add gradient (`kernels/embedding.cu`).
+//! Gathers and scatter-adds by integer index (`kernels/embedding.cu`): the embedding lookup and
+//! its gradient, `index_select` along any axis and its adjoint, and the per-row gather of the
+//! target log-probabilities.
 
 use super::{MAX_GRID_STRIDE_BLOCKS, check_len, to_i32};
 use crate::Result;
-use crate::cuda::{CudaDevice, CudaView, CudaViewMut, LaunchCfg};
+use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 
-crate::__aoanet_cuda_kernels! { "embedding";
-    /// `out[t] = table[ids[t]]`.
-    fn embedding_fwd_f32(out: CudaViewMut<'_, f32>, table: CudaView<'_, f32>, ids: CudaView<'_, i32>, n: i64, dim: i32, vocab: i32);
-    /// `dtable[ids[t]] += dout[t]`, deterministic.
-    fn embedding_bwd_f32(dtable: CudaViewMut<'_, f32>, dout: CudaView<'_, f32>, ids: CudaView<'_, i32>, n: i64, dim: i32, vocab: i32);
+/// The raw launches (see [`float_kernels!`](crate::cuda::kernels)).
+pub mod raw {
+    use crate::cuda::{CudaView, CudaViewMut};
+
+    crate::__aoanet_cuda_float_kernels! { "embedding";
+        /// `embedding_fwd_f32`, `embedding_fwd_f64`: `out[t] = table[ids[t]]`.
+        fn embedding_fwd<T>(out: CudaViewMut<'_, T>, table: CudaView<'_, T>, ids: CudaView<'_, i32>, n: i64, dim: i32, vocab: i32);
+        /// `embedding_bwd_f32`, `embedding_bwd_f64`: `dtable[ids[t]] += dout[t]`, deterministic.
+        fn embedding_bwd<T>(dtable: CudaViewMut<'_, T>, dout: CudaView<'_, T>, ids: CudaView<'_, i32>, n: i64, dim: i32, vocab: i32);
+        /// `index_select_f32`, `index_select_f64`: `out[o, k, i] = x[o, ids[k], i]`.
+        fn index_select<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, ids: CudaView<'_, i32>, outer: i64, len: i64, inner: i64, nids: i64);
+        /// `index_add_f32`, `index_add_f64`: `gx[o, ids[k], i] += g[o, k, i]`, deterministic.
+        fn index_add<T>(gx: CudaViewMut<'_, T>, g: CudaView<'_, T>, ids: CudaView<'_, i32>, outer: i64, len: i64, inner: i64, nids: i64);
+        /// `gather_last_f32`, `gather_last_f64`: `out[r] = x[r, ids[r]]`.
+        fn gather_last<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, ids: CudaView<'_, i32>, rows: i64, cols: i64);
+        /// `scatter_last_f32`, `scatter_last_f64`: `gx[r, j] = j == ids[r] ? g[r] : 0`.
+        fn scatter_last<T>(gx: CudaViewMut<'_, T>, g: CudaView<'_, T>, ids: CudaView<'_, i32>, rows: i64, cols: i64);
+    }
+}
+
+pub use raw::FLOAT_SIGNATURES;
+
+fn grid(n: usize) -> LaunchCfg {
+    LaunchCfg::elementwise(n, MAX_GRID_STRIDE_BLOCKS)
 }
 
 /// Gathers rows `ids` of `table [vocab, dim]` into `out [n, dim]`; out-of-range ids give NaN rows.
-pub fn forward(
+pub fn forward<T: CudaFloat>(
     dev: &CudaDevice,
-    out: CudaViewMut<'_, f32>,
-    table: CudaView<'_, f32>,
+    out: CudaViewMut<'_, T>,
+    table: CudaView<'_, T>,
     ids: CudaView<'_, i32>,
     vocab: usize,
     dim: usize,
@@ -30,16 +51,15 @@ pub fn forward(
         to_i32("embedding", "dim", dim)?,
         to_i32("embedding", "vocab", vocab)?,
     );
-    let cfg = LaunchCfg::elementwise(n * dim, MAX_GRID_STRIDE_BLOCKS);
     // SAFETY: sizes checked; ids are range-checked in the kernel.
-    unsafe { embedding_fwd_f32(dev, cfg, out, table, ids, n as i64, d, v) }
+    unsafe { raw::embedding_fwd(dev, grid(n * dim), out, table, ids, n as i64, d, v) }
 }
 
 /// `dtable[ids[t], :] += dout[t, :]` (accumulates, in token order).
-pub fn backward(
+pub fn backward<T: CudaFloat>(
     dev: &CudaDevice,
-    dtable: CudaViewMut<'_, f32>,
-    dout: CudaView<'_, f32>,
+    dtable: CudaViewMut<'_, T>,
+    dout: CudaView<'_, T>,
     ids: CudaView<'_, i32>,
     vocab: usize,
     dim: usize,
@@ -56,5 +76,106 @@ pub fn backward(
     );
     let cfg = LaunchCfg::linear(dim.div_ceil(128) as u32, 128);
     // SAFETY: sizes checked; ids are range-checked in the kernel.
-    unsafe { embedding_bwd_f32(dev, cfg, dtable, dout, ids, n as i64, d, v) }
+    unsafe { raw::embedding_bwd(dev, cfg, dtable, dout, ids, n as i64, d, v) }
+}
+
+/// `out [outer, ids.len(), inner] = x [outer, len, inner]` at `ids` along the middle axis. The
+/// ids must be below `len` (the tensor op checks them on the host; the kernel does not).
+pub fn index_select<T: CudaFloat>(
+    dev: &CudaDevice,
+    out: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
+    ids: CudaView<'_, i32>,
+    dims: [usize; 3],
+) -> Result<()> {
+    let [outer, len, inner] = dims;
+    let k = ids.len();
+    check_len("index_select", "x", x.len(), outer * len * inner)?;
+    check_len("index_select", "out", out.len(), outer * k * inner)?;
+    let n = outer * k * inner;
+    if n == 0 {
+        return Ok(());
+    }
+    // SAFETY: sizes checked; the caller guarantees ids < len.
+    unsafe {
+        raw::index_select(
+            dev,
+            grid(n),
+            out,
+            x,
+            ids,
+            outer as i64,
+            len as i64,
+            inner as i64,
+            k as i64,
+        )
+    }
+}
+
+/// `gx [outer, len, inner] += g [outer, ids.len(), inner]` at `ids` (accumulates; repeated ids
+/// add up, in order). The ids must be below `len`.
+pub fn index_add<T: CudaFloat>(
+    dev: &CudaDevice,
+    gx: CudaViewMut<'_, T>,
+    g: CudaView<'_, T>,
+    ids: CudaView<'_, i32>,
+    dims: [usize; 3],
+) -> Result<()> {
+    let [outer, len, inner] = dims;
+    let k = ids.len();
+    check_len("index_add", "gx", gx.len(), outer * len * inner)?;
+    check_len("index_add", "g", g.len(), outer * k * inner)?;
+    if outer * inner * k == 0 {
+        return Ok(());
+    }
+    // SAFETY: sizes checked; the caller guarantees ids < len.
+    unsafe {
+        raw::index_add(
+            dev,
+            grid(outer * inner),
+            gx,
+            g,
+            ids,
+            outer as i64,
+            len as i64,
+            inner as i64,
+            k as i64,
+        )
+    }
+}
+
+/// `out[r] = x[r, ids[r]]` for `x [rows, cols]`; ids below `cols`.
+pub fn gather_last<T: CudaFloat>(
+    dev: &CudaDevice,
+    out: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
+    ids: CudaView<'_, i32>,
+    cols: usize,
+) -> Result<()> {
+    let rows = ids.len();
+    check_len("gather_last", "x", x.len(), rows * cols)?;
+    check_len("gather_last", "out", out.len(), rows)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    // SAFETY: sizes checked; the caller guarantees ids < cols.
+    unsafe { raw::gather_last(dev, grid(rows), out, x, ids, rows as i64, cols as i64) }
+}
+
+/// `gx [rows, cols]` (every element written) `= g[r]` at `ids[r]`, 0 elsewhere.
+pub fn scatter_last<T: CudaFloat>(
+    dev: &CudaDevice,
+    gx: CudaViewMut<'_, T>,
+    g: CudaView<'_, T>,
+    ids: CudaView<'_, i32>,
+    cols: usize,
+) -> Result<()> {
+    let rows = ids.len();
+    check_len("scatter_last", "gx", gx.len(), rows * cols)?;
+    check_len("scatter_last", "g", g.len(), rows)?;
+    if rows * cols == 0 {
+        return Ok(());
+    }
+    // SAFETY: sizes checked; the caller guarantees ids < cols.
+    unsafe { raw::scatter_last(dev, grid(rows * cols), gx, g, ids, rows as i64, cols as i64) }
 }

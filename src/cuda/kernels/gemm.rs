@@ -1,14 +1,21 @@
 //! Batched GEMM with transposes and a bias/ReLU epilogue (`kernels/gemm.cu`).
 
 use super::{check_len, to_i32};
-use crate::cuda::{CudaDevice, CudaView, CudaViewMut, LaunchCfg};
+use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::{Error, Result};
 
-crate::__aoanet_cuda_kernels! { "gemm";
-    /// SIMT f32 GEMM.
-    fn gemm_f32(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
+/// The raw launches.
+pub mod raw {
+    use crate::cuda::{CudaView, CudaViewMut};
+
+    crate::__aoanet_cuda_float_kernels! { "gemm";
+    /// `gemm_f32`, `gemm_f64`: the SIMT GEMM.
+    fn gemm<T>(c: CudaViewMut<'_, T>, a: CudaView<'_, T>, b: CudaView<'_, T>, bias: Option<CudaView<'_, T>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+        trans_a: i32, trans_b: i32, alpha: T, beta: T, act: i32);
+    }
+
+    crate::__aoanet_cuda_kernels! { "gemm";
     /// Tensor-core GEMM on f32 inputs rounded to TF32.
     fn gemm_tf32(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
@@ -17,7 +24,10 @@ crate::__aoanet_cuda_kernels! { "gemm";
     fn gemm_bf16(c: CudaViewMut<'_, f32>, a: CudaView<'_, half::bf16>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
         trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+    }
 }
+
+pub use raw::{FLOAT_SIGNATURES, SIGNATURES};
 
 /// Which kernel computes an f32 product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,14 +188,16 @@ impl Gemm {
     }
 }
 
-/// `C = act(alpha · op(A) op(B) + beta · C + bias)` in f32 (or TF32 on tensor cores).
-pub fn gemm(
+/// `C = act(alpha · op(A) op(B) + beta · C + bias)`: SIMT FMAs in the type of the operands,
+/// or for f32 with [`Precision::Tf32`] tensor cores on TF32-rounded inputs (f64 ignores
+/// `precision`).
+pub fn gemm<T: CudaFloat>(
     dev: &CudaDevice,
     g: &Gemm,
-    c: CudaViewMut<'_, f32>,
-    a: CudaView<'_, f32>,
-    b: CudaView<'_, f32>,
-    bias: Option<CudaView<'_, f32>>,
+    c: CudaViewMut<'_, T>,
+    a: CudaView<'_, T>,
+    b: CudaView<'_, T>,
+    bias: Option<CudaView<'_, T>>,
     precision: Precision,
 ) -> Result<()> {
     g.check(c.len(), a.len(), b.len(), bias.map(|v| v.len()))?;
@@ -193,21 +205,55 @@ pub fn gemm(
         return Ok(());
     }
     let (m, n, k, batch) = g.ints()?;
-    let f = match precision {
-        Precision::F32 => gemm_f32,
-        Precision::Tf32 => gemm_tf32,
-    };
-    let threads = if precision == Precision::F32 {
-        256
-    } else {
-        128
-    };
-    // SAFETY: every operand's extent was checked against its length; the block size is the
-    // one the kernel is written for (256 for gemm_f32, 128 for the tensor-core kernels).
+    let (alpha, beta) = (
+        T::from_f64(f64::from(g.alpha)),
+        T::from_f64(f64::from(g.beta)),
+    );
+    if precision == Precision::Tf32 && !T::IS_F64 {
+        // SAFETY: a `CudaView<T>` with T = f32 (IS_F64 is false only for f32) is a
+        // `CudaView<f32>`: the same address and length.
+        let (c, a, b, bias) = unsafe {
+            (
+                c.cast::<f32>(),
+                a.cast::<f32>(),
+                b.cast::<f32>(),
+                bias.map(|v| v.cast::<f32>()),
+            )
+        };
+        // SAFETY: every operand's extent was checked against its length; 128 threads, the
+        // block size the tensor-core kernel is written for.
+        return unsafe {
+            raw::gemm_tf32(
+                dev,
+                g.cfg(128)?,
+                c,
+                a,
+                b,
+                bias,
+                m,
+                n,
+                k,
+                g.lda as i64,
+                g.ldb as i64,
+                g.ldc as i64,
+                g.stride_a as i64,
+                g.stride_b as i64,
+                g.stride_c as i64,
+                batch,
+                i32::from(g.trans_a),
+                i32::from(g.trans_b),
+                g.alpha,
+                g.beta,
+                g.act as i32,
+            )
+        };
+    }
+    // SAFETY: every operand's extent was checked against its length; 256 threads, the block
+    // size the SIMT kernel is written for.
     unsafe {
-        f(
+        raw::gemm(
             dev,
-            g.cfg(threads)?,
+            g.cfg(256)?,
             c,
             a,
             b,
@@ -224,8 +270,8 @@ pub fn gemm(
             batch,
             i32::from(g.trans_a),
             i32::from(g.trans_b),
-            g.alpha,
-            g.beta,
+            alpha,
+            beta,
             g.act as i32,
         )
     }
@@ -247,7 +293,7 @@ pub fn gemm_bf16_tc(
     let (m, n, k, batch) = g.ints()?;
     // SAFETY: as in `gemm`; 128 threads.
     unsafe {
-        gemm_bf16(
+        raw::gemm_bf16(
             dev,
             g.cfg(128)?,
             c,

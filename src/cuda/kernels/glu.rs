@@ -2,20 +2,27 @@
 
 use super::{MAX_GRID_STRIDE_BLOCKS, check_len, to_i32};
 use crate::Result;
-use crate::cuda::{CudaDevice, CudaView, CudaViewMut, LaunchCfg};
+use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 
-crate::__aoanet_cuda_kernels! { "glu";
-    /// `out = a ⊙ σ(b)` for `x = [a ; b]`.
-    fn glu_fwd_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, rows: i64, half: i32);
-    /// `dx` (overwritten) from `dy` and `x`.
-    fn glu_bwd_f32(dx: CudaViewMut<'_, f32>, dy: CudaView<'_, f32>, x: CudaView<'_, f32>, rows: i64, half: i32);
+/// The raw launches (see [`float_kernels!`](crate::cuda::kernels)).
+pub mod raw {
+    use crate::cuda::{CudaView, CudaViewMut};
+
+    crate::__aoanet_cuda_float_kernels! { "glu";
+        /// `glu_fwd_f32`, `glu_fwd_f64`: `out = a ⊙ σ(b)` for `x = [a ; b]`.
+        fn glu_fwd<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, rows: i64, half: i32);
+        /// `glu_bwd_f32`, `glu_bwd_f64`: `dx` (overwritten) from `dy` and `x`.
+        fn glu_bwd<T>(dx: CudaViewMut<'_, T>, dy: CudaView<'_, T>, x: CudaView<'_, T>, rows: i64, half: i32);
+    }
 }
 
+pub use raw::FLOAT_SIGNATURES;
+
 /// `out [rows, half] = x[:, :half] ⊙ σ(x[:, half:])` for `x [rows, 2·half]`.
-pub fn forward(
+pub fn forward<T: CudaFloat>(
     dev: &CudaDevice,
-    out: CudaViewMut<'_, f32>,
-    x: CudaView<'_, f32>,
+    out: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
     rows: usize,
     half: usize,
 ) -> Result<()> {
@@ -27,15 +34,15 @@ pub fn forward(
     let h = to_i32("glu", "half", half)?;
     let cfg = LaunchCfg::elementwise(rows * half, MAX_GRID_STRIDE_BLOCKS);
     // SAFETY: sizes checked above.
-    unsafe { glu_fwd_f32(dev, cfg, out, x, rows as i64, h) }
+    unsafe { raw::glu_fwd(dev, cfg, out, x, rows as i64, h) }
 }
 
 /// `dx [rows, 2·half]` (overwritten) from `dy [rows, half]`.
-pub fn backward(
+pub fn backward<T: CudaFloat>(
     dev: &CudaDevice,
-    dx: CudaViewMut<'_, f32>,
-    dy: CudaView<'_, f32>,
-    x: CudaView<'_, f32>,
+    dx: CudaViewMut<'_, T>,
+    dy: CudaView<'_, T>,
+    x: CudaView<'_, T>,
     rows: usize,
     half: usize,
 ) -> Result<()> {
@@ -48,5 +55,5 @@ pub fn backward(
     let h = to_i32("glu backward", "half", half)?;
     let cfg = LaunchCfg::elementwise(rows * half, MAX_GRID_STRIDE_BLOCKS);
     // SAFETY: sizes checked above.
-    unsafe { glu_bwd_f32(dev, cfg, dx, dy, x, rows as i64, h) }
+    unsafe { raw::glu_bwd(dev, cfg, dx, dy, x, rows as i64, h) }
 }

@@ -1,23 +1,32 @@
 //! The reference LayerNorm, unbiased std with eps added to the std (`kernels/layernorm.cu`).
 
 use super::{check_len, reduce, row_grid, to_i32};
-use crate::cuda::{CudaDevice, CudaView, CudaViewMut, LaunchCfg};
+use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::{Error, Result};
 
-crate::__aoanet_cuda_kernels! { "layernorm";
-    /// Forward; `mean_out`/`std_out` per row for backward (may be null).
-    fn layernorm_fwd_f32(y: CudaViewMut<'_, f32>, mean_out: Option<CudaViewMut<'_, f32>>, std_out: Option<CudaViewMut<'_, f32>>,
-        x: CudaView<'_, f32>, gamma: CudaView<'_, f32>, beta: CudaView<'_, f32>, rows: i64, cols: i32, eps: f32);
-    /// Input gradient (overwritten).
-    fn layernorm_bwd_f32(dx: CudaViewMut<'_, f32>, dy: CudaView<'_, f32>, x: CudaView<'_, f32>, gamma: CudaView<'_, f32>,
-        mean: CudaView<'_, f32>, stdv: CudaView<'_, f32>, rows: i64, cols: i32, eps: f32);
-    /// Per-chunk partial parameter gradients `[chunks, cols]`.
-    fn layernorm_bwd_params_f32(dgamma_part: CudaViewMut<'_, f32>, dbeta_part: CudaViewMut<'_, f32>, dy: CudaView<'_, f32>,
-        x: CudaView<'_, f32>, mean: CudaView<'_, f32>, stdv: CudaView<'_, f32>, rows: i64, cols: i32, rows_per_chunk: i64, eps: f32);
+/// The raw launches (see [`float_kernels!`](crate::cuda::kernels)).
+pub mod raw {
+    use crate::cuda::{CudaView, CudaViewMut};
+
+    crate::__aoanet_cuda_float_kernels! { "layernorm";
+        /// `layernorm_fwd_f32`, `layernorm_fwd_f64`: forward; `mean_out`/`std_out` per row for
+        /// backward (may be null).
+        fn layernorm_fwd<T>(y: CudaViewMut<'_, T>, mean_out: Option<CudaViewMut<'_, T>>, std_out: Option<CudaViewMut<'_, T>>,
+            x: CudaView<'_, T>, gamma: CudaView<'_, T>, beta: CudaView<'_, T>, rows: i64, cols: i32, eps: T);
+        /// `layernorm_bwd_f32`, `layernorm_bwd_f64`: input gradient (overwritten).
+        fn layernorm_bwd<T>(dx: CudaViewMut<'_, T>, dy: CudaView<'_, T>, x: CudaView<'_, T>, gamma: CudaView<'_, T>,
+            mean: CudaView<'_, T>, stdv: CudaView<'_, T>, rows: i64, cols: i32, eps: T);
+        /// `layernorm_bwd_params_f32`, `layernorm_bwd_params_f64`: per-chunk partial parameter
+        /// gradients `[chunks, cols]`.
+        fn layernorm_bwd_params<T>(dgamma_part: CudaViewMut<'_, T>, dbeta_part: CudaViewMut<'_, T>, dy: CudaView<'_, T>,
+            x: CudaView<'_, T>, mean: CudaView<'_, T>, stdv: CudaView<'_, T>, rows: i64, cols: i32, rows_per_chunk: i64, eps: T);
+    }
 }
 
+pub use raw::FLOAT_SIGNATURES;
+
 /// The reference's epsilon (added to the std).
-pub const EPS: f32 = 1e-6;
+pub const EPS: f64 = 1e-6;
 
 fn check_cols(cols: usize) -> Result<i32> {
     if cols < 2 {
@@ -30,16 +39,16 @@ fn check_cols(cols: usize) -> Result<i32> {
 
 /// Normalises each row of `x [rows, cols]`; saves per-row mean and std when given.
 #[allow(clippy::too_many_arguments)]
-pub fn forward(
+pub fn forward<T: CudaFloat>(
     dev: &CudaDevice,
-    y: CudaViewMut<'_, f32>,
-    saved: Option<(CudaViewMut<'_, f32>, CudaViewMut<'_, f32>)>,
-    x: CudaView<'_, f32>,
-    gamma: CudaView<'_, f32>,
-    beta: CudaView<'_, f32>,
+    y: CudaViewMut<'_, T>,
+    saved: Option<(CudaViewMut<'_, T>, CudaViewMut<'_, T>)>,
+    x: CudaView<'_, T>,
+    gamma: CudaView<'_, T>,
+    beta: CudaView<'_, T>,
     rows: usize,
     cols: usize,
-    eps: f32,
+    eps: f64,
 ) -> Result<()> {
     let c = check_cols(cols)?;
     check_len("layernorm", "x", x.len(), rows * cols)?;
@@ -59,7 +68,7 @@ pub fn forward(
     }
     // SAFETY: sizes checked above; any block size that is a multiple of 32.
     unsafe {
-        layernorm_fwd_f32(
+        raw::layernorm_fwd(
             dev,
             row_grid(rows, 256),
             y,
@@ -70,26 +79,26 @@ pub fn forward(
             beta,
             rows as i64,
             c,
-            eps,
+            T::from_f64(eps),
         )
     }
 }
 
 /// Gradients: `dx` overwritten; `dgamma`, `dbeta` ACCUMULATED (+=).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(
+pub fn backward<T: CudaFloat>(
     dev: &std::sync::Arc<CudaDevice>,
-    dx: CudaViewMut<'_, f32>,
-    dgamma: CudaViewMut<'_, f32>,
-    dbeta: CudaViewMut<'_, f32>,
-    dy: CudaView<'_, f32>,
-    x: CudaView<'_, f32>,
-    gamma: CudaView<'_, f32>,
-    mean: CudaView<'_, f32>,
-    std: CudaView<'_, f32>,
+    dx: CudaViewMut<'_, T>,
+    dgamma: CudaViewMut<'_, T>,
+    dbeta: CudaViewMut<'_, T>,
+    dy: CudaView<'_, T>,
+    x: CudaView<'_, T>,
+    gamma: CudaView<'_, T>,
+    mean: CudaView<'_, T>,
+    std: CudaView<'_, T>,
     rows: usize,
     cols: usize,
-    eps: f32,
+    eps: f64,
 ) -> Result<()> {
     let c = check_cols(cols)?;
     for (what, len) in [("dy", dy.len()), ("x", x.len()), ("dx", dx.len())] {
@@ -109,7 +118,7 @@ pub fn backward(
     }
     // SAFETY: sizes checked above.
     unsafe {
-        layernorm_bwd_f32(
+        raw::layernorm_bwd(
             dev,
             row_grid(rows, 256),
             dx,
@@ -120,14 +129,14 @@ pub fn backward(
             std,
             rows as i64,
             c,
-            eps,
+            T::from_f64(eps),
         )?;
     }
     // Parameter gradients: partial sums over chunks of rows, then a deterministic column sum.
     let per_chunk = 64usize;
     let chunks = rows.div_ceil(per_chunk);
-    let mut gp = dev.alloc::<f32>(chunks * cols)?;
-    let mut bp = dev.alloc::<f32>(chunks * cols)?;
+    let mut gp = dev.alloc::<T>(chunks * cols)?;
+    let mut bp = dev.alloc::<T>(chunks * cols)?;
     let cfg = LaunchCfg {
         grid: (cols.div_ceil(128) as u32, chunks as u32, 1),
         block: (128, 1, 1),
@@ -141,7 +150,7 @@ pub fn backward(
     // SAFETY: the partial buffers hold chunks·cols elements; the grid covers exactly the
     // columns (guarded in the kernel) and the chunks.
     unsafe {
-        layernorm_bwd_params_f32(
+        raw::layernorm_bwd_params(
             dev,
             cfg,
             gp.view_mut(),
@@ -153,7 +162,7 @@ pub fn backward(
             rows as i64,
             c,
             per_chunk as i64,
-            eps,
+            T::from_f64(eps),
         )?;
     }
     reduce::sum_cols(dev, dgamma, gp.view(), chunks, cols, true)?;

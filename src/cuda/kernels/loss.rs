@@ -1,16 +1,117 @@
 //! Label-smoothed KL loss fused with log_softmax (`kernels/loss.cu`).
 
-use super::{check_len, row_grid, to_i32};
-use crate::cuda::{CudaDevice, CudaView, CudaViewMut};
+use super::{MAX_GRID_STRIDE_BLOCKS, check_len, row_grid, to_i32};
+use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::{Error, Result};
 
-crate::__aoanet_cuda_kernels! { "loss";
-    /// Per-row loss and log-sum-exp.
-    fn label_smooth_fwd_f32(row_loss: CudaViewMut<'_, f32>, lse_out: Option<CudaViewMut<'_, f32>>, logits: CudaView<'_, f32>,
-        targets: CudaView<'_, i32>, weights: Option<CudaView<'_, f32>>, rows: i64, vocab: i32, smoothing: f32);
-    /// `dlogits = scale · w · (softmax - q)`.
-    fn label_smooth_bwd_f32(dlogits: CudaViewMut<'_, f32>, logits: CudaView<'_, f32>, lse: CudaView<'_, f32>,
-        targets: CudaView<'_, i32>, weights: Option<CudaView<'_, f32>>, rows: i64, vocab: i32, smoothing: f32, scale: f32);
+/// The raw launches.
+pub mod raw {
+    use crate::cuda::{CudaView, CudaViewMut};
+
+    crate::__aoanet_cuda_kernels! { "loss";
+        /// Per-row loss and log-sum-exp.
+        fn label_smooth_fwd_f32(row_loss: CudaViewMut<'_, f32>, lse_out: Option<CudaViewMut<'_, f32>>, logits: CudaView<'_, f32>,
+            targets: CudaView<'_, i32>, weights: Option<CudaView<'_, f32>>, rows: i64, vocab: i32, smoothing: f32);
+        /// `dlogits = scale · w · (softmax - q)`.
+        fn label_smooth_bwd_f32(dlogits: CudaViewMut<'_, f32>, logits: CudaView<'_, f32>, lse: CudaView<'_, f32>,
+            targets: CudaView<'_, i32>, weights: Option<CudaView<'_, f32>>, rows: i64, vocab: i32, smoothing: f32, scale: f32);
+    }
+
+    crate::__aoanet_cuda_float_kernels! { "loss";
+        /// `smoothed_kl_fwd_f32`, `smoothed_kl_fwd_f64`: per-row weighted KL from
+        /// log-probabilities, in f64.
+        fn smoothed_kl_fwd<T>(row_loss: CudaViewMut<'_, f64>, lp: CudaView<'_, T>, targets: CudaView<'_, i32>,
+            weights: CudaView<'_, f64>, rows: i64, classes: i32, q_y: f64, q_other: f64, entropy_term: f64);
+        /// `smoothed_kl_bwd_f32`, `smoothed_kl_bwd_f64`: `grad[r, k] = scale · w_r · q_k`.
+        fn smoothed_kl_bwd<T>(grad: CudaViewMut<'_, T>, targets: CudaView<'_, i32>, weights: CudaView<'_, f64>,
+            rows: i64, classes: i32, scale: f64, q_y: f64, q_other: f64);
+    }
+}
+
+pub use raw::{FLOAT_SIGNATURES, SIGNATURES};
+
+/// The smoothed target distribution of a row: `q_y` at the target, `q_other` elsewhere, and
+/// the constant `Σ_k q_k log q_k` (see `train::label_smoothing_loss`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SmoothedTargets {
+    /// Probability of the target class.
+    pub q_y: f64,
+    /// Probability of every other class (0 for the plain cross-entropy).
+    pub q_other: f64,
+    /// `Σ_k q_k log q_k`.
+    pub entropy_term: f64,
+}
+
+/// `row_loss[r] = w_r · Σ_k q_k (log q_k − lp[r, k])` (f64; 0 where `w_r = 0`) for
+/// log-probabilities `lp [rows, classes]`, targets below `classes` and weights `[rows]`.
+pub fn smoothed_kl_forward<T: CudaFloat>(
+    dev: &CudaDevice,
+    row_loss: CudaViewMut<'_, f64>,
+    lp: CudaView<'_, T>,
+    targets: CudaView<'_, i32>,
+    weights: CudaView<'_, f64>,
+    classes: usize,
+    q: SmoothedTargets,
+) -> Result<()> {
+    let rows = targets.len();
+    check_len("smoothed_kl", "lp", lp.len(), rows * classes)?;
+    check_len("smoothed_kl", "weights", weights.len(), rows)?;
+    check_len("smoothed_kl", "row_loss", row_loss.len(), rows)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    let c = to_i32("smoothed_kl", "classes", classes)?;
+    // SAFETY: sizes checked; the caller guarantees targets < classes.
+    unsafe {
+        raw::smoothed_kl_fwd(
+            dev,
+            row_grid(rows, 256),
+            row_loss,
+            lp,
+            targets,
+            weights,
+            rows as i64,
+            c,
+            q.q_y,
+            q.q_other,
+            q.entropy_term,
+        )
+    }
+}
+
+/// `grad [rows, classes]` (every element written) `= scale · w_r · q_k`.
+pub fn smoothed_kl_backward<T: CudaFloat>(
+    dev: &CudaDevice,
+    grad: CudaViewMut<'_, T>,
+    targets: CudaView<'_, i32>,
+    weights: CudaView<'_, f64>,
+    classes: usize,
+    scale: f64,
+    q: SmoothedTargets,
+) -> Result<()> {
+    let rows = targets.len();
+    check_len("smoothed_kl backward", "grad", grad.len(), rows * classes)?;
+    check_len("smoothed_kl backward", "weights", weights.len(), rows)?;
+    if rows * classes == 0 {
+        return Ok(());
+    }
+    let c = to_i32("smoothed_kl backward", "classes", classes)?;
+    let cfg = LaunchCfg::elementwise(rows * classes, MAX_GRID_STRIDE_BLOCKS);
+    // SAFETY: sizes checked; the caller guarantees targets < classes.
+    unsafe {
+        raw::smoothed_kl_bwd(
+            dev,
+            cfg,
+            grad,
+            targets,
+            weights,
+            rows as i64,
+            c,
+            scale,
+            q.q_y,
+            q.q_other,
+        )
+    }
 }
 
 fn check(
@@ -65,7 +166,7 @@ pub fn forward(
     }
     // SAFETY: sizes checked above.
     unsafe {
-        label_smooth_fwd_f32(
+        raw::label_smooth_fwd_f32(
             dev,
             row_grid(rows, 256),
             row_loss,
@@ -114,7 +215,7 @@ pub fn backward(
     }
     // SAFETY: sizes checked above.
     unsafe {
-        label_smooth_bwd_f32(
+        raw::label_smooth_bwd_f32(
             dev,
             row_grid(rows, 256),
             dlogits,

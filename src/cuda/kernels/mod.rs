@@ -1,7 +1,9 @@
 //! Launch wrappers, one module per `kernels/<family>.cu`.
 //!
-//! Each module has the generated raw wrappers (`unsafe`, named exactly as the `__global__`
-//! function) and safe entry points that check buffer sizes and choose the launch shape.
+//! Each module has the generated raw wrappers in a `raw` submodule (`unsafe`; named exactly as
+//! the `__global__` function, or, for a kernel that exists in f32 and f64, one generic wrapper
+//! named without the suffix: see [`float_kernels!`](crate::__aoanet_cuda_float_kernels)) and
+//! safe entry points that check buffer sizes and choose the launch shape.
 
 pub mod adam;
 pub mod attention;
@@ -16,20 +18,25 @@ pub mod lstm;
 pub mod reduce;
 pub mod softmax;
 
-/// Every family's signature table (see [`crate::cuda::signatures`]).
+/// Every family's signature tables (see [`crate::cuda::signatures`]): `SIGNATURES` for the
+/// kernels of one type, `FLOAT_SIGNATURES` for both instantiations of the f32/f64 ones.
 pub const SIGNATURES: &[&[crate::cuda::KernelSig]] = &[
-    adam::SIGNATURES,
+    adam::FLOAT_SIGNATURES,
     attention::SIGNATURES,
     dropout::SIGNATURES,
+    dropout::FLOAT_SIGNATURES,
     elementwise::SIGNATURES,
-    embedding::SIGNATURES,
+    elementwise::FLOAT_SIGNATURES,
+    embedding::FLOAT_SIGNATURES,
     gemm::SIGNATURES,
-    glu::SIGNATURES,
-    layernorm::SIGNATURES,
+    gemm::FLOAT_SIGNATURES,
+    glu::FLOAT_SIGNATURES,
+    layernorm::FLOAT_SIGNATURES,
     loss::SIGNATURES,
-    lstm::SIGNATURES,
-    reduce::SIGNATURES,
-    softmax::SIGNATURES,
+    loss::FLOAT_SIGNATURES,
+    lstm::FLOAT_SIGNATURES,
+    reduce::FLOAT_SIGNATURES,
+    softmax::FLOAT_SIGNATURES,
 ];
 
 use crate::{Error, Result};

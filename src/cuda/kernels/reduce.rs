@@ -1,19 +1,34 @@
 //! Reductions (`kernels/reduce.cu`).
 
 use super::{MAX_GRID_STRIDE_BLOCKS, check_len, row_grid, to_i32};
-use crate::cuda::{CudaDevice, CudaView, CudaViewMut, LaunchCfg};
+use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::{Error, Result};
 
-crate::__aoanet_cuda_kernels! { "reduce";
-    /// `out[r] (=|+=) op_j x[r, j]`.
-    fn reduce_rows_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, rows: i64, cols: i32, op: i32, accumulate: i32);
-    /// `out[o, i] = op_l x[o, l, i]`.
-    fn reduce_axis_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, outer: i64, len: i64, inner: i64, op: i32);
-    /// Column sums per chunk of rows.
-    fn sum_cols_f32(out: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, rows: i64, cols: i32, rows_per_chunk: i64, accumulate: i32);
-    /// Row argmax and max.
-    fn argmax_rows_f32(idx: CudaViewMut<'_, i32>, val: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, rows: i64, cols: i32);
+/// The raw launches (see [`float_kernels!`](crate::cuda::kernels)).
+pub mod raw {
+    use crate::cuda::{CudaView, CudaViewMut};
+
+    crate::__aoanet_cuda_float_kernels! { "reduce";
+        /// `reduce_rows_f32`, `reduce_rows_f64`: `out[r] (=|+=) op_j x[r, j]`.
+        fn reduce_rows<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, rows: i64, cols: i32, op: i32, accumulate: i32);
+        /// `reduce_axis_f32`, `reduce_axis_f64`: `out[o, i] = op_l x[o, l, i]`.
+        fn reduce_axis<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, outer: i64, len: i64, inner: i64, op: i32);
+        /// `sum_cols_f32`, `sum_cols_f64`: column sums per chunk of rows.
+        fn sum_cols<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, rows: i64, cols: i32, rows_per_chunk: i64, accumulate: i32);
+        /// `argmax_rows_f32`, `argmax_rows_f64`: row argmax and max.
+        fn argmax_rows<T>(idx: CudaViewMut<'_, i32>, val: CudaViewMut<'_, T>, x: CudaView<'_, T>, rows: i64, cols: i32);
+        /// `max_axis_f32`, `max_axis_f64`: max over an axis and its first index.
+        fn max_axis<T>(val: CudaViewMut<'_, T>, idx: CudaViewMut<'_, i32>, x: CudaView<'_, T>, outer: i64, len: i64, inner: i64);
+        /// `scatter_axis_f32`, `scatter_axis_f64`: the adjoint of `max_axis`.
+        fn scatter_axis<T>(gx: CudaViewMut<'_, T>, g: CudaView<'_, T>, idx: CudaView<'_, i32>, outer: i64, len: i64, inner: i64);
+        /// `sum_partial_f32`, `sum_partial_f64`: sums of consecutive chunks.
+        fn sum_partial<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, per: i64);
+        /// `count_nonfinite_f32`, `count_nonfinite_f64`: `*count +=` non-finite elements.
+        fn count_nonfinite<T>(count: CudaViewMut<'_, u32>, x: CudaView<'_, T>, n: i64);
+    }
 }
+
+pub use raw::FLOAT_SIGNATURES;
 
 /// What a reduction computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,10 +43,10 @@ pub enum Reduce {
 }
 
 /// `out[r] = op_j x[r, j]` over `[rows, cols]`; `accumulate` adds into `out` instead.
-pub fn rows(
+pub fn rows<T: CudaFloat>(
     dev: &CudaDevice,
-    out: CudaViewMut<'_, f32>,
-    x: CudaView<'_, f32>,
+    out: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
     rows: usize,
     cols: usize,
     op: Reduce,
@@ -45,7 +60,7 @@ pub fn rows(
     let c = to_i32("reduce_rows", "cols", cols)?;
     // SAFETY: sizes checked above.
     unsafe {
-        reduce_rows_f32(
+        raw::reduce_rows(
             dev,
             row_grid(rows, 256),
             out,
@@ -59,10 +74,10 @@ pub fn rows(
 }
 
 /// `out[o, i] = op_l x[o, l, i]` for `x` viewed as `[outer, len, inner]`: any axis.
-pub fn axis(
+pub fn axis<T: CudaFloat>(
     dev: &CudaDevice,
-    out: CudaViewMut<'_, f32>,
-    x: CudaView<'_, f32>,
+    out: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
     dims: [usize; 3],
     op: Reduce,
 ) -> Result<()> {
@@ -75,7 +90,7 @@ pub fn axis(
     let cfg = LaunchCfg::elementwise(outer * inner, MAX_GRID_STRIDE_BLOCKS);
     // SAFETY: sizes checked above.
     unsafe {
-        reduce_axis_f32(
+        raw::reduce_axis(
             dev,
             cfg,
             out,
@@ -90,10 +105,10 @@ pub fn axis(
 
 /// `out[j] (=|+=) Σ_r x[r, j]` for `x [rows, cols]` (bias gradients). Deterministic: chunks of
 /// 256 rows are summed into a workspace, repeatedly, until one chunk is left.
-pub fn sum_cols(
+pub fn sum_cols<T: CudaFloat>(
     dev: &std::sync::Arc<CudaDevice>,
-    out: CudaViewMut<'_, f32>,
-    x: CudaView<'_, f32>,
+    out: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
     rows: usize,
     cols: usize,
     accumulate: bool,
@@ -106,7 +121,7 @@ pub fn sum_cols(
     }
     let c = to_i32("sum_cols", "cols", cols)?;
     let launch =
-        |out: CudaViewMut<'_, f32>, x: CudaView<'_, f32>, rows: usize, chunks: usize, acc: bool| {
+        |out: CudaViewMut<'_, T>, x: CudaView<'_, T>, rows: usize, chunks: usize, acc: bool| {
             if chunks > 65535 {
                 return Err(Error::invalid(format!(
                     "cuda sum_cols: {rows} rows is too many"
@@ -119,7 +134,7 @@ pub fn sum_cols(
             };
             // SAFETY: out holds chunks·cols elements (checked by the callers below), x rows·cols.
             unsafe {
-                sum_cols_f32(
+                raw::sum_cols(
                     dev,
                     cfg,
                     out,
@@ -135,17 +150,18 @@ pub fn sum_cols(
         return launch(out, x, rows, 1, accumulate);
     }
     let chunks = rows.div_ceil(PER_CHUNK);
-    let mut part = dev.alloc::<f32>(chunks * cols)?;
+    let mut part = dev.alloc::<T>(chunks * cols)?;
     launch(part.view_mut(), x, rows, chunks, false)?;
     sum_cols(dev, out, part.view(), chunks, cols, accumulate)
 }
 
-/// Per row of `x [rows, cols]`: the index of the maximum (first on ties) and the maximum.
-pub fn argmax(
+/// Per row of `x [rows, cols]`: the index of the maximum (the first on ties; the first NaN if
+/// the row has one, as the CPU's `argmax_last`) and the maximum.
+pub fn argmax<T: CudaFloat>(
     dev: &CudaDevice,
     idx: CudaViewMut<'_, i32>,
-    val: CudaViewMut<'_, f32>,
-    x: CudaView<'_, f32>,
+    val: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
     rows: usize,
     cols: usize,
 ) -> Result<()> {
@@ -157,5 +173,110 @@ pub fn argmax(
     }
     let c = to_i32("argmax", "cols", cols)?;
     // SAFETY: sizes checked above.
-    unsafe { argmax_rows_f32(dev, row_grid(rows, 256), idx, val, x, rows as i64, c) }
+    unsafe { raw::argmax_rows(dev, row_grid(rows, 256), idx, val, x, rows as i64, c) }
+}
+
+/// `val[o, i]`, `idx[o, i]`: the maximum over `l` of `x [outer, len, inner]` and its first
+/// index (a NaN wins, as the CPU's `max_axis`).
+pub fn max_axis<T: CudaFloat>(
+    dev: &CudaDevice,
+    val: CudaViewMut<'_, T>,
+    idx: CudaViewMut<'_, i32>,
+    x: CudaView<'_, T>,
+    dims: [usize; 3],
+) -> Result<()> {
+    let [outer, len, inner] = dims;
+    if len == 0 {
+        return Err(Error::invalid("cuda max_axis: an empty axis"));
+    }
+    to_i32("max_axis", "len", len)?;
+    check_len("max_axis", "x", x.len(), outer * len * inner)?;
+    check_len("max_axis", "val", val.len(), outer * inner)?;
+    check_len("max_axis", "idx", idx.len(), outer * inner)?;
+    if outer * inner == 0 {
+        return Ok(());
+    }
+    let cfg = LaunchCfg::elementwise(outer * inner, MAX_GRID_STRIDE_BLOCKS);
+    // SAFETY: sizes checked above.
+    unsafe {
+        raw::max_axis(
+            dev,
+            cfg,
+            val,
+            idx,
+            x,
+            outer as i64,
+            len as i64,
+            inner as i64,
+        )
+    }
+}
+
+/// `gx [outer, len, inner]` (every element written) `= g[o, i]` at `l = idx[o, i]`, else 0.
+pub fn scatter_axis<T: CudaFloat>(
+    dev: &CudaDevice,
+    gx: CudaViewMut<'_, T>,
+    g: CudaView<'_, T>,
+    idx: CudaView<'_, i32>,
+    dims: [usize; 3],
+) -> Result<()> {
+    let [outer, len, inner] = dims;
+    check_len("scatter_axis", "gx", gx.len(), outer * len * inner)?;
+    check_len("scatter_axis", "g", g.len(), outer * inner)?;
+    check_len("scatter_axis", "idx", idx.len(), outer * inner)?;
+    let n = outer * len * inner;
+    if n == 0 {
+        return Ok(());
+    }
+    let cfg = LaunchCfg::elementwise(n, MAX_GRID_STRIDE_BLOCKS);
+    // SAFETY: sizes checked above; idx values are < len by construction (from max_axis).
+    unsafe { raw::scatter_axis(dev, cfg, gx, g, idx, outer as i64, len as i64, inner as i64) }
+}
+
+/// The sum of all `x` into `out[0]`, deterministic: chunk sums, then their sum.
+pub fn sum_all<T: CudaFloat>(
+    dev: &std::sync::Arc<CudaDevice>,
+    out: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
+) -> Result<()> {
+    const PER: usize = 8192;
+    check_len("sum_all", "out", out.len(), 1)?;
+    let n = x.len();
+    let launch = |out: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: usize, per: usize| {
+        let chunks = n.div_ceil(per).max(1);
+        let cfg = LaunchCfg::linear(chunks.min(MAX_GRID_STRIDE_BLOCKS as usize) as u32, 256);
+        // SAFETY: out holds ceil(n / per) elements (checked by the callers), x n elements.
+        unsafe { raw::sum_partial(dev, cfg, out, x, n as i64, per as i64) }
+    };
+    if n <= PER {
+        if n == 0 {
+            return fill_one(dev, out);
+        }
+        return launch(out, x, n, PER);
+    }
+    let chunks = n.div_ceil(PER);
+    let mut part = dev.alloc::<T>(chunks)?;
+    launch(part.view_mut(), x, n, PER)?;
+    sum_all(dev, out, part.view())
+}
+
+fn fill_one<T: CudaFloat>(dev: &CudaDevice, out: CudaViewMut<'_, T>) -> Result<()> {
+    let mut out = out;
+    super::elementwise::fill(dev, out.reborrow(), T::ZERO)
+}
+
+/// How many elements of `x` are NaN or infinite.
+pub fn count_nonfinite<T: CudaFloat>(
+    dev: &std::sync::Arc<CudaDevice>,
+    x: CudaView<'_, T>,
+) -> Result<u64> {
+    let n = x.len();
+    if n == 0 {
+        return Ok(0);
+    }
+    let mut count = dev.zeros::<u32>(1)?;
+    let cfg = LaunchCfg::elementwise(n, 4096);
+    // SAFETY: x holds n elements, count one.
+    unsafe { raw::count_nonfinite(dev, cfg, count.view_mut(), x, n as i64)? };
+    Ok(u64::from(count.to_host()?[0]))
 }

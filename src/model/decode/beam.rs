@@ -142,7 +142,7 @@ impl<'a> Search<'a> {
         let first = self.model.step(
             &vec![0; images],
             enc,
-            &self.model.init_state(images),
+            &self.model.try_init_state(images)?,
             &mut ctx,
         )?;
         let first_lp = first.logprobs.to_vec_f32();
@@ -420,7 +420,9 @@ impl<'a> Search<'a> {
         let t = self.opts.temperature;
         let c = self.classes;
         with_float!(logprobs.dtype(), "beam_search", T => {
-            logprobs.with_slice::<T, _>("beam_search", |x| {
+            // `with_data`: on a GPU the rows are copied to the host first (the search is
+            // host code).
+            logprobs.with_data::<T, _>(|x| {
                 let mut out = vec![0f32; x.len()];
                 let rows = x.len() / c;
                 let parts = num_threads().min(rows / 16).max(1);

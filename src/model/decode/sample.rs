@@ -70,7 +70,8 @@ pub fn sample(
     let rows = enc.batch();
     let len = opts.max_length;
     let dtype = model.dtype();
-    let mut state = model.init_state(rows);
+    let mut state = model.try_init_state(rows)?;
+    let device = model.device();
     let mut it = vec![0usize; rows];
     let mut seq = vec![0usize; rows * len];
     let mut unfinished = vec![true; rows];
@@ -85,9 +86,11 @@ pub fn sample(
         }
         let adjust = constraints(opts, &seq, len, t, classes, &mut trigrams);
         let logprobs = match adjust {
-            Some(adj) => out
-                .logprobs
-                .add(&Tensor::from_vec(adj, &[rows, classes])?.to_dtype(dtype)?)?,
+            Some(adj) => out.logprobs.add(
+                &Tensor::from_vec(adj, &[rows, classes])?
+                    .to_dtype(dtype)?
+                    .to_device(device)?,
+            )?,
             None => out.logprobs,
         };
         let (words, lp) = next_word(&logprobs, opts, ctx)?;
@@ -104,7 +107,11 @@ pub fn sample(
     }
     // Steps after the loop stopped record 0, as the reference's zero-initialised buffer.
     if picked.len() < len {
-        picked.push(Tensor::zeros(&[rows, len - picked.len()], dtype));
+        picked.push(Tensor::zeros_on(
+            &[rows, len - picked.len()],
+            dtype,
+            device,
+        )?);
     }
     let parts: Vec<&Tensor> = picked.iter().collect();
     let logprobs = Tensor::concat(&parts, 1)?;
@@ -184,7 +191,12 @@ fn next_word(
     let scaled = if opts.temperature == 1.0 {
         logprobs.clone()
     } else {
-        logprobs.div(&Tensor::scalar(opts.temperature, logprobs.dtype()))?
+        logprobs.div(&Tensor::full_on(
+            &[],
+            opts.temperature,
+            logprobs.dtype(),
+            logprobs.device(),
+        )?)?
     };
     let values = scaled.to_vec_f64();
     let rows = values.len() / classes;
@@ -232,7 +244,9 @@ fn next_word(
                 }
                 words.push(sample_from_logprobs(&restricted, ctx.rng.next_f64()));
             }
-            let keep = Tensor::from_vec(keep, &[rows, classes])?.to_dtype(probs.dtype())?;
+            let keep = Tensor::from_vec(keep, &[rows, classes])?
+                .to_dtype(probs.dtype())?
+                .to_device(probs.device())?;
             let kept = probs.mul(&keep)?.sum_axis(1, false)?;
             let lp = probs.gather_last(&words)?.div(&kept)?.log()?;
             Ok((words, lp))

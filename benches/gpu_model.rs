@@ -1,0 +1,389 @@
+//! The full-size model on a CUDA device (`cargo bench --features cuda --bench gpu_model
+//! [SECTION…]`, or the staged binary in `scripts/gpu-check run`): a list of named sections,
+//! each timing one workload; name sections on the command line to run only those (a prefix
+//! matches: `decode` runs every decoding section). Without a GPU it prints why and exits 0.
+//!
+//! Method: AoaConfig::reference(9487) with random PyTorch-default weights, built on the host
+//! and moved to the GPU; inputs are 36 regions × 2048-d features from U(0, 1), uploaded once.
+//! Every workload runs once to warm up (NVRTC compiles every kernel family first, outside the
+//! timings), then `AOANET_BENCH_REPS` times (2 by default); the best wall time is reported,
+//! measured on the host after a device synchronise. Peak device memory is the caching pool's
+//! high-water mark of live buffers during the section (`CudaDevice::memory_stats`, reset at
+//! the start of each section), with the bytes reserved from the driver beside it.
+//!
+//! Precision: f32 on the SIMT GEMM by default (the parity configuration); `AOANET_TF32=1`
+//! switches f32 products to the TF32 tensor-core kernel. bf16 mixed precision is not wired
+//! yet (issue 8, item 2). The unfused path is the only path for now: the model composes
+//! attention from matmul/softmax ops (the fused attention kernels are not wired into it yet).
+//!
+//! FLOP-based efficiency: an XE step (10 images × 5 captions × 17 steps, refiner once per
+//! image) is about 245 GFLOP (issue 8); TFLOP/s = 245 / seconds / 1000. With random weights
+//! no caption ever ends early: decoding always runs all 20 steps (the worst case).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aoanet::autograd::no_grad;
+use aoanet::cuda::CudaDevice;
+use aoanet::model::{AoaConfig, AoaModel, DecodeOptions, SampleMethod, beam_search, sample};
+use aoanet::nn::{Ctx, Module};
+use aoanet::rng::Philox;
+use aoanet::tensor::{DType, Device, Tensor};
+use aoanet::train::{Adam, AdamConfig, adam::zero_grad, label_smoothing_loss, reward_loss};
+
+/// One named workload.
+struct Section {
+    name: &'static str,
+    run: fn(&mut Shared),
+}
+
+/// What sections share: the device and the model (built on first use).
+struct Shared {
+    dev: Arc<CudaDevice>,
+    model: Option<AoaModel>,
+}
+
+impl Shared {
+    fn device(&self) -> Device {
+        Device::Cuda(self.dev.ordinal())
+    }
+
+    fn model(&mut self) -> &AoaModel {
+        let device = self.device();
+        self.model.get_or_insert_with(|| {
+            let t = Instant::now();
+            let m = AoaModel::new(AoaConfig::reference(9487), DType::F32, 0).unwrap();
+            m.to_device_(device).unwrap();
+            println!(
+                "model: {} parameters on {device}, built and moved in {:.2} s",
+                m.num_parameters(),
+                t.elapsed().as_secs_f64()
+            );
+            m
+        })
+    }
+}
+
+const SECTIONS: &[Section] = &[
+    Section {
+        name: "train.xe_step",
+        run: train_xe_step,
+    },
+    Section {
+        name: "train.scst_step",
+        run: train_scst_step,
+    },
+    Section {
+        name: "decode.encode500",
+        run: decode_encode,
+    },
+    Section {
+        name: "decode.greedy500",
+        run: decode_greedy,
+    },
+    Section {
+        name: "decode.beam3_500",
+        run: decode_beam3,
+    },
+];
+
+const REGIONS: usize = 36;
+/// Images per decoding call (issue 8: "greedy and beam-3 over 500 images").
+const DECODE_IMAGES: usize = 500;
+/// Images per training step (the reference's batch: 10 images × 5 captions).
+const TRAIN_IMAGES: usize = 10;
+/// An XE step's floating-point work (issue 8's estimate).
+const XE_STEP_GFLOP: f64 = 245.0;
+
+fn reps() -> usize {
+    std::env::var("AOANET_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
+
+/// Best wall time in seconds of `reps()` runs of `f` after one warm-up, each ended by a
+/// device synchronise (so queued kernels are counted).
+fn best_of(dev: &CudaDevice, mut f: impl FnMut()) -> f64 {
+    f();
+    dev.synchronize().unwrap();
+    let mut best = f64::INFINITY;
+    for _ in 0..reps() {
+        let t = Instant::now();
+        f();
+        dev.synchronize().unwrap();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// "peak X MiB live, Y MiB reserved" since the section's start.
+fn memory(dev: &CudaDevice) -> String {
+    let s = dev.memory_stats();
+    format!(
+        "peak device memory {:.0} MiB live, {:.0} MiB reserved",
+        s.peak_in_use as f64 / (1 << 20) as f64,
+        s.peak_reserved as f64 / (1 << 20) as f64
+    )
+}
+
+fn features(images: usize, seed: u64, device: Device) -> Tensor {
+    Tensor::uniform(
+        &[images, REGIONS, 2048],
+        0.0,
+        1.0,
+        DType::F32,
+        &mut Philox::new(seed),
+    )
+    .to_device(device)
+    .unwrap()
+}
+
+/// Captions of 9–16 words (COCO's are ~10), BOS 0 first, EOS 0 after the words: labels
+/// `[rows, len]`, targets (labels shifted) and the mask `[rows, len − 1]`.
+fn captions(rows: usize, len: usize) -> (Vec<usize>, Vec<usize>, Tensor) {
+    let mut rng = Philox::new(3);
+    let mut labels = vec![0usize; rows * len];
+    let mut mask = vec![0f32; rows * (len - 1)];
+    for r in 0..rows {
+        let words = 9 + rng.below(8) as usize;
+        for t in 1..=words {
+            labels[r * len + t] = 1 + rng.below(9487) as usize;
+        }
+        for t in 0..=words {
+            mask[r * (len - 1) + t] = 1.0;
+        }
+    }
+    let targets = (0..rows)
+        .flat_map(|r| labels[r * len + 1..(r + 1) * len].to_vec())
+        .collect();
+    (
+        labels,
+        targets,
+        Tensor::from_vec(mask, &[rows, len - 1]).unwrap(),
+    )
+}
+
+/// One cross-entropy training step as the reference trains: 10 images × 5 captions, 36
+/// regions of 2048-d, 16 tokens (+ BOS/EOS), dropout on, label smoothing 0.2, backward, the
+/// ±0.1 clamp and Adam, all on the device.
+fn train_xe_step(shared: &mut Shared) {
+    let (dev, device) = (shared.dev.clone(), shared.device());
+    let m = shared.model();
+    let params = m.named_parameters();
+    let mut opt = Adam::new(AdamConfig::default()).unwrap();
+    let feats = features(TRAIN_IMAGES, 2, device);
+    let len = 18;
+    let (labels, targets, mask) = captions(TRAIN_IMAGES * 5, len);
+    let mask = mask.to_device(device).unwrap();
+    dev.reset_peak_memory();
+    let mut phases = [f64::INFINITY; 4];
+    let wall = best_of(&dev, || {
+        let t0 = Instant::now();
+        let mut drng = Philox::new(4);
+        let mut ctx = Ctx::train(&mut drng);
+        let enc = m
+            .encode(&feats, None, None, &mut ctx, None)
+            .unwrap()
+            .expand(5)
+            .unwrap();
+        let lp = m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap();
+        let loss = label_smoothing_loss(&lp, &targets, &mask, 0.2).unwrap();
+        dev.synchronize().unwrap();
+        let t1 = Instant::now();
+        loss.backward().unwrap();
+        dev.synchronize().unwrap();
+        let t2 = Instant::now();
+        opt.step(&params).unwrap();
+        zero_grad(&params);
+        dev.synchronize().unwrap();
+        let t3 = Instant::now();
+        let total = (t3 - t0).as_secs_f64();
+        if total < phases[3] {
+            phases = [
+                (t1 - t0).as_secs_f64(),
+                (t2 - t1).as_secs_f64(),
+                (t3 - t2).as_secs_f64(),
+                total,
+            ];
+        }
+    });
+    println!(
+        "train.xe_step f32{}: {:.1} ms per step (best of {}; {:.1} ms with phase syncs): \
+         forward {:.1} ms, backward {:.1} ms, adam {:.1} ms; {:.1} TFLOP/s on ~{XE_STEP_GFLOP} \
+         GFLOP; {}",
+        tf32_label(),
+        1e3 * wall,
+        reps(),
+        1e3 * phases[3],
+        1e3 * phases[0],
+        1e3 * phases[1],
+        1e3 * phases[2],
+        XE_STEP_GFLOP / wall / 1e3,
+        memory(&dev)
+    );
+}
+
+/// One self-critical step: 5 sampled captions per image for 10 images (with the graph), a
+/// fixed per-caption reward (the CIDEr-D computation is host work outside this bench), the
+/// reward loss, backward and Adam.
+fn train_scst_step(shared: &mut Shared) {
+    let (dev, device) = (shared.dev.clone(), shared.device());
+    let m = shared.model();
+    let params = m.named_parameters();
+    let mut opt = Adam::new(AdamConfig {
+        lr: 2e-5,
+        ..AdamConfig::default()
+    })
+    .unwrap();
+    let feats = features(TRAIN_IMAGES, 5, device);
+    let opts = DecodeOptions {
+        sample_method: SampleMethod::Sample,
+        ..DecodeOptions::greedy(16)
+    };
+    dev.reset_peak_memory();
+    let wall = best_of(&dev, || {
+        let mut rng = Philox::new(6);
+        let mut ctx = Ctx::train(&mut rng);
+        let enc = m
+            .encode(&feats, None, None, &mut ctx, None)
+            .unwrap()
+            .expand(5)
+            .unwrap();
+        let s = sample(m, &enc, &opts, &mut ctx, false).unwrap();
+        let reward: Vec<f64> = (0..s.rows).map(|r| ((r % 7) as f64 - 3.0) / 3.0).collect();
+        let loss = reward_loss(&s.logprobs, &s.seq, &reward).unwrap();
+        loss.backward().unwrap();
+        opt.step(&params).unwrap();
+        zero_grad(&params);
+    });
+    println!(
+        "train.scst_step f32{}: {:.1} ms per step of {} sampled captions (best of {}); {}",
+        tf32_label(),
+        1e3 * wall,
+        TRAIN_IMAGES * 5,
+        reps(),
+        memory(&dev)
+    );
+}
+
+fn decode_encode(shared: &mut Shared) {
+    let (dev, device) = (shared.dev.clone(), shared.device());
+    let m = shared.model();
+    let feats = features(DECODE_IMAGES, 1, device);
+    dev.reset_peak_memory();
+    let s = best_of(&dev, || {
+        no_grad(|| {
+            m.encode(
+                &feats,
+                None,
+                None,
+                &mut Ctx::eval(&mut Philox::new(0)),
+                None,
+            )
+        })
+        .unwrap();
+    });
+    report("decode.encode500", s, &dev);
+}
+
+fn decode_greedy(shared: &mut Shared) {
+    let (dev, device) = (shared.dev.clone(), shared.device());
+    let m = shared.model();
+    let feats = features(DECODE_IMAGES, 1, device);
+    let opts = DecodeOptions::greedy(20);
+    dev.reset_peak_memory();
+    let s = best_of(&dev, || {
+        no_grad(|| {
+            let mut rng = Philox::new(0);
+            let mut ctx = Ctx::eval(&mut rng);
+            let enc = m.encode(&feats, None, None, &mut ctx, None).unwrap();
+            sample(m, &enc, &opts, &mut ctx, false).unwrap()
+        });
+    });
+    report("decode.greedy500", s, &dev);
+}
+
+/// Beam search with 3 beams over 500 images, encoding included. The search itself is host
+/// code for now: each step's `[1500, 9488]` log-probabilities are copied back (issue 8 item 3
+/// moves it to the device).
+fn decode_beam3(shared: &mut Shared) {
+    let (dev, device) = (shared.dev.clone(), shared.device());
+    let m = shared.model();
+    let feats = features(DECODE_IMAGES, 1, device);
+    let opts = DecodeOptions::beam(3, 20);
+    dev.reset_peak_memory();
+    let s = best_of(&dev, || {
+        let enc = no_grad(|| {
+            m.encode(
+                &feats,
+                None,
+                None,
+                &mut Ctx::eval(&mut Philox::new(0)),
+                None,
+            )
+        })
+        .unwrap();
+        no_grad(|| beam_search(m, &enc, &opts, false)).unwrap();
+    });
+    report("decode.beam3_500", s, &dev);
+}
+
+fn report(name: &str, wall: f64, dev: &CudaDevice) {
+    println!(
+        "{name} f32{}: {:.3} s per call of {DECODE_IMAGES} images, {:.2} ms per image (best of \
+         {}); {}",
+        tf32_label(),
+        wall,
+        1e3 * wall / DECODE_IMAGES as f64,
+        reps(),
+        memory(dev)
+    );
+}
+
+fn tf32_label() -> &'static str {
+    if aoanet::cuda::ops::tf32_enabled() {
+        " (TF32 products)"
+    } else {
+        ""
+    }
+}
+
+fn main() {
+    if let Some(why) = aoanet::cuda::unavailable_reason() {
+        println!("gpu_model: skipped, no GPU ({why})");
+        // On the GPU machine (`scripts/gpu-check run`) skipping is a failure.
+        if std::env::var_os("AOANET_REQUIRE_GPU").is_some() {
+            std::process::exit(1);
+        }
+        return;
+    }
+    let dev = CudaDevice::get(0).unwrap();
+    if std::env::var_os("AOANET_TF32").is_some() {
+        aoanet::cuda::ops::set_tf32(true);
+    }
+    println!(
+        "gpu_model on {} ({}), {} reps",
+        dev.name(),
+        dev.arch(),
+        reps()
+    );
+    let t = Instant::now();
+    dev.load_all().unwrap();
+    println!(
+        "NVRTC: every kernel family compiled in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    // `cargo bench` passes `--bench`; other arguments name sections (prefixes).
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let mut shared = Shared { dev, model: None };
+    for s in SECTIONS {
+        if wanted.is_empty() || wanted.iter().any(|w| s.name.starts_with(w.as_str())) {
+            (s.run)(&mut shared);
+        }
+    }
+}

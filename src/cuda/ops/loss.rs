@@ -1,0 +1,106 @@
+//! `train::label_smoothing_loss` and `lm_loss` on the device: the per-row KL from the
+//! log-probabilities in one kernel (accumulated in f64, as the CPU does), its deterministic
+//! sum, and the gradient in one kernel.
+
+use super::{device_of, output, upload_ids, with_cuda_float, with_dense};
+use crate::Result;
+use crate::cuda::CudaStorage;
+use crate::cuda::kernels::elementwise::{self as ew, Unary};
+use crate::cuda::kernels::{loss as k, reduce as red};
+use crate::tensor::{DType, Storage, Tensor};
+
+pub use k::SmoothedTargets;
+
+/// `Σ_r w_r · KL_r / total` as a 0-d tensor in `lp`'s dtype on its device, for
+/// log-probabilities `lp` with rows of `classes`, host targets and weights (checked by the
+/// caller) and `total = Σ w` (no graph).
+pub(crate) fn smoothed_kl(
+    lp: &Tensor,
+    targets: &[usize],
+    weights: &[f64],
+    classes: usize,
+    q: SmoothedTargets,
+    total: f64,
+) -> Result<Tensor> {
+    let dev = device_of(lp)?;
+    let rows = targets.len();
+    let t = upload_ids(&dev, "label_smoothing", targets)?;
+    let w = dev.htod(weights)?;
+    let mut row_loss = dev.alloc::<f64>(rows)?;
+    with_cuda_float!(lp.dtype(), "label_smoothing", T => {
+        with_dense::<T, _>(lp, "label_smoothing", |lv| {
+            k::smoothed_kl_forward(&dev, row_loss.view_mut(), lv, t.view(), w.view(), classes, q)
+        })
+    })?;
+    // Σ rows in f64, then / total, then rounded to the loss dtype, all on the device.
+    let mut sum = dev.alloc::<f64>(1)?;
+    red::sum_all(&dev, sum.view_mut(), row_loss.view())?;
+    let mut mean = dev.alloc::<f64>(1)?;
+    ew::unary(&dev, mean.view_mut(), sum.view(), Unary::Scale(1.0 / total))?;
+    let loss = Tensor::from_storage(Storage::Cuda(CudaStorage::F64(mean)), &[])?;
+    if lp.dtype() == DType::F64 {
+        Ok(loss)
+    } else {
+        super::cast(&loss, lp.dtype())
+    }
+}
+
+/// The gradient `scale · w_r · q_k` shaped `shape` (the log-probabilities'), on `dev` of `like`.
+pub(crate) fn smoothed_kl_backward(
+    like: &Tensor,
+    shape: &[usize],
+    targets: &[usize],
+    weights: &[f64],
+    classes: usize,
+    q: SmoothedTargets,
+    scale: f64,
+) -> Result<Tensor> {
+    let dev = device_of(like)?;
+    let t = upload_ids(&dev, "label_smoothing", targets)?;
+    let w = dev.htod(weights)?;
+    with_cuda_float!(like.dtype(), "label_smoothing", T => {
+        output::<T>(&dev, shape, |o| k::smoothed_kl_backward(&dev, o, t.view(), w.view(), classes, scale, q))
+    })
+}
+
+/// `train::label_smoothing_loss` / `lm_loss` for log-probabilities on a CUDA device, with its
+/// backward recorded: `op` names the node; `weights` are the mask values (checked by the
+/// caller) and `total` their sum.
+pub(crate) fn smoothed_kl_loss(
+    op: &'static str,
+    lp: &Tensor,
+    targets: &[usize],
+    weights: Vec<f64>,
+    classes: usize,
+    q: SmoothedTargets,
+    total: f64,
+) -> Result<Tensor> {
+    let loss = smoothed_kl(lp, targets, &weights, classes, q, total)?;
+    let (targets, shape) = (targets.to_vec(), lp.shape().to_vec());
+    Ok(loss.record(op, &[lp], move |g| {
+        let scale = -g.item()? / total;
+        Ok(vec![Some(smoothed_kl_backward(
+            g, &shape, &targets, &weights, classes, q, scale,
+        )?)])
+    }))
+}
+
+/// `train::reward_loss` for log-probabilities `[rows, steps]` on a CUDA device: `Σ lp·coef /
+/// total` formed in f64 on the device (as the CPU accumulates in f64), with its backward
+/// `coef · upstream / total` recorded. `coef` is `−reward·mask` per token (host, f64).
+pub(crate) fn reward_loss(lp: &Tensor, coef: Vec<f64>, total: f64) -> Result<Tensor> {
+    let (dtype, device, shape) = (lp.dtype(), lp.device(), lp.shape().to_vec());
+    let c = Tensor::from_vec(coef, &shape)?.to_device(device)?;
+    let loss = crate::autograd::no_grad(|| {
+        lp.detach()
+            .to_dtype(DType::F64)?
+            .mul(&c)?
+            .sum_all()?
+            .mul_scalar(1.0 / total)?
+            .to_dtype(dtype)
+    })?;
+    Ok(loss.record("reward_loss", &[lp], move |g| {
+        let scale = g.item()? / total;
+        Ok(vec![Some(c.mul_scalar(scale)?.to_dtype(dtype)?)])
+    }))
+}

@@ -1,0 +1,223 @@
+//! Matrix products on the device: batched products of strided views (`Tensor::matmul`) and
+//! the products with weight matrices of `linear` and `lstm_cell`, with the bias added in the
+//! GEMM's epilogue.
+//!
+//! A strided matrix view is passed to the GEMM kernel as it is when one of its strides is 1
+//! (row-major with a leading dimension, or column-major = "transposed"); other views (both
+//! strides above 1, or a broadcast inside the matrix) are copied dense first. f32 products run
+//! on the SIMT kernel by default (exact to f32 rounding, as the CPU parity tolerances assume);
+//! [`set_tf32`] switches them to the TF32 tensor-core kernel.
+
+use super::{dense_copy, device_of, output, with_buffer, with_cuda_float, with_dense};
+use crate::cuda::kernels::gemm::{self as k, Act, Gemm, Precision};
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static TF32: AtomicBool = AtomicBool::new(false);
+
+/// Whether f32 products on CUDA devices use TF32 tensor cores (10-bit mantissa inputs, f32
+/// accumulation) instead of exact f32 FMAs. Off by default.
+pub fn set_tf32(on: bool) {
+    TF32.store(on, Ordering::Relaxed);
+}
+
+/// The current [`set_tf32`] setting.
+pub fn tf32_enabled() -> bool {
+    TF32.load(Ordering::Relaxed)
+}
+
+fn precision() -> Precision {
+    if tf32_enabled() {
+        Precision::Tf32
+    } else {
+        Precision::F32
+    }
+}
+
+/// A batch of `rows × cols` matrices inside a storage: element `(z, r, c)` at
+/// `offset + z·batch_stride + r·row_stride + c·col_stride`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StridedMat {
+    /// Storage position of element (0, 0, 0).
+    pub offset: usize,
+    /// Elements between matrices (0 when broadcast).
+    pub batch_stride: usize,
+    /// Elements between rows.
+    pub row_stride: usize,
+    /// Elements between columns.
+    pub col_stride: usize,
+}
+
+/// How the GEMM kernel reads a `rows × cols` matrix with strides `(rs, cs)`: `(transposed,
+/// leading dimension)`, or `None` when neither stride is 1 (a dense copy is needed).
+fn gemm_layout(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<(bool, usize)> {
+    if cols == 1 || cs == 1 {
+        let ld = if rows == 1 { cols } else { rs };
+        if ld >= cols {
+            return Some((false, ld));
+        }
+    }
+    if rows == 1 || rs == 1 {
+        let ld = if cols == 1 { rows } else { cs };
+        if ld >= rows {
+            return Some((true, ld));
+        }
+    }
+    None
+}
+
+/// `C [batch, m, n] = A·B` for strided operands `a` (`[m, k]` matrices at `oa`) and `b`
+/// (`[k, n]` at `ob`), shaped `out_shape` (no graph). Operands the kernel cannot read through
+/// their strides are copied dense first.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    a: &Tensor,
+    oa: StridedMat,
+    b: &Tensor,
+    ob: StridedMat,
+    batch: usize,
+    (m, n, k): (usize, usize, usize),
+    out_shape: &[usize],
+) -> Result<Tensor> {
+    let la = gemm_layout(m, k, oa.row_stride, oa.col_stride);
+    let lb = gemm_layout(k, n, ob.row_stride, ob.col_stride);
+    if la.is_none() || lb.is_none() {
+        // Dense copies have plain row-major matrices (broadcast batches stay strides of 0 only
+        // for the originals; the dense copies hold each batch's matrix).
+        let dense = |t: &Tensor,
+                     o: StridedMat,
+                     rows: usize,
+                     cols: usize,
+                     ok: bool|
+         -> Result<(Tensor, StridedMat)> {
+            if ok {
+                return Ok((t.clone(), o));
+            }
+            let d = dense_copy(t)?;
+            let per = rows * cols;
+            let bs = if d.numel() == per { 0 } else { per };
+            Ok((
+                d,
+                StridedMat {
+                    offset: 0,
+                    batch_stride: bs,
+                    row_stride: cols,
+                    col_stride: 1,
+                },
+            ))
+        };
+        let (da, na) = dense(a, oa, m, k, la.is_some())?;
+        let (db, nb) = dense(b, ob, k, n, lb.is_some())?;
+        return matmul(&da, na, &db, nb, batch, (m, n, k), out_shape);
+    }
+    let ((ta, lda), (tb, ldb)) = (la.expect("checked"), lb.expect("checked"));
+    let g = Gemm {
+        m,
+        n,
+        k,
+        trans_a: ta,
+        trans_b: tb,
+        lda,
+        ldb,
+        ldc: n,
+        batch,
+        stride_a: oa.batch_stride,
+        stride_b: ob.batch_stride,
+        stride_c: m * n,
+        alpha: 1.0,
+        beta: 0.0,
+        act: Act::None,
+    };
+    let dev = device_of(a)?;
+    with_cuda_float!(a.dtype(), "matmul", T => {
+        with_buffer::<T, _>(a, "matmul", |ab| {
+            with_buffer::<T, _>(b, "matmul", |bb| {
+                output::<T>(&dev, out_shape, |o| {
+                    if k == 0 {
+                        // An empty contraction: zeros (the kernel would not write C).
+                        return crate::cuda::kernels::elementwise::fill(&dev, o, <T as crate::tensor::Float>::ZERO);
+                    }
+                    k::gemm(&dev, &g, o, ab.slice(oa.offset..)?, bb.slice(ob.offset..)?, None, precision())
+                })
+            })
+        })
+    })
+}
+
+/// `x · Wᵀ` (`transposed`) or `x · W` for a 2-D `x [M, K]` and a 2-D weight, plus `bias [N]`
+/// in the epilogue when given (no graph). Shapes are validated by the caller.
+pub(crate) fn weight_product(
+    x: &Tensor,
+    w: &Tensor,
+    transposed: bool,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (m, kx) = (x.shape()[0], x.shape()[1]);
+    let (wr, wc) = (w.shape()[0], w.shape()[1]);
+    let (kw, n) = if transposed { (wc, wr) } else { (wr, wc) };
+    if kx != kw {
+        return Err(Error::shape(
+            "weight_product",
+            &[x.shape(), w.shape()],
+            "matching inner dimensions",
+        ));
+    }
+    let (xs, ws) = (x.layout().strides(), w.layout().strides());
+    let ox = StridedMat {
+        offset: x.layout().offset(),
+        batch_stride: 0,
+        row_stride: xs[0],
+        col_stride: xs[1],
+    };
+    // W as the [K, N] operand: its transpose is a stride swap.
+    let ow = StridedMat {
+        offset: w.layout().offset(),
+        batch_stride: 0,
+        row_stride: if transposed { ws[1] } else { ws[0] },
+        col_stride: if transposed { ws[0] } else { ws[1] },
+    };
+    let Some(bias) = bias else {
+        return matmul(x, ox, w, ow, 1, (m, n, kx), &[m, n]);
+    };
+    let (lx, lw) = (
+        gemm_layout(m, kx, ox.row_stride, ox.col_stride),
+        gemm_layout(kx, n, ow.row_stride, ow.col_stride),
+    );
+    let (Some((ta, lda)), Some((tb, ldb))) = (lx, lw) else {
+        let (dx, dw) = (dense_copy(x)?, dense_copy(w)?);
+        return weight_product(&dx, &dw, transposed, Some(bias));
+    };
+    let g = Gemm {
+        m,
+        n,
+        k: kx,
+        trans_a: ta,
+        trans_b: tb,
+        lda,
+        ldb,
+        ldc: n,
+        batch: 1,
+        stride_a: 0,
+        stride_b: 0,
+        stride_c: m * n,
+        alpha: 1.0,
+        beta: 0.0,
+        act: Act::None,
+    };
+    let dev = device_of(x)?;
+    with_cuda_float!(x.dtype(), "linear", T => {
+        with_buffer::<T, _>(x, "linear", |xb| {
+            with_buffer::<T, _>(w, "linear", |wb| {
+                with_dense::<T, _>(bias, "linear", |bv| {
+                    output::<T>(&dev, &[m, n], |o| {
+                        if kx == 0 {
+                            return Err(Error::invalid("cuda linear: zero input features"));
+                        }
+                        k::gemm::<T>(&dev, &g, o, xb.slice(ox.offset..)?, wb.slice(ow.offset..)?, Some(bv), precision())
+                    })
+                })
+            })
+        })
+    })
+}

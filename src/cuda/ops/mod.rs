@@ -1,0 +1,453 @@
+//! The tensor ops' device paths: each function takes `Tensor`s on a CUDA device, launches the
+//! kernels of [`crate::cuda::kernels`], and returns new `Tensor`s on the same device. The ops in
+//! `src/ops` call these when their inputs are on a CUDA device and keep their autograd logic
+//! (the `record` closures) shared between devices; a backward closure calls back in here
+//! through the same ops.
+//!
+//! | file | what it serves |
+//! | --- | --- |
+//! | this one | storage access, device copies, casts, `full`, `update_`, in-place accumulation |
+//! | `elementwise` | unary and broadcasting binary ops, masks, `where` |
+//! | `reduce` | sums, means, max with argmax, `sum_to`, `argmax_last`, `all_finite` |
+//! | `shape` | `concat`, the adjoint of `narrow` |
+//! | `matmul` | batched products of strided views, `weight_product` (+ bias epilogue) |
+//! | `softmax`, `layer_norm`, `glu`, `index`, `dropout`, `lstm` | the op of that name |
+//! | `loss`, `adam` | `train::label_smoothing_loss`/`lm_loss` and Adam's fused step |
+//!
+//! Conventions: inputs may be any strided view; kernels that need dense operands get them
+//! through [`with_dense`] (the storage range when already contiguous, else a device copy).
+//! Outputs are fresh dense tensors. Everything is queued on the device's one stream, so no
+//! synchronisation is needed between launches; host reads (`to_vec`, `item`) synchronise.
+
+mod adam;
+mod elementwise;
+mod glu;
+mod index;
+mod layer_norm;
+mod loss;
+mod lstm;
+mod matmul;
+mod reduce;
+mod shape;
+mod softmax;
+
+pub use adam::AdamHyper;
+pub(crate) use adam::adam_update;
+pub(crate) use elementwise::{binary, unary};
+pub(crate) use glu::{glu, glu_backward};
+pub(crate) use index::{gather_last, index_add, index_select, scatter_last};
+pub(crate) use layer_norm::{layer_norm, layer_norm_backward};
+pub use loss::SmoothedTargets;
+pub(crate) use loss::{reward_loss, smoothed_kl_loss};
+pub(crate) use lstm::{lstm_cell, lstm_cell_backward};
+pub(crate) use matmul::{StridedMat, matmul, weight_product};
+pub use matmul::{set_tf32, tf32_enabled};
+pub(crate) use reduce::{
+    MaxIndex, all_finite, argmax_last, max_axis, scatter_axis, sum_all, sum_axis, sum_to,
+};
+pub(crate) use shape::{concat, pad_into};
+pub(crate) use softmax::{softmax, softmax_backward};
+pub(crate) mod dropout;
+
+use std::sync::Arc;
+
+use super::kernels::elementwise::{self as ew, Bcast};
+use super::{CudaBuffer, CudaDevice, CudaFloat, CudaStorage, CudaView, CudaViewMut};
+use crate::tensor::{DType, Device, Float, Layout, Storage, Tensor, coalesce, numel};
+use crate::{Error, Result};
+
+/// Runs `$body` with `$T` bound to `f32` or `f64` by `$dtype`, or errors for the storage-only
+/// half types (the kernels compute in f32 and f64, like the CPU).
+macro_rules! with_cuda_float {
+    ($dtype:expr, $op:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::tensor::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::tensor::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            other => Err($crate::Error::Mismatch {
+                op: $op,
+                detail: format!("dtype {other} is storage-only; convert to f32 first"),
+            }),
+        }
+    };
+}
+pub(crate) use with_cuda_float;
+
+// ---------------------------------------------------------------------------------------------
+// Storage access
+// ---------------------------------------------------------------------------------------------
+
+fn not_on_cuda(op: &'static str, t: &Tensor) -> Error {
+    Error::Mismatch {
+        op,
+        detail: format!("tensor on {}, expected a CUDA device", t.device()),
+    }
+}
+
+/// The device holding `t`.
+pub(crate) fn device_of(t: &Tensor) -> Result<Arc<CudaDevice>> {
+    match t.device() {
+        Device::Cuda(i) => CudaDevice::get(i),
+        Device::Cpu => Err(not_on_cuda("cuda", t)),
+    }
+}
+
+/// Runs `f` on `t`'s typed device buffer (the whole storage: `t`'s layout applies).
+pub(crate) fn with_buffer<T: CudaFloat, R>(
+    t: &Tensor,
+    op: &'static str,
+    f: impl FnOnce(&CudaBuffer<T>) -> Result<R>,
+) -> Result<R> {
+    let s = t.storage_read();
+    let Storage::Cuda(c) = &*s else {
+        return Err(not_on_cuda(op, t));
+    };
+    let b = T::buffer(c).ok_or_else(|| Error::Mismatch {
+        op,
+        detail: format!("tensor is {}, kernel wants {}", c.dtype(), T::DTYPE),
+    })?;
+    f(b)
+}
+
+/// Runs `f` on `t`'s typed device buffer, writable (in-place updates; bumps the version).
+pub(crate) fn with_buffer_mut<T: CudaFloat, R>(
+    t: &Tensor,
+    op: &'static str,
+    f: impl FnOnce(&mut CudaBuffer<T>) -> Result<R>,
+) -> Result<R> {
+    let mut s = t.storage_write();
+    let Storage::Cuda(c) = &mut *s else {
+        return Err(not_on_cuda(op, t));
+    };
+    let dtype = c.dtype();
+    let b = T::buffer_mut(c).ok_or_else(|| Error::Mismatch {
+        op,
+        detail: format!("tensor is {dtype}, kernel wants {}", T::DTYPE),
+    })?;
+    f(b)
+}
+
+/// Runs `f` on `t`'s elements as a dense row-major device view of exactly `numel` elements:
+/// the storage range when `t` is contiguous, else a dense copy made first.
+pub(crate) fn with_dense<T: CudaFloat, R>(
+    t: &Tensor,
+    op: &'static str,
+    f: impl FnOnce(CudaView<'_, T>) -> Result<R>,
+) -> Result<R> {
+    if let Some(r) = t.layout().contiguous_range() {
+        return with_buffer(t, op, |b: &CudaBuffer<T>| f(b.slice(r)?));
+    }
+    let d = dense_copy(t)?;
+    let r = d.layout().contiguous_range().expect("a dense copy");
+    with_buffer(&d, op, |b: &CudaBuffer<T>| f(b.slice(r)?))
+}
+
+/// A new dense tensor of `shape` on `dev`, its elements written by `f` (which must write all
+/// of them: the memory starts unspecified).
+pub(crate) fn output<T: CudaFloat>(
+    dev: &Arc<CudaDevice>,
+    shape: &[usize],
+    f: impl FnOnce(CudaViewMut<'_, T>) -> Result<()>,
+) -> Result<Tensor> {
+    let mut buf = dev.alloc::<T>(numel(shape))?;
+    f(buf.view_mut())?;
+    Tensor::from_storage(Storage::Cuda(T::wrap(buf)), shape)
+}
+
+/// Zeros of `shape` on `dev`.
+pub(crate) fn zeros<T: CudaFloat>(dev: &Arc<CudaDevice>, shape: &[usize]) -> Result<Tensor> {
+    Tensor::from_storage(Storage::Cuda(T::wrap(dev.zeros(numel(shape))?)), shape)
+}
+
+/// Host indices as the `int` ids the kernels take, on `dev`. Indices must fit in `i32`.
+pub(crate) fn upload_ids(
+    dev: &Arc<CudaDevice>,
+    op: &'static str,
+    ids: &[usize],
+) -> Result<CudaBuffer<i32>> {
+    let v: Vec<i32> = ids
+        .iter()
+        .map(|&i| {
+            i32::try_from(i)
+                .map_err(|_| Error::invalid(format!("cuda {op}: index {i} exceeds i32::MAX")))
+        })
+        .collect::<Result<_>>()?;
+    dev.htod(&v)
+}
+
+/// The kernels' strided-index map for `shape` read through two strided layouts (dimensions
+/// that are dense in both merged first, so most maps have one or two dimensions).
+pub(crate) fn bcast(
+    op: &'static str,
+    shape: &[usize],
+    sa: &[usize],
+    sb: &[usize],
+) -> Result<Bcast> {
+    let (cshape, cstrides) = coalesce(shape, &[sa, sb]);
+    if cshape.len() > ew::BCAST_DIMS {
+        return Err(Error::invalid(format!(
+            "cuda {op}: {} strided dimensions after merging (at most {})",
+            cshape.len(),
+            ew::BCAST_DIMS
+        )));
+    }
+    let as_i64 = |v: &[usize]| -> Vec<i64> { v.iter().map(|&x| x as i64).collect() };
+    Bcast::new(&cshape, &as_i64(&cstrides[0]), &as_i64(&cstrides[1]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Copies between layouts and devices
+// ---------------------------------------------------------------------------------------------
+
+/// A dense row-major copy of `t` on its device (no graph).
+pub(crate) fn dense_copy(t: &Tensor) -> Result<Tensor> {
+    let dev = device_of(t)?;
+    if t.dtype() == DType::BF16 {
+        // No strided bf16 kernel: through the host (bf16 tensors are storage, rarely strided).
+        let host = t.copy_out(DType::BF16)?;
+        return Tensor::from_storage(
+            Storage::Cuda(CudaStorage::from_host(&dev, &host)?),
+            t.shape(),
+        );
+    }
+    with_cuda_float!(t.dtype(), "contiguous", T => {
+        let l = t.layout();
+        let bc = bcast("contiguous", t.shape(), l.strides(), &crate::tensor::contiguous_strides(t.shape()))?;
+        with_buffer::<T, _>(t, "contiguous", |src| {
+            output::<T>(&dev, t.shape(), |dst| {
+                ew::copy_strided(&dev, dst, src.slice(l.offset()..)?, bc)
+            })
+        })
+    })
+}
+
+/// Writes `src` (any layout, `dst`'s shape and dtype, same device) into the strided window
+/// `dst_layout` of `dst`'s buffer, in place.
+pub(crate) fn copy_into<T: CudaFloat>(
+    dev: &Arc<CudaDevice>,
+    dst: &mut CudaBuffer<T>,
+    dst_layout: &Layout,
+    src: &Tensor,
+) -> Result<()> {
+    let l = src.layout();
+    let bc = bcast("copy", src.shape(), l.strides(), dst_layout.strides())?;
+    with_buffer::<T, _>(src, "copy", |s| {
+        ew::copy_strided(
+            dev,
+            dst.slice_mut(dst_layout.offset()..)?,
+            s.slice(l.offset()..)?,
+            bc,
+        )
+    })
+}
+
+/// `t`'s elements in row-major order as a host buffer of `dtype` (`Tensor::copy_out`).
+pub(crate) fn copy_out(t: &Tensor, dtype: DType) -> Result<Storage> {
+    let host = if let Some(r) = t.layout().contiguous_range() {
+        let s = t.storage_read();
+        let Storage::Cuda(c) = &*s else {
+            return Err(not_on_cuda("copy_out", t));
+        };
+        c.read_range(r)?
+    } else if t.dtype().is_compute() {
+        let d = dense_copy(t)?;
+        return copy_out(&d, dtype);
+    } else {
+        let s = t.storage_read();
+        return Ok(s.gather_convert(t.layout().positions(), dtype));
+    };
+    if host.dtype() == dtype {
+        return Ok(host);
+    }
+    let n = host.len();
+    Ok(host.gather_convert(0..n, dtype))
+}
+
+/// A copy of the (CPU or other-device) tensor `t` on CUDA device `ordinal` (no graph).
+pub(crate) fn upload(t: &Tensor, ordinal: usize) -> Result<Tensor> {
+    let dev = CudaDevice::get(ordinal)?;
+    let host = t.copy_out(t.dtype())?;
+    Tensor::from_storage(
+        Storage::Cuda(CudaStorage::from_host(&dev, &host)?),
+        t.shape(),
+    )
+}
+
+/// A whole device storage copied to the host (`Tensor::move_to_device_`).
+pub(crate) fn storage_to_host(s: &Storage) -> Result<Storage> {
+    match s {
+        Storage::Cuda(c) => c.to_host(),
+        _ => Err(Error::invalid(
+            "move_to_device_: the storage is not on a CUDA device",
+        )),
+    }
+}
+
+/// A whole storage copied to CUDA device `ordinal` (`Tensor::move_to_device_`).
+pub(crate) fn storage_to_device(s: &Storage, ordinal: usize) -> Result<Storage> {
+    let dev = CudaDevice::get(ordinal)?;
+    Ok(Storage::Cuda(CudaStorage::from_host(&dev, s)?))
+}
+
+/// `t` converted to `dtype` on its device (no graph).
+pub(crate) fn cast(t: &Tensor, dtype: DType) -> Result<Tensor> {
+    let dev = device_of(t)?;
+    match (t.dtype(), dtype) {
+        (a, b) if a == b => dense_copy(t),
+        (DType::F32, DType::F64) => with_dense::<f32, _>(t, "to_dtype", |x| {
+            output::<f64>(&dev, t.shape(), |o| ew::cast_to_f64(&dev, o, x))
+        }),
+        (DType::F64, DType::F32) => with_dense::<f64, _>(t, "to_dtype", |x| {
+            output::<f32>(&dev, t.shape(), |o| ew::cast_to_f32(&dev, o, x))
+        }),
+        (DType::F32, DType::BF16) => with_dense::<f32, _>(t, "to_dtype", |x| {
+            let mut buf = dev.alloc::<half::bf16>(t.numel())?;
+            ew::cast_to_bf16(&dev, buf.view_mut(), x)?;
+            Tensor::from_storage(Storage::Cuda(CudaStorage::BF16(buf)), t.shape())
+        }),
+        (DType::BF16, DType::F32) => {
+            let d = if t.is_contiguous() {
+                t.clone()
+            } else {
+                dense_copy(t)?
+            };
+            let r = d.layout().contiguous_range().expect("dense");
+            let s = d.storage_read();
+            let Storage::Cuda(CudaStorage::BF16(b)) = &*s else {
+                return Err(not_on_cuda("to_dtype", t));
+            };
+            output::<f32>(&dev, t.shape(), |o| {
+                ew::cast_from_bf16(&dev, o, b.slice(r)?)
+            })
+        }
+        (DType::F64, DType::BF16) => cast(&cast(t, DType::F32)?, DType::BF16),
+        (DType::BF16, DType::F64) => cast(&cast(t, DType::F32)?, DType::F64),
+        (from, to) => Err(Error::Mismatch {
+            op: "to_dtype",
+            detail: format!("{from} to {to} on a CUDA device (f16 has no device storage)"),
+        }),
+    }
+}
+
+/// A tensor of `shape` filled with `value` on CUDA device `ordinal`.
+pub(crate) fn full(ordinal: usize, shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+    let dev = CudaDevice::get(ordinal)?;
+    match dtype {
+        DType::F32 => output::<f32>(&dev, shape, |o| ew::fill(&dev, o, value as f32)),
+        DType::F64 => output::<f64>(&dev, shape, |o| ew::fill(&dev, o, value)),
+        _ => upload(&Tensor::full(shape, value, dtype), ordinal),
+    }
+}
+
+/// `Tensor::update_` of a contiguous CUDA tensor from `values` on any device.
+pub(crate) fn update(dst: &Tensor, values: &Tensor) -> Result<()> {
+    let dev = device_of(dst)?;
+    // A dense copy of the values on dst's device and in its dtype, in a storage of its own
+    // (so the write lock below never meets a read of the same storage).
+    let src = crate::autograd::no_grad(|| -> Result<Tensor> {
+        let v = values.to_dtype(dst.dtype())?.to_device(dst.device())?;
+        if v.same_storage(dst) || !v.is_contiguous() {
+            v.deep_copy()
+        } else {
+            Ok(v)
+        }
+    })?;
+    let range = dst.layout().contiguous_range().ok_or_else(|| {
+        Error::invalid("update_: only contiguous tensors can be updated in place")
+    })?;
+    let bytes = range.len() * dst.dtype().size();
+    let src_ptr = {
+        let s = src.storage_read();
+        let Storage::Cuda(c) = &*s else {
+            return Err(not_on_cuda("update_", &src));
+        };
+        device_ptr(c) + (src.layout().offset() * dst.dtype().size()) as u64
+    };
+    let mut d = dst.storage_write();
+    let Storage::Cuda(c) = &mut *d else {
+        return Err(not_on_cuda("update_", dst));
+    };
+    let dst_ptr = device_ptr(c) + (range.start * dst.dtype().size()) as u64;
+    dev.copy_dtod(src_ptr, dst_ptr, bytes)?;
+    // `src` stays alive until here; the copy is ordered before any later use of its memory.
+    drop(src);
+    Ok(())
+}
+
+fn device_ptr(c: &CudaStorage) -> u64 {
+    match c {
+        CudaStorage::F32(b) => b.device_ptr(),
+        CudaStorage::F64(b) => b.device_ptr(),
+        CudaStorage::BF16(b) => b.device_ptr(),
+    }
+}
+
+/// `Tensor::with_data_mut` on a CUDA tensor: the contiguous elements copied to the host,
+/// given to `f`, and copied back.
+pub(crate) fn with_host_data_mut<T: Float, R>(
+    t: &Tensor,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> Result<R> {
+    let range = t
+        .layout()
+        .contiguous_range()
+        .ok_or_else(|| Error::invalid("with_data_mut: tensor is not contiguous"))?;
+    let mut s = t.storage_write();
+    let Storage::Cuda(c) = &mut *s else {
+        return Err(not_on_cuda("with_data_mut", t));
+    };
+    let mut host = c.read_range(range.clone())?;
+    let data = T::slice_mut(&mut host).ok_or_else(|| Error::Mismatch {
+        op: "with_data_mut",
+        detail: format!("tensor is {}, asked for {}", c.dtype(), T::DTYPE),
+    })?;
+    let r = f(data);
+    match (c, &host) {
+        (CudaStorage::F32(b), Storage::F32(v)) => b.write_at(range.start, v)?,
+        (CudaStorage::F64(b), Storage::F64(v)) => b.write_at(range.start, v)?,
+        (CudaStorage::BF16(b), Storage::BF16(v)) => b.write_at(range.start, v)?,
+        _ => unreachable!("read_range keeps the dtype"),
+    }
+    Ok(r)
+}
+
+/// `prev += g` in place on the device (`prev` dense, exclusively owned, same shape and dtype).
+pub(crate) fn accumulate_(prev: &Tensor, g: &Tensor) -> Result<()> {
+    let dev = device_of(prev)?;
+    let range = prev
+        .layout()
+        .contiguous_range()
+        .expect("checked by the caller");
+    with_cuda_float!(prev.dtype(), "accumulate", T => {
+        with_dense::<T, _>(g, "accumulate", |gv| {
+            with_buffer_mut::<T, _>(prev, "accumulate", |p| {
+                ew::axpy(&dev, p.slice_mut(range)?, gv, T::ONE)
+            })
+        })
+    })
+}
+
+/// Adds `values [ids.len(), row...]` into rows `ids` of `out` in place (`out` dense and
+/// exclusively owned; ids checked by the caller), in id order.
+pub(crate) fn scatter_add_rows_(out: &Tensor, ids: &[usize], values: &Tensor) -> Result<()> {
+    let dev = device_of(out)?;
+    let rows = out.shape()[0];
+    let row = numel(&out.shape()[1..]);
+    let range = out
+        .layout()
+        .contiguous_range()
+        .expect("checked by the caller");
+    let ids_d = upload_ids(&dev, "scatter_add_rows", ids)?;
+    with_cuda_float!(out.dtype(), "scatter_add_rows", T => {
+        with_dense::<T, _>(values, "scatter_add_rows", |v| {
+            with_buffer_mut::<T, _>(out, "scatter_add_rows", |o| {
+                super::kernels::embedding::backward(&dev, o.slice_mut(range)?, v, ids_d.view(), rows, row)
+            })
+        })
+    })
+}

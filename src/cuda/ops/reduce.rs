@@ -1,0 +1,135 @@
+//! Reductions on the device: `sum_axis`, `max_axis` (with the argmax its backward needs),
+//! `sum_all`, `sum_to`, `argmax_last`, `all_finite`.
+
+use super::{device_of, output, with_cuda_float, with_dense};
+use crate::autograd::no_grad;
+use crate::cuda::kernels::reduce::{self as red, Reduce};
+use crate::cuda::{CudaBuffer, CudaDevice};
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+use std::sync::Arc;
+
+/// The sum over the middle axis of `x` viewed as `dims = [outer, len, inner]`, shaped
+/// `out_shape` (no graph).
+pub(crate) fn sum_axis(x: &Tensor, dims: [usize; 3], out_shape: &[usize]) -> Result<Tensor> {
+    let dev = device_of(x)?;
+    let [outer, len, inner] = dims;
+    with_cuda_float!(x.dtype(), "sum_axis", T => {
+        with_dense::<T, _>(x, "sum_axis", |xv| {
+            output::<T>(&dev, out_shape, |o| {
+                if inner == 1 {
+                    // A block per row of `len` contiguous elements.
+                    red::rows(&dev, o, xv, outer, len, Reduce::Sum, false)
+                } else {
+                    red::axis(&dev, o, xv, dims, Reduce::Sum)
+                }
+            })
+        })
+    })
+}
+
+/// The argmax positions saved by [`max_axis`] for its backward ([`scatter_axis`]).
+pub(crate) struct MaxIndex {
+    idx: CudaBuffer<i32>,
+    dims: [usize; 3],
+}
+
+impl std::fmt::Debug for MaxIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MaxIndex({:?})", self.dims)
+    }
+}
+
+/// The maximum over the middle axis of `x` viewed as `dims`, shaped `out_shape`, and where it
+/// is (the first maximum; a NaN wins, as on the CPU).
+pub(crate) fn max_axis(
+    x: &Tensor,
+    dims: [usize; 3],
+    out_shape: &[usize],
+) -> Result<(Tensor, MaxIndex)> {
+    let dev = device_of(x)?;
+    let [outer, _, inner] = dims;
+    let mut idx = dev.alloc::<i32>(outer * inner)?;
+    let vals = with_cuda_float!(x.dtype(), "max_axis", T => {
+        with_dense::<T, _>(x, "max_axis", |xv| {
+            output::<T>(&dev, out_shape, |o| red::max_axis(&dev, o, idx.view_mut(), xv, dims))
+        })
+    })?;
+    Ok((vals, MaxIndex { idx, dims }))
+}
+
+/// `max_axis`'s backward: `g` (shaped like its output) placed at the saved argmax positions of
+/// a zero tensor of `in_shape`.
+pub(crate) fn scatter_axis(g: &Tensor, at: &MaxIndex, in_shape: &[usize]) -> Result<Tensor> {
+    let dev = device_of(g)?;
+    with_cuda_float!(g.dtype(), "max_axis", T => {
+        with_dense::<T, _>(g, "max_axis", |gv| {
+            output::<T>(&dev, in_shape, |o| red::scatter_axis(&dev, o, gv, at.idx.view(), at.dims))
+        })
+    })
+}
+
+/// The sum of all elements as a 0-d tensor (no graph).
+pub(crate) fn sum_all(x: &Tensor) -> Result<Tensor> {
+    let dev = device_of(x)?;
+    with_cuda_float!(x.dtype(), "sum_all", T => {
+        with_dense::<T, _>(x, "sum_all", |xv| output::<T>(&dev, &[], |o| red::sum_all(&dev, o, xv)))
+    })
+}
+
+/// The adjoint of broadcasting: `g` summed over the dimensions along which `shape` was
+/// broadcast to `g`'s shape (validated by the caller), as a sequence of axis sums (no graph).
+pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    no_grad(|| {
+        let (n, r) = (g.rank(), shape.len());
+        let mut t = g.clone();
+        // Leading dimensions that `shape` lacks: fold them into one and sum it away.
+        if n > r {
+            let lead: usize = g.shape()[..n - r].iter().product();
+            let mut folded = vec![lead];
+            folded.extend_from_slice(&g.shape()[n - r..]);
+            t = t.reshape(&folded)?.sum_axis(0, false)?;
+        }
+        for (i, &s) in shape.iter().enumerate() {
+            if s == 1 && t.shape()[i] != 1 {
+                t = t.sum_axis(i as isize, true)?;
+            }
+        }
+        if t.shape() != shape {
+            return Err(Error::shape(
+                "sum_to",
+                &[g.shape(), shape],
+                "a shape that broadcasts to the first",
+            ));
+        }
+        Ok(t)
+    })
+}
+
+/// Index of the first maximum along the last axis, per row (the first NaN if a row has one).
+pub(crate) fn argmax_last(x: &Tensor, rows: usize, len: usize) -> Result<Vec<usize>> {
+    let dev = device_of(x)?;
+    let mut idx = dev.alloc::<i32>(rows)?;
+    with_cuda_float!(x.dtype(), "argmax_last", T => {
+        with_dense::<T, _>(x, "argmax_last", |xv| {
+            let mut val = dev.alloc::<T>(rows)?;
+            red::argmax(&dev, idx.view_mut(), val.view_mut(), xv, rows, len)
+        })
+    })?;
+    if len == 0 {
+        return Ok(vec![0; rows]);
+    }
+    Ok(idx
+        .to_host()?
+        .into_iter()
+        .map(|i| i.max(0) as usize)
+        .collect())
+}
+
+/// Whether every element is finite.
+pub(crate) fn all_finite(x: &Tensor) -> Result<bool> {
+    let dev: Arc<CudaDevice> = device_of(x)?;
+    with_cuda_float!(x.dtype(), "all_finite", T => {
+        with_dense::<T, _>(x, "all_finite", |xv| Ok(red::count_nonfinite(&dev, xv)? == 0))
+    })
+}

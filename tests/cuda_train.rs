@@ -1,0 +1,222 @@
+//! Whole training steps on a CUDA device against the same steps on the CPU: one model built
+//! twice from one seed, one of them moved to the GPU, the same batch, the same Philox streams
+//! (dropout ON: the masks must be identical on both devices for this to pass), then
+//! - XE: encode, teacher-forced log-probabilities (with scheduled sampling in one variant),
+//!   the label-smoothed loss, backward, Adam with the ±0.1 clamp; two steps;
+//! - SCST: sampling 5 captions per image, the reward loss, backward, Adam.
+//!
+//! Losses, every parameter gradient and every parameter after the step are compared.
+//!
+//! Tolerances: f64 `1e-11 + 1e-9·|ref|` (summation order only, over ~20 layers); f32
+//! `2e-4 + 2e-3·|ref|` for gradients (f32 rounding through the whole model and its backward,
+//! where small gradients are differences of large terms), `1e-5` relative on the loss.
+//! Without a GPU each test prints why it is skipped.
+#![cfg(feature = "cuda")]
+
+mod cuda_util;
+
+use aoanet::Philox;
+use aoanet::model::{AoaConfig, AoaModel, DecodeOptions, SampleMethod, sample};
+use aoanet::nn::{Ctx, Module};
+use aoanet::tensor::{DType, Device, Tensor};
+use aoanet::train::{Adam, AdamConfig, label_smoothing_loss, reward_loss};
+use cuda_util::{assert_tensors_close, cuda, randt};
+
+/// A small model: every module of the full one (refiner with AoA, LSTM decoder, AoA context),
+/// odd widths.
+fn config() -> AoaConfig {
+    let mut c = AoaConfig::reference(37);
+    c.rnn_size = 48;
+    c.input_encoding_size = 48;
+    c.att_feat_size = 20;
+    c.num_heads = 4;
+    c.refiner_layers = 2;
+    c.max_length = 9;
+    c.seq_length = 9;
+    c
+}
+
+const IMAGES: usize = 3;
+const REGIONS: usize = 7;
+const SPI: usize = 5;
+const LEN: usize = 9;
+
+/// Features with padded regions, their mask, labels `[IMAGES·SPI, LEN]` and the label mask.
+fn batch() -> (Tensor, Tensor, Vec<usize>, Tensor) {
+    let feats = randt(&[IMAGES, REGIONS, 20], -1.0, 1.0, 1);
+    let counts = [7usize, 4, 6];
+    let mut fv = feats.to_vec_f64();
+    let mut mv = vec![0.0; IMAGES * REGIONS];
+    for (b, &n) in counts.iter().enumerate() {
+        for r in 0..REGIONS {
+            if r < n {
+                mv[b * REGIONS + r] = 1.0;
+            } else {
+                fv[(b * REGIONS + r) * 20..(b * REGIONS + r + 1) * 20].fill(0.0);
+            }
+        }
+    }
+    let mut g = Philox::new(2);
+    let rows = IMAGES * SPI;
+    let mut labels = vec![0usize; rows * LEN];
+    let mut lmask = vec![0.0; rows * (LEN - 1)];
+    for r in 0..rows {
+        let words = 2 + g.below(6) as usize;
+        for t in 1..=words.min(LEN - 2) {
+            labels[r * LEN + t] = 1 + g.below(37) as usize;
+        }
+        for t in 0..=words.min(LEN - 2) {
+            lmask[r * (LEN - 1) + t] = 1.0;
+        }
+    }
+    (
+        Tensor::from_vec(fv, &[IMAGES, REGIONS, 20]).unwrap(),
+        Tensor::from_vec(mv, &[IMAGES, REGIONS]).unwrap(),
+        labels,
+        Tensor::from_vec(lmask, &[rows, LEN - 1]).unwrap(),
+    )
+}
+
+fn tol(dtype: DType) -> ((f64, f64), (f64, f64)) {
+    // (loss and parameters, gradients)
+    if dtype == DType::F64 {
+        ((1e-11, 1e-9), (1e-11, 1e-9))
+    } else {
+        ((1e-6, 1e-5), (2e-4, 2e-3))
+    }
+}
+
+/// One XE step on `m` (on its device); returns the loss value.
+fn xe_step(m: &AoaModel, opt: &mut Adam, dtype: DType, ss_prob: f64, seed: u64) -> f64 {
+    let dev = m.device();
+    let (feats, masks, labels, lmask) = batch();
+    let to = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(dev).unwrap();
+    let mut rng = Philox::new(seed);
+    let mut ctx = Ctx::train(&mut rng);
+    let enc = m
+        .encode(&to(&feats), Some(&to(&masks)), None, &mut ctx, None)
+        .unwrap()
+        .expand(SPI)
+        .unwrap();
+    let lp = m.forward_xe(&enc, &labels, LEN, ss_prob, &mut ctx).unwrap();
+    let targets: Vec<usize> = (0..IMAGES * SPI)
+        .flat_map(|r| labels[r * LEN + 1..(r + 1) * LEN].to_vec())
+        .collect();
+    let loss = label_smoothing_loss(&lp, &targets, &to(&lmask), 0.2).unwrap();
+    assert_eq!(loss.device(), dev);
+    let value = loss.item().unwrap();
+    let params = m.named_parameters();
+    aoanet::train::adam::zero_grad(&params);
+    loss.backward().unwrap();
+    opt.step(&params).unwrap();
+    value
+}
+
+/// Compares every gradient and parameter of the GPU model with the CPU one.
+fn compare_models(what: &str, gpu: &AoaModel, cpu: &AoaModel, dtype: DType, dev: Device) {
+    let ((pa, pr), (ga, gr)) = tol(dtype);
+    for ((name, pg), (_, pc)) in gpu.named_parameters().iter().zip(cpu.named_parameters()) {
+        assert_eq!(pg.device(), dev, "{name}");
+        let (gg, gc) = (pg.grad(), pc.grad());
+        assert_eq!(
+            gg.is_some(),
+            gc.is_some(),
+            "{what}: {name}: gradient presence"
+        );
+        if let (Some(gg), Some(gc)) = (gg, gc) {
+            assert_tensors_close(&format!("{what}: grad {name}"), &gg, &gc, ga, gr);
+        }
+        assert_tensors_close(&format!("{what}: {name}"), pg, &pc, pa, pr);
+    }
+}
+
+fn xe_steps_match(test: &str, ss_prob: f64) {
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    for dtype in [DType::F64, DType::F32] {
+        let cpu = AoaModel::new(config(), dtype, 11).unwrap();
+        let gpu = AoaModel::new(config(), dtype, 11).unwrap();
+        gpu.to_device_(dev).unwrap();
+        let adam = AdamConfig {
+            lr: 1e-3,
+            ..AdamConfig::default()
+        };
+        let (mut oc, mut og) = (Adam::new(adam).unwrap(), Adam::new(adam).unwrap());
+        for step in 0..2u64 {
+            let lc = xe_step(&cpu, &mut oc, dtype, ss_prob, 100 + step);
+            let lg = xe_step(&gpu, &mut og, dtype, ss_prob, 100 + step);
+            let ((a, r), _) = tol(dtype);
+            eprintln!("{dtype} step {step}: loss cpu {lc} gpu {lg}");
+            assert!(
+                (lg - lc).abs() <= a + r * lc.abs(),
+                "{dtype} step {step}: loss {lg} vs {lc}"
+            );
+            compare_models(&format!("{dtype} XE step {step}"), &gpu, &cpu, dtype, dev);
+        }
+    }
+}
+
+#[test]
+fn xe_training_steps_with_dropout_match_the_cpu() {
+    xe_steps_match("xe_training_steps_with_dropout_match_the_cpu", 0.0);
+}
+
+#[test]
+fn xe_training_steps_with_scheduled_sampling_match_the_cpu() {
+    xe_steps_match(
+        "xe_training_steps_with_scheduled_sampling_match_the_cpu",
+        0.25,
+    );
+}
+
+#[test]
+fn scst_step_samples_and_reward_loss_match_the_cpu() {
+    let Some(dev) = cuda("scst_step_samples_and_reward_loss_match_the_cpu") else {
+        return;
+    };
+    // f64 only: the sampled words must agree, and f32 rounding could move a draw across a
+    // boundary of the inverse CDF.
+    let dtype = DType::F64;
+    let cpu = AoaModel::new(config(), dtype, 12).unwrap();
+    let gpu = AoaModel::new(config(), dtype, 12).unwrap();
+    gpu.to_device_(dev).unwrap();
+    let adam = AdamConfig {
+        lr: 2e-5,
+        ..AdamConfig::default()
+    };
+    let (mut oc, mut og) = (Adam::new(adam).unwrap(), Adam::new(adam).unwrap());
+    let (feats, masks, _, _) = batch();
+    let mut seqs = Vec::new();
+    for (m, opt) in [(&cpu, &mut oc), (&gpu, &mut og)] {
+        let d = m.device();
+        let to = |t: &Tensor| t.to_device(d).unwrap();
+        let mut rng = Philox::new(5);
+        let mut ctx = Ctx::train(&mut rng);
+        let enc = m
+            .encode(&to(&feats), Some(&to(&masks)), None, &mut ctx, None)
+            .unwrap()
+            .expand(SPI)
+            .unwrap();
+        let opts = DecodeOptions {
+            sample_method: SampleMethod::Sample,
+            ..DecodeOptions::greedy(LEN)
+        };
+        let s = sample(m, &enc, &opts, &mut ctx, false).unwrap();
+        assert_eq!(s.logprobs.device(), d);
+        let reward: Vec<f64> = (0..s.rows).map(|r| (r as f64 * 0.37).sin()).collect();
+        let loss = reward_loss(&s.logprobs, &s.seq, &reward).unwrap();
+        let params = m.named_parameters();
+        aoanet::train::adam::zero_grad(&params);
+        loss.backward().unwrap();
+        opt.step(&params).unwrap();
+        seqs.push((s.seq.clone(), loss.item().unwrap()));
+    }
+    assert_eq!(seqs[0].0, seqs[1].0, "sampled captions");
+    let ((a, r), _) = tol(dtype);
+    assert!(
+        (seqs[0].1 - seqs[1].1).abs() <= a + r * seqs[0].1.abs(),
+        "{seqs:?}"
+    );
+    compare_models("SCST step", &gpu, &cpu, dtype, dev);
+}
