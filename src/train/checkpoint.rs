@@ -408,6 +408,23 @@ impl Checkpoint {
     }
 }
 
+/// Removes the temporary files a killed checkpoint write left in the run folder `dir`
+/// (`.checkpoint*.tmp`, never a complete checkpoint); returns how many.
+pub fn remove_stale_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(".checkpoint") && n.ends_with(".tmp")
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// `path` itself if it is a file, else `path/default_name`.
 pub fn resolve(path: &Path, default_name: &str) -> PathBuf {
     if path.is_dir() {

@@ -393,6 +393,7 @@ impl Trainer {
             )));
         }
         let ckpt = Checkpoint::open(&path)?;
+        checkpoint::remove_stale_temporaries(&out);
         let meta = ckpt.train.clone().ok_or_else(|| {
             Error::format(&path, "no training state: not a checkpoint written by training")
         })?;
