@@ -1,6 +1,7 @@
 //! CPU kernels: the packed, register-blocked SIMD GEMM ([`gemm()`]) and the small
 //! data-parallel helper ([`parallel`]) that it and the elementwise ops share.
 
+pub mod alloc;
 pub mod gemm;
 pub mod parallel;
 

@@ -1,8 +1,8 @@
 //! The affine layer `y = x Wᵀ + b` as one op (PyTorch's `F.linear`), with `W [out, in]`.
 //!
-//! Forward: the output is filled with the bias rows, then one GEMM adds `x Wᵀ` into it
-//! (`beta = 1`), reading `W` through a transposed view: no copy of the weight, no second pass
-//! for the bias. Inputs of any rank fold into `[rows, in]`.
+//! Forward: one GEMM reading `W` through a transposed view (no copy of the weight; skinny
+//! products reuse a packed copy, see `weights.rs`), then the bias added in place. Inputs of
+//! any rank fold into `[rows, in]`.
 //!
 //! Backward, with `G = ∂y` folded to `[rows, out]`:
 //! - `∂x = G W`;
@@ -10,54 +10,18 @@
 //!   then gets one GEMM over all steps instead of one per step;
 //! - `∂b = Σ_rows G`.
 
+use super::weights::weight_product;
 use crate::autograd::{Grad, no_grad};
-use crate::cpu::gemm::{self, MatMut, MatRef};
 use crate::tensor::{Float, Tensor};
 use crate::{Error, Result, with_float};
 
-fn forward_kernel<T: Float + gemm::GemmScalar>(
-    x: &[T],
-    w: &[T],
-    b: Option<&[T]>,
-    (rows, input, output): (usize, usize, usize),
-) -> Result<Vec<T>> {
-    let mut out = vec![<T as Float>::ZERO; rows * output];
-    if let Some(b) = b {
-        for row in out.chunks_exact_mut(output) {
-            row.copy_from_slice(b);
+/// Adds `bias` to every row of `out` (a dense `[rows, out]` buffer), in place.
+fn add_bias<T: Float>(out: &mut [T], bias: &[T]) {
+    for row in out.chunks_exact_mut(bias.len()) {
+        for (o, &b) in row.iter_mut().zip(bias) {
+            *o += b;
         }
     }
-    let a = MatRef {
-        data: x,
-        offset: 0,
-        rows,
-        cols: input,
-        row_stride: input,
-        col_stride: 1,
-    };
-    // Wᵀ as a view: element (k, j) of Wᵀ is W[j, k] at j·input + k.
-    let wt = MatRef {
-        data: w,
-        offset: 0,
-        rows: input,
-        cols: output,
-        row_stride: 1,
-        col_stride: input,
-    };
-    let c = MatMut {
-        data: &mut out,
-        offset: 0,
-        rows,
-        cols: output,
-        row_stride: output,
-    };
-    let beta = if b.is_some() {
-        <T as Float>::ONE
-    } else {
-        <T as Float>::ZERO
-    };
-    gemm::gemm(<T as Float>::ONE, a, wt, beta, c)?;
-    Ok(out)
 }
 
 impl Tensor {
@@ -82,15 +46,14 @@ impl Tensor {
         let mut out_shape = self.shape().to_vec();
         *out_shape.last_mut().unwrap() = output;
         let x2 = no_grad(|| self.reshape(&[rows, input]))?;
-        let out = with_float!(self.dtype(), "linear", T => {
-            let v = x2.with_slice::<T, _>("linear", |x| {
-                weight.with_slice::<T, _>("linear", |w| match bias {
-                    Some(b) => b.with_slice::<T, _>("linear", |bv| forward_kernel(x, w, Some(bv), (rows, input, output)))?,
-                    None => forward_kernel(x, w, None, (rows, input, output)),
-                })
-            })???;
-            Tensor::from_vec(v, &out_shape)
-        })?;
+        let y = weight_product(&x2, weight, true)?;
+        if let Some(b) = bias {
+            with_float!(self.dtype(), "linear", T => {
+                b.with_slice::<T, _>("linear", |bv| y.with_data_mut::<T, _>(|yv| add_bias(yv, bv)))??;
+                Ok(())
+            })?;
+        }
+        let out = y.reshape(&out_shape)?;
         let (w, in_shape) = (weight.clone(), self.shape().to_vec());
         let (needs_x, needs_w, has_bias) =
             (self.requires_grad(), weight.requires_grad(), bias.is_some());

@@ -14,6 +14,7 @@
 //! ∂x = ∂z W_ih   ∂h = ∂z W_hh   ∂W_ih = ∂zᵀ x   ∂W_hh = ∂zᵀ h   ∂b_ih = ∂b_hh = Σ_rows ∂z
 //! ```
 
+use super::weights::weight_product;
 use crate::autograd::{Grad, no_grad};
 use crate::tensor::{Float, Tensor};
 use crate::{Error, Result, with_float};
@@ -122,8 +123,8 @@ impl Tensor {
             ));
         }
         let z = no_grad(|| {
-            x.matmul(&w_ih.transpose(0, 1)?)?
-                .add(&h.matmul(&w_hh.transpose(0, 1)?)?)?
+            weight_product(x, w_ih, true)?
+                .add(&weight_product(h, w_hh, true)?)?
                 .add(&b_ih.add(b_hh)?)
         })?;
         let (acts, hc) = with_float!(x.dtype(), "lstm_cell", T => {
@@ -152,8 +153,8 @@ impl Tensor {
             let db = dz.sum_axis(0, false)?;
             // The weight gradients ∂zᵀx and ∂zᵀh are deferred: one GEMM over all time steps.
             Ok(vec![
-                Some(Grad::Dense(dz.matmul(&w_ih)?)),
-                Some(Grad::Dense(dz.matmul(&w_hh)?)),
+                Some(Grad::Dense(weight_product(&dz, &w_ih, false)?)),
+                Some(Grad::Dense(weight_product(&dz, &w_hh, false)?)),
                 Some(Grad::Dense(dc)),
                 Some(Grad::Outer { g: dz.clone(), x: x.detach() }),
                 Some(Grad::Outer { g: dz, x: h.detach() }),

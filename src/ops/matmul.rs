@@ -62,6 +62,55 @@ fn collapse_batch(t: &Tensor, batch: &[usize]) -> Option<Operand> {
     })
 }
 
+/// Per-item size (m·n·k) below which a batched product runs as plain loops: the decoder's
+/// per-head attention (400 items of 1×128·128×36) would otherwise pay packing and dispatch
+/// for a few thousand FLOPs each.
+const SMALL_ITEM: usize = 1 << 15;
+
+/// Plain loops for many tiny products; inner loops run over unit strides.
+fn small_batched<T: Float>(
+    batch: usize,
+    (m, n, k): (usize, usize, usize),
+    (a, oa): (&[T], Operand),
+    (b, ob): (&[T], Operand),
+    out: &mut [T],
+) {
+    for bi in 0..batch {
+        let (a0, b0) = (
+            oa.offset + bi * oa.batch_stride,
+            ob.offset + bi * ob.batch_stride,
+        );
+        let c = &mut out[bi * m * n..(bi + 1) * m * n];
+        for i in 0..m {
+            let arow = a0 + i * oa.row_stride;
+            let crow = &mut c[i * n..(i + 1) * n];
+            if ob.row_stride == 1 && oa.col_stride == 1 {
+                // Bᵀ has unit-stride rows: each output is a dot product of unit-stride slices.
+                let av = &a[arow..arow + k];
+                for (j, cj) in crow.iter_mut().enumerate() {
+                    let bcol = &b[b0 + j * ob.col_stride..b0 + j * ob.col_stride + k];
+                    *cj = av.iter().zip(bcol).map(|(&x, &y)| x * y).sum();
+                }
+            } else {
+                crow.fill(T::ZERO);
+                for p in 0..k {
+                    let x = a[arow + p * oa.col_stride];
+                    let brow = b0 + p * ob.row_stride;
+                    if ob.col_stride == 1 {
+                        for (cj, &y) in crow.iter_mut().zip(&b[brow..brow + n]) {
+                            *cj += x * y;
+                        }
+                    } else {
+                        for (j, cj) in crow.iter_mut().enumerate() {
+                            *cj += x * b[brow + j * ob.col_stride];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn run_gemm<T: Float + gemm::GemmScalar>(
     batch: usize,
     (m, n, k): (usize, usize, usize),
@@ -69,6 +118,10 @@ fn run_gemm<T: Float + gemm::GemmScalar>(
     (b, ob): (&[T], Operand),
     out: &mut [T],
 ) -> Result<()> {
+    if batch > 1 && m * n * k <= SMALL_ITEM {
+        small_batched(batch, (m, n, k), (a, oa), (b, ob), out);
+        return Ok(());
+    }
     let a_ref = MatRef {
         data: a,
         offset: oa.offset,

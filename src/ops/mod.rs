@@ -35,6 +35,7 @@ mod select;
 mod shape;
 mod softmax;
 mod unary;
+mod weights;
 
 pub use dropout::dropout_keeps;
 pub use lstm::LstmCellOutput;

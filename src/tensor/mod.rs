@@ -56,9 +56,30 @@ impl TensorId {
 #[derive(Clone)]
 pub struct Tensor(pub(crate) Arc<Inner>);
 
+/// A storage buffer shared by a tensor and its views, with a version that every write bumps
+/// (so caches derived from the values, like packed GEMM weights, know when they are stale).
+pub(crate) struct StorageCell {
+    data: RwLock<Storage>,
+    version: AtomicU64,
+}
+
+impl StorageCell {
+    pub(crate) fn new(storage: Storage) -> Arc<StorageCell> {
+        Arc::new(StorageCell {
+            data: RwLock::new(storage),
+            version: AtomicU64::new(0),
+        })
+    }
+
+    /// How many times the buffer has been written since it was made.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) id: TensorId,
-    pub(crate) storage: Arc<RwLock<Storage>>,
+    pub(crate) storage: Arc<StorageCell>,
     pub(crate) layout: Layout,
     pub(crate) dtype: DType,
     pub(crate) device: Device,
@@ -96,12 +117,12 @@ impl Tensor {
     // ---------------------------------------------------------------------------------------
 
     /// A tensor over `storage` with `layout`; no gradient.
-    pub(crate) fn from_parts(
-        storage: Arc<RwLock<Storage>>,
-        layout: Layout,
-        device: Device,
-    ) -> Tensor {
-        let dtype = storage.read().unwrap_or_else(|e| e.into_inner()).dtype();
+    pub(crate) fn from_parts(storage: Arc<StorageCell>, layout: Layout, device: Device) -> Tensor {
+        let dtype = storage
+            .data
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .dtype();
         Tensor(Arc::new(Inner {
             id: TensorId::next(),
             storage,
@@ -125,7 +146,7 @@ impl Tensor {
             ));
         }
         Ok(Tensor::from_parts(
-            Arc::new(RwLock::new(storage)),
+            StorageCell::new(storage),
             Layout::contiguous(shape),
             Device::Cpu,
         ))
@@ -259,11 +280,36 @@ impl Tensor {
     }
 
     pub(crate) fn storage_read(&self) -> RwLockReadGuard<'_, Storage> {
-        self.0.storage.read().unwrap_or_else(|e| e.into_inner())
+        self.0
+            .storage
+            .data
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Write access to the storage; bumps its version.
     pub(crate) fn storage_write(&self) -> RwLockWriteGuard<'_, Storage> {
-        self.0.storage.write().unwrap_or_else(|e| e.into_inner())
+        let guard = self
+            .0
+            .storage
+            .data
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        self.0.storage.version.fetch_add(1, Ordering::AcqRel);
+        guard
+    }
+
+    /// The storage's identity and version: equal pairs mean equal contents.
+    pub(crate) fn storage_key(&self) -> (usize, u64) {
+        (
+            Arc::as_ptr(&self.0.storage) as usize,
+            self.0.storage.version(),
+        )
+    }
+
+    /// A weak handle on the storage, to tell whether a cached key is still alive.
+    pub(crate) fn storage_weak(&self) -> std::sync::Weak<StorageCell> {
+        Arc::downgrade(&self.0.storage)
     }
 
     // ---------------------------------------------------------------------------------------

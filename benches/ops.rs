@@ -1,0 +1,85 @@
+//! Row-wise kernels in GB/s: softmax, log_softmax and the reference LayerNorm, forward and
+//! backward, at the model's shapes. The baseline, measured in the same run, is a plain copy
+//! of the same bytes (the memory-bound floor); each line reports the ratio to it.
+//!
+//! `cargo bench --bench ops`
+
+use aoanet::rng::Philox;
+use aoanet::tensor::{DType, Tensor};
+use std::hint::black_box;
+use std::time::Instant;
+
+/// Best wall time of `reps` runs of `f`, in seconds.
+fn best(reps: usize, mut f: impl FnMut()) -> f64 {
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    aoanet::cpu::alloc::keep_large_blocks();
+    let mut rng = Philox::new(1);
+    let reps = 15;
+    println!("threads: {}", aoanet::cpu::num_threads());
+    for (what, rows, cols) in [
+        ("logits", 850, 9488),
+        ("logits (one step)", 50, 9488),
+        ("refiner", 360, 1024),
+        ("scores", 2880, 36),
+    ] {
+        let x = Tensor::randn(&[rows, cols], DType::F32, &mut rng);
+        let bytes = (rows * cols * 4) as f64;
+        let copy = best(reps, || {
+            black_box(x.deep_copy().unwrap());
+        });
+        // Read + write of the tensor: 2 × bytes moved.
+        let report = |name: &str, secs: f64, passes: f64| {
+            let gbs = passes * bytes / secs / 1e9;
+            let base = 2.0 * bytes / copy / 1e9;
+            println!(
+                "{name} [{rows}x{cols}] ({what}): {gbs:.1} GB/s ({:.2}x of a copy at {base:.1} GB/s)",
+                gbs / base
+            );
+        };
+        let t = best(reps, || {
+            black_box(x.softmax().unwrap());
+        });
+        report("softmax fwd", t, 2.0);
+        let t = best(reps, || {
+            black_box(x.log_softmax().unwrap());
+        });
+        report("log_softmax fwd", t, 2.0);
+        let xg = x.requiring_grad();
+        let g = Tensor::randn(&[rows, cols], DType::F32, &mut rng);
+        let t = best(reps, || {
+            let y = xg.log_softmax().unwrap();
+            y.backward_with(g.clone()).unwrap();
+            xg.zero_grad();
+        });
+        // Forward (read x, write y) + backward (read g, y; write dx).
+        report("log_softmax fwd+bwd", t, 5.0);
+        let (a, b) = (
+            Tensor::ones(&[cols], DType::F32),
+            Tensor::zeros(&[cols], DType::F32),
+        );
+        if cols >= 2 {
+            let t = best(reps, || {
+                black_box(x.layer_norm(&a, &b, 1e-6).unwrap());
+            });
+            report("layer_norm fwd", t, 2.0);
+            let (ag, bg) = (a.requiring_grad(), b.requiring_grad());
+            let t = best(reps, || {
+                let y = xg.layer_norm(&ag, &bg, 1e-6).unwrap();
+                y.backward_with(g.clone()).unwrap();
+                xg.zero_grad();
+                ag.zero_grad();
+                bg.zero_grad();
+            });
+            report("layer_norm fwd+bwd", t, 5.0);
+        }
+    }
+}
