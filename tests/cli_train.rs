@@ -388,3 +388,76 @@ fn train_then_scst_then_eval_and_caption() {
     assert!(!o.status.success() && text(&o).contains("image 999"), "{}", text(&o));
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// What `data-tools/pth_to_safetensors.py --infos` writes: the weights under the reference's
+/// names, the vocabulary as `ix_to_word` and the reference's `opt` (here for a tiny model
+/// with the reference's fixed 6 refiner layers) as JSON metadata, no training state.
+#[test]
+fn a_converted_reference_checkpoint_evaluates_and_starts_a_stage() {
+    use aoanet::data::Dataset;
+    use aoanet::io::Writer;
+    use aoanet::model::{AoaConfig, AoaModel};
+    use aoanet::nn::Module;
+    let (root, data, config) = setup("converted");
+    let d = Dataset::open(&data).unwrap();
+    let mut c = AoaConfig::reference(d.vocab.len());
+    for (k, v) in [("rnn_size", 16), ("input_encoding_size", 16), ("num_heads", 2)] {
+        c.set(k, &json::Value::from(v as usize)).unwrap();
+    }
+    c.att_feat_size = d.features.dim();
+    c.fc_feat_size = d.features.dim();
+    let m = AoaModel::new(c, aoanet::tensor::DType::F32, 5).unwrap();
+    let mut w = Writer::new();
+    w.add_all("", &m.named_parameters(), None).unwrap();
+    let vocab = json::Value::Object(
+        d.vocab
+            .words()
+            .iter()
+            .enumerate()
+            .map(|(k, word)| ((k + 1).to_string(), json::Value::from(word.as_str())))
+            .collect(),
+    );
+    w.set_metadata("vocab", vocab.to_json());
+    w.set_metadata(
+        "opt",
+        format!(
+            r#"{{"caption_model": "aoa", "rnn_size": 16, "input_encoding_size": 16,
+               "num_heads": 2, "multi_head_scale": 1, "refine": 1, "refine_aoa": 1,
+               "use_ff": 0, "decoder_type": "AoA", "ctx_drop": 1, "mean_feats": 1,
+               "dropout_aoa": 0.3, "att_feat_size": {0}, "fc_feat_size": {0},
+               "learning_rate": 2e-05, "id": "aoanet"}}"#,
+            d.features.dim()
+        ),
+    );
+    w.set_metadata("source", "model.pth");
+    let file = root.join("converted.safetensors");
+    w.write(&file).unwrap();
+    let o = aoanet(&[
+        "eval", "--checkpoint", p(&file), "--data", p(&data), "--split", "val",
+        "--beam-size", "1",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("CIDEr"), "{}", text(&o));
+    // ... and starts a stage with fresh counters (the model options come from the file).
+    let out = root.join("scst");
+    let o = aoanet(&[
+        "train", "--data", p(&data), "--stage", "scst", "--from", p(&file), "--out", p(&out),
+        "--config", p(&config), "--max-iters", "2",
+    ])
+    .output()
+    .unwrap();
+    // The config file's tiny shape (1 refiner layer) contradicts the file: refused by name.
+    assert!(!o.status.success() && text(&o).contains("refiner_layers"), "{}", text(&o));
+    let o = aoanet(&[
+        "train", "--data", p(&data), "--stage", "scst", "--from", p(&file), "--out", p(&out),
+        "--max-iters", "2", "--batch-size", "4", "--set", "preflight_images=2",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let s = Checkpoint::open(&out).unwrap().train.unwrap().state;
+    assert_eq!(s.iteration, 2);
+    std::fs::remove_dir_all(root).unwrap();
+}
