@@ -93,7 +93,8 @@ fn report(name: &str, p: &PhaseTimes, wall: f64) {
 }
 
 fn bench(name: &str, data: &Arc<Dataset>, opts: TrainOptions, steps: usize) {
-    let dir = std::env::temp_dir().join(format!("aoanet-bench-train-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("aoanet-bench-train-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = AoaConfig::reference(data.vocab.len());
     let mut t = Trainer::fresh(data.clone(), &dir, cfg, opts, TrainEnv::offline()).unwrap();

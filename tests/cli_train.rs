@@ -111,7 +111,11 @@ fn finish(mut child: Child, rx: &Receiver<String>, log: &mut Vec<String>) -> i32
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "child did not exit:\n{}", log.join("\n"));
+        assert!(
+            Instant::now() < deadline,
+            "child did not exit:\n{}",
+            log.join("\n")
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     log.extend(rx.try_iter());
@@ -232,12 +236,23 @@ fn kill_9_during_a_checkpoint_write_leaves_the_last_one_readable() {
     .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
-        Checkpoint::open(&run).unwrap().train.unwrap().state.iteration,
+        Checkpoint::open(&run)
+            .unwrap()
+            .train
+            .unwrap()
+            .state
+            .iteration,
         5
     );
     let left = std::fs::read_dir(&run)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
         .count();
     assert_eq!(left, 0, "resume removed the stale temporary");
     std::fs::remove_dir_all(root).unwrap();
@@ -269,7 +284,12 @@ fn nan_stops_and_bad_setups_fail_within_seconds() {
     assert!(t.contains("loss is NaN at iteration 5"), "{t}");
     assert!(t.contains("--resume"), "{t}");
     assert_eq!(
-        Checkpoint::open(&run).unwrap().train.unwrap().state.iteration,
+        Checkpoint::open(&run)
+            .unwrap()
+            .train
+            .unwrap()
+            .state
+            .iteration,
         4
     );
 
@@ -294,7 +314,10 @@ fn nan_stops_and_bad_setups_fail_within_seconds() {
     .unwrap();
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
-    assert!(t.contains("METEOR was requested") && t.contains("meteor-data"), "{t}");
+    assert!(
+        t.contains("METEOR was requested") && t.contains("meteor-data"),
+        "{t}"
+    );
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     assert!(!root.join("meteor").join("checkpoint.safetensors").exists());
 
@@ -337,8 +360,17 @@ fn train_then_scst_then_eval_and_caption() {
     let xe = root.join("xe");
     let scst = root.join("scst");
     let o = aoanet(&[
-        "train", "--data", p(&data), "--out", p(&xe), "--config", p(&config), "--max-iters",
-        "6", "--val-every", "3",
+        "train",
+        "--data",
+        p(&data),
+        "--out",
+        p(&xe),
+        "--config",
+        p(&config),
+        "--max-iters",
+        "6",
+        "--val-every",
+        "3",
     ])
     .output()
     .unwrap();
@@ -347,8 +379,19 @@ fn train_then_scst_then_eval_and_caption() {
     let history = std::fs::read_to_string(xe.join("history.jsonl")).unwrap();
     assert!(history.contains("\"kind\":\"val\""), "{history}");
     let o = aoanet(&[
-        "train", "--data", p(&data), "--stage", "scst", "--from", p(&xe), "--out", p(&scst),
-        "--config", p(&config), "--max-iters", "9",
+        "train",
+        "--data",
+        p(&data),
+        "--stage",
+        "scst",
+        "--from",
+        p(&xe),
+        "--out",
+        p(&scst),
+        "--config",
+        p(&config),
+        "--max-iters",
+        "9",
     ])
     .output()
     .unwrap();
@@ -358,8 +401,17 @@ fn train_then_scst_then_eval_and_caption() {
 
     let scores = root.join("scores.json");
     let o = aoanet(&[
-        "eval", "--checkpoint", p(&scst), "--data", p(&data), "--split", "test",
-        "--beam-size", "1", "--json", p(&scores),
+        "eval",
+        "--checkpoint",
+        p(&scst),
+        "--data",
+        p(&data),
+        "--split",
+        "test",
+        "--beam-size",
+        "1",
+        "--json",
+        p(&scores),
     ])
     .output()
     .unwrap();
@@ -372,8 +424,16 @@ fn train_then_scst_then_eval_and_caption() {
     assert_eq!(captions.as_array().unwrap().len(), 4);
 
     let o = aoanet(&[
-        "caption", "--checkpoint", p(&scst), "--data", p(&data), "--images", "19,20",
-        "--beam-size", "1", "--attention",
+        "caption",
+        "--checkpoint",
+        p(&scst),
+        "--data",
+        p(&data),
+        "--images",
+        "19,20",
+        "--beam-size",
+        "1",
+        "--attention",
     ])
     .output()
     .unwrap();
@@ -381,11 +441,21 @@ fn train_then_scst_then_eval_and_caption() {
     assert!(o.status.success(), "{t}");
     assert!(t.contains("19: ") && t.contains("20: "), "{t}");
     let o = aoanet(&[
-        "caption", "--checkpoint", p(&scst), "--data", p(&data), "--images", "999",
+        "caption",
+        "--checkpoint",
+        p(&scst),
+        "--data",
+        p(&data),
+        "--images",
+        "999",
     ])
     .output()
     .unwrap();
-    assert!(!o.status.success() && text(&o).contains("image 999"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("image 999"),
+        "{}",
+        text(&o)
+    );
     std::fs::remove_dir_all(root).unwrap();
 }
 
@@ -401,7 +471,11 @@ fn a_converted_reference_checkpoint_evaluates_and_starts_a_stage() {
     let (root, data, config) = setup("converted");
     let d = Dataset::open(&data).unwrap();
     let mut c = AoaConfig::reference(d.vocab.len());
-    for (k, v) in [("rnn_size", 16), ("input_encoding_size", 16), ("num_heads", 2)] {
+    for (k, v) in [
+        ("rnn_size", 16),
+        ("input_encoding_size", 16),
+        ("num_heads", 2),
+    ] {
         c.set(k, &json::Value::from(v as usize)).unwrap();
     }
     c.att_feat_size = d.features.dim();
@@ -433,8 +507,15 @@ fn a_converted_reference_checkpoint_evaluates_and_starts_a_stage() {
     let file = root.join("converted.safetensors");
     w.write(&file).unwrap();
     let o = aoanet(&[
-        "eval", "--checkpoint", p(&file), "--data", p(&data), "--split", "val",
-        "--beam-size", "1",
+        "eval",
+        "--checkpoint",
+        p(&file),
+        "--data",
+        p(&data),
+        "--split",
+        "val",
+        "--beam-size",
+        "1",
     ])
     .output()
     .unwrap();
@@ -443,16 +524,44 @@ fn a_converted_reference_checkpoint_evaluates_and_starts_a_stage() {
     // ... and starts a stage with fresh counters (the model options come from the file).
     let out = root.join("scst");
     let o = aoanet(&[
-        "train", "--data", p(&data), "--stage", "scst", "--from", p(&file), "--out", p(&out),
-        "--config", p(&config), "--max-iters", "2",
+        "train",
+        "--data",
+        p(&data),
+        "--stage",
+        "scst",
+        "--from",
+        p(&file),
+        "--out",
+        p(&out),
+        "--config",
+        p(&config),
+        "--max-iters",
+        "2",
     ])
     .output()
     .unwrap();
     // The config file's tiny shape (1 refiner layer) contradicts the file: refused by name.
-    assert!(!o.status.success() && text(&o).contains("refiner_layers"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("refiner_layers"),
+        "{}",
+        text(&o)
+    );
     let o = aoanet(&[
-        "train", "--data", p(&data), "--stage", "scst", "--from", p(&file), "--out", p(&out),
-        "--max-iters", "2", "--batch-size", "4", "--set", "preflight_images=2",
+        "train",
+        "--data",
+        p(&data),
+        "--stage",
+        "scst",
+        "--from",
+        p(&file),
+        "--out",
+        p(&out),
+        "--max-iters",
+        "2",
+        "--batch-size",
+        "4",
+        "--set",
+        "preflight_images=2",
     ])
     .output()
     .unwrap();

@@ -9,9 +9,7 @@ use aoanet::json::Value;
 use aoanet::model::AoaConfig;
 use aoanet::nn::Module;
 use aoanet::train::checkpoint::Checkpoint;
-use aoanet::train::{
-    Baseline, Hooks, NanTarget, Outcome, Stage, TrainEnv, TrainOptions, Trainer,
-};
+use aoanet::train::{Baseline, Hooks, NanTarget, Outcome, Stage, TrainEnv, TrainOptions, Trainer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -94,11 +92,19 @@ fn assert_same(a: &Path, b: &Path) {
     for ((na, va), (nb, vb)) in wa.iter().zip(&wb) {
         assert_eq!(na, nb);
         let same = va.iter().zip(vb).all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same, "{na} differs between {} and {}", a.display(), b.display());
+        assert!(
+            same,
+            "{na} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
     }
     let (ca, cb) = (Checkpoint::open(a).unwrap(), Checkpoint::open(b).unwrap());
     let (sa, sb) = (&ca.train.unwrap().state, &cb.train.unwrap().state);
-    assert_eq!((sa.iteration, sa.epoch, sa.rng, &sa.loader), (sb.iteration, sb.epoch, sb.rng, &sb.loader));
+    assert_eq!(
+        (sa.iteration, sa.epoch, sa.rng, &sa.loader),
+        (sb.iteration, sb.epoch, sb.rng, &sb.loader)
+    );
     assert_eq!(sa.lr.to_bits(), sb.lr.to_bits());
     assert_eq!(sa.best, sb.best);
     assert_eq!(sa.plateau, sb.plateau);
@@ -109,15 +115,31 @@ fn xe_resume_is_bit_identical() {
     let data = world();
     let cfg = model(&data);
     let (one, two) = (scratch("xe-one"), scratch("xe-two"));
-    let mut a = Trainer::fresh(data.clone(), &one, cfg.clone(), xe_options(13), TrainEnv::offline())
-        .unwrap();
+    let mut a = Trainer::fresh(
+        data.clone(),
+        &one,
+        cfg.clone(),
+        xe_options(13),
+        TrainEnv::offline(),
+    )
+    .unwrap();
     a.preflight().unwrap();
     assert_eq!(run(&mut a), Outcome::Finished);
     assert_eq!(a.state().iteration, 13);
-    assert!(a.state().epoch >= 2, "epochs straddled: {}", a.state().epoch);
+    assert!(
+        a.state().epoch >= 2,
+        "epochs straddled: {}",
+        a.state().epoch
+    );
 
-    let mut b = Trainer::fresh(data.clone(), &two, cfg.clone(), xe_options(6), TrainEnv::offline())
-        .unwrap();
+    let mut b = Trainer::fresh(
+        data.clone(),
+        &two,
+        cfg.clone(),
+        xe_options(6),
+        TrainEnv::offline(),
+    )
+    .unwrap();
     assert_eq!(run(&mut b), Outcome::Finished);
     drop(b);
     let more = [("max_iters".to_string(), Value::from(13usize))];
@@ -138,11 +160,25 @@ fn xe_resume_is_bit_identical() {
 
     // A stop request saves and ends the run at once.
     let three = scratch("xe-stop");
-    let mut c = Trainer::fresh(data.clone(), &three, cfg.clone(), xe_options(13), TrainEnv::offline())
-        .unwrap();
+    let mut c = Trainer::fresh(
+        data.clone(),
+        &three,
+        cfg.clone(),
+        xe_options(13),
+        TrainEnv::offline(),
+    )
+    .unwrap();
     let stop = AtomicBool::new(true);
     assert_eq!(c.run(&stop, &mut |_| {}).unwrap(), Outcome::Stopped);
-    assert_eq!(Checkpoint::open(&three).unwrap().train.unwrap().state.iteration, 1);
+    assert_eq!(
+        Checkpoint::open(&three)
+            .unwrap()
+            .train
+            .unwrap()
+            .state
+            .iteration,
+        1
+    );
 
     // Resuming with another width is refused, naming the option.
     let wider = [("rnn_size".to_string(), Value::from(32usize))];
@@ -190,7 +226,10 @@ fn scst_resume_is_bit_identical_with_both_baselines() {
     drop(t);
     let from = xe.join("checkpoint.safetensors");
     for (k, baseline) in [Baseline::Greedy, Baseline::Mean].into_iter().enumerate() {
-        let (one, two) = (scratch(&format!("scst-one{k}")), scratch(&format!("scst-two{k}")));
+        let (one, two) = (
+            scratch(&format!("scst-one{k}")),
+            scratch(&format!("scst-two{k}")),
+        );
         let mut a = Trainer::from_checkpoint(
             data.clone(),
             &one,
@@ -233,7 +272,10 @@ fn scst_resume_is_bit_identical_with_both_baselines() {
 fn an_injected_nan_stops_naming_the_iteration_and_keeps_the_checkpoint() {
     let data = world();
     let cfg = model(&data);
-    for (k, target) in [NanTarget::Loss, NanTarget::Gradient].into_iter().enumerate() {
+    for (k, target) in [NanTarget::Loss, NanTarget::Gradient]
+        .into_iter()
+        .enumerate()
+    {
         let dir = scratch(&format!("nan{k}"));
         let opts = TrainOptions {
             save_every: Some(2),
@@ -252,7 +294,10 @@ fn an_injected_nan_stops_naming_the_iteration_and_keeps_the_checkpoint() {
             .unwrap_err()
             .to_string();
         assert!(e.contains("at iteration 5"), "{e}");
-        assert!(e.contains("iteration 4)"), "names the last good checkpoint: {e}");
+        assert!(
+            e.contains("iteration 4)"),
+            "names the last good checkpoint: {e}"
+        );
         match target {
             NanTarget::Loss => assert!(e.contains("loss is NaN"), "{e}"),
             NanTarget::Gradient => assert!(e.contains("gradient of"), "{e}"),

@@ -29,7 +29,7 @@ enum Command {
     /// Generate the synthetic world, train a small model (XE then SCST), evaluate, report.
     Demo(demo::Args),
     /// Train a model on a data folder written by `aoanet-data`.
-    Train(train_cmd::Args),
+    Train(Box<train_cmd::Args>),
     /// Decode a split with a checkpoint and score it.
     Eval(eval_cmd::Args),
     /// Caption given images with a checkpoint.

@@ -1,8 +1,8 @@
 //! A loader [`Batch`] as the tensors and index lists the model and the losses take.
 
+use crate::Result;
 use crate::data::Batch;
 use crate::tensor::{DType, Tensor};
-use crate::Result;
 
 /// The model's view of a batch (`B` images, `S` captions each, `T` label columns).
 pub struct BatchTensors {

@@ -18,10 +18,10 @@
 //! fsync of the folder): the previous checkpoint stays in place, complete, until the new one
 //! is renamed over it, so a crash or `kill -9` at any moment leaves a readable checkpoint.
 
+use super::AdamState;
 use super::history::{self, HistoryRecord};
 use super::options::{Stage, TrainOptions};
 use super::schedule::{PlateauMode, PlateauState};
-use super::AdamState;
 use crate::data::{LoaderState, Vocab};
 use crate::io::{SafeTensors, Unexpected, Writer, write_atomic};
 use crate::json::{self, Value};
@@ -93,10 +93,7 @@ impl TrainState {
                 ]),
             ),
             ("loader", self.loader.to_json()),
-            (
-                "plateau",
-                self.plateau.map_or(Value::Null, |p| p.to_json()),
-            ),
+            ("plateau", self.plateau.map_or(Value::Null, |p| p.to_json())),
             ("seconds", Value::from(self.seconds)),
         ])
     }
@@ -236,7 +233,8 @@ pub fn save(path: &Path, c: &CheckpointContents<'_>, pause: Option<Duration>) ->
                     path.display()
                 );
                 std::thread::sleep(d);
-                out.write_all(&bytes[half..]).map_err(|e| Error::io(path, e))
+                out.write_all(&bytes[half..])
+                    .map_err(|e| Error::io(path, e))
             })
         }
     }
@@ -312,9 +310,7 @@ impl Checkpoint {
             }
         };
         let model = match meta("model_config")? {
-            Some(c) => {
-                AoaConfig::from_json(&c).map_err(|e| Error::format(&path, e.to_string()))?
-            }
+            Some(c) => AoaConfig::from_json(&c).map_err(|e| Error::format(&path, e.to_string()))?,
             None => {
                 // A converted reference checkpoint: train.sh's model with the options its
                 // `opt` records, and the vocabulary's size.
@@ -322,7 +318,8 @@ impl Checkpoint {
                 if let Some(opt) = meta("opt")? {
                     for k in REFERENCE_MODEL_OPTS {
                         if let Some(v) = opt.get(k) {
-                            c.set(k, v).map_err(|e| Error::format(&path, e.to_string()))?;
+                            c.set(k, v)
+                                .map_err(|e| Error::format(&path, e.to_string()))?;
                         }
                     }
                 }
@@ -476,7 +473,9 @@ mod tests {
         assert_eq!(j.get("1").and_then(Value::as_str), Some("a"));
         assert_eq!(vocab_from_json(&j, Path::new("x")).unwrap(), v);
         let bad = json::object([("1", "a"), ("3", "b")]);
-        let e = vocab_from_json(&bad, Path::new("x")).unwrap_err().to_string();
+        let e = vocab_from_json(&bad, Path::new("x"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("index 3"), "{e}");
     }
 }

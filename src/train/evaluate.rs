@@ -110,8 +110,7 @@ impl SplitEval {
 /// Writes `text` to `path` atomically.
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
     write_atomic(path, |w| {
-        w.write_all(text.as_bytes())
-            .map_err(|e| Error::io(path, e))
+        w.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
     })
 }
 
@@ -182,7 +181,10 @@ pub fn evaluate_split(
         }
     }
     let set = EvalSet {
-        keys: image_ids.iter().map(|&id| ImageKey::Id(id as i64)).collect(),
+        keys: image_ids
+            .iter()
+            .map(|&id| ImageKey::Id(id as i64))
+            .collect(),
         candidates: texts.clone(),
         references: positions
             .iter()

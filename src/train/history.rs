@@ -59,7 +59,10 @@ impl HistoryRecord {
         let mut fields = vec![
             ("stage".to_string(), Value::from(self.stage.name())),
             ("kind".to_string(), Value::from(self.kind.name())),
-            ("iteration".to_string(), Value::from(self.iteration as usize)),
+            (
+                "iteration".to_string(),
+                Value::from(self.iteration as usize),
+            ),
             ("epoch".to_string(), Value::from(self.epoch as usize)),
             ("seconds".to_string(), Value::from(self.seconds)),
         ];

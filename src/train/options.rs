@@ -380,9 +380,7 @@ impl TrainOptions {
             "learning_rate_decay_every" => self.learning_rate_decay_every = int()?,
             "learning_rate_decay_rate" => self.learning_rate_decay_rate = num()?,
             "scheduled_sampling_start" => self.scheduled_sampling_start = opt()?,
-            "scheduled_sampling_increase_every" => {
-                self.scheduled_sampling_increase_every = int()?
-            }
+            "scheduled_sampling_increase_every" => self.scheduled_sampling_increase_every = int()?,
             "scheduled_sampling_increase_prob" => self.scheduled_sampling_increase_prob = num()?,
             "scheduled_sampling_max_prob" => self.scheduled_sampling_max_prob = num()?,
             "optim_alpha" => self.optim_alpha = num()?,
@@ -447,7 +445,10 @@ impl TrainOptions {
                 "learning_rate_decay_every",
                 (self.learning_rate_decay_every as usize).into(),
             ),
-            ("learning_rate_decay_rate", self.learning_rate_decay_rate.into()),
+            (
+                "learning_rate_decay_rate",
+                self.learning_rate_decay_rate.into(),
+            ),
             (
                 "scheduled_sampling_start",
                 opt(self.scheduled_sampling_start),
@@ -471,17 +472,17 @@ impl TrainOptions {
             ("grad_clip", self.grad_clip.into()),
             ("label_smoothing", self.label_smoothing.into()),
             ("reduce_on_plateau", self.reduce_on_plateau.into()),
-            ("reduce_on_plateau_factor", self.reduce_on_plateau_factor.into()),
+            (
+                "reduce_on_plateau_factor",
+                self.reduce_on_plateau_factor.into(),
+            ),
             (
                 "reduce_on_plateau_patience",
                 (self.reduce_on_plateau_patience as usize).into(),
             ),
             ("val_every", (self.val_every as usize).into()),
             ("save_every", opt(self.save_every)),
-            (
-                "val_images",
-                opt(self.val_images.map(|v| v as u64)),
-            ),
+            ("val_images", opt(self.val_images.map(|v| v as u64))),
             ("val_beam_size", self.val_beam_size.into()),
             ("val_batch_size", self.val_batch_size.into()),
             ("preflight_images", self.preflight_images.into()),
@@ -563,6 +564,11 @@ mod tests {
         assert!(s.reduce_on_plateau && s.label_smoothing == 0.0 && s.val_every == 3000);
         let mut bad = TrainOptions::xe();
         bad.batch_size = 0;
-        assert!(bad.validate().unwrap_err().to_string().contains("batch_size"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("batch_size")
+        );
     }
 }

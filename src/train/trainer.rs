@@ -308,7 +308,7 @@ fn loader_config(opts: &TrainOptions, seq_length: usize) -> LoaderConfig {
 }
 
 /// The training generator's stream of a seed (apart from the model's and the loader's).
-const TRAIN_STREAM: u64 = 0x7472_6169_6e;
+const TRAIN_STREAM: u64 = 0x0074_7261_696e;
 
 /// Checks that the model fits the data: same vocabulary size, same feature width.
 fn check_fit(model: &AoaConfig, data: &Dataset, what: &str) -> Result<()> {
@@ -371,7 +371,18 @@ impl Trainer {
             plateau: None,
             seconds: 0.0,
         };
-        Self::assemble(m, adam, opts, data, loader, rng, state, Vec::new(), env, out)
+        Self::assemble(
+            m,
+            adam,
+            opts,
+            data,
+            loader,
+            rng,
+            state,
+            Vec::new(),
+            env,
+            out,
+        )
     }
 
     /// Continues the run in `out` exactly where its last checkpoint stopped. `model_set` and
@@ -395,7 +406,10 @@ impl Trainer {
         let ckpt = Checkpoint::open(&path)?;
         checkpoint::remove_stale_temporaries(&out);
         let meta = ckpt.train.clone().ok_or_else(|| {
-            Error::format(&path, "no training state: not a checkpoint written by training")
+            Error::format(
+                &path,
+                "no training state: not a checkpoint written by training",
+            )
         })?;
         let config = with_model_options(&ckpt.model, model_set, &path)?;
         let mut opts = meta.options.clone();
@@ -410,11 +424,7 @@ impl Trainer {
             )));
         }
         opts.validate()?;
-        check_fit(
-            &config,
-            &data,
-            &format!("cannot resume {}", out.display()),
-        )?;
+        check_fit(&config, &data, &format!("cannot resume {}", out.display()))?;
         let model = AoaModel::new(config, env.dtype, opts.seed)?;
         let params = model.named_parameters();
         ckpt.load_weights(&params)?;
@@ -512,7 +522,18 @@ impl Trainer {
             plateau: None,
             seconds: 0.0,
         };
-        Self::assemble(model, adam, opts, data, loader, rng, state, Vec::new(), env, out)
+        Self::assemble(
+            model,
+            adam,
+            opts,
+            data,
+            loader,
+            rng,
+            state,
+            Vec::new(),
+            env,
+            out,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -640,10 +661,11 @@ impl Trainer {
 
     /// Whether the epoch or iteration limit is reached.
     pub fn finished(&self) -> bool {
-        self.opts
-            .max_epochs
-            .is_some_and(|m| self.state.epoch >= m)
-            || self.opts.max_iters.is_some_and(|m| self.state.iteration >= m)
+        self.opts.max_epochs.is_some_and(|m| self.state.epoch >= m)
+            || self
+                .opts
+                .max_iters
+                .is_some_and(|m| self.state.iteration >= m)
     }
 
     fn lr(&self) -> f64 {
@@ -671,7 +693,9 @@ impl Trainer {
             let n = self.data.split_len(Split::Train) as u64;
             let l = self.loader.state();
             let done = l.epoch * n + l.index as u64;
-            (m * n).saturating_sub(done).div_ceil(self.opts.batch_size as u64)
+            (m * n)
+                .saturating_sub(done)
+                .div_ceil(self.opts.batch_size as u64)
         });
         match (by_iters, by_epochs) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -794,7 +818,11 @@ impl Trainer {
             eta_seconds: self.remaining_iterations().map(|n| n as f64 * per_iter),
         };
         on(Event::Step(&progress));
-        if self.state.iteration.is_multiple_of(self.opts.losses_log_every) {
+        if self
+            .state
+            .iteration
+            .is_multiple_of(self.opts.losses_log_every)
+        {
             let w = std::mem::take(&mut self.window);
             let n = w.steps.max(1) as f64;
             let mut values = vec![("loss".to_string(), w.loss / n)];
@@ -985,7 +1013,14 @@ impl Trainer {
                     let g_secs = g0.elapsed().as_secs_f64();
                     let w0 = Instant::now();
                     let (refs, scores, work) = h.join().expect("the reward thread panicked");
-                    (refs, scores, work, Some(g), g_secs, w0.elapsed().as_secs_f64())
+                    (
+                        refs,
+                        scores,
+                        work,
+                        Some(g),
+                        g_secs,
+                        w0.elapsed().as_secs_f64(),
+                    )
                 })
             } else {
                 let (refs, scores, work) = score_samples();

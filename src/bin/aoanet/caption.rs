@@ -76,7 +76,10 @@ pub fn run(args: &Args) -> CmdResult {
     let model = ckpt.build_model(DType::F32).map_err(err)?;
     let mut out = Vec::new();
     for chunk in ids.chunks(50) {
-        let regions: Vec<_> = chunk.iter().map(|&id| store.get(id).expect("checked")).collect();
+        let regions: Vec<_> = chunk
+            .iter()
+            .map(|&id| store.get(id).expect("checked"))
+            .collect();
         let n = regions.iter().map(|r| r.count).max().unwrap_or(0);
         let d = store.dim();
         let mut f = vec![0.0f32; chunk.len() * n * d];
@@ -127,7 +130,10 @@ pub fn run(args: &Args) -> CmdResult {
                             att.iter()
                                 .map(|a| {
                                     Value::Array(
-                                        a[..r.count].iter().map(|&x| Value::from(x as f64)).collect(),
+                                        a[..r.count]
+                                            .iter()
+                                            .map(|&x| Value::from(x as f64))
+                                            .collect(),
                                     )
                                 })
                                 .collect(),

@@ -162,7 +162,10 @@ impl OptionArgs {
         flag("max_epochs", self.max_epochs.map(Value::from))?;
         flag("max_iters", self.max_iters.map(Value::from))?;
         flag("val_every", self.val_every.map(|v| Value::from(v as usize)))?;
-        flag("save_every", self.save_every.map(|v| Value::from(v as usize)))?;
+        flag(
+            "save_every",
+            self.save_every.map(|v| Value::from(v as usize)),
+        )?;
         flag("val_images", self.val_images.map(Value::from))?;
         flag("val_beam_size", self.val_beam_size.map(Value::from))?;
         flag("seed", self.seed.map(|v| Value::from(v.to_string())))?;
@@ -345,7 +348,10 @@ pub fn print_table(columns: &[(&str, &[(String, f64)])]) {
     }
     println!("{head}");
     for key in KEYS {
-        if columns.iter().all(|(_, m)| !m.iter().any(|(k, _)| k == key)) {
+        if columns
+            .iter()
+            .all(|(_, m)| !m.iter().any(|(k, _)| k == key))
+        {
             continue;
         }
         let mut line = format!("{key:<8}");

@@ -3,19 +3,20 @@
 //! evaluate the test split with beam search, train the same model with the same budget on
 //! features shuffled across images (the control), and write the run folder.
 
-use super::common::{CmdResult, MetricArgs, Printer, default_run_dir, err, metrics_json, print_table, stop_flag};
+use super::common::{
+    CmdResult, MetricArgs, Printer, default_run_dir, err, metrics_json, print_table, stop_flag,
+};
 use aoanet::data::{Dataset, Split, SynthConfig, World};
 use aoanet::json::{self, Value};
 use aoanet::metrics::KEYS;
 use aoanet::model::AoaConfig;
+use aoanet::tensor::DType;
 use aoanet::train::checkpoint::CHECKPOINT_FILE;
 use aoanet::train::evaluate::write_text;
 use aoanet::train::history::{self, HistoryRecord};
 use aoanet::train::{
-    EvalOptions, Outcome, Scoring, SplitEval, TrainEnv, TrainOptions, Trainer,
-    evaluate_split,
+    EvalOptions, Outcome, Scoring, SplitEval, TrainEnv, TrainOptions, Trainer, evaluate_split,
 };
-use aoanet::tensor::DType;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -121,9 +122,7 @@ fn train_stage(
     let t0 = Instant::now();
     let mut printer = Printer::new(5.0);
     printer.prefix = format!("[{name}] ");
-    let outcome = trainer
-        .run(stop, &mut |e| printer.event(e))
-        .map_err(err)?;
+    let outcome = trainer.run(stop, &mut |e| printer.event(e)).map_err(err)?;
     printer.end_line();
     let train_secs = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
@@ -141,8 +140,12 @@ fn train_stage(
         scoring,
     )
     .map_err(err)?;
-    test.write_results(&trainer.out_dir().join(format!("test-captions-beam{beam_size}.json")))
-        .map_err(err)?;
+    test.write_results(
+        &trainer
+            .out_dir()
+            .join(format!("test-captions-beam{beam_size}.json")),
+    )
+    .map_err(err)?;
     eprintln!(
         "[{name}] trained {:.1}s, test decoded and scored in {:.1}s: CIDEr-D {:.4}",
         train_secs,
@@ -204,15 +207,22 @@ pub fn run(args: &Args) -> CmdResult {
 
     // Cross-entropy.
     let xe_dir = out.join("xe");
-    let xe_trainer =
-        Trainer::fresh(data.clone(), &xe_dir, cfg.clone(), xe_options(args), env()?).map_err(err)?;
+    let xe_trainer = Trainer::fresh(data.clone(), &xe_dir, cfg.clone(), xe_options(args), env()?)
+        .map_err(err)?;
     let pre = xe_trainer.preflight().map_err(err)?;
     eprintln!(
         "pre-flight: decoded and scored {} val images ({})",
         pre.image_ids.len(),
         xe_trainer.scoring().keys().join(", ")
     );
-    let xe = train_stage("xe", xe_trainer, &data, args.beam_size, &eval_scoring, &stop)?;
+    let xe = train_stage(
+        "xe",
+        xe_trainer,
+        &data,
+        args.beam_size,
+        &eval_scoring,
+        &stop,
+    )?;
     if xe.stopped {
         return stopped(&out);
     }
@@ -227,7 +237,14 @@ pub fn run(args: &Args) -> CmdResult {
         env()?,
     )
     .map_err(err)?;
-    let scst = train_stage("scst", scst_trainer, &data, args.beam_size, &eval_scoring, &stop)?;
+    let scst = train_stage(
+        "scst",
+        scst_trainer,
+        &data,
+        args.beam_size,
+        &eval_scoring,
+        &stop,
+    )?;
     if scst.stopped {
         return stopped(&out);
     }
@@ -236,8 +253,14 @@ pub fn run(args: &Args) -> CmdResult {
     let control = match control {
         Some(c) => {
             let c = Arc::new(c);
-            let t = Trainer::fresh(c.clone(), out.join("control"), cfg, xe_options(args), env()?)
-                .map_err(err)?;
+            let t = Trainer::fresh(
+                c.clone(),
+                out.join("control"),
+                cfg,
+                xe_options(args),
+                env()?,
+            )
+            .map_err(err)?;
             let r = train_stage("control", t, &c, args.beam_size, &eval_scoring, &stop)?;
             if r.stopped {
                 return stopped(&out);
@@ -254,7 +277,8 @@ pub fn run(args: &Args) -> CmdResult {
         xe.test.image_ids.len(),
         args.beam_size
     );
-    let mut cols: Vec<(&str, &[(String, f64)])> = vec![("xe", &xe.metrics), ("scst", &scst.metrics)];
+    let mut cols: Vec<(&str, &[(String, f64)])> =
+        vec![("xe", &xe.metrics), ("scst", &scst.metrics)];
     if let Some(c) = &control {
         cols.push(("control", &c.metrics));
     }
@@ -262,10 +286,16 @@ pub fn run(args: &Args) -> CmdResult {
     let cider = |m: &[(String, f64)]| m.iter().find(|(k, _)| k == "CIDEr").map(|(_, v)| *v);
     let (xc, sc) = (cider(&xe.metrics), cider(&scst.metrics));
     if let (Some(x), Some(s)) = (xc, sc) {
-        println!("self-critical vs cross-entropy CIDEr-D: {:+.1}%", 100.0 * (s / x - 1.0));
+        println!(
+            "self-critical vs cross-entropy CIDEr-D: {:+.1}%",
+            100.0 * (s / x - 1.0)
+        );
     }
     if let (Some(x), Some(c)) = (xc, control.as_ref().and_then(|c| cider(&c.metrics))) {
-        println!("cross-entropy vs shuffled-features control CIDEr-D: {:.1}×", x / c.max(1e-12));
+        println!(
+            "cross-entropy vs shuffled-features control CIDEr-D: {:.1}×",
+            x / c.max(1e-12)
+        );
     }
 
     let mut all_history = xe.history.clone();
@@ -283,7 +313,9 @@ pub fn run(args: &Args) -> CmdResult {
         ("scst", metrics_json(&scst.metrics)),
         (
             "control",
-            control.as_ref().map_or(Value::Null, |c| metrics_json(&c.metrics)),
+            control
+                .as_ref()
+                .map_or(Value::Null, |c| metrics_json(&c.metrics)),
         ),
         (
             "seconds",
@@ -292,7 +324,9 @@ pub fn run(args: &Args) -> CmdResult {
                 ("scst", Value::from(scst.seconds)),
                 (
                     "control",
-                    control.as_ref().map_or(Value::Null, |c| Value::from(c.seconds)),
+                    control
+                        .as_ref()
+                        .map_or(Value::Null, |c| Value::from(c.seconds)),
                 ),
                 ("total", Value::from(total)),
             ]),
@@ -301,7 +335,11 @@ pub fn run(args: &Args) -> CmdResult {
         ("beam_size", Value::from(args.beam_size)),
         ("test_images", Value::from(xe.test.image_ids.len())),
     ]);
-    write_text(&out.join("summary.json"), &(summary.to_json_pretty() + "\n")).map_err(err)?;
+    write_text(
+        &out.join("summary.json"),
+        &(summary.to_json_pretty() + "\n"),
+    )
+    .map_err(err)?;
     println!(
         "total {:.1}s; wrote {} (summary.json, history.jsonl, xe/, scst/, control/)",
         total,
@@ -336,19 +374,31 @@ fn write_report_data(
         let stage = |s: &StageResult| {
             let scores: Vec<(String, Value)> = KEYS
                 .iter()
-                .filter_map(|k| s.test.evaluation.image(i, k).map(|v| (k.to_string(), Value::from(v))))
+                .filter_map(|k| {
+                    s.test
+                        .evaluation
+                        .image(i, k)
+                        .map(|v| (k.to_string(), Value::from(v)))
+                })
                 .collect();
             json::object([
                 ("caption", Value::from(s.test.texts[i].as_str())),
                 (
                     "attention",
-                    s.test.captions[i].attention.as_ref().map_or(Value::Null, |att| {
-                        Value::Array(
-                            att.iter()
-                                .map(|a| Value::Array(a.iter().map(|&x| Value::from(x as f64)).collect()))
-                                .collect(),
-                        )
-                    }),
+                    s.test.captions[i]
+                        .attention
+                        .as_ref()
+                        .map_or(Value::Null, |att| {
+                            Value::Array(
+                                att.iter()
+                                    .map(|a| {
+                                        Value::Array(
+                                            a.iter().map(|&x| Value::from(x as f64)).collect(),
+                                        )
+                                    })
+                                    .collect(),
+                            )
+                        }),
                 ),
                 ("scores", Value::Object(scores)),
             ])

@@ -80,11 +80,19 @@ pub fn run(args: &Args) -> CmdResult {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
     let captions = args.captions.clone().unwrap_or_else(|| {
-        dir.join(format!("{}-captions-beam{}.json", split.name(), args.beam_size))
+        dir.join(format!(
+            "{}-captions-beam{}.json",
+            split.name(),
+            args.beam_size
+        ))
     });
     r.write_results(&captions).map_err(err)?;
     let scores = args.json.clone().unwrap_or_else(|| {
-        dir.join(format!("{}-scores-beam{}.json", split.name(), args.beam_size))
+        dir.join(format!(
+            "{}-scores-beam{}.json",
+            split.name(),
+            args.beam_size
+        ))
     });
     let mut j = r.evaluation.to_json();
     if let json::Value::Object(f) = &mut j {

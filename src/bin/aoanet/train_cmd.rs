@@ -5,9 +5,9 @@ use aoanet::data::Dataset;
 use aoanet::data::dataset::DF_FILE;
 use aoanet::metrics::DocumentFrequencies;
 use aoanet::model::AoaConfig;
+use aoanet::tensor::DType;
 use aoanet::train::checkpoint::{BEST_FILE, CHECKPOINT_FILE};
 use aoanet::train::{Hooks, NanTarget, Outcome, Stage, TrainEnv, TrainOptions, Trainer};
-use aoanet::tensor::DType;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,9 +127,11 @@ pub fn run(args: &Args) -> CmdResult {
         Trainer::from_checkpoint(data, &out, &file, &overrides.model, opts, env).map_err(err)?
     } else {
         if stage == Stage::Scst {
-            return Err("the scst stage starts from a trained model: add --from RUN (the xe run \
+            return Err(
+                "the scst stage starts from a trained model: add --from RUN (the xe run \
                         folder), or --resume RUN to continue an scst run"
-                .into());
+                    .into(),
+            );
         }
         let mut model = AoaConfig::reference(data.vocab.len());
         model.att_feat_size = data.features.dim();
