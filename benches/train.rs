@@ -79,15 +79,15 @@ fn report(name: &str, p: &PhaseTimes, wall: f64) {
         ("reward", p.reward),
     ] {
         println!(
-            "    {phase:<10} {:>7.3} s/step  {:>5.1}%",
-            t / steps,
+            "    {phase:<10} {:>9.1} ms/step  {:>5.1}%",
+            1e3 * t / steps,
             100.0 * t / total.max(1e-12)
         );
     }
     if p.reward_work > 0.0 {
         println!(
-            "    (reward scoring work {:.3} s/step, wherever it ran)",
-            p.reward_work / steps
+            "    (reward scoring work {:.2} ms/step, wherever it ran)",
+            1e3 * p.reward_work / steps
         );
     }
 }

@@ -377,7 +377,7 @@ fn train_then_scst_then_eval_and_caption() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(xe.join("checkpoint-best.safetensors").exists());
     let history = std::fs::read_to_string(xe.join("history.jsonl")).unwrap();
-    assert!(history.contains("\"kind\":\"val\""), "{history}");
+    assert!(history.contains("\"val\":{\"Bleu_1\""), "{history}");
     let o = aoanet(&[
         "train",
         "--data",

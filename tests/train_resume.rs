@@ -151,7 +151,7 @@ fn xe_resume_is_bit_identical() {
     let vals = |t: &Trainer| -> Vec<u64> {
         t.history()
             .iter()
-            .filter(|r| r.kind == aoanet::train::RecordKind::Val)
+            .filter(|r| r.is_val())
             .map(|r| r.iteration)
             .collect()
     };
@@ -260,7 +260,7 @@ fn scst_resume_is_bit_identical_with_both_baselines() {
         assert_same(&one, &two);
         // Patience 0: the plateau schedule halves the rate at the first evaluation that does
         // not improve; the rate and the schedule's state resume exactly (compared above).
-        assert!(a.history().iter().any(|r| r.get("reward").is_some()));
+        assert!(a.history().iter().any(|r| r.reward.is_some()));
         for d in [one, two] {
             std::fs::remove_dir_all(d).unwrap();
         }

@@ -31,7 +31,7 @@ pub mod trainer;
 pub use adam::{Adam, AdamConfig, AdamParamState, AdamState, zero_grad};
 pub use checkpoint::{Checkpoint, TrainState};
 pub use evaluate::{EvalOptions, SplitEval, evaluate_split};
-pub use history::{HistoryRecord, RecordKind};
+pub use history::HistoryRecord;
 pub use loss::{label_smoothing_loss, lm_loss, reward_loss, reward_mask};
 pub use options::{Baseline, Stage, TrainOptions};
 pub use schedule::{

@@ -32,7 +32,7 @@ use super::checkpoint::{
 };
 use super::decoding::{greedy_rows, sample_rows};
 use super::evaluate::{EvalOptions, SplitEval, evaluate_split, write_text};
-use super::history::{self, HistoryRecord, RecordKind};
+use super::history::{self, HistoryRecord};
 use super::loss::{label_smoothing_loss, lm_loss, reward_loss};
 use super::options::{Baseline, Stage, TrainOptions};
 use super::rewards::{RewardScorer, advantages};
@@ -131,8 +131,10 @@ pub struct Progress {
     pub epoch: u64,
     /// The step's loss.
     pub loss: f64,
-    /// The step's mean reward (SCST).
+    /// SCST: the step's mean CIDEr-D of the samples.
     pub reward: Option<f64>,
+    /// SCST: the step's mean sample − baseline.
+    pub advantage: Option<f64>,
     /// The learning rate used.
     pub lr: f64,
     /// The scheduled-sampling probability used (XE).
@@ -154,7 +156,10 @@ impl Progress {
             self.loss
         );
         if let Some(r) = self.reward {
-            s.push_str(&format!("  reward {r:>+8.4}"));
+            s.push_str(&format!("  reward {r:>7.4}"));
+        }
+        if let Some(a) = self.advantage {
+            s.push_str(&format!(" (vs baseline {a:>+7.4})"));
         }
         s.push_str(&format!(
             "  lr {:.2e}  {:>6.1} img/s",
@@ -246,6 +251,33 @@ impl PhaseTimes {
     pub fn total(&self) -> f64 {
         self.data + self.forward + self.backward + self.optimizer + self.reward
     }
+
+    /// One line: seconds per step and each phase's share.
+    pub fn summary(&self) -> String {
+        let steps = self.steps.max(1) as f64;
+        let total = self.total().max(1e-12);
+        let mut s = format!(
+            "{:.1} ms/step, {:.1} images/s:",
+            1e3 * self.total() / steps,
+            self.images as f64 / total
+        );
+        for (name, t) in [
+            ("data", self.data),
+            ("forward", self.forward),
+            ("backward", self.backward),
+            ("optimizer", self.optimizer),
+            ("reward", self.reward),
+        ] {
+            s.push_str(&format!(" {name} {:.1}%", 100.0 * t / total));
+        }
+        if self.reward_work > 0.0 {
+            s.push_str(&format!(
+                " (reward scoring {:.2} ms/step)",
+                1e3 * self.reward_work / steps
+            ));
+        }
+        s
+    }
 }
 
 /// The step's result.
@@ -253,8 +285,10 @@ impl PhaseTimes {
 pub struct StepStats {
     /// The loss value.
     pub loss: f64,
-    /// The mean reward (SCST).
+    /// SCST: the mean CIDEr-D of the samples.
     pub reward: Option<f64>,
+    /// SCST: the mean of sample − baseline (the reference's `avg_reward`).
+    pub advantage: Option<f64>,
     /// Images in the batch.
     pub images: usize,
     /// Seconds the step took.
@@ -266,6 +300,7 @@ pub struct StepStats {
 struct Window {
     loss: f64,
     reward: f64,
+    advantage: f64,
     steps: u64,
     images: u64,
     seconds: f64,
@@ -794,6 +829,7 @@ impl Trainer {
         let w = &mut self.window;
         w.loss += s.loss;
         w.reward += s.reward.unwrap_or(0.0);
+        w.advantage += s.advantage.unwrap_or(0.0);
         w.steps += 1;
         w.images += s.images as u64;
         w.seconds += s.seconds;
@@ -812,6 +848,7 @@ impl Trainer {
             epoch: self.state.epoch,
             loss: s.loss,
             reward: s.reward,
+            advantage: s.advantage,
             lr,
             ss_prob: ss,
             images_per_s: if secs > 0.0 { imgs as f64 / secs } else { 0.0 },
@@ -825,22 +862,18 @@ impl Trainer {
         {
             let w = std::mem::take(&mut self.window);
             let n = w.steps.max(1) as f64;
-            let mut values = vec![("loss".to_string(), w.loss / n)];
+            let mut r = self.new_record();
+            r.loss = Some(w.loss / n);
             if self.opts.stage == Stage::Scst {
-                values.push(("reward".into(), w.reward / n));
+                r.reward = Some(w.reward / n);
+                r.advantage = Some(w.advantage / n);
+            } else {
+                r.ss_prob = Some(ss);
             }
-            values.push(("lr".into(), lr));
-            values.push(("ss_prob".into(), ss));
-            values.push((
-                "images_per_s".into(),
-                if w.seconds > 0.0 {
-                    w.images as f64 / w.seconds
-                } else {
-                    0.0
-                },
-            ));
+            r.lr = Some(lr);
+            r.images_per_s = (w.seconds > 0.0).then(|| w.images as f64 / w.seconds);
             self.window.recent = w.recent;
-            self.record(RecordKind::Train, values);
+            self.record(r);
         }
     }
 
@@ -848,15 +881,16 @@ impl Trainer {
         self.seconds_before + self.started.elapsed().as_secs_f64()
     }
 
-    fn record(&mut self, kind: RecordKind, values: Vec<(String, f64)>) {
-        let r = HistoryRecord {
-            stage: self.opts.stage,
-            kind,
-            iteration: self.state.iteration,
-            epoch: self.state.epoch,
-            seconds: self.seconds(),
-            values,
-        };
+    fn new_record(&self) -> HistoryRecord {
+        HistoryRecord::new(
+            self.state.iteration,
+            self.state.epoch,
+            self.opts.stage,
+            self.seconds(),
+        )
+    }
+
+    fn record(&mut self, r: HistoryRecord) {
         // Best effort: history.jsonl is for people; the checkpoint holds the real history.
         let path = self.out.join(files::HISTORY);
         if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&path) {
@@ -879,11 +913,11 @@ impl Trainer {
         let number = self.state.iteration + 1;
         let hook = self.env.hooks.nan_at.filter(|(at, _)| *at == number);
 
-        let (loss, reward) = match self.opts.stage {
-            Stage::Xe => (self.xe_loss(&batch, &t)?, None),
+        let (loss, reward, advantage) = match self.opts.stage {
+            Stage::Xe => (self.xe_loss(&batch, &t)?, None, None),
             Stage::Scst => {
-                let (l, r) = self.scst_loss(&batch, &t)?;
-                (l, Some(r))
+                let (l, r, a) = self.scst_loss(&batch, &t)?;
+                (l, Some(r), Some(a))
             }
         };
         let t1 = Instant::now();
@@ -928,6 +962,7 @@ impl Trainer {
         Ok(StepStats {
             loss: value,
             reward,
+            advantage,
             images: batch.images(),
             seconds: t0.elapsed().as_secs_f64(),
         })
@@ -964,7 +999,7 @@ impl Trainer {
         Ok(loss)
     }
 
-    fn scst_loss(&mut self, batch: &Batch, t: &BatchTensors) -> Result<(Tensor, f64)> {
+    fn scst_loss(&mut self, batch: &Batch, t: &BatchTensors) -> Result<(Tensor, f64, f64)> {
         let t0 = Instant::now();
         let n = self.opts.train_sample_n;
         let max_length = self.model.config().max_length;
@@ -1037,11 +1072,11 @@ impl Trainer {
         let adv = advantages(&scores, n, self.opts.baseline, greedy_scores.as_deref())?;
         let baseline_secs = r0.elapsed().as_secs_f64();
         let loss = reward_loss(&logprobs, &seq, &adv)?;
-        let mean = adv.iter().sum::<f64>() / adv.len().max(1) as f64;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         self.phases.forward += greedy_secs;
         self.phases.reward += wait_secs + baseline_secs;
         self.phases.reward_work += work + baseline_secs;
-        Ok((loss, mean))
+        Ok((loss, mean(&scores), mean(&adv)))
     }
 
     /// Decodes and scores the val split now: history record, best checkpoint, plateau step.
@@ -1065,7 +1100,17 @@ impl Trainer {
             .get("CIDEr")
             .ok_or_else(|| Error::invalid("validation computed no CIDEr-D"))?;
         let metrics = r.metrics();
-        self.record(RecordKind::Val, metrics.clone());
+        let mut rec = self.new_record();
+        rec.val = Some(
+            metrics
+                .iter()
+                .filter(|(k, _)| k != "loss")
+                .cloned()
+                .collect(),
+        );
+        rec.val_loss = r.loss;
+        rec.lr = Some(self.lr());
+        self.record(rec);
         if let Some(p) = self.plateau.as_mut() {
             self.state.lr = p.step(-cider, self.state.lr);
         }

@@ -56,6 +56,9 @@ pub struct Args {
     /// Skip the shuffled-features control.
     #[arg(long)]
     no_control: bool,
+    /// Score the SCST rewards after the greedy baseline instead of beside it (for timing).
+    #[arg(long, hide = true)]
+    no_overlap_rewards: bool,
     #[command(flatten)]
     metrics: MetricArgs,
 }
@@ -96,6 +99,7 @@ fn scst_options(args: &Args) -> TrainOptions {
         max_iters: Some(args.xe_iters + args.scst_iters),
         max_epochs: None,
         learning_rate: args.scst_lr,
+        overlap_rewards: !args.no_overlap_rewards,
         val_every: (args.scst_iters / 3).max(1),
         val_images: Some(100),
         losses_log_every: 10,
@@ -125,6 +129,7 @@ fn train_stage(
     let outcome = trainer.run(stop, &mut |e| printer.event(e)).map_err(err)?;
     printer.end_line();
     let train_secs = t0.elapsed().as_secs_f64();
+    eprintln!("[{name}] steps: {}", trainer.phases().summary());
     let t1 = Instant::now();
     let opts = EvalOptions {
         beam_size,
