@@ -32,10 +32,10 @@ pub struct Args {
     #[arg(long, default_value_t = 2019)]
     seed: u64,
     /// Cross-entropy iterations (10 images × 5 captions each).
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = 700)]
     xe_iters: u64,
     /// Self-critical iterations.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 250)]
     scst_iters: u64,
     /// Beam size of the test evaluation (the reference: 2).
     #[arg(long, default_value_t = 2)]
@@ -80,13 +80,24 @@ fn model_config(args: &Args, vocab: usize, dim: usize) -> AoaConfig {
     c
 }
 
+/// A validation cadence for iterations `start..=end` (absolute counts, as the reference's
+/// `iteration % save_checkpoint_every`): the smallest interval that divides both ends with at
+/// most `checks` validations, so the last one falls on the stage's last iteration; the whole
+/// span if there is none.
+fn cadence(start: u64, end: u64, checks: u64) -> u64 {
+    let span = end - start;
+    (span.div_ceil(checks.max(1)).max(1)..=span)
+        .find(|d| start % d == 0 && end % d == 0)
+        .unwrap_or(span.max(1))
+}
+
 fn xe_options(args: &Args) -> TrainOptions {
     TrainOptions {
         seed: args.seed,
         max_iters: Some(args.xe_iters),
         max_epochs: None,
         learning_rate: args.xe_lr,
-        val_every: (args.xe_iters / 3).max(1),
+        val_every: cadence(0, args.xe_iters, 4),
         val_images: Some(100),
         losses_log_every: 10,
         ..TrainOptions::xe()
@@ -100,7 +111,7 @@ fn scst_options(args: &Args) -> TrainOptions {
         max_epochs: None,
         learning_rate: args.scst_lr,
         overlap_rewards: !args.no_overlap_rewards,
-        val_every: (args.scst_iters / 3).max(1),
+        val_every: cadence(args.xe_iters, args.xe_iters + args.scst_iters, 5),
         val_images: Some(100),
         losses_log_every: 10,
         ..TrainOptions::scst()
@@ -429,4 +440,17 @@ fn write_report_data(
         &out.join("report-data.json"),
         &(Value::Array(images).to_json_pretty() + "\n"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cadence;
+
+    #[test]
+    fn validation_falls_on_the_last_iteration() {
+        assert_eq!(cadence(0, 700, 4), 175);
+        assert_eq!(cadence(700, 950, 5), 50);
+        assert_eq!(cadence(701, 951, 5), 250);
+        assert_eq!(cadence(0, 3, 4), 1);
+    }
 }
