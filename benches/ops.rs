@@ -20,11 +20,44 @@ fn best(reps: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// Dropout at the size of one full XE step: about 10.6 M elements (att_embed 0.37 M; six
+/// refiner layers of attention probabilities, AoA input and residual, 7.3 M; 17 decoder steps
+/// of embedding, context, attention probabilities and output, 2.9 M). Baseline: the same
+/// keep decisions drawn one word at a time through `RngCore::next_u32`.
+fn dropout_masks() {
+    use rand::RngCore;
+    let n = 10_600_000;
+    let x = Tensor::ones(&[n], DType::F32);
+    let fast = best(5, || {
+        black_box(x.dropout(0.3, true, &mut Philox::new(9)).unwrap());
+    });
+    let slow = best(5, || {
+        let mut g = Philox::new(9);
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                if aoanet::ops::dropout_keeps(g.next_u32(), 0.3) {
+                    1.0 / 0.7
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        black_box(v);
+    });
+    println!(
+        "dropout {n} elements (one XE step): {:.1} ms; word-at-a-time baseline {:.1} ms ({:.1}x)",
+        fast * 1e3,
+        slow * 1e3,
+        slow / fast
+    );
+}
+
 fn main() {
     aoanet::cpu::alloc::keep_large_blocks();
     let mut rng = Philox::new(1);
     let reps = 15;
     println!("threads: {}", aoanet::cpu::num_threads());
+    dropout_masks();
     for (what, rows, cols) in [
         ("logits", 850, 9488),
         ("logits (one step)", 50, 9488),

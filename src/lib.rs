@@ -22,6 +22,7 @@
 //! | [`data`] | feature store, captions, vocabulary, loader, the synthetic world |
 //! | [`metrics`] | PTB tokenizer, BLEU, METEOR, ROUGE-L, CIDEr-D |
 //! | [`train`] | losses, Adam, schedules, the training loop, checkpoints |
+//! | [`report`] | `history.jsonl`, `curves.svg`, `report.html`: what a person looks at |
 //! | `cuda` | (feature `cuda`) device, memory pool, NVRTC-built kernels |
 
 // Tests pass `&[x.clone()]` to the gradient checker throughout; that reads better than
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod ops;
+pub mod report;
 pub mod tensor;
 pub mod train;
 

@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod gemm;
 pub mod parallel;
+pub mod vmath;
 
 pub use gemm::{
     GemmConfig, GemmPath, GemmScalar, MatMut, MatRef, PackedB, gemm, gemm_batched,

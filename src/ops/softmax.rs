@@ -15,28 +15,90 @@ fn rows_of(t: &Tensor, op: &'static str) -> Result<(usize, usize)> {
     Ok((t.numel() / len.max(1), len))
 }
 
+/// Runs `f(first_row, rows_chunk)` over `out` split into row-aligned chunks, on several
+/// threads when there is enough work (the vocabulary-wide rows of the output layer).
+pub(crate) fn par_rows<T: Send>(out: &mut [T], len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let rows = out.len() / len.max(1);
+    let min_rows = ((1 << 16) / len.max(1)).max(1);
+    let parts = crate::cpu::parallel::chunk_count(rows, min_rows, crate::cpu::num_threads());
+    if parts <= 1 {
+        f(0, out);
+        return;
+    }
+    std::thread::scope(|s| {
+        let mut rest = out;
+        let mut first = 0;
+        let f = &f;
+        for i in 0..parts {
+            let r = crate::cpu::parallel::chunk_range(rows, parts, i);
+            let (chunk, tail) = rest.split_at_mut(r.len() * len);
+            rest = tail;
+            if i + 1 == parts {
+                f(first, chunk);
+            } else {
+                s.spawn(move || f(first, chunk));
+            }
+            first += r.len();
+        }
+    });
+}
+
 /// Row-wise softmax (`log = false`) or log-softmax (`log = true`) of a dense buffer.
 pub(crate) fn softmax_rows<T: Float>(x: &[T], len: usize, log: bool) -> Vec<T> {
     let mut out = vec![T::ZERO; x.len()];
-    for (src, dst) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)) {
-        let max = src.iter().copied().fold(src[0], |m, v| m.max(v));
-        let mut sum = T::ZERO;
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = (s - max).exp();
-            sum += *d;
-        }
-        if log {
-            let lse = sum.ln();
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = s - max - lse;
+    par_rows(&mut out, len, |first, chunk| {
+        let mut scratch = vec![T::ZERO; if log { len } else { 0 }];
+        for (r, dst) in chunk.chunks_exact_mut(len).enumerate() {
+            let src = &x[(first + r) * len..(first + r + 1) * len];
+            let max = T::max_of(src);
+            if log {
+                for (d, &v) in scratch.iter_mut().zip(src) {
+                    *d = v - max;
+                }
+                dst.copy_from_slice(&scratch);
+                T::exp_in_place(&mut scratch);
+                let lse = T::sum_of(&scratch).ln();
+                for d in dst.iter_mut() {
+                    *d -= lse;
+                }
+            } else {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = v - max;
+                }
+                T::exp_in_place(dst);
+                let inv = T::ONE / T::sum_of(dst);
+                for d in dst.iter_mut() {
+                    *d *= inv;
+                }
             }
-        } else {
-            let inv = T::ONE / sum;
-            for d in dst.iter_mut() {
-                *d *= inv;
+        }
+    });
+    out
+}
+
+/// `∂x` of softmax (`log = false`: `y ⊙ (g − g·y)`) or log-softmax (`log = true`:
+/// `g − eʸ Σg`) from the saved output `y` and the output gradient `g`.
+fn softmax_backward_rows<T: Float>(g: &[T], y: &[T], len: usize, log: bool) -> Vec<T> {
+    let mut out = vec![T::ZERO; g.len()];
+    par_rows(&mut out, len, |first, chunk| {
+        for (r, o) in chunk.chunks_exact_mut(len).enumerate() {
+            let gr = &g[(first + r) * len..(first + r + 1) * len];
+            let yr = &y[(first + r) * len..(first + r + 1) * len];
+            if log {
+                let sum = T::sum_of(gr);
+                o.copy_from_slice(yr);
+                T::exp_in_place(o);
+                for (o, &gi) in o.iter_mut().zip(gr) {
+                    *o = gi - *o * sum;
+                }
+            } else {
+                let dot = T::dot_of(gr, yr);
+                for ((o, &gi), &yi) in o.iter_mut().zip(gr).zip(yr) {
+                    *o = yi * (gi - dot);
+                }
             }
         }
-    }
+    });
     out
 }
 
@@ -51,18 +113,7 @@ impl Tensor {
         let y = out.clone();
         Ok(out.record("softmax", &[self], move |g| {
             let gx = with_float!(g.dtype(), "softmax", T => {
-                let v = g.with_slice::<T, _>("softmax", |gv| {
-                    y.with_slice::<T, _>("softmax", |yv| {
-                        let mut out = vec![T::ZERO; gv.len()];
-                        for ((gr, yr), o) in gv.chunks_exact(len).zip(yv.chunks_exact(len)).zip(out.chunks_exact_mut(len)) {
-                            let dot: T = gr.iter().zip(yr).map(|(&a, &b)| a * b).sum();
-                            for ((o, &gi), &yi) in o.iter_mut().zip(gr).zip(yr) {
-                                *o = yi * (gi - dot);
-                            }
-                        }
-                        out
-                    })
-                })??;
+                let v = g.with_slice::<T, _>("softmax", |gv| y.with_slice::<T, _>("softmax", |yv| softmax_backward_rows(gv, yv, len, false)))??;
                 Tensor::from_vec(v, g.shape())
             })?;
             Ok(vec![Some(gx)])
@@ -79,18 +130,7 @@ impl Tensor {
         let y = out.clone();
         Ok(out.record("log_softmax", &[self], move |g| {
             let gx = with_float!(g.dtype(), "log_softmax", T => {
-                let v = g.with_slice::<T, _>("log_softmax", |gv| {
-                    y.with_slice::<T, _>("log_softmax", |yv| {
-                        let mut out = vec![T::ZERO; gv.len()];
-                        for ((gr, yr), o) in gv.chunks_exact(len).zip(yv.chunks_exact(len)).zip(out.chunks_exact_mut(len)) {
-                            let sum: T = gr.iter().copied().sum();
-                            for ((o, &gi), &yi) in o.iter_mut().zip(gr).zip(yr) {
-                                *o = gi - yi.exp() * sum;
-                            }
-                        }
-                        out
-                    })
-                })??;
+                let v = g.with_slice::<T, _>("log_softmax", |gv| y.with_slice::<T, _>("log_softmax", |yv| softmax_backward_rows(gv, yv, len, true)))??;
                 Tensor::from_vec(v, g.shape())
             })?;
             Ok(vec![Some(gx)])

@@ -111,6 +111,28 @@ pub trait Float:
     fn slice_mut(s: &mut Storage) -> Option<&mut [Self]>;
     /// Wraps a vector as CPU storage.
     fn into_storage(v: Vec<Self>) -> Storage;
+    /// `x ← eˣ` over a slice (vectorised for `f32`, see [`crate::cpu::vmath`]).
+    fn exp_in_place(xs: &mut [Self]) {
+        for x in xs {
+            *x = x.exp();
+        }
+    }
+    /// The largest element of a slice (−∞ when empty).
+    fn max_of(xs: &[Self]) -> Self {
+        xs.iter()
+            .copied()
+            .fold(Self::from_f64(f64::NEG_INFINITY), |m, v| {
+                if v > m || v.is_nan() { v } else { m }
+            })
+    }
+    /// The sum of a slice.
+    fn sum_of(xs: &[Self]) -> Self {
+        xs.iter().copied().sum()
+    }
+    /// `Σ aᵢ bᵢ`.
+    fn dot_of(a: &[Self], b: &[Self]) -> Self {
+        a.iter().zip(b).map(|(&x, &y)| x * y).sum()
+    }
     /// 1 / (1 + e^-x), computed without overflow for large |x|.
     fn sigmoid(self) -> Self {
         if self >= Self::ZERO {
@@ -123,8 +145,28 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $dt:expr, $variant:ident) => {
+    ($t:ty, $dt:expr, $variant:ident, vectorised) => {
+        impl_float!($t, $dt, $variant, {
+            fn exp_in_place(xs: &mut [Self]) {
+                crate::cpu::vmath::exp_in_place(xs)
+            }
+            fn max_of(xs: &[Self]) -> Self {
+                crate::cpu::vmath::max(xs)
+            }
+            fn sum_of(xs: &[Self]) -> Self {
+                crate::cpu::vmath::sum(xs)
+            }
+            fn dot_of(a: &[Self], b: &[Self]) -> Self {
+                crate::cpu::vmath::dot(a, b)
+            }
+        });
+    };
+    ($t:ty, $dt:expr, $variant:ident, scalar) => {
+        impl_float!($t, $dt, $variant, {});
+    };
+    ($t:ty, $dt:expr, $variant:ident, { $($extra:item)* }) => {
         impl Float for $t {
+            $($extra)*
             const DTYPE: DType = $dt;
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -197,8 +239,8 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, DType::F32, F32);
-impl_float!(f64, DType::F64, F64);
+impl_float!(f32, DType::F32, F32, vectorised);
+impl_float!(f64, DType::F64, F64, scalar);
 
 /// Runs `$body` with the type alias `$T` bound to the Rust type of a compute dtype, or returns
 /// an [`Error::Mismatch`](crate::Error::Mismatch) for the half types.

@@ -280,3 +280,55 @@ impl Fixture {
             .collect()
     }
 }
+
+// ---- Decoding helpers (decode branch) ----
+
+impl Fixture {
+    /// The vocabulary from the JSON (`vocab`: index → word), as `(id, word)` pairs.
+    pub fn vocab(&self) -> Vec<(usize, String)> {
+        let mut v: Vec<(usize, String)> = self
+            .json
+            .get("vocab")
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, w)| (k.parse().unwrap(), w.as_str().unwrap().to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Checks that the integer tensor `key` equals `got` exactly (shape and values); panics
+    /// naming the first difference.
+    pub fn compare_ints(&self, key: &str, shape: &[usize], got: &[usize]) {
+        let (want_shape, want) = self.ints(key);
+        assert_eq!(want_shape, shape, "{}: {key}: shape", self.name);
+        if let Some(i) = (0..want.len()).find(|&i| want[i] != got[i] as i64) {
+            panic!(
+                "{}: {key}[{i}]: got {}, reference {}\n  got       {got:?}\n  reference {want:?}",
+                self.name, got[i], want[i]
+            );
+        }
+        println!("  {}: {key}: identical", self.name);
+    }
+
+    /// The JSON's `trained_decodes[name]`: one word list per image.
+    pub fn trained_decode(&self, name: &str) -> Vec<Vec<usize>> {
+        self.json
+            .get("trained_decodes")
+            .and_then(|d| d.get(name))
+            .unwrap_or_else(|| panic!("{}: no trained_decodes.{name}", self.name))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as usize)
+                    .collect()
+            })
+            .collect()
+    }
+}

@@ -57,6 +57,53 @@ mod tests;
 pub use crate::cpu::parallel::num_threads;
 pub use config::{GemmConfig, GemmPath, gemm_path};
 pub use packed_b::PackedB;
+
+/// Time spent in GEMM, for benches that report the GEMM share of a workload.
+pub mod stats {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Instant;
+
+    static ENABLED: AtomicBool = AtomicBool::new(false);
+    static NANOS: AtomicU64 = AtomicU64::new(0);
+    static MULADDS: AtomicU64 = AtomicU64::new(0);
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+
+    /// Starts (or stops) accumulating; off by default, and then costs one relaxed load.
+    pub fn enable(on: bool) {
+        ENABLED.store(on, Ordering::Relaxed);
+    }
+
+    /// `(calls, seconds, GFLOP)` accumulated since the last call, and resets them.
+    pub fn take() -> (u64, f64, f64) {
+        let calls = CALLS.swap(0, Ordering::Relaxed);
+        let nanos = NANOS.swap(0, Ordering::Relaxed);
+        let muladds = MULADDS.swap(0, Ordering::Relaxed);
+        (calls, nanos as f64 * 1e-9, 2.0 * muladds as f64 * 1e-9)
+    }
+
+    /// Records one call's wall time when dropped (if enabled when started).
+    pub(crate) struct Timer(Option<(Instant, u64)>);
+
+    impl Timer {
+        pub(crate) fn start(muladds: usize) -> Timer {
+            Timer(
+                ENABLED
+                    .load(Ordering::Relaxed)
+                    .then(|| (Instant::now(), muladds as u64)),
+            )
+        }
+    }
+
+    impl Drop for Timer {
+        fn drop(&mut self) {
+            if let Some((t, m)) = self.0 {
+                NANOS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                MULADDS.fetch_add(m, Ordering::Relaxed);
+                CALLS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
 pub use scalar::GemmScalar;
 
 use crate::cpu::parallel::parallel_for_with;
@@ -393,6 +440,7 @@ pub fn gemm_batched_with<T: GemmScalar>(
     c_batch_stride: usize,
 ) -> Result<()> {
     const OP: &str = "gemm";
+    let _timer = stats::Timer::start(batch * a.rows * b.cols * a.cols);
     cfg.check()?;
     check_shapes(OP, a.shape(), b.shape(), c.shape())?;
     check_ref(OP, "A", &a, batch, a_batch_stride)?;
@@ -472,6 +520,7 @@ pub fn gemm_packed_with<T: GemmScalar>(
     c: MatMut<'_, T>,
 ) -> Result<()> {
     const OP: &str = "gemm_packed";
+    let _timer = stats::Timer::start(a.rows * b.cols() * a.cols);
     let cfg = cfg.with_path(b.path())?;
     check_shapes(OP, a.shape(), [b.rows(), b.cols()], c.shape())?;
     check_ref(OP, "A", &a, 1, 0)?;
