@@ -13,6 +13,7 @@
 //! | [`evaluate`] | decode a split, score it, write COCO results; the validation loss |
 //! | [`history`] | the history records (`history.jsonl`) |
 //! | [`checkpoint`] | checkpoints that survive anything, and converted reference checkpoints |
+//! | [`report_data`] | the history and decoded images as the report's records and cards |
 //! | [`trainer`] | the loop: steps, validation, best model, checkpoints, stop requests |
 
 pub mod adam;
@@ -23,6 +24,7 @@ pub mod evaluate;
 pub mod history;
 pub mod loss;
 pub mod options;
+pub mod report_data;
 pub mod rewards;
 pub mod schedule;
 pub mod scoring;

@@ -66,6 +66,8 @@ pub mod files {
     pub const VAL_CAPTIONS: &str = "val-captions.json";
     /// The last validation's scores (corpus and per image).
     pub const VAL_SCORES: &str = "val-scores.json";
+    /// Training loss and validation scores over iterations (rewritten with each checkpoint).
+    pub const CURVES: &str = "curves.svg";
 }
 
 /// Test hooks: failures injected on purpose.
@@ -1159,10 +1161,14 @@ impl Trainer {
         )
     }
 
-    /// Writes the last checkpoint now.
+    /// Writes the last checkpoint now (and `curves.svg`).
     pub fn save(&mut self, on: &mut dyn FnMut(Event)) -> Result<()> {
         let path = self.checkpoint_path();
         self.write_checkpoint(&path)?;
+        write_text(
+            &self.out.join(files::CURVES),
+            &super::report_data::curves_svg(&self.history),
+        )?;
         self.last_checkpoint = Some(self.state.iteration);
         on(Event::Checkpoint {
             path: &path,

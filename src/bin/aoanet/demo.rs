@@ -8,12 +8,13 @@ use super::common::{
 };
 use aoanet::data::{Dataset, Split, SynthConfig, World};
 use aoanet::json::{self, Value};
-use aoanet::metrics::KEYS;
 use aoanet::model::AoaConfig;
+use aoanet::report::{self, ReportData};
 use aoanet::tensor::DType;
 use aoanet::train::checkpoint::CHECKPOINT_FILE;
 use aoanet::train::evaluate::write_text;
 use aoanet::train::history::{self, HistoryRecord};
+use aoanet::train::report_data;
 use aoanet::train::{
     EvalOptions, Outcome, Scoring, SplitEval, TrainEnv, TrainOptions, Trainer, evaluate_split,
 };
@@ -205,6 +206,7 @@ pub fn run(args: &Args) -> CmdResult {
     } = world;
     let data = Arc::new(dataset);
     let cfg = model_config(args, data.vocab.len(), data.features.dim());
+    let (cfg_width, cfg_layers) = (cfg.rnn_size, cfg.refiner_layers);
     eprintln!(
         "synthetic world: {} train / {} val / {} test images, {}-value region features, {} \
          words ({:.1}s); model: rnn_size {}, {} refiner layers, {} parameters",
@@ -317,12 +319,73 @@ pub fn run(args: &Args) -> CmdResult {
     let mut all_history = xe.history.clone();
     all_history.extend(scst.history.iter().cloned());
     write_text(&out.join("history.jsonl"), &history::to_jsonl(&all_history)).map_err(err)?;
-    // REPORT CALL SITE: when `aoanet::report` lands, write curves.svg from `all_history`
-    // (report::curves_svg) and report.html (report::write_report) from the per-image test
-    // decodes with attention (`xe.test`, `scst.test`: captions[i].attention, per-image
-    // scores in test.evaluation), the scenes (`scenes`, drawn with World::svg's scene_svg)
-    // and the references. Until then the data is written as report-data.json.
-    write_report_data(&out, &data, &scenes, &xe, &scst).map_err(err)?;
+    // The control's curves stay in control/curves.svg: on the same iterations as the XE
+    // stage they would read as one series with it.
+    let curves = report_data::curves_svg(&all_history);
+    write_text(&out.join("curves.svg"), &curves).map_err(err)?;
+    let mut rows: Vec<(&str, &[(String, f64)])> =
+        vec![("xe", &xe.metrics), ("scst", &scst.metrics)];
+    if let Some(c) = &control {
+        rows.push(("control (shuffled features)", &c.metrics));
+    }
+    let mut images = Vec::new();
+    let xe_cards =
+        report_data::image_cards(&data, &xe.test, 8, Some("xe"), Some(&scenes), &data.vocab);
+    let scst_cards = report_data::image_cards(
+        &data,
+        &scst.test,
+        8,
+        Some("scst"),
+        Some(&scenes),
+        &data.vocab,
+    );
+    for (a, b) in xe_cards.into_iter().zip(scst_cards) {
+        images.push(a);
+        images.push(b);
+    }
+    let report = ReportData {
+        title: "aoanet demo: the synthetic world".into(),
+        tables: vec![report_data::metrics_table(
+            &format!(
+                "Test split ({} images), beam size {}",
+                xe.test.image_ids.len(),
+                args.beam_size
+            ),
+            &rows,
+        )],
+        notes: vec![
+            format!(
+                "World: {} train / {} val / {} test images, seed {}. Model: rnn_size {}, {} refiner \
+                 layers. Cross-entropy {} iterations (lr {:e}), self-critical {} iterations (lr \
+                 {:e}, greedy baseline), 10 images × 5 captions per iteration.",
+                data.split_len(Split::Train),
+                data.split_len(Split::Val),
+                data.split_len(Split::Test),
+                args.seed,
+                cfg_width,
+                cfg_layers,
+                args.xe_iters,
+                args.xe_lr,
+                args.scst_iters,
+                args.scst_lr
+            ),
+            format!(
+                "Seconds: xe {:.1}, scst {:.1}, control {}, total {:.1}.",
+                xe.seconds,
+                scst.seconds,
+                control
+                    .as_ref()
+                    .map_or("not run".to_string(), |c| format!("{:.1}", c.seconds)),
+                t_total.elapsed().as_secs_f64()
+            ),
+            "The control trains the same model with the same budget on features shuffled \
+             across images: what the captions' language alone gives."
+                .into(),
+        ],
+        curves_svg: Some(curves),
+        images,
+    };
+    report::write_report(out.join("report.html"), &report).map_err(err)?;
 
     let summary = json::object([
         ("xe", metrics_json(&xe.metrics)),
@@ -357,7 +420,7 @@ pub fn run(args: &Args) -> CmdResult {
     )
     .map_err(err)?;
     println!(
-        "total {:.1}s; wrote {} (summary.json, history.jsonl, xe/, scst/, control/)",
+        "total {:.1}s; wrote {} (summary.json, report.html, curves.svg, history.jsonl, xe/, scst/, control/)",
         total,
         out.display()
     );
@@ -371,75 +434,6 @@ fn stopped(out: &Path) -> CmdResult {
         out.display()
     );
     Ok(())
-}
-
-/// What report.html will show, until the report writer lands: per test image (the first
-/// 12), the scene, the references, each stage's caption with per-word attention and the
-/// per-image scores.
-fn write_report_data(
-    out: &Path,
-    data: &Dataset,
-    scenes: &[aoanet::data::synth::scene::Scene],
-    xe: &StageResult,
-    scst: &StageResult,
-) -> aoanet::Result<()> {
-    let mut images = Vec::new();
-    for i in 0..xe.test.image_ids.len().min(12) {
-        let pos = xe.test.positions[i];
-        let img = data.captions.image(pos);
-        let stage = |s: &StageResult| {
-            let scores: Vec<(String, Value)> = KEYS
-                .iter()
-                .filter_map(|k| {
-                    s.test
-                        .evaluation
-                        .image(i, k)
-                        .map(|v| (k.to_string(), Value::from(v)))
-                })
-                .collect();
-            json::object([
-                ("caption", Value::from(s.test.texts[i].as_str())),
-                (
-                    "attention",
-                    s.test.captions[i]
-                        .attention
-                        .as_ref()
-                        .map_or(Value::Null, |att| {
-                            Value::Array(
-                                att.iter()
-                                    .map(|a| {
-                                        Value::Array(
-                                            a.iter().map(|&x| Value::from(x as f64)).collect(),
-                                        )
-                                    })
-                                    .collect(),
-                            )
-                        }),
-                ),
-                ("scores", Value::Object(scores)),
-            ])
-        };
-        images.push(json::object([
-            ("image_id", Value::from(img.id as usize)),
-            (
-                "svg",
-                Value::from(aoanet::data::synth::svg::scene_svg(
-                    &scenes[pos],
-                    &format!("synthetic image {}", img.id),
-                )),
-            ),
-            (
-                "references",
-                Value::Array((0..img.len()).map(|j| Value::from(img.raw(j))).collect()),
-            ),
-            ("xe", stage(xe)),
-            ("scst", stage(scst)),
-        ]));
-    }
-    write_text(
-        &out.join("report-data.json"),
-        &(Value::Array(images).to_json_pretty() + "\n"),
-    )
 }
 
 #[cfg(test)]
