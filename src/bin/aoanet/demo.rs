@@ -88,7 +88,7 @@ fn model_config(args: &Args, vocab: usize, dim: usize) -> AoaConfig {
 fn cadence(start: u64, end: u64, checks: u64) -> u64 {
     let span = end - start;
     (span.div_ceil(checks.max(1)).max(1)..=span)
-        .find(|d| start % d == 0 && end % d == 0)
+        .find(|d| start.is_multiple_of(*d) && end.is_multiple_of(*d))
         .unwrap_or(span.max(1))
 }
 
