@@ -409,9 +409,10 @@ fn train_then_scst_then_eval_and_caption() {
         "--split",
         "test",
         "--beam-size",
-        "1",
+        "2",
         "--json",
         p(&scores),
+        "--report",
     ])
     .output()
     .unwrap();
@@ -420,8 +421,10 @@ fn train_then_scst_then_eval_and_caption() {
     assert!(t.contains("CIDEr"), "{t}");
     let j = json::read_file(&scores).unwrap();
     assert_eq!(j.get("per_image").unwrap().as_array().unwrap().len(), 4);
-    let captions = json::read_file(scst.join("test-captions-beam1.json")).unwrap();
+    let captions = json::read_file(scst.join("test-captions-beam2.json")).unwrap();
     assert_eq!(captions.as_array().unwrap().len(), 4);
+    let page = std::fs::read_to_string(scst.join("test-report-beam2.html")).unwrap();
+    assert!(page.contains("Image 25") && page.contains("<svg"), "{page}");
 
     let o = aoanet(&[
         "caption",

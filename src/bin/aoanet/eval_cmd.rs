@@ -4,8 +4,10 @@ use super::common::{CmdResult, MetricArgs, err, print_table};
 use super::train_cmd::checkpoint_file;
 use aoanet::data::{Dataset, Split};
 use aoanet::json;
+use aoanet::report::{self, ReportData};
 use aoanet::tensor::DType;
 use aoanet::train::evaluate::write_text;
+use aoanet::train::report_data;
 use aoanet::train::{Checkpoint, EvalOptions, evaluate_split};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +48,10 @@ pub struct Args {
     /// captions, <split>-scores-beam<K>.json).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also write report.html (beside the captions): the scores and, for the first N images,
+    /// each word's attention over the region boxes, the references and the image's scores.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "12")]
+    report: Option<usize>,
     #[command(flatten)]
     metrics: MetricArgs,
 }
@@ -72,6 +78,7 @@ pub fn run(args: &Args) -> CmdResult {
         beam_size: args.beam_size,
         batch_size: args.batch_size,
         max_images: args.max_images,
+        with_attention: args.report.is_some(),
         ..EvalOptions::greedy(model.config().max_length)
     };
     let r = evaluate_split(&model, &ckpt.vocab, &data, split, &opts, &scoring).map_err(err)?;
@@ -112,5 +119,27 @@ pub fn run(args: &Args) -> CmdResult {
     let m = r.metrics();
     print_table(&[("score", &m)]);
     println!("wrote {} and {}", captions.display(), scores.display());
+    if let Some(n) = args.report {
+        let path = captions.with_file_name(format!(
+            "{}-report-beam{}.html",
+            split.name(),
+            args.beam_size
+        ));
+        let title = format!(
+            "{} split ({} images), beam size {}",
+            split.name(),
+            r.image_ids.len(),
+            args.beam_size
+        );
+        let page = ReportData {
+            title: format!("aoanet eval: {}", file.display()),
+            tables: vec![report_data::metrics_table(&title, &[("model", &m)])],
+            notes: vec![format!("Data: {}.", args.data.display())],
+            curves_svg: None,
+            images: report_data::image_cards(&data, &r, n, None, None, &ckpt.vocab),
+        };
+        report::write_report(&path, &page).map_err(err)?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }
