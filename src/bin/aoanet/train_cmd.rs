@@ -7,7 +7,9 @@ use aoanet::metrics::DocumentFrequencies;
 use aoanet::model::AoaConfig;
 use aoanet::tensor::DType;
 use aoanet::train::checkpoint::{BEST_FILE, CHECKPOINT_FILE};
-use aoanet::train::{Hooks, NanTarget, Outcome, Stage, TrainEnv, TrainOptions, Trainer};
+use aoanet::train::{
+    Checkpoint, Hooks, NanTarget, Outcome, Stage, TrainEnv, TrainOptions, Trainer,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,11 +86,18 @@ pub fn run(args: &Args) -> CmdResult {
         checkpoint_pause: args.debug_checkpoint_pause_ms.map(Duration::from_millis),
     };
     // Cheap checks first: options and metrics fail before the data is opened.
-    let metric_list = overrides
+    let mut metric_list = overrides
         .train
         .iter()
         .find(|(k, _)| k == "metrics")
         .and_then(|(_, v)| v.as_str().map(str::to_string));
+    if let (Some(run_dir), None, None) = (&args.resume, &metric_list, &args.metrics.metrics) {
+        // A resumed run computes what it computed before.
+        metric_list = Checkpoint::open(run_dir.join(CHECKPOINT_FILE))
+            .ok()
+            .and_then(|c| c.train)
+            .and_then(|t| t.options.metrics);
+    }
     let scoring = args.metrics.scoring(metric_list.as_deref())?;
     let data = Arc::new(Dataset::open(&args.data).map_err(|e| {
         format!(
