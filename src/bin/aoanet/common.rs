@@ -198,13 +198,18 @@ pub struct MetricArgs {
 impl MetricArgs {
     /// The scoring set, prerequisites checked; notes about skipped metrics go to stderr.
     pub fn scoring(&self, list: Option<&str>) -> CmdResult<Scoring> {
-        let list = list.or(self.metrics.as_deref());
-        let parsed = list.map(Metric::parse_list).transpose().map_err(err)?;
-        let s = Scoring::new(parsed.as_deref(), self.spice_jar.as_deref()).map_err(err)?;
+        let s = self.scoring_quiet(list)?;
         for n in &s.notes {
             eprintln!("note: {n} (reported as null)");
         }
         Ok(s)
+    }
+
+    /// [`MetricArgs::scoring`] without the notes (when they were already printed).
+    pub fn scoring_quiet(&self, list: Option<&str>) -> CmdResult<Scoring> {
+        let list = list.or(self.metrics.as_deref());
+        let parsed = list.map(Metric::parse_list).transpose().map_err(err)?;
+        Scoring::new(parsed.as_deref(), self.spice_jar.as_deref()).map_err(err)
     }
 }
 

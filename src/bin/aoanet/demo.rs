@@ -182,7 +182,7 @@ fn train_stage(
 pub fn run(args: &Args) -> CmdResult {
     let t_total = Instant::now();
     let stop = stop_flag()?;
-    let scoring = || args.metrics.scoring(None);
+    let scoring = || args.metrics.scoring_quiet(None);
     let env = || -> CmdResult<TrainEnv> {
         Ok(TrainEnv {
             scoring: scoring()?,
@@ -191,7 +191,7 @@ pub fn run(args: &Args) -> CmdResult {
             dtype: DType::F32,
         })
     };
-    let eval_scoring = scoring()?;
+    let eval_scoring = args.metrics.scoring(None)?;
     let out = args.out.clone().unwrap_or_else(|| default_run_dir("demo"));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
 
