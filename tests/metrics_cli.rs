@@ -10,10 +10,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn aoanet(args: &[&str], path_env: Option<&str>) -> Output {
+    aoanet_meteor(args, path_env, false)
+}
+
+/// Runs `eval-captions`; without `meteor`, METEOR's data is hidden (no variable, no default
+/// file), whatever this machine has installed.
+fn aoanet_meteor(args: &[&str], path_env: Option<&str>, meteor: bool) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_aoanet"));
     c.arg("eval-captions").args(args);
     if let Some(p) = path_env {
         c.env("PATH", p);
+    }
+    if !meteor {
+        let nowhere = std::env::temp_dir().join("aoanet-cli-no-meteor-data-here");
+        c.env("AOANET_METEOR_DATA", "")
+            .env("XDG_DATA_HOME", &nowhere)
+            .env("HOME", &nowhere);
     }
     c.output().expect("run aoanet")
 }
@@ -72,6 +84,35 @@ fn coco_pair_writes_the_toolkit_keys() {
     let per = j.get("per_image").and_then(Value::as_array).unwrap();
     assert_eq!(per.len(), 1000);
     assert_eq!(per[0].get("image_id").and_then(Value::as_i64), Some(391895));
+
+    // With METEOR's data installed (CI sets $AOANET_METEOR_DATA), the native METEOR runs
+    // through the same hook and gives the toolkit's corpus score.
+    if std::env::var_os("AOANET_METEOR_DATA").is_some_and(|v| !v.is_empty()) {
+        let o = aoanet_meteor(
+            &[
+                "--results",
+                s(&results),
+                "--references",
+                s(&ann),
+                "--metrics",
+                "meteor",
+                "--json",
+                s(&out_json),
+            ],
+            None,
+            true,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let j = json::read_file(&out_json).unwrap();
+        let ours = j.get("METEOR").and_then(Value::as_f64).unwrap();
+        let want = num(scores, "METEOR");
+        assert!(
+            (ours - want).abs() <= 1e-4,
+            "METEOR {ours} vs the toolkit's {want}"
+        );
+    } else {
+        eprintln!("METEOR through eval-captions not checked: $AOANET_METEOR_DATA is not set");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -3,8 +3,18 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+#[path = "aoanet/caption.rs"]
+mod caption;
+#[path = "aoanet/common.rs"]
+mod common;
+#[path = "aoanet/demo.rs"]
+mod demo;
 #[path = "aoanet/eval_captions.rs"]
 mod eval_captions;
+#[path = "aoanet/eval_cmd.rs"]
+mod eval_cmd;
+#[path = "aoanet/train_cmd.rs"]
+mod train_cmd;
 
 /// AoANet image captioning in pure Rust: train, decode and evaluate.
 #[derive(Parser)]
@@ -17,35 +27,31 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate the synthetic world, train a small model (XE then SCST), evaluate, report.
-    Demo,
+    Demo(demo::Args),
     /// Train a model on a data folder written by `aoanet-data`.
-    Train,
+    Train(Box<train_cmd::Args>),
     /// Decode a split with a checkpoint and score it.
-    Eval,
+    Eval(eval_cmd::Args),
     /// Caption given images with a checkpoint.
-    Caption,
+    Caption(caption::Args),
     /// Score a COCO results file against references.
     EvalCaptions(eval_captions::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::EvalCaptions(args) = &cli.command {
-        return match eval_captions::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(msg) => {
-                eprintln!("aoanet eval-captions: error: {msg}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let (name, part) = match cli.command {
-        Command::Demo => ("demo", "training (issue: training and the CLI)"),
-        Command::Train => ("train", "training (issue: training and the CLI)"),
-        Command::Eval => ("eval", "evaluation (issue: training and the CLI)"),
-        Command::Caption => ("caption", "decoding (issue: the AoA model)"),
-        Command::EvalCaptions(_) => unreachable!("handled above"),
+    let (name, result) = match &cli.command {
+        Command::Demo(a) => ("demo", demo::run(a)),
+        Command::Train(a) => ("train", train_cmd::run(a)),
+        Command::Eval(a) => ("eval", eval_cmd::run(a)),
+        Command::Caption(a) => ("caption", caption::run(a)),
+        Command::EvalCaptions(a) => ("eval-captions", eval_captions::run(a)),
     };
-    eprintln!("aoanet {name}: not built yet: {part} is still to come");
-    ExitCode::from(2)
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("aoanet {name}: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -30,11 +30,12 @@ pub struct Args {
     spice_jar: Option<PathBuf>,
 }
 
-/// The METEOR hook. The native METEOR (`aoanet::metrics::meteor`, a separate work item) plugs
-/// in here by returning its scorer, which implements [`ExternalMetric`] with key "METEOR";
-/// `Err` carries why it is unavailable (e.g. its data file was not found).
+/// The METEOR hook: the native METEOR 1.5 (`aoanet::metrics::meteor`) over the data found
+/// through `$AOANET_METEOR_DATA` or the default location; `Err` says how to install it.
 fn open_meteor() -> Result<Box<dyn ExternalMetric>, String> {
-    Err("this build has no native METEOR yet (aoanet::metrics::meteor)".to_string())
+    aoanet::train::MeteorMetric::open_default()
+        .map(|m| Box::new(m) as Box<dyn ExternalMetric>)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs the subcommand; `Err` is the message for stderr.
