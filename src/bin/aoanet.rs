@@ -40,6 +40,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Training and decoding reuse step-sized buffers; keep them in the heap (no page faults).
+    aoanet::cpu::alloc::keep_large_blocks();
     let (name, result) = match &cli.command {
         Command::Demo(a) => ("demo", demo::run(a)),
         Command::Train(a) => ("train", train_cmd::run(a)),

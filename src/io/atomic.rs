@@ -25,7 +25,8 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Starts writing `dest`: creates `.<name>.tmp-<pid>-<n>` beside it.
+    /// Starts writing `dest`: creates `.<name>.<pid>-<n>.tmp` beside it (hidden, and
+    /// recognisable by its `.tmp` ending, so a leftover from a killed process can be found).
     pub fn create(dest: impl AsRef<Path>) -> Result<Self> {
         let dest = dest.as_ref().to_path_buf();
         let name = dest
@@ -34,7 +35,7 @@ impl AtomicFile {
             .to_string_lossy()
             .into_owned();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dest.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
+        let tmp = dest.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -3,7 +3,6 @@
 use aoanet::metrics::input::load;
 use aoanet::metrics::spice::Spice;
 use aoanet::metrics::{Evaluation, Evaluator, ExternalMetric, KEYS, Metric};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `eval-captions`.
@@ -92,8 +91,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     if let Some(path) = &args.json {
         let mut text = eval.to_json().to_json_pretty();
         text.push('\n');
-        write_atomic(path, text.as_bytes())
-            .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+        aoanet::io::write_file(path, text.as_bytes()).map_err(|e| e.to_string())?;
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -118,25 +116,4 @@ fn print_table(eval: &Evaluation, results: &Path) {
             s.ratio()
         );
     }
-}
-
-/// Writes to a temporary file beside `path`, then renames it into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("not a file path"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
