@@ -1,5 +1,7 @@
 //! Loading the parity fixtures and comparing tensors against them.
 
+pub mod checks;
+
 use aoanet::json::{self, Value};
 use aoanet::model::AoaConfig;
 use aoanet::tensor::{DType, Tensor};
