@@ -72,6 +72,8 @@ __device__ __forceinline__ float x_max(float a, float b) { return fmaxf(a, b); }
 __device__ __forceinline__ double x_max(double a, double b) { return fmax(a, b); }
 __device__ __forceinline__ float x_min(float a, float b) { return fminf(a, b); }
 __device__ __forceinline__ double x_min(double a, double b) { return fmin(a, b); }
+__device__ __forceinline__ float x_abs(float x) { return fabsf(x); }
+__device__ __forceinline__ double x_abs(double x) { return fabs(x); }
 __device__ __forceinline__ bool x_isnan(float x) { return x != x; }
 __device__ __forceinline__ bool x_isnan(double x) { return x != x; }
 

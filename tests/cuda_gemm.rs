@@ -42,6 +42,12 @@ fn reference(g: &Gemm, a: &[f64], b: &[f64], c0: &[f32], bias: Option<&[f32]>) -
     out
 }
 
+/// `cvt.rna.tf32.f32` on the host: round to 10 explicit mantissa bits, ties away from zero
+/// (add half of the dropped 13 bits to the magnitude, then clear them). Finite inputs only.
+fn tf32_rna(x: f32) -> f32 {
+    f32::from_bits(x.to_bits().wrapping_add(0x1000) & !0x1fff)
+}
+
 fn cases() -> Vec<Gemm> {
     let mut v = vec![];
     for (m, n, k) in [
@@ -116,12 +122,22 @@ fn run(test: &str, which: &str) {
                     p,
                 )
                 .unwrap();
-                let a64: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
-                let b64: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
-                // f32: k roundings of terms ≤ 1: ~1e-7·k. TF32 rounds each input to 11 bits
-                // (relative 2^-11 ≈ 5e-4 per product, random signs): 5e-4·√k absolute.
+                // TF32: the reference takes the operands as the kernel rounds them
+                // (`cvt.rna.tf32.f32`), so only the f32 accumulation differs and the bound is
+                // the bf16 one; a kernel that truncated instead of rounding, or skipped the
+                // conversion, fails (a first tolerance of 5e-4·√k on unrounded inputs was
+                // exceeded by honest rounding on the H100). f32: k roundings of terms ≤ 1.
+                let round = |v: &f32| {
+                    if which == "tf32" {
+                        f64::from(tf32_rna(*v))
+                    } else {
+                        f64::from(*v)
+                    }
+                };
+                let a64: Vec<f64> = a.iter().map(round).collect();
+                let b64: Vec<f64> = b.iter().map(round).collect();
                 let tol = if which == "tf32" {
-                    (5e-4 * (g.k as f64).sqrt(), 1e-3)
+                    (2e-5 * (g.k as f64).sqrt(), 1e-5)
                 } else {
                     (2e-7 * g.k as f64, 1e-6)
                 };
@@ -136,6 +152,17 @@ fn run(test: &str, which: &str) {
             tol.1,
         );
     }
+}
+
+#[test]
+fn tf32_rounding_is_round_to_nearest_ties_away() {
+    // Needs no GPU: the host model of the kernel's operand rounding.
+    assert_eq!(tf32_rna(1.0), 1.0);
+    let ulp = 2f32.powi(-10);
+    assert_eq!(tf32_rna(1.0 + ulp / 2.0), 1.0 + ulp); // a tie goes away from zero
+    assert_eq!(tf32_rna(1.0 + ulp / 2.0 - 2f32.powi(-23)), 1.0);
+    assert_eq!(tf32_rna(-(1.0 + ulp / 2.0)), -(1.0 + ulp));
+    assert_eq!(tf32_rna(0.3).to_bits() & 0x1fff, 0);
 }
 
 #[test]

@@ -56,27 +56,9 @@ use super::{CudaBuffer, CudaDevice, CudaFloat, CudaStorage, CudaView, CudaViewMu
 use crate::tensor::{DType, Device, Float, Layout, Storage, Tensor, coalesce, numel};
 use crate::{Error, Result};
 
-/// Runs `$body` with `$T` bound to `f32` or `f64` by `$dtype`, or errors for the storage-only
-/// half types (the kernels compute in f32 and f64, like the CPU).
-macro_rules! with_cuda_float {
-    ($dtype:expr, $op:expr, $T:ident => $body:expr) => {
-        match $dtype {
-            $crate::tensor::DType::F32 => {
-                type $T = f32;
-                $body
-            }
-            $crate::tensor::DType::F64 => {
-                type $T = f64;
-                $body
-            }
-            other => Err($crate::Error::Mismatch {
-                op: $op,
-                detail: format!("dtype {other} is storage-only; convert to f32 first"),
-            }),
-        }
-    };
-}
-pub(crate) use with_cuda_float;
+// The kernels compute in f32 and f64 like the CPU: ops dispatch on dtype with the crate's
+// `with_float!`.
+pub(crate) use crate::with_float as with_cuda_float;
 
 // ---------------------------------------------------------------------------------------------
 // Storage access
