@@ -221,6 +221,14 @@ mod cublas {
     use super::*;
     use cudarc::cublas::{CudaBlas, result, sys};
 
+    /// cuBLAS's math: plain f32 (SIMT), f32 operands on TF32 tensor cores, bf16 operands.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        F32,
+        Tf32,
+        Bf16,
+    }
+
     /// Row-major `C [m, n] = A [m, k] · Wᵀ` with `W [n, k]`, as cuBLAS (column-major) sees it:
     /// `Cᵀ = W · Aᵀ`, i.e. op(W) = T, op(A) = N.
     #[allow(clippy::too_many_arguments)]
@@ -232,7 +240,7 @@ mod cublas {
         c: u64,
         a: u64,
         w: u64,
-        bf16: bool,
+        kind: Kind,
     ) -> Result<()> {
         let (one, zero) = (1.0f32, 0.0f32);
         let h = *blas.handle();
@@ -243,8 +251,19 @@ mod cublas {
         // SAFETY: the pointers are live device buffers of the stated shapes (the caller's),
         // alpha/beta point to host floats, and the handle runs on the device's stream.
         let r = unsafe {
-            if bf16 {
-                let t16 = sys::cudaDataType::CUDA_R_16BF;
+            if kind != Kind::F32 {
+                // bf16 operands, or f32 operands with TF32 tensor-core math.
+                let (tin, compute) = if kind == Kind::Bf16 {
+                    (
+                        sys::cudaDataType::CUDA_R_16BF,
+                        sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    )
+                } else {
+                    (
+                        sys::cudaDataType::CUDA_R_32F,
+                        sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32,
+                    )
+                };
                 result::gemm_ex(
                     h,
                     tn,
@@ -254,16 +273,16 @@ mod cublas {
                     k as i32,
                     (&one as *const f32).cast(),
                     w as *const _,
-                    t16,
+                    tin,
                     k as i32,
                     a as *const _,
-                    t16,
+                    tin,
                     k as i32,
                     (&zero as *const f32).cast(),
                     c as *mut _,
                     sys::cudaDataType::CUDA_R_32F,
                     n as i32,
-                    sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    compute,
                     sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
                 )
             } else {
@@ -298,6 +317,7 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
         (1800usize, 1024usize, 2048usize),
         (1800, 2048, 2048),
         (2048, 2048, 2048),
+        (250, 4096, 2048),
         (50, 4096, 3072),
         (50, 9488, 1024),
     ] {
@@ -309,6 +329,10 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
         elementwise::cast_to_bf16(dev, a16.view_mut(), a.view())?;
         elementwise::cast_to_bf16(dev, w16.view_mut(), w.view())?;
         let g = Gemm::new(m, n, k, false, true);
+        println!(
+            "gemm {m}x{n}x{k} plan: {:?}",
+            g.plan(dev.multiprocessors()? as usize)
+        );
         let flop = 2.0 * (m * n * k) as f64;
         let line = |kind: &str, ms: f64| {
             let tf = flop / ms / 1e9;
@@ -355,18 +379,27 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
         #[cfg(feature = "cublas")]
         {
             let (cp, ap, wp) = (c.device_ptr(), a.device_ptr(), w.device_ptr());
+            use cublas::Kind;
             let cb = line(
                 "cublas-f32",
-                time(dev, 3, || cublas::run(&blas, m, n, k, cp, ap, wp, false))?,
+                time(dev, 3, || cublas::run(&blas, m, n, k, cp, ap, wp, Kind::F32))?,
+            );
+            let cbt = line(
+                "cublas-tf32",
+                time(dev, 3, || cublas::run(&blas, m, n, k, cp, ap, wp, Kind::Tf32))?,
             );
             let (a16p, w16p) = (a16.device_ptr(), w16.device_ptr());
             let cb16 = line(
                 "cublas-bf16",
-                time(dev, 3, || cublas::run(&blas, m, n, k, cp, a16p, w16p, true))?,
+                time(dev, 3, || {
+                    cublas::run(&blas, m, n, k, cp, a16p, w16p, Kind::Bf16)
+                })?,
             );
+            // Speed ratios (cuBLAS time / ours): ≥ 1 means ours is faster.
             println!("gemm {m}x{n}x{k} ours/cublas f32: {:.2}", cb / f32_ms);
+            println!("gemm {m}x{n}x{k} ours/cublas tf32: {:.2}", cbt / tf32_ms);
             println!(
-                "gemm {m}x{n}x{k} ours/cublas tf32-vs-f32: {:.2}",
+                "gemm {m}x{n}x{k} ours-tf32/cublas-f32: {:.2}",
                 cb / tf32_ms
             );
             println!("gemm {m}x{n}x{k} ours/cublas bf16: {:.2}", cb16 / bf16_ms);

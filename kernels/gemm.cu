@@ -16,9 +16,21 @@
 // The tensor-core kernels use 128 threads (2 x 2 warps, 32x32 outputs per warp) and a 64x64
 // block tile; shared tiles are stored K-contiguous for both operands (As[m][k], Bs[n][k]) so a
 // fragment register (two consecutive k) is one 32-bit load, rows padded against bank conflicts.
+// These 64x64 kernels load synchronously; they serve products too small to fill the GPU with
+// 128x128 tiles (the decoder's 50- to 250-row products), alone or with split K.
+//
+// Large tiles, for products that fill the GPU with 128x128 tiles (measured on the H100: the
+// 64x64 kernels above reached 0.29-0.32 of cuBLAS f32, and the TF32 one ran slower than SIMT):
+//   gemm_large_f32   SIMT, 128x128 tile, K step 8, 256 threads with 8x8 outputs each (two 4x4
+//                    quads 64 apart: float4 shared reads), smem double-buffered
+//   gemm_tf32_large  tensor cores, 128x128 tile, K step 16, 8 warps of 64x32 outputs
+//   gemm_bf16_large  the same with bf16 inputs, K step 32
+// All three prefetch the next K step's tile into registers while the tensor cores (or FMAs)
+// work on the current one in shared memory, so one __syncthreads per K step suffices.
+//   gemm_splitk_reduce_f32   sums the split-K partial products [splits][M][N] in a fixed order
+//                    and applies the epilogue (deterministic, unlike atomics): the wrapper
+//                    splits K when even 64x64 tiles leave SMs idle (src/cuda/kernels/gemm.rs).
 // Grid: x = column tiles, y = row tiles, z = grid-stride over the batch.
-// First versions: plain synchronous tile loads (no cp.async double buffering yet), to be
-// measured against cuBLAS before being made faster.
 
 #include "common.cuh"
 
@@ -117,17 +129,18 @@ extern "C" __global__ void __launch_bounds__(256) gemm_f64(
 
 // ------------------------------------------------------------------------------------------ tensor cores
 
-// Writes one warp's 32x32 accumulator block (2 x 4 mma tiles of 16x8) through the epilogue.
+// Writes one warp's accumulator block (IM x IN mma tiles of 16x8) through the epilogue.
 // Accumulator layout of m16n8 (PTX ISA, "mma.m16n8k* fragments for .f32 accumulators"):
 // c0, c1 at (row g, cols 2t, 2t+1), c2, c3 at (row g + 8, same cols); g = lane / 4, t = lane % 4.
-__device__ __forceinline__ void store_warp_tile(float acc[2][4][4], float* Cz, int M, int N, i64 ldc,
-                                                int wm, int wn, float alpha, float beta,
+template <int IM, int IN>
+__device__ __forceinline__ void store_warp_tile(float (&acc)[IM][IN][4], float* Cz, int M, int N,
+                                                i64 ldc, int wm, int wn, float alpha, float beta,
                                                 const float* bias, int act) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
-    for (int im = 0; im < 2; ++im)
+    for (int im = 0; im < IM; ++im)
 #pragma unroll
-        for (int in = 0; in < 4; ++in)
+        for (int in = 0; in < IN; ++in)
 #pragma unroll
             for (int r = 0; r < 4; ++r) {
                 const int m = wm + im * 16 + g + (r >= 2 ? 8 : 0);
@@ -286,5 +299,322 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16(
         // the tile's origin: local (m, n) below are relative to (m0, n0)
         store_warp_tile(acc, C + z * sC + (i64)m0 * ldc + n0, M - m0, N - n0, ldc, wm, wn, alpha,
                         beta, bias ? bias + n0 : nullptr, act);
+    }
+}
+
+// ------------------------------------------------------------------------------------------ large tiles
+
+// SIMT, 128x128 outputs per block of 256 threads (16 x 16); thread (tx, ty) owns rows
+// {4ty..4ty+3, 64+4ty..64+4ty+3} and the same columns in tx, so its shared reads are float4s.
+// Shared tiles are As[k][m] and Bs[k][n] (M- and N-contiguous), double-buffered.
+extern "C" __global__ void __launch_bounds__(256) gemm_large_f32(
+    float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
+    float beta, int act) {
+    __shared__ __align__(16) float As[2][8][128 + 4];
+    __shared__ __align__(16) float Bs[2][8][128 + 4];
+    const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+    const int m0 = blockIdx.y * 128, n0 = blockIdx.x * 128;
+    // Each thread stages 4 elements of each operand per K step. K-contiguous operand
+    // (A not transposed, B transposed): row tid/2, k 4*(tid%2)..+3, stored transposed (scalar).
+    // Row-contiguous operand: k tid/32, rows 4*(tid%32)..+3, stored as one float4.
+    const int kc_row = tid >> 1, kc_k = (tid & 1) * 4;
+    const int rc_k = tid >> 5, rc_row = (tid & 31) * 4;
+    const int ktiles = (K + 7) / 8;
+    for (int z = blockIdx.z; z < batch; z += gridDim.z) {
+        const float* Az = A + z * sA;
+        const float* Bz = B + z * sB;
+        float ra[4], rb[4];
+        // Global -> registers for the K step starting at k0 (zeros outside the matrices).
+        auto load = [&](int k0) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (!transA) {
+                    const int m = m0 + kc_row, k = k0 + kc_k + i;
+                    ra[i] = (m < M && k < K) ? Az[(i64)m * lda + k] : 0.0f;
+                } else {
+                    const int m = m0 + rc_row + i, k = k0 + rc_k;
+                    ra[i] = (m < M && k < K) ? Az[(i64)k * lda + m] : 0.0f;
+                }
+                if (transB) {
+                    const int n = n0 + kc_row, k = k0 + kc_k + i;
+                    rb[i] = (n < N && k < K) ? Bz[(i64)n * ldb + k] : 0.0f;
+                } else {
+                    const int n = n0 + rc_row + i, k = k0 + rc_k;
+                    rb[i] = (n < N && k < K) ? Bz[(i64)k * ldb + n] : 0.0f;
+                }
+            }
+        };
+        auto store = [&](int buf) {
+            if (!transA) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) As[buf][kc_k + i][kc_row] = ra[i];
+            } else {
+                *reinterpret_cast<float4*>(&As[buf][rc_k][rc_row]) = make_float4(ra[0], ra[1], ra[2], ra[3]);
+            }
+            if (transB) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) Bs[buf][kc_k + i][kc_row] = rb[i];
+            } else {
+                *reinterpret_cast<float4*>(&Bs[buf][rc_k][rc_row]) = make_float4(rb[0], rb[1], rb[2], rb[3]);
+            }
+        };
+        float acc[8][8] = {};
+        load(0);
+        store(0);
+        __syncthreads();
+        for (int kt = 0; kt < ktiles; ++kt) {
+            const int cur = kt & 1;
+            const bool more = kt + 1 < ktiles;
+            if (more) load((kt + 1) * 8);
+#pragma unroll
+            for (int k = 0; k < 8; ++k) {
+                const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
+                const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
+                const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
+                const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
+                const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+                const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+                for (int i = 0; i < 8; ++i)
+#pragma unroll
+                    for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+            }
+            // The other buffer was last read in step kt - 1, before the barrier that ended it.
+            if (more) store(cur ^ 1);
+            __syncthreads();
+        }
+        float* Cz = C + z * sC;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const int m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
+            if (m >= M) continue;
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                const int n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
+                if (n >= N) continue;
+                float* c = Cz + (i64)m * ldc + n;
+                *c = epilogue(acc[i][j], c, alpha, beta, bias, n, act);
+            }
+        }
+    }
+}
+
+// One thread's share of a 128-row tile of an operand for the tensor-core kernels: 8 words
+// (8 TF32 values, or 16 bf16 values packed in pairs, lower k in the low half as mma wants)
+// of row r, k kk..; the shared tile is S[row][k] (K-contiguous), so the 8 words are two
+// 16-byte stores. `kcontig`: element (row, k) of the operand is at src[row * ld + k] (else at
+// src[k * ld + row]); src points at the tile's (row 0, k 0); zeros outside rows_left x k_left.
+// K-contiguous operand: row = tid / 2, so a warp covers 16 rows x 2 half-steps; vector loads
+// when the 32 bytes are in range and aligned. Row-contiguous: row = tid % 128, so each scalar
+// load instruction of a warp reads 32 consecutive elements of one k.
+struct TileMap {
+    int row, kk;
+};
+
+__device__ __forceinline__ TileMap tile_map(bool kcontig, int per) {
+    const int tid = threadIdx.x;
+    return kcontig ? TileMap{tid >> 1, (tid & 1) * per} : TileMap{tid & 127, (tid >> 7) * per};
+}
+
+__device__ __forceinline__ void load_words_tf32(u32 (&w)[8], const float* src, i64 ld, bool kcontig,
+                                                TileMap mp, int rows_left, int k_left) {
+    const bool row_in = mp.row < rows_left;
+    if (kcontig) {
+        const float* p = src + (i64)mp.row * ld + mp.kk;
+        if (row_in && mp.kk + 8 <= k_left && (((u64)p) & 15) == 0) {
+            const float4 v0 = *reinterpret_cast<const float4*>(p);
+            const float4 v1 = *reinterpret_cast<const float4*>(p + 4);
+            const float v[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+            for (int i = 0; i < 8; ++i) w[i] = f32_to_tf32(v[i]);
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) w[i] = f32_to_tf32((row_in && mp.kk + i < k_left) ? p[i] : 0.0f);
+        }
+    } else {
+        const float* p = src + (i64)mp.kk * ld + mp.row;
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+            w[i] = f32_to_tf32((row_in && mp.kk + i < k_left) ? p[(i64)i * ld] : 0.0f);
+    }
+}
+
+__device__ __forceinline__ void load_words_bf16(u32 (&w)[8], const bf16* src, i64 ld, bool kcontig,
+                                                TileMap mp, int rows_left, int k_left) {
+    const bool row_in = mp.row < rows_left;
+    if (kcontig) {
+        const bf16* p = src + (i64)mp.row * ld + mp.kk;
+        if (row_in && mp.kk + 16 <= k_left && (((u64)p) & 15) == 0) {
+            const uint4 v0 = *reinterpret_cast<const uint4*>(p);
+            const uint4 v1 = *reinterpret_cast<const uint4*>(p + 8);
+            w[0] = v0.x; w[1] = v0.y; w[2] = v0.z; w[3] = v0.w;
+            w[4] = v1.x; w[5] = v1.y; w[6] = v1.z; w[7] = v1.w;
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const u32 lo = (row_in && mp.kk + 2 * i < k_left) ? p[2 * i] : 0;
+                const u32 hi = (row_in && mp.kk + 2 * i + 1 < k_left) ? p[2 * i + 1] : 0;
+                w[i] = lo | (hi << 16);
+            }
+        }
+    } else {
+        const bf16* p = src + (i64)mp.kk * ld + mp.row;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const u32 lo = (row_in && mp.kk + 2 * i < k_left) ? p[(i64)(2 * i) * ld] : 0;
+            const u32 hi = (row_in && mp.kk + 2 * i + 1 < k_left) ? p[(i64)(2 * i + 1) * ld] : 0;
+            w[i] = lo | (hi << 16);
+        }
+    }
+}
+
+// Two 16-byte stores of a thread's 8 words at S[row][kk] (rows of 20 words: 16-byte aligned).
+__device__ __forceinline__ void store_words(u32* tile, TileMap mp, int kk_words, const u32 (&w)[8]) {
+    uint4* d = reinterpret_cast<uint4*>(tile + mp.row * 20 + kk_words);
+    d[0] = make_uint4(w[0], w[1], w[2], w[3]);
+    d[1] = make_uint4(w[4], w[5], w[6], w[7]);
+}
+
+// The 8 warps of a large tensor-core tile: 2 (rows) x 4 (columns) of 64x32 outputs, each
+// 4 x 4 mma tiles of 16x8. Shared tiles: [2 buffers][128 rows][20 words] per operand, rows
+// padded from 16 to 20 words so the fragment loads (8 rows x 4 words per instruction) hit 32
+// distinct banks.
+#define LARGE_TC_SMEM_WORDS (2 * 128 * 20)
+
+template <bool BF16>
+__device__ __forceinline__ void mma_tile_step(float (&acc)[4][4][4], const u32* As, const u32* Bs,
+                                              int wm, int wn) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    // tf32: 16 k per step = two m16n8k8 (words ks + t, ks + t + 4); bf16: 32 k = 16 words per
+    // row = two m16n8k16 (word pairs ks + t, ks + t + 4 hold k 2t.., 2t + 8..).
+#pragma unroll
+    for (int ks = 0; ks < 16; ks += 8) {
+        u32 a[4][4], b[4][2];
+#pragma unroll
+        for (int im = 0; im < 4; ++im) {
+            const int r0 = wm + im * 16 + g;
+            a[im][0] = As[r0 * 20 + ks + t];
+            a[im][1] = As[(r0 + 8) * 20 + ks + t];
+            a[im][2] = As[r0 * 20 + ks + t + 4];
+            a[im][3] = As[(r0 + 8) * 20 + ks + t + 4];
+        }
+#pragma unroll
+        for (int in = 0; in < 4; ++in) {
+            const int c0 = wn + in * 8 + g;
+            b[in][0] = Bs[c0 * 20 + ks + t];
+            b[in][1] = Bs[c0 * 20 + ks + t + 4];
+        }
+#pragma unroll
+        for (int im = 0; im < 4; ++im)
+#pragma unroll
+            for (int in = 0; in < 4; ++in) {
+                float* d = acc[im][in];
+                if (BF16) {
+                    asm volatile(
+                        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                        : "r"(a[im][0]), "r"(a[im][1]), "r"(a[im][2]), "r"(a[im][3]),
+                          "r"(b[in][0]), "r"(b[in][1]));
+                } else {
+                    asm volatile(
+                        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+                        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                        : "r"(a[im][0]), "r"(a[im][1]), "r"(a[im][2]), "r"(a[im][3]),
+                          "r"(b[in][0]), "r"(b[in][1]));
+                }
+            }
+    }
+}
+
+// The large tensor-core kernel over E = float (TF32, K step 16) or bf16 (K step 32).
+template <typename E, bool BF16>
+__device__ __forceinline__ void gemm_tc_large(float* C, const E* A, const E* B, const float* bias,
+                                              int M, int N, int K, i64 lda, i64 ldb, i64 ldc,
+                                              i64 sA, i64 sB, i64 sC, int batch, int transA,
+                                              int transB, float alpha, float beta, int act) {
+    __shared__ __align__(16) u32 As[LARGE_TC_SMEM_WORDS];
+    __shared__ __align__(16) u32 Bs[LARGE_TC_SMEM_WORDS];
+    constexpr int BK = BF16 ? 32 : 16;  // elements of K per step: 16 words per row either way
+    constexpr int PER = BF16 ? 16 : 8;  // elements per thread per row
+    const int warp = threadIdx.x >> 5;
+    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+    const int m0 = blockIdx.y * 128, n0 = blockIdx.x * 128;
+    const bool a_kc = !transA, b_kc = transB;
+    const TileMap ma = tile_map(a_kc, PER), mb = tile_map(b_kc, PER);
+    const int ktiles = (K + BK - 1) / BK;
+    for (int z = blockIdx.z; z < batch; z += gridDim.z) {
+        const E* Az = A + z * sA;
+        const E* Bz = B + z * sB;
+        // The tile's (row 0, k k0) in each operand.
+        auto a_at = [&](int k0) { return a_kc ? Az + (i64)m0 * lda + k0 : Az + (i64)k0 * lda + m0; };
+        auto b_at = [&](int k0) { return b_kc ? Bz + (i64)n0 * ldb + k0 : Bz + (i64)k0 * ldb + n0; };
+        u32 wa[8], wb[8];
+        auto load = [&](int k0) {
+            if (BF16) {
+                load_words_bf16(wa, reinterpret_cast<const bf16*>(a_at(k0)), lda, a_kc, ma, M - m0, K - k0);
+                load_words_bf16(wb, reinterpret_cast<const bf16*>(b_at(k0)), ldb, b_kc, mb, N - n0, K - k0);
+            } else {
+                load_words_tf32(wa, reinterpret_cast<const float*>(a_at(k0)), lda, a_kc, ma, M - m0, K - k0);
+                load_words_tf32(wb, reinterpret_cast<const float*>(b_at(k0)), ldb, b_kc, mb, N - n0, K - k0);
+            }
+        };
+        // Word offset of a thread's first element within its row.
+        const int a_kw = BF16 ? ma.kk / 2 : ma.kk, b_kw = BF16 ? mb.kk / 2 : mb.kk;
+        float acc[4][4][4] = {};
+        load(0);
+        store_words(As, ma, a_kw, wa);
+        store_words(Bs, mb, b_kw, wb);
+        __syncthreads();
+        for (int kt = 0; kt < ktiles; ++kt) {
+            const int cur = (kt & 1) * 128 * 20;
+            const bool more = kt + 1 < ktiles;
+            if (more) load((kt + 1) * BK);
+            mma_tile_step<BF16>(acc, As + cur, Bs + cur, wm, wn);
+            // The other buffer was last read in step kt - 1, before the barrier that ended it.
+            if (more) {
+                const int nxt = 128 * 20 - cur;
+                store_words(As + nxt, ma, a_kw, wa);
+                store_words(Bs + nxt, mb, b_kw, wb);
+            }
+            __syncthreads();
+        }
+        store_warp_tile(acc, C + z * sC + (i64)m0 * ldc + n0, M - m0, N - n0, ldc, wm, wn, alpha,
+                        beta, bias ? bias + n0 : nullptr, act);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_tf32_large(
+    float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
+    float beta, int act) {
+    gemm_tc_large<float, false>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
+                                transB, alpha, beta, act);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_bf16_large(
+    float* C, const bf16* A, const bf16* B, const float* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
+    float beta, int act) {
+    gemm_tc_large<bf16, true>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
+                              transB, alpha, beta, act);
+}
+
+// ------------------------------------------------------------------------------------------ split K
+
+// C = act(alpha * sum_s P[s] + beta * C + bias) with P [splits][M][N] the partial products of
+// K slices, summed in slice order (the same bits on every run).
+extern "C" __global__ void gemm_splitk_reduce_f32(float* C, const float* P, const float* bias,
+                                                  int M, int N, i64 ldc, int splits, float alpha,
+                                                  float beta, int act) {
+    const i64 mn = (i64)M * N;
+    GRID_STRIDE(i, mn) {
+        float acc = 0.0f;
+        for (int s = 0; s < splits; ++s) acc += P[s * mn + i];
+        const int m = (int)(i / N), n = (int)(i % N);
+        float* c = C + (i64)m * ldc + n;
+        *c = epilogue(acc, c, alpha, beta, bias, n, act);
     }
 }

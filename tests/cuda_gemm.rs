@@ -4,7 +4,7 @@
 
 mod cuda_util;
 
-use aoanet::cuda::kernels::gemm::{self, Act, Gemm, Precision};
+use aoanet::cuda::kernels::gemm::{self, Act, Gemm, Plan, Precision, Tile};
 use cuda_util::{assert_close, gpu, rand_vec};
 
 /// f64 reference of `act(alpha · op(A) op(B) + beta · C + bias)` over the batch.
@@ -48,30 +48,59 @@ fn tf32_rna(x: f32) -> f32 {
     f32::from_bits(x.to_bits().wrapping_add(0x1000) & !0x1fff)
 }
 
-fn cases() -> Vec<Gemm> {
+/// Every transpose combination of each `(m, n, k)`.
+fn all_transposes(shapes: &[(usize, usize, usize)]) -> Vec<Gemm> {
     let mut v = vec![];
-    for (m, n, k) in [
-        (1usize, 1usize, 1usize),
-        (17, 33, 65),
-        (64, 64, 64),
-        (100, 70, 129),
-    ] {
+    for &(m, n, k) in shapes {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             v.push(Gemm::new(m, n, k, ta, tb));
         }
     }
-    // Batched with an epilogue.
-    let mut g = Gemm::new(37, 45, 50, false, true).batched(3);
-    g.alpha = 0.5;
-    g.beta = 1.0;
-    g.act = Act::Relu;
-    v.push(g);
     v
 }
 
-fn run(test: &str, which: &str) {
+/// `g` with the whole epilogue: alpha, beta (C read), bias and ReLU.
+fn with_epilogue(mut g: Gemm) -> Gemm {
+    g.alpha = 0.5;
+    g.beta = 1.0;
+    g.act = Act::Relu;
+    g
+}
+
+/// The cases for a plan: odd sizes around each tile (64 or 128: partial tiles in every
+/// direction, K not a multiple of the K step), all transposes, and a product with the whole
+/// epilogue (batched unless K is split, which needs batch 1).
+fn cases(plan: Plan) -> Vec<Gemm> {
+    if plan.splits > 1 {
+        // K a multiple of the split, slices of odd length.
+        let mut v = all_transposes(&[(50, 70, 99), (17, 33, 3 * 65), (1, 130, 3 * 41)]);
+        v.push(with_epilogue(Gemm::new(37, 45, 96, false, true)));
+        return v;
+    }
+    let mut shapes = vec![(1, 1, 1), (17, 33, 65), (64, 64, 64), (100, 70, 129)];
+    if plan.tile == Tile::Large {
+        shapes.extend([(130, 260, 70), (257, 129, 40), (128, 128, 17)]);
+    }
+    let mut v = all_transposes(&shapes);
+    v.push(with_epilogue(Gemm::new(37, 45, 50, false, true).batched(3)));
+    if plan.tile == Tile::Large {
+        v.push(with_epilogue(Gemm::new(150, 140, 50, true, false).batched(2)));
+    }
+    v
+}
+
+const SMALL: Plan = Plan {
+    tile: Tile::Small,
+    splits: 1,
+};
+const LARGE: Plan = Plan {
+    tile: Tile::Large,
+    splits: 1,
+};
+
+fn run(test: &str, which: &str, plan: Plan) {
     let Some(dev) = gpu(test) else { return };
-    for (ci, g) in cases().into_iter().enumerate() {
+    for (ci, g) in cases(plan).into_iter().enumerate() {
         let na = g.batch * g.m * g.k;
         let nb = g.batch * g.k * g.n;
         let nc = g.batch * g.m * g.n;
@@ -90,9 +119,10 @@ fn run(test: &str, which: &str) {
                 let a64: Vec<f64> = ab.iter().map(|v| f64::from(v.to_f32())).collect();
                 let b64: Vec<f64> = bb.iter().map(|v| f64::from(v.to_f32())).collect();
                 let (ad, bd) = (dev.htod(&ab).unwrap(), dev.htod(&bb).unwrap());
-                gemm::gemm_bf16_tc(
+                gemm::gemm_bf16_planned(
                     &dev,
                     &g,
+                    plan,
                     cd.view_mut(),
                     ad.view(),
                     bd.view(),
@@ -112,9 +142,10 @@ fn run(test: &str, which: &str) {
                 } else {
                     Precision::F32
                 };
-                gemm::gemm(
+                gemm::gemm_planned(
                     &dev,
                     &g,
+                    plan,
                     cd.view_mut(),
                     ad.view(),
                     bd.view(),
@@ -145,7 +176,7 @@ fn run(test: &str, which: &str) {
             }
         };
         assert_close(
-            &format!("gemm {which} {g:?}"),
+            &format!("gemm {which} {plan:?} {g:?}"),
             &cd.to_host().unwrap(),
             &want,
             tol.0,
@@ -167,17 +198,67 @@ fn tf32_rounding_is_round_to_nearest_ties_away() {
 
 #[test]
 fn gemm_f32_matches_cpu() {
-    run("gemm_f32_matches_cpu", "f32");
+    run("gemm_f32_matches_cpu", "f32", SMALL);
 }
 
 #[test]
 fn gemm_tf32_matches_cpu() {
-    run("gemm_tf32_matches_cpu", "tf32");
+    run("gemm_tf32_matches_cpu", "tf32", SMALL);
 }
 
 #[test]
 fn gemm_bf16_matches_cpu() {
-    run("gemm_bf16_matches_cpu", "bf16");
+    run("gemm_bf16_matches_cpu", "bf16", SMALL);
+}
+
+#[test]
+fn gemm_large_f32_matches_cpu() {
+    run("gemm_large_f32_matches_cpu", "f32", LARGE);
+}
+
+#[test]
+fn gemm_tf32_large_matches_cpu() {
+    run("gemm_tf32_large_matches_cpu", "tf32", LARGE);
+}
+
+#[test]
+fn gemm_bf16_large_matches_cpu() {
+    run("gemm_bf16_large_matches_cpu", "bf16", LARGE);
+}
+
+#[test]
+fn gemm_splitk_reduce_f32_matches_cpu() {
+    // Split K under each kind of slice product.
+    for (which, tile) in [("f32", Tile::Small), ("tf32", Tile::Large), ("bf16", Tile::Small)] {
+        run(
+            "gemm_splitk_reduce_f32_matches_cpu",
+            which,
+            Plan { tile, splits: 3 },
+        );
+    }
+}
+
+#[test]
+fn plans_give_every_multiprocessor_a_block() {
+    // Needs no GPU: the plan is arithmetic on the shape (132 SMs: the H100).
+    let plan = |m, n, k| Gemm::new(m, n, k, false, true).plan(132);
+    // Refiner-sized products fill the GPU with large tiles.
+    assert_eq!(plan(1800, 2048, 2048), LARGE);
+    // 250 decoder rows: 64x64 tiles already give 256 blocks.
+    assert_eq!(plan(250, 4096, 1024), SMALL);
+    // 50 rows x 3072 columns: 48 small tiles; K = 4096 in 4 slices of 1024 gives 192 blocks.
+    assert_eq!(
+        plan(50, 3072, 4096),
+        Plan {
+            tile: Tile::Small,
+            splits: 4
+        }
+    );
+    // The vocabulary projection has 149 small tiles: no split.
+    assert_eq!(plan(50, 9488, 1024), SMALL);
+    // K too short to split, and batched products never split.
+    assert_eq!(plan(50, 64, 300), SMALL);
+    assert_eq!(Gemm::new(5, 5, 4096, false, false).batched(2).plan(132), SMALL);
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Batched GEMM with transposes and a bias/ReLU epilogue (`kernels/gemm.cu`).
 
+use std::sync::Arc;
+
 use super::{check_len, to_i32};
 use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::{Error, Result};
@@ -24,6 +26,21 @@ pub mod raw {
     fn gemm_bf16(c: CudaViewMut<'_, f32>, a: CudaView<'_, half::bf16>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
         trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+    /// SIMT f32 GEMM with 128×128 tiles (256 threads).
+    fn gemm_large_f32(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
+        m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+    /// TF32 tensor-core GEMM with 128×128 tiles (256 threads).
+    fn gemm_tf32_large(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
+        m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+    /// bf16 tensor-core GEMM with 128×128 tiles (256 threads).
+    fn gemm_bf16_large(c: CudaViewMut<'_, f32>, a: CudaView<'_, half::bf16>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
+        m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+    /// Sums split-K partial products `[splits, m, n]` in order and applies the epilogue.
+    fn gemm_splitk_reduce_f32(c: CudaViewMut<'_, f32>, partials: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
+        m: i32, n: i32, ldc: i64, splits: i32, alpha: f32, beta: f32, act: i32);
     }
 }
 
@@ -36,6 +53,26 @@ pub enum Precision {
     F32,
     /// Tensor cores with TF32 inputs (10-bit mantissa), f32 accumulation.
     Tf32,
+}
+
+/// The block tile a product runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tile {
+    /// 64×64 outputs per block (`gemm_f32`, `gemm_f64`, `gemm_tf32`, `gemm_bf16`).
+    Small,
+    /// 128×128 outputs per block (`gemm_large_f32`, `gemm_tf32_large`, `gemm_bf16_large`);
+    /// f64 has no large kernel and runs `Small`.
+    Large,
+}
+
+/// How a product is laid over the GPU: its tile and the number of slices K is split into
+/// (each slice a partial product into a workspace, summed by `gemm_splitk_reduce_f32`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The block tile.
+    pub tile: Tile,
+    /// Slices of K (1: no split). Must divide K; only for `batch == 1`.
+    pub splits: usize,
 }
 
 /// The epilogue's activation.
@@ -159,8 +196,66 @@ impl Gemm {
         Ok(())
     }
 
+    /// The plan [`gemm`] uses on a GPU with `sms` multiprocessors: 128×128 tiles when they
+    /// give every SM a block; else 64×64 tiles; and when even those leave SMs idle and K is
+    /// long (the decoder's products of 50 rows by 3072–4096 columns over K = 1024–4096), K is
+    /// split into the fewest slices of at least 256 that give every SM a block.
+    pub fn plan(&self, sms: usize) -> Plan {
+        let tiles = |t: usize| self.m.div_ceil(t) * self.n.div_ceil(t) * self.batch;
+        if tiles(128) >= sms {
+            return Plan {
+                tile: Tile::Large,
+                splits: 1,
+            };
+        }
+        let small = tiles(64);
+        let mut splits = 1;
+        if small < sms && self.batch == 1 {
+            for s in 2..=16 {
+                if self.k.is_multiple_of(s) && self.k / s >= 256 {
+                    splits = s;
+                    if small * s >= sms {
+                        break;
+                    }
+                }
+            }
+        }
+        Plan {
+            tile: Tile::Small,
+            splits,
+        }
+    }
+
+    /// The per-slice product of a split-K plan: `splits` batched products of K / splits,
+    /// writing contiguous `[splits, m, n]` partials with no epilogue.
+    fn split_k(&self, splits: usize) -> Result<Gemm> {
+        if splits == 0 || !self.k.is_multiple_of(splits) || (splits > 1 && self.batch != 1) {
+            return Err(Error::invalid(format!(
+                "cuda gemm: cannot split k = {} into {splits} slices (batch {})",
+                self.k, self.batch
+            )));
+        }
+        let kc = self.k / splits;
+        Ok(Gemm {
+            k: kc,
+            ldc: self.n,
+            batch: splits,
+            stride_a: if self.trans_a { kc * self.lda } else { kc },
+            stride_b: if self.trans_b { kc } else { kc * self.ldb },
+            stride_c: self.m * self.n,
+            alpha: 1.0,
+            beta: 0.0,
+            act: Act::None,
+            ..*self
+        })
+    }
+
     fn cfg(&self, threads: u32) -> Result<LaunchCfg> {
-        let gy = self.m.div_ceil(64);
+        self.cfg_tiled(threads, 64)
+    }
+
+    fn cfg_tiled(&self, threads: u32, tile: usize) -> Result<LaunchCfg> {
+        let gy = self.m.div_ceil(tile);
         if gy > 65535 {
             return Err(Error::invalid(format!(
                 "cuda gemm: m = {} is too large",
@@ -169,7 +264,7 @@ impl Gemm {
         }
         Ok(LaunchCfg {
             grid: (
-                self.n.div_ceil(64) as u32,
+                self.n.div_ceil(tile) as u32,
                 gy as u32,
                 self.batch.min(65535) as u32,
             ),
@@ -188,48 +283,23 @@ impl Gemm {
     }
 }
 
-/// `C = act(alpha · op(A) op(B) + beta · C + bias)`: SIMT FMAs in the type of the operands,
-/// or for f32 with [`Precision::Tf32`] tensor cores on TF32-rounded inputs (f64 ignores
-/// `precision`).
-pub fn gemm<T: CudaFloat>(
-    dev: &CudaDevice,
-    g: &Gemm,
-    c: CudaViewMut<'_, T>,
-    a: CudaView<'_, T>,
-    b: CudaView<'_, T>,
-    bias: Option<CudaView<'_, T>>,
-    precision: Precision,
-) -> Result<()> {
-    g.check(c.len(), a.len(), b.len(), bias.map(|v| v.len()))?;
-    if g.m * g.n * g.batch == 0 {
-        return Ok(());
-    }
-    let (m, n, k, batch) = g.ints()?;
-    let (alpha, beta) = (
-        T::from_f64(f64::from(g.alpha)),
-        T::from_f64(f64::from(g.beta)),
-    );
-    if precision == Precision::Tf32 && !T::IS_F64 {
-        // SAFETY: a `CudaView<T>` with T = f32 (IS_F64 is false only for f32) is a
-        // `CudaView<f32>`: the same address and length.
-        let (c, a, b, bias) = unsafe {
-            (
-                c.cast::<f32>(),
-                a.cast::<f32>(),
-                b.cast::<f32>(),
-                bias.map(|v| v.cast::<f32>()),
-            )
-        };
-        // SAFETY: every operand's extent was checked against its length; 128 threads, the
-        // block size the tensor-core kernel is written for.
-        return unsafe {
-            raw::gemm_tf32(
-                dev,
-                g.cfg(128)?,
-                c,
-                a,
-                b,
-                bias,
+/// Launches one GEMM kernel with the shape, strides and epilogue of a checked [`Gemm`].
+macro_rules! launch_gemm {
+    ($kernel:path, $dev:expr, $g:expr, $cfg:expr, $c:expr, $a:expr, $b:expr, $bias:expr, $alpha:expr, $beta:expr) => {{
+        let g: &Gemm = $g;
+        let (m, n, k, batch) = g.ints()?;
+        let cfg = $cfg;
+        // SAFETY: the caller checked every operand's extent for `g` against its length
+        // (`Gemm::check`, or `Gemm::split_k` of a checked product, whose slices stay inside
+        // it), and `cfg` has the block size the kernel is written for.
+        unsafe {
+            $kernel(
+                $dev,
+                cfg,
+                $c,
+                $a,
+                $b,
+                $bias,
                 m,
                 n,
                 k,
@@ -242,45 +312,164 @@ pub fn gemm<T: CudaFloat>(
                 batch,
                 i32::from(g.trans_a),
                 i32::from(g.trans_b),
-                g.alpha,
-                g.beta,
+                $alpha,
+                $beta,
                 g.act as i32,
             )
-        };
+        }
+    }};
+}
+
+/// `C = act(alpha · op(A) op(B) + beta · C + bias)`: SIMT FMAs in the type of the operands,
+/// or for f32 with [`Precision::Tf32`] tensor cores on TF32-rounded inputs (f64 ignores
+/// `precision`), with the tile and K split of [`Gemm::plan`] for this GPU.
+pub fn gemm<T: CudaFloat>(
+    dev: &Arc<CudaDevice>,
+    g: &Gemm,
+    c: CudaViewMut<'_, T>,
+    a: CudaView<'_, T>,
+    b: CudaView<'_, T>,
+    bias: Option<CudaView<'_, T>>,
+    precision: Precision,
+) -> Result<()> {
+    let plan = g.plan(dev.multiprocessors()? as usize);
+    gemm_planned(dev, g, plan, c, a, b, bias, precision)
+}
+
+/// [`gemm`] with an explicit [`Plan`] (tests and benches run every kernel through this). f64
+/// runs the 64×64 SIMT kernel whatever the plan.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_planned<T: CudaFloat>(
+    dev: &Arc<CudaDevice>,
+    g: &Gemm,
+    plan: Plan,
+    c: CudaViewMut<'_, T>,
+    a: CudaView<'_, T>,
+    b: CudaView<'_, T>,
+    bias: Option<CudaView<'_, T>>,
+    precision: Precision,
+) -> Result<()> {
+    g.check(c.len(), a.len(), b.len(), bias.map(|v| v.len()))?;
+    if g.m * g.n * g.batch == 0 {
+        return Ok(());
     }
-    // SAFETY: every operand's extent was checked against its length; 256 threads, the block
-    // size the SIMT kernel is written for.
+    if T::IS_F64 {
+        let (alpha, beta) = (
+            T::from_f64(f64::from(g.alpha)),
+            T::from_f64(f64::from(g.beta)),
+        );
+        return launch_gemm!(raw::gemm::<T>, dev, g, g.cfg(256)?, c, a, b, bias, alpha, beta);
+    }
+    // SAFETY: a `CudaView<T>` with T = f32 (IS_F64 is false only for f32) is a
+    // `CudaView<f32>`: the same address and length.
+    let (c, a, b, bias) = unsafe {
+        (
+            c.cast::<f32>(),
+            a.cast::<f32>(),
+            b.cast::<f32>(),
+            bias.map(|v| v.cast::<f32>()),
+        )
+    };
+    with_split_k(dev, g, plan, c, bias, |g, c, bias| {
+        match (plan.tile, precision) {
+            (Tile::Small, Precision::F32) => {
+                launch_gemm!(raw::gemm::<f32>, dev, g, g.cfg(256)?, c, a, b, bias, g.alpha, g.beta)
+            }
+            (Tile::Small, Precision::Tf32) => {
+                launch_gemm!(raw::gemm_tf32, dev, g, g.cfg(128)?, c, a, b, bias, g.alpha, g.beta)
+            }
+            (Tile::Large, Precision::F32) => launch_gemm!(
+                raw::gemm_large_f32,
+                dev,
+                g,
+                g.cfg_tiled(256, 128)?,
+                c,
+                a,
+                b,
+                bias,
+                g.alpha,
+                g.beta
+            ),
+            (Tile::Large, Precision::Tf32) => launch_gemm!(
+                raw::gemm_tf32_large,
+                dev,
+                g,
+                g.cfg_tiled(256, 128)?,
+                c,
+                a,
+                b,
+                bias,
+                g.alpha,
+                g.beta
+            ),
+        }
+    })
+}
+
+/// Runs `product(g', c', bias')` directly (`plan.splits == 1`), or as `splits` partial
+/// products of K slices into a workspace followed by `gemm_splitk_reduce_f32`, which adds the
+/// epilogue. `g` is checked.
+fn with_split_k<'c>(
+    dev: &Arc<CudaDevice>,
+    g: &Gemm,
+    plan: Plan,
+    c: CudaViewMut<'c, f32>,
+    bias: Option<CudaView<'_, f32>>,
+    product: impl for<'w> FnOnce(&Gemm, CudaViewMut<'w, f32>, Option<CudaView<'w, f32>>) -> Result<()>,
+) -> Result<()> {
+    if plan.splits == 1 {
+        return product(g, c, bias);
+    }
+    let slices = g.split_k(plan.splits)?;
+    let mut partials = dev.alloc::<f32>(plan.splits * g.m * g.n)?;
+    product(&slices, partials.view_mut(), None)?;
+    let n = g.n;
+    let len = g.m * n;
+    let threads = 256u32;
+    let blocks = len.div_ceil(threads as usize).min(65535 * 4) as u32;
+    // SAFETY: `partials` holds splits·m·n elements, C was checked for m×n with ldc, bias for
+    // n; any block count is valid for the grid-stride kernel.
     unsafe {
-        raw::gemm(
+        raw::gemm_splitk_reduce_f32(
             dev,
-            g.cfg(256)?,
+            LaunchCfg {
+                grid: (blocks, 1, 1),
+                block: (threads, 1, 1),
+                smem: 0,
+            },
             c,
-            a,
-            b,
+            partials.view(),
             bias,
-            m,
-            n,
-            k,
-            g.lda as i64,
-            g.ldb as i64,
+            to_i32("gemm", "m", g.m)?,
+            to_i32("gemm", "n", n)?,
             g.ldc as i64,
-            g.stride_a as i64,
-            g.stride_b as i64,
-            g.stride_c as i64,
-            batch,
-            i32::from(g.trans_a),
-            i32::from(g.trans_b),
-            alpha,
-            beta,
+            to_i32("gemm", "splits", plan.splits)?,
+            g.alpha,
+            g.beta,
             g.act as i32,
         )
     }
 }
 
-/// The same product with bf16 operands on tensor cores (f32 accumulation and output).
+/// The same product with bf16 operands on tensor cores (f32 accumulation and output), with the
+/// tile and K split of [`Gemm::plan`].
 pub fn gemm_bf16_tc(
-    dev: &CudaDevice,
+    dev: &Arc<CudaDevice>,
     g: &Gemm,
+    c: CudaViewMut<'_, f32>,
+    a: CudaView<'_, half::bf16>,
+    b: CudaView<'_, half::bf16>,
+    bias: Option<CudaView<'_, f32>>,
+) -> Result<()> {
+    let plan = g.plan(dev.multiprocessors()? as usize);
+    gemm_bf16_planned(dev, g, plan, c, a, b, bias)
+}
+
+/// [`gemm_bf16_tc`] with an explicit [`Plan`].
+pub fn gemm_bf16_planned(
+    dev: &Arc<CudaDevice>,
+    g: &Gemm,
+    plan: Plan,
     c: CudaViewMut<'_, f32>,
     a: CudaView<'_, half::bf16>,
     b: CudaView<'_, half::bf16>,
@@ -290,31 +479,21 @@ pub fn gemm_bf16_tc(
     if g.m * g.n * g.batch == 0 {
         return Ok(());
     }
-    let (m, n, k, batch) = g.ints()?;
-    // SAFETY: as in `gemm`; 128 threads.
-    unsafe {
-        raw::gemm_bf16(
+    with_split_k(dev, g, plan, c, bias, |g, c, bias| match plan.tile {
+        Tile::Small => {
+            launch_gemm!(raw::gemm_bf16, dev, g, g.cfg(128)?, c, a, b, bias, g.alpha, g.beta)
+        }
+        Tile::Large => launch_gemm!(
+            raw::gemm_bf16_large,
             dev,
-            g.cfg(128)?,
+            g,
+            g.cfg_tiled(256, 128)?,
             c,
             a,
             b,
             bias,
-            m,
-            n,
-            k,
-            g.lda as i64,
-            g.ldb as i64,
-            g.ldc as i64,
-            g.stride_a as i64,
-            g.stride_b as i64,
-            g.stride_c as i64,
-            batch,
-            i32::from(g.trans_a),
-            i32::from(g.trans_b),
             g.alpha,
-            g.beta,
-            g.act as i32,
-        )
-    }
+            g.beta
+        ),
+    })
 }
