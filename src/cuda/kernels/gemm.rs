@@ -196,34 +196,29 @@ impl Gemm {
         Ok(())
     }
 
-    /// The plan [`gemm`] uses on a GPU with `sms` multiprocessors: 128×128 tiles when they
-    /// give every SM a block; else 64×64 tiles; and when even those leave SMs idle and K is
-    /// long (the decoder's products of 50 rows by 3072–4096 columns over K = 1024–4096), K is
-    /// split into the fewest slices of at least 256 that give every SM a block.
+    /// The plan [`gemm`] uses on a GPU with `sms` multiprocessors. The tile: 128×128 unless
+    /// the product has at most 64 rows (a 128-row tile would then compute over half padding;
+    /// the large kernels are about twice as fast per useful FLOP, so they win from 65 rows
+    /// on). K is split when fewer than 3/4 of the SMs would get a block and K is long (the
+    /// decoder's products of 50–250 rows by 4096 columns over K = 1024–4096), into the fewest
+    /// slices of at least 256 that give 3/4 of the SMs a block. Batched products never split.
     pub fn plan(&self, sms: usize) -> Plan {
-        let tiles = |t: usize| self.m.div_ceil(t) * self.n.div_ceil(t) * self.batch;
-        if tiles(128) >= sms {
-            return Plan {
-                tile: Tile::Large,
-                splits: 1,
-            };
-        }
-        let small = tiles(64);
+        let tile = if self.m > 64 { Tile::Large } else { Tile::Small };
+        let edge = if tile == Tile::Large { 128 } else { 64 };
+        let blocks = self.m.div_ceil(edge) * self.n.div_ceil(edge) * self.batch;
+        let enough = |blocks: usize| 4 * blocks >= 3 * sms;
         let mut splits = 1;
-        if small < sms && self.batch == 1 {
+        if !enough(blocks) && self.batch == 1 {
             for s in 2..=16 {
                 if self.k.is_multiple_of(s) && self.k / s >= 256 {
                     splits = s;
-                    if small * s >= sms {
+                    if enough(blocks * s) {
                         break;
                     }
                 }
             }
         }
-        Plan {
-            tile: Tile::Small,
-            splits,
-        }
+        Plan { tile, splits }
     }
 
     /// The per-slice product of a split-K plan: `splits` batched products of K / splits,
