@@ -406,6 +406,31 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
         }
         #[cfg(not(feature = "cublas"))]
         let _ = (f32_ms, tf32_ms, bf16_ms);
+        // The plan's alternatives (f32), so a new GPU's numbers can retune `Gemm::plan`.
+        for tile in [gemm::Tile::Small, gemm::Tile::Large] {
+            for splits in [1usize, 2, 3, 4, 6, 8] {
+                if !k.is_multiple_of(splits) || k / splits < 256 {
+                    continue;
+                }
+                let plan = gemm::Plan { tile, splits };
+                let ms = time(dev, 3, || {
+                    gemm::gemm_planned(
+                        dev,
+                        &g,
+                        plan,
+                        c.view_mut(),
+                        a.view(),
+                        w.view(),
+                        None,
+                        Precision::F32,
+                    )
+                })?;
+                println!(
+                    "gemm {m}x{n}x{k} f32 with {tile:?} x{splits}: {ms:.4} ms ({:.2}x the plan's speed)",
+                    f32_ms / ms
+                );
+            }
+        }
     }
     Ok(())
 }

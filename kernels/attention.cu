@@ -29,6 +29,7 @@
 //
 // Kernels (wrappers: src/cuda/kernels/attention.rs; tests: tests/cuda_attention.rs):
 //   attn_fwd_f32, attn_bwd_dq_f32, attn_bwd_dkdv_f32
+//   attn_decode_fwd_f32: the forward for one query (the decoder), see its comment
 // Limits: dh a multiple of 32, at most 128; blockDim = 32 x warps, warps <= 8.
 // Grid: (ceil(rows / warps), H, B) where rows = Nq (forward, dq) or Nk (dkdv).
 
@@ -38,40 +39,6 @@
 #define AT_MAXD 128
 #define AT_MAXW 8
 #define AT_MASKED (-1e9f)
-
-// Copies rows r0 .. r0 + AT_TILE - 1 of a [rows, dh] slice (row r at base + r * rs, times
-// `mul`) into S, zeros past `rows`: warp w takes rows w, w + warps, ..., lane dims lane + 32 t.
-// (A first version split a flat index with e / dh and e % dh: a division per element, and with
-// the decoder's one warp per block the loads were issued one pair at a time: 0.40 ms for the
-// decoder's 250 x 8 heads x 64 keys on the H100, 1.5x the unfused composition.)
-template <int LD>
-__device__ __forceinline__ void load_tile_rows(float (*S)[LD], const float* base, i64 rs, int r0,
-                                               int rows, int dh, float mul) {
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-#pragma unroll 4
-    for (int rr = w; rr < AT_TILE; rr += nw) {
-        const int r = r0 + rr;
-        const float* src = base + (i64)r * rs;
-#pragma unroll
-        for (int t = 0; t < 4; ++t) {
-            const int d = lane + 32 * t;
-            if (d < dh) S[rr][d] = r < rows ? src[d] * mul : 0.0f;
-        }
-    }
-}
-
-// x . y over dh (a multiple of 32) with four partial sums: four independent FMA chains instead
-// of one dh long, and a pairwise-summed result.
-__device__ __forceinline__ float dot_dh(const float* x, const float* y, int dh) {
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-    for (int d = 0; d < dh; d += 4) {
-        s0 = fmaf(x[d], y[d], s0);
-        s1 = fmaf(x[d + 1], y[d + 1], s1);
-        s2 = fmaf(x[d + 2], y[d + 2], s2);
-        s3 = fmaf(x[d + 3], y[d + 3], s3);
-    }
-    return (s0 + s1) + (s2 + s3);
-}
 
 __device__ __forceinline__ float drop_factor(float p_drop, float keep_scale, u64 seed, u64 stream,
                                              u64 offset, i64 idx) {
@@ -98,14 +65,18 @@ extern "C" __global__ void __launch_bounds__(256) attn_fwd_f32(
     float m = NEG_INF, l = 0.0f, acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int j0 = 0; j0 < Nk; j0 += AT_TILE) {
         __syncthreads();  // Qs written / the previous tile fully read
-        load_tile_rows(Ks, k + b * k_bs + h * dh, k_rs, j0, Nk, dh, 1.0f);
-        load_tile_rows(Vs, v + b * v_bs + h * dh, v_rs, j0, Nk, dh, 1.0f);
+        for (int e = threadIdx.x; e < AT_TILE * dh; e += blockDim.x) {
+            const int jj = e / dh, d = e % dh, j = j0 + jj;
+            Ks[jj][d] = j < Nk ? k[b * k_bs + j * k_rs + h * dh + d] : 0.0f;
+            Vs[jj][d] = j < Nk ? v[b * v_bs + j * v_rs + h * dh + d] : 0.0f;
+        }
         __syncthreads();
         if (!active) continue;
         const int j = j0 + lane;
         float s = NEG_INF;
         if (j < Nk) {
-            const float dot = dot_dh(Qs[w], Ks[lane], dh);
+            float dot = 0.0f;
+            for (int d = 0; d < dh; ++d) dot += Qs[w][d] * Ks[lane][d];
             s = (mask && mask[(i64)b * Nk + j] == 0) ? AT_MASKED : dot;
         }
         const float mn = fmaxf(m, warp_max(s));  // finite: every tile holds a valid key
@@ -170,8 +141,11 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dq_f32(
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int j0 = 0; j0 < Nk; j0 += AT_TILE) {
         __syncthreads();
-        load_tile_rows(Ks, k + b * k_bs + h * dh, k_rs, j0, Nk, dh, 1.0f);
-        load_tile_rows(Vs, v + b * v_bs + h * dh, v_rs, j0, Nk, dh, 1.0f);
+        for (int e = threadIdx.x; e < AT_TILE * dh; e += blockDim.x) {
+            const int jj = e / dh, d = e % dh, j = j0 + jj;
+            Ks[jj][d] = j < Nk ? k[b * k_bs + j * k_rs + h * dh + d] : 0.0f;
+            Vs[jj][d] = j < Nk ? v[b * v_bs + j * v_rs + h * dh + d] : 0.0f;
+        }
         __syncthreads();
         if (!active) continue;
         const int j = j0 + lane;
@@ -179,7 +153,11 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dq_f32(
         if (j < Nk) {
             const bool masked = mask && mask[(i64)b * Nk + j] == 0;
             if (!masked) {
-                const float s = dot_dh(Qs[w], Ks[lane], dh), dp = dot_dh(dOs[w], Vs[lane], dh);
+                float s = 0.0f, dp = 0.0f;
+                for (int d = 0; d < dh; ++d) {
+                    s += Qs[w][d] * Ks[lane][d];
+                    dp += dOs[w][d] * Vs[lane][d];
+                }
                 const float P = expf(s - L);
                 const float z = drop_factor(p_drop, keep_scale, seed, stream, offset, row * Nk + j);
                 ds = P * (z * dp - Di);
@@ -227,8 +205,11 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dkdv_f32(
     float gk[4] = {0.0f, 0.0f, 0.0f, 0.0f}, gv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int i0 = 0; i0 < Nq; i0 += AT_TILE) {
         __syncthreads();  // Kw/Vw written / the previous tile fully read
-        load_tile_rows(Qs, q + b * q_bs + h * dh, q_rs, i0, Nq, dh, scale);
-        load_tile_rows(dOs, dout + b * o_bs + h * dh, o_rs, i0, Nq, dh, 1.0f);
+        for (int e = threadIdx.x; e < AT_TILE * dh; e += blockDim.x) {
+            const int ii = e / dh, d = e % dh, i = i0 + ii;
+            Qs[ii][d] = i < Nq ? q[b * q_bs + i * q_rs + h * dh + d] * scale : 0.0f;
+            dOs[ii][d] = i < Nq ? dout[b * o_bs + i * o_rs + h * dh + d] : 0.0f;
+        }
         if (threadIdx.x < AT_TILE) {
             const int i = i0 + threadIdx.x;
             Ls[threadIdx.x] = i < Nq ? lse[row0 + i] : 0.0f;
@@ -239,8 +220,11 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dkdv_f32(
         const int i = i0 + lane;
         float pz = 0.0f, ds = 0.0f;
         if (i < Nq) {
-            float s = dot_dh(Qs[lane], Kw[w], dh);
-            const float dp = dot_dh(dOs[lane], Vw[w], dh);
+            float s = 0.0f, dp = 0.0f;
+            for (int d = 0; d < dh; ++d) {
+                s += Qs[lane][d] * Kw[w][d];
+                dp += dOs[lane][d] * Vw[w][d];
+            }
             if (masked) s = AT_MASKED;
             const float P = expf(s - Ls[lane]);
             const float z =
@@ -267,4 +251,74 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dkdv_f32(
             dk[koff + lane + 32 * t] = gk[t];  // Qs already carries the 1/sqrt(dh) scale
             dv[voff + lane + 32 * t] = gv[t];
         }
+}
+
+// The forward for Nq = 1 (the decoder's query against the N regions): one warp per (b, h),
+// four warps per block, no shared memory. attn_fwd_f32 stages 32-key tiles of K and V in
+// 37 KB of shared memory so that the block's 8 query rows share them; with one query there is
+// nothing to share, and the 37 KB held each block of one warp to 6 warps per SM (on the H100
+// 0.40 ms for 250 rows x 8 heads x 64 keys, 1.5x the unfused composition). Here the warp
+// computes each key's score together (lane l multiplies dims l + 32 t, a warp sum gives the
+// score to every lane; lane jj keeps key j0 + jj's), then runs the same online softmax and
+// dropout as attn_fwd_f32 and accumulates P' V with coalesced rows of V.
+// Same signature as attn_fwd_f32 (q_rs and o_rs are unused); the wrapper launches it for
+// Nq = 1 with grid ceil(B * H / 4) and 128 threads.
+extern "C" __global__ void __launch_bounds__(128) attn_decode_fwd_f32(
+    float* out, float* lse, const float* q, const float* k, const float* v, const u8* mask, int B,
+    int H, int Nq, int Nk, int dh, i64 q_bs, i64 q_rs, i64 k_bs, i64 k_rs, i64 v_bs, i64 v_rs,
+    i64 o_bs, i64 o_rs, float scale, float p_drop, u64 seed, u64 stream, u64 offset) {
+    const int lane = threadIdx.x & 31;
+    const i64 pair = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (pair >= (i64)B * H) return;  // whole warps only: no barrier or shuffle is skipped
+    const int b = (int)(pair / H), h = (int)(pair % H);
+    const int per = dh >> 5;
+    const float keep_scale = 1.0f / (1.0f - p_drop);
+    const float* qr = q + b * q_bs + h * dh;
+    const float* kb = k + b * k_bs + h * dh;
+    const float* vb = v + b * v_bs + h * dh;
+    float qv[4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) qv[t] = t < per ? qr[lane + 32 * t] * scale : 0.0f;
+    float m = NEG_INF, l = 0.0f, acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int j0 = 0; j0 < Nk; j0 += AT_TILE) {
+        const int jn = min(AT_TILE, Nk - j0);
+        float dot = 0.0f;  // lane jj: the score of key j0 + jj
+#pragma unroll 4
+        for (int jj = 0; jj < jn; ++jj) {
+            const float* kr = kb + (i64)(j0 + jj) * k_rs;
+            float part = 0.0f;
+#pragma unroll
+            for (int t = 0; t < 4; ++t)
+                if (t < per) part = fmaf(qv[t], kr[lane + 32 * t], part);
+            part = warp_sum(part);
+            if (lane == jj) dot = part;
+        }
+        const int j = j0 + lane;
+        float s = NEG_INF;
+        if (lane < jn) s = (mask && mask[(i64)b * Nk + j] == 0) ? AT_MASKED : dot;
+        const float mn = fmaxf(m, warp_max(s));  // finite: every tile holds a valid key
+        const float corr = (m == NEG_INF) ? 0.0f : expf(m - mn);
+        const float p = (lane < jn) ? expf(s - mn) : 0.0f;
+        l = l * corr + warp_sum(p);
+        const float pd =
+            lane < jn ? p * drop_factor(p_drop, keep_scale, seed, stream, offset, pair * Nk + j)
+                      : 0.0f;
+#pragma unroll
+        for (int t = 0; t < 4; ++t) acc[t] *= corr;
+#pragma unroll 4
+        for (int jj = 0; jj < jn; ++jj) {
+            const float pj = __shfl_sync(0xffffffffu, pd, jj);
+            const float* vr = vb + (i64)(j0 + jj) * v_rs;
+#pragma unroll
+            for (int t = 0; t < 4; ++t)
+                if (t < per) acc[t] = fmaf(pj, vr[lane + 32 * t], acc[t]);
+        }
+        m = mn;
+    }
+    const float inv = 1.0f / l;
+    float* orow = out + b * o_bs + h * dh;
+#pragma unroll
+    for (int t = 0; t < 4; ++t)
+        if (t < per) orow[lane + 32 * t] = acc[t] * inv;
+    if (lse && lane == 0) lse[pair] = m + logf(l);
 }

@@ -260,7 +260,8 @@ fn attn_bwd_dkdv_f32_refiner_without_mask() {
 }
 
 #[test]
-fn attn_fwd_f32_decoder_one_query_strided_kv() {
+fn attn_decode_fwd_f32_one_query_strided_kv() {
+    // `forward` launches attn_decode_fwd_f32 for one query per (b, h).
     // p_att_feats [B, N, 2·H·dh]: V = first half, K = second half (AOANET.md 1.6), read in place.
     let (b, heads, dh, nk) = (3usize, 8usize, 128usize, 37usize);
     let w = heads * dh;
@@ -289,7 +290,7 @@ fn attn_fwd_f32_decoder_one_query_strided_kv() {
         let mut k_pad = k_host;
         k_pad.extend(std::iter::repeat_n(0.0, w));
         check(
-            "attn_fwd_f32_decoder_one_query_strided_kv",
+            "attn_decode_fwd_f32_one_query_strided_kv",
             a,
             q.clone(),
             k_pad,

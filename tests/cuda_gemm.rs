@@ -246,13 +246,14 @@ fn plans_give_most_multiprocessors_a_block() {
     // Refiner-sized products: large tiles (120 of them for 1800 x 1024: enough).
     assert_eq!(plan(1800, 2048, 2048), LARGE);
     assert_eq!(plan(1800, 1024, 2048), LARGE);
-    // 250 decoder rows x 4096: 64 large tiles; K = 2048 in 2 slices gives 128 blocks.
-    assert_eq!(plan(250, 4096, 2048), split(Tile::Large, 2));
-    // 50 rows x 3072 columns: 48 small tiles; K = 4096 in 2 slices is 96 blocks, too few;
-    // 3 does not divide 4096; 4 slices of 1024 give 192.
-    assert_eq!(plan(50, 3072, 4096), split(Tile::Small, 4));
-    // 50 x 4096: 64 small tiles, 2 slices of 1536 give 128.
-    assert_eq!(plan(50, 4096, 3072), split(Tile::Small, 2));
+    // 250 decoder rows x 4096: 64 large tiles; K = 2048 in 4 slices of 512 gives 256 blocks
+    // (short of 264, but 8 slices would be shorter than 512).
+    assert_eq!(plan(250, 4096, 2048), split(Tile::Large, 4));
+    assert_eq!(plan(250, 4096, 1024), split(Tile::Large, 2));
+    // 50 rows x 3072 columns: 48 small tiles; 8 slices of 512 give 384 blocks.
+    assert_eq!(plan(50, 3072, 4096), split(Tile::Small, 8));
+    // 50 x 4096: 64 small tiles; 3 does not reach 264 blocks, 6 slices of 512 give 384.
+    assert_eq!(plan(50, 4096, 3072), split(Tile::Small, 6));
     // The vocabulary projection has 149 small tiles: no split.
     assert_eq!(plan(50, 9488, 1024), SMALL);
     // K too short to split, and batched products never split.

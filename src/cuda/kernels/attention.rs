@@ -14,6 +14,11 @@ crate::__aoanet_cuda_kernels! { "attention";
         v: CudaView<'_, f32>, mask: Option<CudaView<'_, u8>>, b: i32, h: i32, nq: i32, nk: i32, dh: i32,
         q_bs: i64, q_rs: i64, k_bs: i64, k_rs: i64, v_bs: i64, v_rs: i64, o_bs: i64, o_rs: i64,
         scale: f32, p_drop: f32, seed: u64, stream: u64, offset: u64);
+    /// Forward for one query per (b, h) (the decoder): a warp per (b, h), no shared memory.
+    fn attn_decode_fwd_f32(out: CudaViewMut<'_, f32>, lse: Option<CudaViewMut<'_, f32>>, q: CudaView<'_, f32>, k: CudaView<'_, f32>,
+        v: CudaView<'_, f32>, mask: Option<CudaView<'_, u8>>, b: i32, h: i32, nq: i32, nk: i32, dh: i32,
+        q_bs: i64, q_rs: i64, k_bs: i64, k_rs: i64, v_bs: i64, v_rs: i64, o_bs: i64, o_rs: i64,
+        scale: f32, p_drop: f32, seed: u64, stream: u64, offset: u64);
     /// Backward, part 1: dQ and delta = rowsum(dO ⊙ O).
     fn attn_bwd_dq_f32(dq: CudaViewMut<'_, f32>, delta: CudaViewMut<'_, f32>, dout: CudaView<'_, f32>, out: CudaView<'_, f32>,
         q: CudaView<'_, f32>, k: CudaView<'_, f32>, v: CudaView<'_, f32>, mask: Option<CudaView<'_, u8>>, lse: CudaView<'_, f32>,
@@ -216,37 +221,30 @@ pub fn forward(
     let s = a.strides();
     let (p, seed, stream, offset) = a.drop_args();
     let scale = 1.0 / (a.dh as f32).sqrt();
-    // SAFETY: every operand's extent checked; dh ≤ 128 and a multiple of 32; at most 8 warps.
-    unsafe {
-        attn_fwd_f32(
-            dev,
-            a.cfg(a.nq),
-            out,
-            lse,
-            x.q,
-            x.k,
-            x.v,
-            x.mask,
-            b,
-            h,
-            nq,
-            nk,
-            dh,
-            s[0],
-            s[1],
-            s[2],
-            s[3],
-            s[4],
-            s[5],
-            s[6],
-            s[7],
-            scale,
-            p,
-            seed,
-            stream,
-            offset,
-        )
+    // One query per (b, h): the decoder's kernel, 4 warps of 128 threads a block, one warp
+    // per (b, h) (kernels/attention.cu says why).
+    macro_rules! launch {
+        ($kernel:ident, $cfg:expr) => {
+            // SAFETY: every operand's extent checked; dh ≤ 128 and a multiple of 32; the
+            // block size is one the kernel is written for.
+            unsafe {
+                $kernel(
+                    dev, $cfg, out, lse, x.q, x.k, x.v, x.mask, b, h, nq, nk, dh, s[0], s[1], s[2],
+                    s[3], s[4], s[5], s[6], s[7], scale, p, seed, stream, offset,
+                )
+            }
+        };
     }
+    if a.nq == 1 {
+        let pairs = a.batch * a.heads;
+        let cfg = LaunchCfg {
+            grid: (pairs.div_ceil(4) as u32, 1, 1),
+            block: (128, 1, 1),
+            smem: 0,
+        };
+        return launch!(attn_decode_fwd_f32, cfg);
+    }
+    launch!(attn_fwd_f32, a.cfg(a.nq))
 }
 
 /// Gradients of the fused attention.
