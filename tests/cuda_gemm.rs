@@ -242,23 +242,28 @@ fn gemm_splitk_reduce_f32_matches_cpu() {
 fn plans_give_most_multiprocessors_a_block() {
     // Needs no GPU: the plan is arithmetic on the shape (132 SMs: the H100).
     let plan = |m, n, k| Gemm::new(m, n, k, false, true).plan(132);
-    let split = |tile, splits| Plan { tile, splits };
-    // Refiner-sized products: large tiles (120 of them for 1800 x 1024: enough).
+    let large = |splits| Plan {
+        tile: Tile::Large,
+        splits,
+    };
+    // Refiner-sized products: 240 and 256 tiles, no split.
     assert_eq!(plan(1800, 2048, 2048), LARGE);
-    assert_eq!(plan(1800, 1024, 2048), LARGE);
-    // 250 decoder rows x 4096: 64 large tiles; K = 2048 in 4 slices of 512 gives 256 blocks
-    // (short of 264, but 8 slices would be shorter than 512).
-    assert_eq!(plan(250, 4096, 2048), split(Tile::Large, 4));
-    assert_eq!(plan(250, 4096, 1024), split(Tile::Large, 2));
-    // 50 rows x 3072 columns: 48 small tiles; 8 slices of 512 give 384 blocks.
-    assert_eq!(plan(50, 3072, 4096), split(Tile::Small, 8));
-    // 50 x 4096: 64 small tiles; 3 does not reach 264 blocks, 6 slices of 512 give 384.
-    assert_eq!(plan(50, 4096, 3072), split(Tile::Small, 6));
-    // The vocabulary projection has 149 small tiles: no split.
-    assert_eq!(plan(50, 9488, 1024), SMALL);
-    // K too short to split, and batched products never split.
-    assert_eq!(plan(50, 64, 300), SMALL);
-    assert_eq!(Gemm::new(5, 5, 4096, false, false).batched(2).plan(132), SMALL);
+    assert_eq!(plan(2048, 2048, 2048), LARGE);
+    // 120 tiles: 2 slices give 240 blocks (>= 198 = 1.5 per SM).
+    assert_eq!(plan(1800, 1024, 2048), large(2));
+    // 250 decoder rows x 4096: 64 tiles; 4 slices of 512.
+    assert_eq!(plan(250, 4096, 2048), large(4));
+    // 50 rows x 4096: 32 tiles; 3072 in 8 slices of 384 gives 256 blocks.
+    assert_eq!(plan(50, 4096, 3072), large(8));
+    // The vocabulary projection: 75 tiles, 1024 in 4 slices of 256 (3 does not divide it).
+    assert_eq!(plan(50, 9488, 1024), large(4));
+    // K too short to split (the largest valid count), and batched products never split.
+    assert_eq!(plan(50, 64, 300), LARGE);
+    assert_eq!(plan(50, 64, 600), large(2));
+    assert_eq!(
+        Gemm::new(5, 5, 4096, false, false).batched(2).plan(132),
+        LARGE
+    );
 }
 
 #[test]

@@ -58,7 +58,9 @@ pub enum Precision {
 /// The block tile a product runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tile {
-    /// 64×64 outputs per block (`gemm_f32`, `gemm_f64`, `gemm_tf32`, `gemm_bf16`).
+    /// 64×64 outputs per block (`gemm_f32`, `gemm_f64`, `gemm_tf32`, `gemm_bf16`): the first,
+    /// simpler kernels, kept as the baseline the large ones are measured against and for f64;
+    /// [`Gemm::plan`] no longer picks them.
     Small,
     /// 128×128 outputs per block (`gemm_large_f32`, `gemm_tf32_large`, `gemm_bf16_large`);
     /// f64 has no large kernel and runs `Small`.
@@ -196,30 +198,31 @@ impl Gemm {
         Ok(())
     }
 
-    /// The plan [`gemm`] uses on a GPU with `sms` multiprocessors. The tile: 128×128 unless
-    /// the product has at most 64 rows (a 128-row tile would then compute over half padding;
-    /// the large kernels are about twice as fast per useful FLOP, so they win from 65 rows
-    /// on). K is split when fewer than 3/4 of the SMs would get a block (the decoder's
-    /// products of 50–250 rows by 4096 columns over K = 1024–4096), into the fewest slices of
-    /// at least 512 that give two blocks per SM, or else the most such slices. Batched
-    /// products never split. (Measured on the H100, 50×4096×3072 with 64×64 tiles: 3 slices
-    /// 0.22 ms, 2 slices 0.30 ms; `cargo bench --bench kernels` times the alternatives.)
+    /// The plan [`gemm`] uses on a GPU with `sms` multiprocessors: 128×128 tiles, and K split
+    /// when fewer blocks than SMs would run (the decoder's products of 50–250 rows) into the
+    /// fewest slices of at least 256 that give 1.5 blocks per SM, or else the most such
+    /// slices. Batched products never split. Measured on the H100 (`cargo bench --bench
+    /// kernels` times every alternative; f32, ms): the 64×64 kernels lose everywhere, even
+    /// at 50 rows where a 128-row tile is mostly padding (50×4096×3072: small tiles at best
+    /// 0.126 in 6 slices, large 0.096 in 8); 250×4096×2048: 1 slice 0.266, 2 0.149, 4 0.142,
+    /// 8 0.163; 1800×1024×2048 (120 tiles): 1 slice 0.271, 2 0.259, 4 0.272.
     pub fn plan(&self, sms: usize) -> Plan {
-        let tile = if self.m > 64 { Tile::Large } else { Tile::Small };
-        let edge = if tile == Tile::Large { 128 } else { 64 };
-        let blocks = self.m.div_ceil(edge) * self.n.div_ceil(edge) * self.batch;
+        let blocks = self.m.div_ceil(128) * self.n.div_ceil(128) * self.batch;
         let mut splits = 1;
-        if 4 * blocks < 3 * sms && self.batch == 1 {
+        if blocks < sms && self.batch == 1 {
             for s in 2..=16 {
-                if self.k.is_multiple_of(s) && self.k / s >= 512 {
+                if self.k.is_multiple_of(s) && self.k / s >= 256 {
                     splits = s;
-                    if blocks * s >= 2 * sms {
+                    if 2 * blocks * s >= 3 * sms {
                         break;
                     }
                 }
             }
         }
-        Plan { tile, splits }
+        Plan {
+            tile: Tile::Large,
+            splits,
+        }
     }
 
     /// The per-slice product of a split-K plan: `splits` batched products of K / splits,
