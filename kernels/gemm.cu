@@ -16,10 +16,9 @@
 // The tensor-core kernels use 128 threads (2 x 2 warps, 32x32 outputs per warp) and a 64x64
 // block tile; shared tiles are stored K-contiguous for both operands (As[m][k], Bs[n][k]) so a
 // fragment register (two consecutive k) is one 32-bit load, rows padded against bank conflicts.
-// These 64x64 kernels load synchronously. They are the baseline the large kernels below are
-// measured against, and gemm_f64 serves the f64 gradient checks; the wrapper's plan picks the
-// large kernels (with split K for the decoder's 50- to 250-row products), which measured
-// faster on every model shape, even at 50 rows.
+// These 64x64 kernels load synchronously; the wrapper's plan picks them only where padding to
+// 128x128 tiles would more than double the work (batched 64x64 attention scores, 50 rows by
+// the vocabulary), and gemm_f64 serves the f64 gradient checks.
 //
 // Large tiles, for products that fill the GPU with 128x128 tiles (measured on the H100: the
 // 64x64 kernels above reached 0.29-0.32 of cuBLAS f32, and the TF32 one ran slower than SIMT):

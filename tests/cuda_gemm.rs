@@ -242,28 +242,28 @@ fn gemm_splitk_reduce_f32_matches_cpu() {
 fn plans_give_most_multiprocessors_a_block() {
     // Needs no GPU: the plan is arithmetic on the shape (132 SMs: the H100).
     let plan = |m, n, k| Gemm::new(m, n, k, false, true).plan(132);
-    let large = |splits| Plan {
-        tile: Tile::Large,
-        splits,
-    };
+    let p = |tile, splits| Plan { tile, splits };
     // Refiner-sized products: 240 and 256 tiles, no split.
     assert_eq!(plan(1800, 2048, 2048), LARGE);
     assert_eq!(plan(2048, 2048, 2048), LARGE);
     // 120 tiles: 2 slices give 240 blocks (>= 198 = 1.5 per SM).
-    assert_eq!(plan(1800, 1024, 2048), large(2));
+    assert_eq!(plan(1800, 1024, 2048), p(Tile::Large, 2));
     // 250 decoder rows x 4096: 64 tiles; 4 slices of 512.
-    assert_eq!(plan(250, 4096, 2048), large(4));
-    // 50 rows x 4096: 32 tiles; 3072 in 8 slices of 384 gives 256 blocks.
-    assert_eq!(plan(50, 4096, 3072), large(8));
-    // The vocabulary projection: 75 tiles, 1024 in 4 slices of 256 (3 does not divide it).
-    assert_eq!(plan(50, 9488, 1024), large(4));
-    // K too short to split (the largest valid count), and batched products never split.
-    assert_eq!(plan(50, 64, 300), LARGE);
-    assert_eq!(plan(50, 64, 600), large(2));
+    assert_eq!(plan(250, 4096, 2048), p(Tile::Large, 4));
+    // 50 rows x 4096: padding to 128 rows exactly doubles the work, so large tiles; 32 of
+    // them, and 3072 in 8 slices of 384 gives 256 blocks.
+    assert_eq!(plan(50, 4096, 3072), p(Tile::Large, 8));
+    // The vocabulary projection: 9488 columns pad to 9600 or 9536, past double: 64x64 tiles,
+    // 149 of them, 2 slices.
+    assert_eq!(plan(50, 9488, 1024), p(Tile::Small, 2));
+    // Batched 64x64 attention scores: one small tile each, never split.
     assert_eq!(
-        Gemm::new(5, 5, 4096, false, false).batched(2).plan(132),
-        LARGE
+        Gemm::new(64, 64, 128, false, true).batched(400).plan(132),
+        SMALL
     );
+    // K too short to split, or split into the most slices of at least 256.
+    assert_eq!(plan(50, 64, 300), SMALL);
+    assert_eq!(plan(50, 64, 600), p(Tile::Small, 2));
 }
 
 #[test]

@@ -58,9 +58,8 @@ pub enum Precision {
 /// The block tile a product runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tile {
-    /// 64×64 outputs per block (`gemm_f32`, `gemm_f64`, `gemm_tf32`, `gemm_bf16`): the first,
-    /// simpler kernels, kept as the baseline the large ones are measured against and for f64;
-    /// [`Gemm::plan`] no longer picks them.
+    /// 64×64 outputs per block (`gemm_f32`, `gemm_f64`, `gemm_tf32`, `gemm_bf16`): simpler
+    /// kernels, for products whose padding to 128 would waste most of a large tile.
     Small,
     /// 128×128 outputs per block (`gemm_large_f32`, `gemm_tf32_large`, `gemm_bf16_large`);
     /// f64 has no large kernel and runs `Small`.
@@ -198,31 +197,40 @@ impl Gemm {
         Ok(())
     }
 
-    /// The plan [`gemm`] uses on a GPU with `sms` multiprocessors: 128×128 tiles, and K split
-    /// when fewer blocks than SMs would run (the decoder's products of 50–250 rows) into the
-    /// fewest slices of at least 256 that give 1.5 blocks per SM, or else the most such
-    /// slices. Batched products never split. Measured on the H100 (`cargo bench --bench
-    /// kernels` times every alternative; f32, ms): the 64×64 kernels lose everywhere, even
-    /// at 50 rows where a 128-row tile is mostly padding (50×4096×3072: small tiles at best
-    /// 0.126 in 6 slices, large 0.096 in 8); 250×4096×2048: 1 slice 0.266, 2 0.149, 4 0.142,
-    /// 8 0.163; 1800×1024×2048 (120 tiles): 1 slice 0.271, 2 0.259, 4 0.272.
+    /// The plan [`gemm`] uses on a GPU with `sms` multiprocessors.
+    ///
+    /// Tile: 128×128, whose kernels run about twice as fast per computed element as the 64×64
+    /// ones, unless padding to 128 would more than double the work over padding to 64 (the
+    /// refiner attention's batched 64×64 score products, or 50 rows by 9488 vocabulary
+    /// columns). K is split when fewer than 1.5 blocks per SM would run (the decoder's
+    /// products of 50–250 rows), into the fewest slices of at least 256 that reach 1.5 per
+    /// SM, or else the most such slices; batched products never split.
+    ///
+    /// Measured on the H100 (`cargo bench --bench kernels` times every alternative; f32, ms):
+    /// 50×4096×3072: 64×64 at best 0.126 in 6 slices, 128×128 0.096 in 8; 50×9488×1024:
+    /// 64×64 0.213 whole, 0.123 in 2 slices, 128×128 0.131 whole; 250×4096×2048: 1 slice
+    /// 0.266, 2 0.149, 4 0.142, 8 0.163; 1800×1024×2048 (120 tiles): 1 slice 0.271, 2 0.259.
     pub fn plan(&self, sms: usize) -> Plan {
-        let blocks = self.m.div_ceil(128) * self.n.div_ceil(128) * self.batch;
+        let padded = |t: usize| self.m.div_ceil(t) * self.n.div_ceil(t) * t * t;
+        let (tile, edge) = if padded(128) > 2 * padded(64) {
+            (Tile::Small, 64)
+        } else {
+            (Tile::Large, 128)
+        };
+        let blocks = self.m.div_ceil(edge) * self.n.div_ceil(edge) * self.batch;
+        let enough = |blocks: usize| 2 * blocks >= 3 * sms;
         let mut splits = 1;
-        if blocks < sms && self.batch == 1 {
+        if !enough(blocks) && self.batch == 1 {
             for s in 2..=16 {
                 if self.k.is_multiple_of(s) && self.k / s >= 256 {
                     splits = s;
-                    if 2 * blocks * s >= 3 * sms {
+                    if enough(blocks * s) {
                         break;
                     }
                 }
             }
         }
-        Plan {
-            tile: Tile::Large,
-            splits,
-        }
+        Plan { tile, splits }
     }
 
     /// The per-slice product of a split-K plan: `splits` batched products of K / splits,
