@@ -130,6 +130,20 @@ impl Attention {
         Ok(())
     }
 
+    /// The forward's launch: two query rows per warp, up to 8 warps.
+    fn cfg_forward(&self) -> LaunchCfg {
+        let warps = self.nq.div_ceil(2).clamp(1, 8);
+        LaunchCfg {
+            grid: (
+                self.nq.div_ceil(2 * warps) as u32,
+                self.heads as u32,
+                self.batch as u32,
+            ),
+            block: (32 * warps as u32, 1, 1),
+            smem: 0,
+        }
+    }
+
     fn cfg(&self, rows: usize) -> LaunchCfg {
         let warps = rows.clamp(1, 8);
         LaunchCfg {
@@ -244,7 +258,7 @@ pub fn forward(
         };
         return launch!(attn_decode_fwd_f32, cfg);
     }
-    launch!(attn_fwd_f32, a.cfg(a.nq))
+    launch!(attn_fwd_f32, a.cfg_forward())
 }
 
 /// Gradients of the fused attention.
