@@ -382,11 +382,15 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
             use cublas::Kind;
             let cb = line(
                 "cublas-f32",
-                time(dev, 3, || cublas::run(&blas, m, n, k, cp, ap, wp, Kind::F32))?,
+                time(dev, 3, || {
+                    cublas::run(&blas, m, n, k, cp, ap, wp, Kind::F32)
+                })?,
             );
             let cbt = line(
                 "cublas-tf32",
-                time(dev, 3, || cublas::run(&blas, m, n, k, cp, ap, wp, Kind::Tf32))?,
+                time(dev, 3, || {
+                    cublas::run(&blas, m, n, k, cp, ap, wp, Kind::Tf32)
+                })?,
             );
             let (a16p, w16p) = (a16.device_ptr(), w16.device_ptr());
             let cb16 = line(
@@ -398,10 +402,7 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
             // Speed ratios (cuBLAS time / ours): ≥ 1 means ours is faster.
             println!("gemm {m}x{n}x{k} ours/cublas f32: {:.2}", cb / f32_ms);
             println!("gemm {m}x{n}x{k} ours/cublas tf32: {:.2}", cbt / tf32_ms);
-            println!(
-                "gemm {m}x{n}x{k} ours-tf32/cublas-f32: {:.2}",
-                cb / tf32_ms
-            );
+            println!("gemm {m}x{n}x{k} ours-tf32/cublas-f32: {:.2}", cb / tf32_ms);
             println!("gemm {m}x{n}x{k} ours/cublas bf16: {:.2}", cb16 / bf16_ms);
         }
         #[cfg(not(feature = "cublas"))]

@@ -336,6 +336,34 @@ fn nan_stops_and_bad_setups_fail_within_seconds() {
     assert!(t.contains("feats.bin"), "{t}");
     assert!(t0.elapsed() < Duration::from_secs(10));
 
+    // A device that is not there, or not a device: an error naming it before any work.
+    // (Without a GPU, or in a build without the `cuda` feature, cuda:7 is never usable.)
+    for (device, says) in [("cuda:7", "cuda:7"), ("tpu", "unknown device")] {
+        if device == "cuda:7" && aoanet::tensor::Device::Cuda(7).check_available().is_ok() {
+            continue;
+        }
+        let out = root.join(format!("device-{device}").replace(':', "-"));
+        let t0 = Instant::now();
+        let o = aoanet(&[
+            "train",
+            "--data",
+            p(&data),
+            "--out",
+            p(&out),
+            "--config",
+            p(&config),
+            "--device",
+            device,
+        ])
+        .output()
+        .unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        assert!(t.contains("--device") && t.contains(says), "{t}");
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+        assert!(!out.join("checkpoint.safetensors").exists());
+    }
+
     // Resuming with another width.
     let o = aoanet(&[
         "train",

@@ -84,7 +84,9 @@ fn cases(plan: Plan) -> Vec<Gemm> {
     let mut v = all_transposes(&shapes);
     v.push(with_epilogue(Gemm::new(37, 45, 50, false, true).batched(3)));
     if plan.tile == Tile::Large {
-        v.push(with_epilogue(Gemm::new(150, 140, 50, true, false).batched(2)));
+        v.push(with_epilogue(
+            Gemm::new(150, 140, 50, true, false).batched(2),
+        ));
     }
     v
 }
@@ -229,7 +231,11 @@ fn gemm_bf16_large_matches_cpu() {
 #[test]
 fn gemm_splitk_reduce_f32_matches_cpu() {
     // Split K under each kind of slice product.
-    for (which, tile) in [("f32", Tile::Small), ("tf32", Tile::Large), ("bf16", Tile::Small)] {
+    for (which, tile) in [
+        ("f32", Tile::Small),
+        ("tf32", Tile::Large),
+        ("bf16", Tile::Small),
+    ] {
         run(
             "gemm_splitk_reduce_f32_matches_cpu",
             which,

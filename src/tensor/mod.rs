@@ -47,7 +47,7 @@ macro_rules! on_cuda {
 pub(crate) use on_cuda;
 
 /// The error for a CUDA device in a build without the `cuda` feature.
-#[allow(dead_code)]
+#[cfg_attr(feature = "cuda", allow(dead_code))]
 pub(crate) fn no_cuda_feature() -> Error {
     Error::Cuda("aoanet was built without the `cuda` feature".into())
 }
@@ -66,6 +66,62 @@ impl fmt::Display for Device {
         match self {
             Device::Cpu => f.write_str("cpu"),
             Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Device {
+    type Err = Error;
+
+    /// `cpu`, `cuda` (device 0) or `cuda:N`.
+    fn from_str(s: &str) -> Result<Device> {
+        let bad = || {
+            Error::invalid(format!(
+                "unknown device {s:?}: expected cpu, cuda or cuda:N"
+            ))
+        };
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda(0)),
+            _ => {
+                let n = s.strip_prefix("cuda:").ok_or_else(bad)?;
+                n.parse().map(Device::Cuda).map_err(|_| bad())
+            }
+        }
+    }
+}
+
+impl Device {
+    /// The first GPU when this build has the `cuda` feature and a driver reports one, else
+    /// the CPU. Never panics.
+    pub fn auto() -> Device {
+        #[cfg(feature = "cuda")]
+        if crate::cuda::available() {
+            return Device::Cuda(0);
+        }
+        Device::Cpu
+    }
+
+    /// `self` if work can run there now, else an error saying why (no `cuda` feature in this
+    /// build, no driver or GPU, an ordinal past the device count).
+    pub fn check_available(self) -> Result<Device> {
+        match self {
+            Device::Cpu => Ok(self),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => Err(no_cuda_feature()),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => {
+                if let Some(why) = crate::cuda::unavailable_reason() {
+                    return Err(Error::Cuda(format!("{self} is not available: {why}")));
+                }
+                let count = crate::cuda::device_count();
+                if i >= count {
+                    return Err(Error::Cuda(format!(
+                        "{self} is not available: the driver reports {count} device(s)"
+                    )));
+                }
+                Ok(self)
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::Result;
 use crate::data::Batch;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Device, Tensor};
 
 /// The model's view of a batch (`B` images, `S` captions each, `T` label columns).
 pub struct BatchTensors {
@@ -21,15 +21,20 @@ pub struct BatchTensors {
 }
 
 impl BatchTensors {
-    /// Converts `batch` (features and masks in `dtype`).
-    pub fn new(batch: &Batch, dtype: DType) -> Result<BatchTensors> {
+    /// Converts `batch` (features and masks in `dtype`, on `device`).
+    pub fn new(batch: &Batch, dtype: DType, device: Device) -> Result<BatchTensors> {
         let b = batch.images();
         let att_feats = Tensor::from_slice(&batch.att_feats, &[b, batch.max_regions, batch.dim])?
-            .to_dtype(dtype)?;
+            .to_dtype(dtype)?
+            .to_device(device)?;
         let att_masks = batch
             .att_masks
             .as_ref()
-            .map(|m| Tensor::from_slice(m, &[b, batch.max_regions])?.to_dtype(dtype))
+            .map(|m| {
+                Tensor::from_slice(m, &[b, batch.max_regions])?
+                    .to_dtype(dtype)?
+                    .to_device(device)
+            })
             .transpose()?;
         let width = batch.label_width();
         let rows = batch.rows();
@@ -46,7 +51,9 @@ impl BatchTensors {
             labels,
             width,
             targets,
-            mask: Tensor::from_vec(mask, &[rows, width - 1])?.to_dtype(dtype)?,
+            mask: Tensor::from_vec(mask, &[rows, width - 1])?
+                .to_dtype(dtype)?
+                .to_device(device)?,
         })
     }
 

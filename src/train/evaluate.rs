@@ -158,7 +158,7 @@ pub fn evaluate_split(
         let Some(batch) = loader.next_batch()? else {
             break;
         };
-        let t = BatchTensors::new(&batch, model.dtype())?;
+        let t = BatchTensors::new(&batch, model.dtype(), model.device())?;
         let caps = decode_images(
             model,
             &t.att_feats,

@@ -46,7 +46,7 @@ use crate::metrics::DocumentFrequencies;
 use crate::model::{AoaConfig, AoaModel, Encoded};
 use crate::nn::{Ctx, Module};
 use crate::rng::Philox;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Device, Tensor};
 use crate::{Error, Result};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -99,6 +99,9 @@ pub struct TrainEnv {
     pub hooks: Hooks,
     /// The parameters' dtype.
     pub dtype: DType,
+    /// Where the model, its optimiser state and each batch live (checked by the caller, e.g.
+    /// with [`Device::check_available`]). Checkpoints hold host copies either way.
+    pub device: Device,
 }
 
 impl TrainEnv {
@@ -109,6 +112,7 @@ impl TrainEnv {
             df: None,
             hooks: Hooks::default(),
             dtype: DType::F32,
+            device: Device::Cpu,
         }
     }
 }
@@ -394,6 +398,7 @@ impl Trainer {
         let out = out.as_ref().to_path_buf();
         prepare_out(&out)?;
         let m = AoaModel::new(model, env.dtype, opts.seed)?;
+        m.to_device_(env.device)?;
         let adam = Adam::new(opts.adam(opts.learning_rate))?;
         let loader = Loader::new(data.clone(), loader_config(&opts, m.config().seq_length))?;
         let rng = Philox::with_stream(opts.seed, TRAIN_STREAM);
@@ -465,6 +470,8 @@ impl Trainer {
         let model = AoaModel::new(config, env.dtype, opts.seed)?;
         let params = model.named_parameters();
         ckpt.load_weights(&params)?;
+        // Adam's moments follow their parameters to the device at the first step.
+        model.to_device_(env.device)?;
         let mut adam = Adam::new(opts.adam(meta.state.lr))?;
         adam.load_state(ckpt.adam_state(&params)?)?;
         let loader = Loader::resume(
@@ -527,6 +534,7 @@ impl Trainer {
         let model = AoaModel::new(config, env.dtype, opts.seed)?;
         let params = model.named_parameters();
         ckpt.load_weights(&params)?;
+        model.to_device_(env.device)?;
         let mut adam = Adam::new(opts.adam(opts.learning_rate))?;
         let lcfg = loader_config(&opts, model.config().seq_length);
         let (loader, rng, iteration, epoch, best) = match &ckpt.train {
@@ -908,7 +916,7 @@ impl Trainer {
             .loader
             .next_batch()?
             .ok_or_else(|| Error::invalid("the training loader ended"))?;
-        let t = BatchTensors::new(&batch, self.env.dtype)?;
+        let t = BatchTensors::new(&batch, self.env.dtype, self.env.device)?;
         self.phases.data += t0.elapsed().as_secs_f64();
         let lr = self.lr();
         self.adam.set_lr(lr)?;

@@ -1,7 +1,7 @@
 //! `aoanet caption`: captions for given images, from a data folder or a feature file, with
 //! each word's attention over the regions on request.
 
-use super::common::{CmdResult, err};
+use super::common::{CmdResult, DeviceArgs, err};
 use super::train_cmd::checkpoint_file;
 use aoanet::data::FeatureStore;
 use aoanet::data::dataset::FEATURES_FILE;
@@ -42,6 +42,8 @@ pub struct Args {
     /// Also write the captions (and attention) as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// Runs the subcommand.
@@ -73,7 +75,9 @@ pub fn run(args: &Args) -> CmdResult {
             store.len()
         ));
     }
+    let device = args.device.resolve()?;
     let model = ckpt.build_model(DType::F32).map_err(err)?;
+    model.to_device_(device).map_err(err)?;
     let mut out = Vec::new();
     for chunk in ids.chunks(50) {
         let regions: Vec<_> = chunk
@@ -89,8 +93,13 @@ pub fn run(args: &Args) -> CmdResult {
                 .copy_to_f32(&mut f[i * n * d..i * n * d + r.count * d]);
             m[i * n..i * n + r.count].fill(1.0);
         }
-        let feats = Tensor::from_vec(f, &[chunk.len(), n, d]).map_err(err)?;
-        let masks = Tensor::from_vec(m, &[chunk.len(), n]).map_err(err)?;
+        let on_device = |t: Tensor| t.to_device(device);
+        let feats = Tensor::from_vec(f, &[chunk.len(), n, d])
+            .and_then(on_device)
+            .map_err(err)?;
+        let masks = Tensor::from_vec(m, &[chunk.len(), n])
+            .and_then(on_device)
+            .map_err(err)?;
         let caps = decode_images(
             &model,
             &feats,

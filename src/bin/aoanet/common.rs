@@ -4,6 +4,7 @@
 use aoanet::json::{self, Value};
 use aoanet::metrics::{KEYS, Metric};
 use aoanet::model::AoaConfig;
+use aoanet::tensor::Device;
 use aoanet::train::{Event, Scoring, TrainOptions};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,33 @@ pub type CmdResult<T = ()> = Result<T, String>;
 /// Turns a library error into the command's message.
 pub fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
+}
+
+/// Where a command computes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// Where to compute: `cpu`, `cuda` (the first GPU) or `cuda:N`. `auto` takes the first
+    /// GPU when this build has the `cuda` feature and a driver reports one, else the CPU.
+    /// Results on a GPU differ from the CPU's in the last bits of f32 (summation order).
+    #[arg(long, default_value = "auto", value_name = "DEVICE")]
+    pub device: String,
+}
+
+impl DeviceArgs {
+    /// The chosen device, checked to be usable now (an unknown name, a build without the
+    /// `cuda` feature or a missing GPU is an error before any work starts); printed on
+    /// stderr.
+    pub fn resolve(&self) -> CmdResult<Device> {
+        let named = |e: aoanet::Error| format!("--device {}: {e}", self.device);
+        let device = if self.device == "auto" {
+            Device::auto()
+        } else {
+            self.device.parse::<Device>().map_err(named)?
+        };
+        let device = device.check_available().map_err(named)?;
+        eprintln!("device: {device}");
+        Ok(device)
+    }
 }
 
 /// Model and training options from a config file, `--set` and the explicit flags.

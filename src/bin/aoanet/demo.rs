@@ -4,7 +4,8 @@
 //! features shuffled across images (the control), and write the run folder.
 
 use super::common::{
-    CmdResult, MetricArgs, Printer, default_run_dir, err, metrics_json, print_table, stop_flag,
+    CmdResult, DeviceArgs, MetricArgs, Printer, default_run_dir, err, metrics_json, print_table,
+    stop_flag,
 };
 use aoanet::data::{Dataset, Split, SynthConfig, World};
 use aoanet::json::{self, Value};
@@ -62,6 +63,8 @@ pub struct Args {
     no_overlap_rewards: bool,
     #[command(flatten)]
     metrics: MetricArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// The demo's world.
@@ -183,12 +186,14 @@ pub fn run(args: &Args) -> CmdResult {
     let t_total = Instant::now();
     let stop = stop_flag()?;
     let scoring = || args.metrics.scoring_quiet(None);
+    let device = args.device.resolve()?;
     let env = || -> CmdResult<TrainEnv> {
         Ok(TrainEnv {
             scoring: scoring()?,
             df: None,
             hooks: Default::default(),
             dtype: DType::F32,
+            device,
         })
     };
     let eval_scoring = args.metrics.scoring(None)?;

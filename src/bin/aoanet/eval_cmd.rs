@@ -1,6 +1,6 @@
 //! `aoanet eval`: decode a split with a checkpoint and score it.
 
-use super::common::{CmdResult, MetricArgs, err, print_table};
+use super::common::{CmdResult, DeviceArgs, MetricArgs, err, print_table};
 use super::train_cmd::checkpoint_file;
 use aoanet::data::{Dataset, Split};
 use aoanet::json;
@@ -54,12 +54,15 @@ pub struct Args {
     report: Option<usize>,
     #[command(flatten)]
     metrics: MetricArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// Runs the subcommand.
 pub fn run(args: &Args) -> CmdResult {
     let split = Split::parse(&args.split).map_err(err)?;
     let scoring = args.metrics.scoring(None)?;
+    let device = args.device.resolve()?;
     let file = checkpoint_file(&args.checkpoint, args.best);
     let ckpt = Checkpoint::open(&file).map_err(err)?;
     let data = Arc::new(Dataset::open(&args.data).map_err(err)?);
@@ -73,6 +76,7 @@ pub fn run(args: &Args) -> CmdResult {
         ));
     }
     let model = ckpt.build_model(DType::F32).map_err(err)?;
+    model.to_device_(device).map_err(err)?;
     let t0 = Instant::now();
     let opts = EvalOptions {
         beam_size: args.beam_size,

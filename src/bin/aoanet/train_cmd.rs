@@ -1,6 +1,8 @@
 //! `aoanet train`: either stage on a data folder, new, resumed, or started from another run.
 
-use super::common::{CmdResult, MetricArgs, OptionArgs, Printer, default_run_dir, err, stop_flag};
+use super::common::{
+    CmdResult, DeviceArgs, MetricArgs, OptionArgs, Printer, default_run_dir, err, stop_flag,
+};
 use aoanet::data::Dataset;
 use aoanet::data::dataset::DF_FILE;
 use aoanet::metrics::DocumentFrequencies;
@@ -46,6 +48,8 @@ pub struct Args {
     options: OptionArgs,
     #[command(flatten)]
     metrics: MetricArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     progress_every: f64,
@@ -99,6 +103,7 @@ pub fn run(args: &Args) -> CmdResult {
             .and_then(|t| t.options.metrics);
     }
     let scoring = args.metrics.scoring(metric_list.as_deref())?;
+    let device = args.device.resolve()?;
     let data = Arc::new(Dataset::open(&args.data).map_err(|e| {
         format!(
             "{e}\n(--data must be a folder written by aoanet-data: feats.bin, captions.bin, \
@@ -115,6 +120,7 @@ pub fn run(args: &Args) -> CmdResult {
         df,
         hooks,
         dtype: DType::F32,
+        device,
     };
     let mut trainer = if let Some(run_dir) = &args.resume {
         eprintln!("resuming {}", run_dir.display());

@@ -365,7 +365,18 @@ pub fn gemm_planned<T: CudaFloat>(
             T::from_f64(f64::from(g.alpha)),
             T::from_f64(f64::from(g.beta)),
         );
-        return launch_gemm!(raw::gemm::<T>, dev, g, g.cfg(256)?, c, a, b, bias, alpha, beta);
+        return launch_gemm!(
+            raw::gemm::<T>,
+            dev,
+            g,
+            g.cfg(256)?,
+            c,
+            a,
+            b,
+            bias,
+            alpha,
+            beta
+        );
     }
     // SAFETY: a `CudaView<T>` with T = f32 (IS_F64 is false only for f32) is a
     // `CudaView<f32>`: the same address and length.
@@ -380,10 +391,32 @@ pub fn gemm_planned<T: CudaFloat>(
     with_split_k(dev, g, plan, c, bias, |g, c, bias| {
         match (plan.tile, precision) {
             (Tile::Small, Precision::F32) => {
-                launch_gemm!(raw::gemm::<f32>, dev, g, g.cfg(256)?, c, a, b, bias, g.alpha, g.beta)
+                launch_gemm!(
+                    raw::gemm::<f32>,
+                    dev,
+                    g,
+                    g.cfg(256)?,
+                    c,
+                    a,
+                    b,
+                    bias,
+                    g.alpha,
+                    g.beta
+                )
             }
             (Tile::Small, Precision::Tf32) => {
-                launch_gemm!(raw::gemm_tf32, dev, g, g.cfg(128)?, c, a, b, bias, g.alpha, g.beta)
+                launch_gemm!(
+                    raw::gemm_tf32,
+                    dev,
+                    g,
+                    g.cfg(128)?,
+                    c,
+                    a,
+                    b,
+                    bias,
+                    g.alpha,
+                    g.beta
+                )
             }
             (Tile::Large, Precision::F32) => launch_gemm!(
                 raw::gemm_large_f32,
@@ -488,7 +521,18 @@ pub fn gemm_bf16_planned(
     }
     with_split_k(dev, g, plan, c, bias, |g, c, bias| match plan.tile {
         Tile::Small => {
-            launch_gemm!(raw::gemm_bf16, dev, g, g.cfg(128)?, c, a, b, bias, g.alpha, g.beta)
+            launch_gemm!(
+                raw::gemm_bf16,
+                dev,
+                g,
+                g.cfg(128)?,
+                c,
+                a,
+                b,
+                bias,
+                g.alpha,
+                g.beta
+            )
         }
         Tile::Large => launch_gemm!(
             raw::gemm_bf16_large,
