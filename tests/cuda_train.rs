@@ -7,6 +7,9 @@
 //!
 //! Losses, every parameter gradient and every parameter after the step are compared.
 //!
+//! And the training loop itself on the device (`TrainEnv::device`): XE with validation,
+//! checkpoints written from device tensors, and a stop-and-resume that continues bit for bit.
+//!
 //! Tolerances: f64 `1e-11 + 1e-9·|ref|` (summation order only, over ~20 layers); f32
 //! `2e-4 + 2e-3·|ref|` for gradients (f32 rounding through the whole model and its backward,
 //! where small gradients are differences of large terms), `1e-5` relative on the loss.
@@ -14,6 +17,7 @@
 #![cfg(feature = "cuda")]
 
 mod cuda_util;
+mod train_support;
 
 use aoanet::Philox;
 use aoanet::model::{AoaConfig, AoaModel, DecodeOptions, SampleMethod, sample};
@@ -228,4 +232,41 @@ fn scst_step_samples_and_reward_loss_match_the_cpu() {
         "{seqs:?}"
     );
     compare_models("SCST step", &gpu, &cpu, dtype, dev);
+}
+
+#[test]
+fn trainer_on_the_gpu_validates_checkpoints_and_resumes_bit_identically() {
+    use aoanet::json::Value;
+    use aoanet::train::{Outcome, TrainEnv, Trainer};
+    use train_support::{assert_same, model, run, scratch, world, xe_options};
+    let Some(dev) = cuda("trainer_on_the_gpu_validates_checkpoints_and_resumes_bit_identically")
+    else {
+        return;
+    };
+    let env = || TrainEnv {
+        device: dev,
+        ..TrainEnv::offline()
+    };
+    let data = world();
+    let cfg = model(&data);
+    let (one, two) = (scratch("gpu-one"), scratch("gpu-two"));
+    // 9 iterations straight (validations at 4 and 8 decode on the device) ...
+    let mut a = Trainer::fresh(data.clone(), &one, cfg.clone(), xe_options(9), env()).unwrap();
+    assert_eq!(a.model().device(), dev);
+    a.preflight().unwrap();
+    assert_eq!(run(&mut a), Outcome::Finished);
+    assert_eq!(a.state().iteration, 9);
+    assert!(a.history().iter().any(|r| r.val.is_some()), "validated");
+    // ... equal 5, a checkpoint (written from device tensors), and 4 more after a resume.
+    let mut b = Trainer::fresh(data.clone(), &two, cfg, xe_options(5), env()).unwrap();
+    assert_eq!(run(&mut b), Outcome::Finished);
+    drop(b);
+    let more = [("max_iters".to_string(), Value::from(9usize))];
+    let mut b = Trainer::resume(data.clone(), &two, &[], &more, env()).unwrap();
+    assert_eq!(b.model().device(), dev);
+    assert_eq!(run(&mut b), Outcome::Finished);
+    assert_same(&one, &two);
+    for d in [one, two] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }

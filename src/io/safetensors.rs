@@ -18,7 +18,7 @@
 
 use crate::io::write_atomic;
 use crate::json::{self, Value};
-use crate::tensor::{DType, Float, Storage, Tensor, numel};
+use crate::tensor::{DType, Device, Float, Storage, Tensor, numel};
 use crate::{Error, Result, with_float};
 use half::{bf16, f16};
 use std::collections::{BTreeMap, HashSet};
@@ -903,9 +903,14 @@ impl Writer {
     ) -> Result<&mut Writer> {
         let name = name.into();
         self.check_name(&name)?;
-        tensor.expect_cpu("safetensors write")?;
-        self.entries
-            .insert(name, Entry::Float(tensor.detach(), dtype));
+        // A device tensor is copied to the host now: the file holds the values of this moment
+        // (a checkpoint of a model training on a GPU), and writing needs no device.
+        let host = if tensor.is_cuda() {
+            tensor.to_device(Device::Cpu)?.detach()
+        } else {
+            tensor.detach()
+        };
+        self.entries.insert(name, Entry::Float(host, dtype));
         Ok(self)
     }
 
