@@ -408,7 +408,7 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
         #[cfg(not(feature = "cublas"))]
         let _ = (f32_ms, tf32_ms, bf16_ms);
         // The plan's alternatives (f32), so a new GPU's numbers can retune `Gemm::plan`.
-        for tile in [gemm::Tile::Small, gemm::Tile::Large] {
+        for tile in [gemm::Tile::Small, gemm::Tile::Half, gemm::Tile::Large] {
             for splits in [1usize, 2, 3, 4, 6, 8] {
                 if !k.is_multiple_of(splits) || k / splits < 256 {
                     continue;

@@ -24,13 +24,15 @@
 // 64x64 kernels above reached 0.29-0.32 of cuBLAS f32, and the TF32 one ran slower than SIMT):
 //   gemm_large_f32   SIMT, 128x128 tile, K step 8, 256 threads with 8x8 outputs each (two 4x4
 //                    quads 64 apart: float4 shared reads), smem double-buffered
+//   gemm_half_f32    the same with 64x128 tiles and 128 threads, for products of <= 64 rows
 //   gemm_tf32_large  tensor cores, 128x128 tile, K step 16, 8 warps of 64x32 outputs
 //   gemm_bf16_large  the same with bf16 inputs, K step 32
 // All three prefetch the next K step's tile into registers while the tensor cores (or FMAs)
 // work on the current one in shared memory, so one __syncthreads per K step suffices.
 //   gemm_splitk_reduce_f32   sums the split-K partial products [splits][M][N] in a fixed order
 //                    and applies the epilogue (deterministic, unlike atomics): the wrapper
-//                    splits K when even 64x64 tiles leave SMs idle (src/cuda/kernels/gemm.rs).
+//                    splits K when fewer than 1.5 blocks per SM would run
+//                    (Gemm::plan in src/cuda/kernels/gemm.rs).
 // Grid: x = column tiles, y = row tiles, z = grid-stride over the batch.
 
 #include "common.cuh"
@@ -305,28 +307,34 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16(
 
 // ------------------------------------------------------------------------------------------ large tiles
 
-// SIMT, 128x128 outputs per block of 256 threads (16 x 16); thread (tx, ty) owns rows
-// {4ty..4ty+3, 64+4ty..64+4ty+3} and the same columns in tx, so its shared reads are float4s.
-// Shared tiles are As[k][m] and Bs[k][n] (M- and N-contiguous), double-buffered.
-extern "C" __global__ void __launch_bounds__(256) gemm_large_f32(
-    float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
-    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
-    __shared__ __align__(16) float As[2][8][128 + 4];
+// SIMT with 128-column tiles of BM = 128 or 64 rows, 2 * BM threads (16 x BM/8); thread
+// (tx, ty) owns rows {4ty..4ty+3, BM/2+4ty..BM/2+4ty+3} and columns {4tx..4tx+3, 64+4tx..
+// 64+4tx+3}, so its shared reads are float4s. Shared tiles are As[k][m] and Bs[k][n] (M- and
+// N-contiguous), double-buffered. BM = 64 (gemm_half_f32) serves products of at most 64 rows
+// (the decoder's 50), where a 128-row tile would compute over 60% padding.
+template <int BM>
+__device__ __forceinline__ void gemm_simt_big(float* C, const float* A, const float* B,
+                                              const float* bias, int M, int N, int K, i64 lda,
+                                              i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch,
+                                              int transA, int transB, float alpha, float beta,
+                                              int act) {
+    constexpr int PB = 128 / BM;  // staging passes over the 8 x 128 B tile
+    __shared__ __align__(16) float As[2][8][BM + 4];
     __shared__ __align__(16) float Bs[2][8][128 + 4];
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-    const int m0 = blockIdx.y * 128, n0 = blockIdx.x * 128;
-    // Each thread stages 4 elements of each operand per K step. K-contiguous operand
-    // (A not transposed, B transposed): row tid/2, k 4*(tid%2)..+3, stored transposed (scalar).
-    // Row-contiguous operand: k tid/32, rows 4*(tid%32)..+3, stored as one float4.
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * 128;
+    // Each thread stages 4 elements of A and 4 * PB of B per K step. K-contiguous operand
+    // (A not transposed, B transposed): row tid/2 (+ BM per pass), k 4*(tid%2)..+3, stored
+    // transposed (scalar). Row-contiguous operand: k tid/(rows/4), 4 rows from
+    // 4*(tid%(rows/4)), stored as one float4.
     const int kc_row = tid >> 1, kc_k = (tid & 1) * 4;
-    const int rc_k = tid >> 5, rc_row = (tid & 31) * 4;
+    const int rca_k = tid / (BM / 4), rca_row = (tid % (BM / 4)) * 4;
+    const int rcb_k = tid >> 5, rcb_row = (tid & 31) * 4;  // + BM/16 k rows per pass
     const int ktiles = (K + 7) / 8;
     for (int z = blockIdx.z; z < batch; z += gridDim.z) {
         const float* Az = A + z * sA;
         const float* Bz = B + z * sB;
-        float ra[4], rb[4];
-        // Global -> registers for the K step starting at k0 (zeros outside the matrices).
+        float ra[4], rb[PB][4];
         // Four consecutive elements (stride 1 in memory either way) into r: one float4 when
         // all four are in range and 16-byte aligned, else bounds-checked scalars.
         auto load4 = [](float (&r)[4], const float* p, bool row_in, int left) {
@@ -338,28 +346,39 @@ extern "C" __global__ void __launch_bounds__(256) gemm_large_f32(
                 for (int i = 0; i < 4; ++i) r[i] = (row_in && i < left) ? p[i] : 0.0f;
             }
         };
+        // Global -> registers for the K step starting at k0 (zeros outside the matrices).
         auto load = [&](int k0) {
             if (!transA)  // row m0 + kc_row, k from k0 + kc_k
                 load4(ra, Az + (i64)(m0 + kc_row) * lda + k0 + kc_k, m0 + kc_row < M, K - k0 - kc_k);
-            else  // k0 + rc_k, rows from m0 + rc_row
-                load4(ra, Az + (i64)(k0 + rc_k) * lda + m0 + rc_row, k0 + rc_k < K, M - m0 - rc_row);
-            if (transB)
-                load4(rb, Bz + (i64)(n0 + kc_row) * ldb + k0 + kc_k, n0 + kc_row < N, K - k0 - kc_k);
-            else
-                load4(rb, Bz + (i64)(k0 + rc_k) * ldb + n0 + rc_row, k0 + rc_k < K, N - n0 - rc_row);
+            else  // k0 + rca_k, rows from m0 + rca_row
+                load4(ra, Az + (i64)(k0 + rca_k) * lda + m0 + rca_row, k0 + rca_k < K, M - m0 - rca_row);
+#pragma unroll
+            for (int p = 0; p < PB; ++p) {
+                if (transB) {
+                    const int n = n0 + kc_row + p * BM;
+                    load4(rb[p], Bz + (i64)n * ldb + k0 + kc_k, n < N, K - k0 - kc_k);
+                } else {
+                    const int k = k0 + rcb_k + p * (BM / 16);
+                    load4(rb[p], Bz + (i64)k * ldb + n0 + rcb_row, k < K, N - n0 - rcb_row);
+                }
+            }
         };
         auto store = [&](int buf) {
             if (!transA) {
 #pragma unroll
                 for (int i = 0; i < 4; ++i) As[buf][kc_k + i][kc_row] = ra[i];
             } else {
-                *reinterpret_cast<float4*>(&As[buf][rc_k][rc_row]) = make_float4(ra[0], ra[1], ra[2], ra[3]);
+                *reinterpret_cast<float4*>(&As[buf][rca_k][rca_row]) = make_float4(ra[0], ra[1], ra[2], ra[3]);
             }
-            if (transB) {
 #pragma unroll
-                for (int i = 0; i < 4; ++i) Bs[buf][kc_k + i][kc_row] = rb[i];
-            } else {
-                *reinterpret_cast<float4*>(&Bs[buf][rc_k][rc_row]) = make_float4(rb[0], rb[1], rb[2], rb[3]);
+            for (int p = 0; p < PB; ++p) {
+                if (transB) {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) Bs[buf][kc_k + i][kc_row + p * BM] = rb[p][i];
+                } else {
+                    *reinterpret_cast<float4*>(&Bs[buf][rcb_k + p * (BM / 16)][rcb_row]) =
+                        make_float4(rb[p][0], rb[p][1], rb[p][2], rb[p][3]);
+                }
             }
         };
         float acc[8][8] = {};
@@ -373,7 +392,7 @@ extern "C" __global__ void __launch_bounds__(256) gemm_large_f32(
 #pragma unroll
             for (int k = 0; k < 8; ++k) {
                 const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
-                const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
+                const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][BM / 2 + ty * 4]);
                 const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
                 const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
                 const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
@@ -390,7 +409,7 @@ extern "C" __global__ void __launch_bounds__(256) gemm_large_f32(
         float* Cz = C + z * sC;
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-            const int m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
+            const int m = m0 + (i < 4 ? ty * 4 + i : BM / 2 + ty * 4 + i - 4);
             if (m >= M) continue;
 #pragma unroll
             for (int j = 0; j < 8; ++j) {
@@ -401,6 +420,22 @@ extern "C" __global__ void __launch_bounds__(256) gemm_large_f32(
             }
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2) gemm_large_f32(
+    float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
+    float beta, int act) {
+    gemm_simt_big<128>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA, transB,
+                       alpha, beta, act);
+}
+
+extern "C" __global__ void __launch_bounds__(128, 4) gemm_half_f32(
+    float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
+    float beta, int act) {
+    gemm_simt_big<64>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA, transB,
+                      alpha, beta, act);
 }
 
 // One thread's share of a 128-row tile of an operand for the tensor-core kernels: 8 words

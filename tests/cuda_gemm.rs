@@ -78,12 +78,14 @@ fn cases(plan: Plan) -> Vec<Gemm> {
         return v;
     }
     let mut shapes = vec![(1, 1, 1), (17, 33, 65), (64, 64, 64), (100, 70, 129)];
-    if plan.tile == Tile::Large {
-        shapes.extend([(130, 260, 70), (257, 129, 40), (128, 128, 17)]);
+    match plan.tile {
+        Tile::Large => shapes.extend([(130, 260, 70), (257, 129, 40), (128, 128, 17)]),
+        Tile::Half => shapes.extend([(50, 300, 70), (65, 129, 40), (64, 128, 17)]),
+        Tile::Small => {}
     }
     let mut v = all_transposes(&shapes);
     v.push(with_epilogue(Gemm::new(37, 45, 50, false, true).batched(3)));
-    if plan.tile == Tile::Large {
+    if plan.tile != Tile::Small {
         v.push(with_epilogue(
             Gemm::new(150, 140, 50, true, false).batched(2),
         ));
@@ -219,6 +221,18 @@ fn gemm_large_f32_matches_cpu() {
 }
 
 #[test]
+fn gemm_half_f32_matches_cpu() {
+    run(
+        "gemm_half_f32_matches_cpu",
+        "f32",
+        Plan {
+            tile: Tile::Half,
+            splits: 1,
+        },
+    );
+}
+
+#[test]
 fn gemm_tf32_large_matches_cpu() {
     run("gemm_tf32_large_matches_cpu", "tf32", LARGE);
 }
@@ -233,6 +247,7 @@ fn gemm_splitk_reduce_f32_matches_cpu() {
     // Split K under each kind of slice product.
     for (which, tile) in [
         ("f32", Tile::Small),
+        ("f32", Tile::Half),
         ("tf32", Tile::Large),
         ("bf16", Tile::Small),
     ] {
@@ -256,12 +271,10 @@ fn plans_give_most_multiprocessors_a_block() {
     assert_eq!(plan(1800, 1024, 2048), p(Tile::Large, 2));
     // 250 decoder rows x 4096: 64 tiles; 4 slices of 512.
     assert_eq!(plan(250, 4096, 2048), p(Tile::Large, 4));
-    // 50 rows x 4096: padding to 128 rows exactly doubles the work, so large tiles; 32 of
-    // them, and 3072 in 8 slices of 384 gives 256 blocks.
-    assert_eq!(plan(50, 4096, 3072), p(Tile::Large, 8));
-    // The vocabulary projection: 9488 columns pad to 9600 or 9536, past double: 64x64 tiles,
-    // 149 of them, 2 slices.
-    assert_eq!(plan(50, 9488, 1024), p(Tile::Small, 2));
+    // 50 rows: 64x128 tiles, 32 of them; 3072 in 8 slices of 384 gives 256 blocks.
+    assert_eq!(plan(50, 4096, 3072), p(Tile::Half, 8));
+    // The vocabulary projection: 75 tiles, 1024 in 4 slices of 256 (3 does not divide it).
+    assert_eq!(plan(50, 9488, 1024), p(Tile::Half, 4));
     // Batched 64x64 attention scores: one small tile each, never split.
     assert_eq!(
         Gemm::new(64, 64, 128, false, true).batched(400).plan(132),

@@ -26,6 +26,10 @@ pub mod raw {
     fn gemm_bf16(c: CudaViewMut<'_, f32>, a: CudaView<'_, half::bf16>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
         trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+    /// SIMT f32 GEMM with 64×128 tiles (128 threads).
+    fn gemm_half_f32(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
+        m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
     /// SIMT f32 GEMM with 128×128 tiles (256 threads).
     fn gemm_large_f32(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
@@ -61,9 +65,23 @@ pub enum Tile {
     /// 64×64 outputs per block (`gemm_f32`, `gemm_f64`, `gemm_tf32`, `gemm_bf16`): simpler
     /// kernels, for products whose padding to 128 would waste most of a large tile.
     Small,
+    /// 64 rows × 128 columns per block (`gemm_half_f32`), for products of at most 64 rows;
+    /// TF32 and bf16 have no such kernel and run their `Large` one.
+    Half,
     /// 128×128 outputs per block (`gemm_large_f32`, `gemm_tf32_large`, `gemm_bf16_large`);
     /// f64 has no large kernel and runs `Small`.
     Large,
+}
+
+impl Tile {
+    /// Rows and columns of the block tile.
+    pub fn dims(self) -> (usize, usize) {
+        match self {
+            Tile::Small => (64, 64),
+            Tile::Half => (64, 128),
+            Tile::Large => (128, 128),
+        }
+    }
 }
 
 /// How a product is laid over the GPU: its tile and the number of slices K is split into
@@ -199,25 +217,38 @@ impl Gemm {
 
     /// The plan [`gemm`] uses on a GPU with `sms` multiprocessors.
     ///
-    /// Tile: 128×128, whose kernels run about twice as fast per computed element as the 64×64
-    /// ones, unless padding to 128 would more than double the work over padding to 64 (the
-    /// refiner attention's batched 64×64 score products, or 50 rows by 9488 vocabulary
-    /// columns). K is split when fewer than 1.5 blocks per SM would run (the decoder's
-    /// products of 50–250 rows), into the fewest slices of at least 256 that reach 1.5 per
-    /// SM, or else the most such slices; batched products never split.
+    /// Tile: the least padded work per unit of kernel speed, with the 64×128 and 128×128
+    /// kernels counted as 1.8 and 2 times as fast per computed element as the 64×64 ones
+    /// (measured on the H100 at 0.43–0.52 of the 128×128 kernel's speed). So 128×128 for the
+    /// refiner and the 250 decoder rows, 64×128 for the 50-row decoding products, 64×64 for
+    /// the refiner attention's batched 64×64 scores. K is split when fewer than 1.5 blocks per
+    /// SM would run, into the fewest slices of at least 256 that reach 1.5 per SM, or else
+    /// the most such slices; batched products never split.
     ///
-    /// Measured on the H100 (`cargo bench --bench kernels` times every alternative; f32, ms):
-    /// 50×4096×3072: 64×64 at best 0.126 in 6 slices, 128×128 0.096 in 8; 50×9488×1024:
-    /// 64×64 0.213 whole, 0.123 in 2 slices, 128×128 0.131 whole; 250×4096×2048: 1 slice
-    /// 0.266, 2 0.149, 4 0.142, 8 0.163; 1800×1024×2048 (120 tiles): 1 slice 0.271, 2 0.259.
+    /// Measured on the H100 (`cargo bench --bench kernels` times the alternatives; f32, ms):
+    /// 250×4096×2048: 1 slice 0.266, 2 0.149, 4 0.142, 8 0.163; 1800×1024×2048 (120 tiles):
+    /// 1 slice 0.271, 2 0.259, 4 0.272; 50×4096×3072: 64×64 at best 0.126 in 6 slices,
+    /// 128×128 0.096 in 8.
     pub fn plan(&self, sms: usize) -> Plan {
-        let padded = |t: usize| self.m.div_ceil(t) * self.n.div_ceil(t) * t * t;
-        let (tile, edge) = if padded(128) > 2 * padded(64) {
-            (Tile::Small, 64)
-        } else {
-            (Tile::Large, 128)
+        let padded = |t: Tile| {
+            let (r, c) = t.dims();
+            self.m.div_ceil(r) * r * self.n.div_ceil(c) * c
         };
-        let blocks = self.m.div_ceil(edge) * self.n.div_ceil(edge) * self.batch;
+        // Work over speed, in tenths: the 64x64 kernel at 1.0, 64x128 at 1.8, 128x128 at 2.
+        let cost = |t: Tile| {
+            let speed = match t {
+                Tile::Small => 10,
+                Tile::Half => 18,
+                Tile::Large => 20,
+            };
+            padded(t) * 180 / speed
+        };
+        let tile = [Tile::Large, Tile::Half, Tile::Small]
+            .into_iter()
+            .min_by_key(|&t| cost(t))
+            .expect("three tiles");
+        let (r, c) = tile.dims();
+        let blocks = self.m.div_ceil(r) * self.n.div_ceil(c) * self.batch;
         let enough = |blocks: usize| 2 * blocks >= 3 * sms;
         let mut splits = 1;
         if !enough(blocks) && self.batch == 1 {
@@ -258,11 +289,12 @@ impl Gemm {
     }
 
     fn cfg(&self, threads: u32) -> Result<LaunchCfg> {
-        self.cfg_tiled(threads, 64)
+        self.cfg_tiled(threads, Tile::Small)
     }
 
-    fn cfg_tiled(&self, threads: u32, tile: usize) -> Result<LaunchCfg> {
-        let gy = self.m.div_ceil(tile);
+    fn cfg_tiled(&self, threads: u32, tile: Tile) -> Result<LaunchCfg> {
+        let (rows, cols) = tile.dims();
+        let gy = self.m.div_ceil(rows);
         if gy > 65535 {
             return Err(Error::invalid(format!(
                 "cuda gemm: m = {} is too large",
@@ -271,7 +303,7 @@ impl Gemm {
         }
         Ok(LaunchCfg {
             grid: (
-                self.n.div_ceil(tile) as u32,
+                self.n.div_ceil(cols) as u32,
                 gy as u32,
                 self.batch.min(65535) as u32,
             ),
@@ -418,11 +450,11 @@ pub fn gemm_planned<T: CudaFloat>(
                     g.beta
                 )
             }
-            (Tile::Large, Precision::F32) => launch_gemm!(
-                raw::gemm_large_f32,
+            (Tile::Half, Precision::F32) => launch_gemm!(
+                raw::gemm_half_f32,
                 dev,
                 g,
-                g.cfg_tiled(256, 128)?,
+                g.cfg_tiled(128, Tile::Half)?,
                 c,
                 a,
                 b,
@@ -430,11 +462,23 @@ pub fn gemm_planned<T: CudaFloat>(
                 g.alpha,
                 g.beta
             ),
-            (Tile::Large, Precision::Tf32) => launch_gemm!(
+            (Tile::Large, Precision::F32) => launch_gemm!(
+                raw::gemm_large_f32,
+                dev,
+                g,
+                g.cfg_tiled(256, Tile::Large)?,
+                c,
+                a,
+                b,
+                bias,
+                g.alpha,
+                g.beta
+            ),
+            (Tile::Half | Tile::Large, Precision::Tf32) => launch_gemm!(
                 raw::gemm_tf32_large,
                 dev,
                 g,
-                g.cfg_tiled(256, 128)?,
+                g.cfg_tiled(256, Tile::Large)?,
                 c,
                 a,
                 b,
@@ -534,11 +578,11 @@ pub fn gemm_bf16_planned(
                 g.beta
             )
         }
-        Tile::Large => launch_gemm!(
+        Tile::Half | Tile::Large => launch_gemm!(
             raw::gemm_bf16_large,
             dev,
             g,
-            g.cfg_tiled(256, 128)?,
+            g.cfg_tiled(256, Tile::Large)?,
             c,
             a,
             b,
