@@ -104,18 +104,20 @@ fn reps() -> usize {
 }
 
 /// Best wall time in seconds of `reps()` runs of `f` after one warm-up, each ended by a
-/// device synchronise (so queued kernels are counted).
-fn best_of(dev: &CudaDevice, mut f: impl FnMut()) -> f64 {
+/// device synchronise (so queued kernels are counted), and the kernels one run launched.
+fn best_of(dev: &CudaDevice, mut f: impl FnMut()) -> (f64, u64) {
     f();
     dev.synchronize().unwrap();
     let mut best = f64::INFINITY;
+    let mut launches = 0;
     for _ in 0..reps() {
-        let t = Instant::now();
+        let (t, l) = (Instant::now(), dev.launches());
         f();
         dev.synchronize().unwrap();
         best = best.min(t.elapsed().as_secs_f64());
+        launches = dev.launches() - l;
     }
-    best
+    (best, launches)
 }
 
 /// "peak X MiB live, Y MiB reserved" since the section's start.
@@ -179,7 +181,7 @@ fn train_xe_step(shared: &mut Shared) {
     let mask = mask.to_device(device).unwrap();
     dev.reset_peak_memory();
     let mut phases = [f64::INFINITY; 4];
-    let wall = best_of(&dev, || {
+    let (wall, launches) = best_of(&dev, || {
         let t0 = Instant::now();
         let mut drng = Philox::new(4);
         let mut ctx = Ctx::train(&mut drng);
@@ -212,7 +214,7 @@ fn train_xe_step(shared: &mut Shared) {
     println!(
         "train.xe_step f32{}: {:.1} ms per step (best of {}; {:.1} ms with phase syncs): \
          forward {:.1} ms, backward {:.1} ms, adam {:.1} ms; {:.1} TFLOP/s on ~{XE_STEP_GFLOP} \
-         GFLOP; {}",
+         GFLOP; {launches} kernel launches; {}",
         tf32_label(),
         1e3 * wall,
         reps(),
@@ -243,7 +245,7 @@ fn train_scst_step(shared: &mut Shared) {
         ..DecodeOptions::greedy(16)
     };
     dev.reset_peak_memory();
-    let wall = best_of(&dev, || {
+    let (wall, launches) = best_of(&dev, || {
         let mut rng = Philox::new(6);
         let mut ctx = Ctx::train(&mut rng);
         let enc = m
@@ -259,7 +261,8 @@ fn train_scst_step(shared: &mut Shared) {
         zero_grad(&params);
     });
     println!(
-        "train.scst_step f32{}: {:.1} ms per step of {} sampled captions (best of {}); {}",
+        "train.scst_step f32{}: {:.1} ms per step of {} sampled captions (best of {}); \
+         {launches} kernel launches; {}",
         tf32_label(),
         1e3 * wall,
         TRAIN_IMAGES * 5,
@@ -273,7 +276,7 @@ fn decode_encode(shared: &mut Shared) {
     let m = shared.model();
     let feats = features(DECODE_IMAGES, 1, device);
     dev.reset_peak_memory();
-    let s = best_of(&dev, || {
+    let (s, launches) = best_of(&dev, || {
         no_grad(|| {
             m.encode(
                 &feats,
@@ -285,7 +288,7 @@ fn decode_encode(shared: &mut Shared) {
         })
         .unwrap();
     });
-    report("decode.encode500", s, &dev);
+    report("decode.encode500", s, launches, &dev);
 }
 
 fn decode_greedy(shared: &mut Shared) {
@@ -294,7 +297,7 @@ fn decode_greedy(shared: &mut Shared) {
     let feats = features(DECODE_IMAGES, 1, device);
     let opts = DecodeOptions::greedy(20);
     dev.reset_peak_memory();
-    let s = best_of(&dev, || {
+    let (s, launches) = best_of(&dev, || {
         no_grad(|| {
             let mut rng = Philox::new(0);
             let mut ctx = Ctx::eval(&mut rng);
@@ -302,7 +305,7 @@ fn decode_greedy(shared: &mut Shared) {
             sample(m, &enc, &opts, &mut ctx, false).unwrap()
         });
     });
-    report("decode.greedy500", s, &dev);
+    report("decode.greedy500", s, launches, &dev);
 }
 
 /// Beam search with 3 beams over 500 images, encoding included. The search itself is host
@@ -314,7 +317,7 @@ fn decode_beam3(shared: &mut Shared) {
     let feats = features(DECODE_IMAGES, 1, device);
     let opts = DecodeOptions::beam(3, 20);
     dev.reset_peak_memory();
-    let s = best_of(&dev, || {
+    let (s, launches) = best_of(&dev, || {
         let enc = no_grad(|| {
             m.encode(
                 &feats,
@@ -327,13 +330,13 @@ fn decode_beam3(shared: &mut Shared) {
         .unwrap();
         no_grad(|| beam_search(m, &enc, &opts, false)).unwrap();
     });
-    report("decode.beam3_500", s, &dev);
+    report("decode.beam3_500", s, launches, &dev);
 }
 
-fn report(name: &str, wall: f64, dev: &CudaDevice) {
+fn report(name: &str, wall: f64, launches: u64, dev: &CudaDevice) {
     println!(
         "{name} f32{}: {:.3} s per call of {DECODE_IMAGES} images, {:.2} ms per image (best of \
-         {}); {}",
+         {}); {launches} kernel launches; {}",
         tf32_label(),
         wall,
         1e3 * wall / DECODE_IMAGES as f64,

@@ -112,6 +112,7 @@ pub struct CudaDevice {
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     functions: Mutex<HashMap<&'static str, (CudaFunction, u32)>>,
     pool: Mutex<Pool<DriverAlloc>>,
+    launches: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -176,6 +177,7 @@ impl CudaDevice {
             ordinal,
             arch: format!("sm_{}{}", cc.0, cc.1),
             pool: Mutex::new(Pool::new(DriverAlloc { ctx: ctx.clone() })),
+            launches: std::sync::atomic::AtomicU64::new(0),
             ctx,
             stream,
             name,
@@ -454,7 +456,16 @@ impl CudaDevice {
         unsafe {
             result::launch_kernel(func.cu_function(), g, b, cfg.smem, self.cu_stream(), params)
         }
-        .map_err(|e| cuda_err(format!("launch {kernel} grid {g:?} block {b:?}"), e))
+        .map_err(|e| cuda_err(format!("launch {kernel} grid {g:?} block {b:?}"), e))?;
+        self.launches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Kernels launched on this device so far (launch overhead: the bench reports launches
+    /// per training step and per decoding call).
+    pub fn launches(&self) -> u64 {
+        self.launches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Times `f` on the device's stream with CUDA events: milliseconds between an event
