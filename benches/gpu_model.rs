@@ -17,8 +17,11 @@
 //! attention from matmul/softmax ops (the fused attention kernels are not wired into it yet).
 //!
 //! FLOP-based efficiency: an XE step (10 images × 5 captions × 17 steps, refiner once per
-//! image) is about 245 GFLOP (issue 8); TFLOP/s = 245 / seconds / 1000. With random weights
-//! no caption ever ends early: decoding always runs all 20 steps (the worst case).
+//! image) is about 245 GFLOP (issue 8); TFLOP/s = 245 / seconds / 1000. The decoding sections
+//! set the output bias of EOS (index 0) to −10⁴ first, as `benches/model.rs` does, so no caption
+//! ends and every call runs all 20 steps (the worst case): with random weights greedy decoding
+//! chose EOS at once, which the launch counts of the first H100 run showed (145 launches for
+//! encoding plus 20 steps of 500 images, 112 of them the encoder's).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,6 +49,16 @@ struct Shared {
 impl Shared {
     fn device(&self) -> Device {
         Device::Cuda(self.dev.ordinal())
+    }
+
+    /// The model with EOS made impossible, so that decoding runs the full 20 steps.
+    fn decoding_model(&mut self) -> &AoaModel {
+        let m = self.model();
+        m.logit
+            .bias
+            .with_data_mut::<f32, _>(|b| b[0] = -1e4)
+            .unwrap();
+        m
     }
 
     fn model(&mut self) -> &AoaModel {
@@ -293,7 +306,7 @@ fn decode_encode(shared: &mut Shared) {
 
 fn decode_greedy(shared: &mut Shared) {
     let (dev, device) = (shared.dev.clone(), shared.device());
-    let m = shared.model();
+    let m = shared.decoding_model();
     let feats = features(DECODE_IMAGES, 1, device);
     let opts = DecodeOptions::greedy(20);
     dev.reset_peak_memory();
@@ -313,7 +326,7 @@ fn decode_greedy(shared: &mut Shared) {
 /// moves it to the device).
 fn decode_beam3(shared: &mut Shared) {
     let (dev, device) = (shared.dev.clone(), shared.device());
-    let m = shared.model();
+    let m = shared.decoding_model();
     let feats = features(DECODE_IMAGES, 1, device);
     let opts = DecodeOptions::beam(3, 20);
     dev.reset_peak_memory();
