@@ -420,74 +420,67 @@ pub fn gemm_planned<T: CudaFloat>(
             bias.map(|v| v.cast::<f32>()),
         )
     };
+    let (kernel, threads, tile) = f32_kernel(plan.tile, precision);
     with_split_k(dev, g, plan, c, bias, |g, c, bias| {
-        match (plan.tile, precision) {
-            (Tile::Small, Precision::F32) => {
-                launch_gemm!(
-                    raw::gemm::<f32>,
-                    dev,
-                    g,
-                    g.cfg(256)?,
-                    c,
-                    a,
-                    b,
-                    bias,
-                    g.alpha,
-                    g.beta
-                )
-            }
-            (Tile::Small, Precision::Tf32) => {
-                launch_gemm!(
-                    raw::gemm_tf32,
-                    dev,
-                    g,
-                    g.cfg(128)?,
-                    c,
-                    a,
-                    b,
-                    bias,
-                    g.alpha,
-                    g.beta
-                )
-            }
-            (Tile::Half, Precision::F32) => launch_gemm!(
-                raw::gemm_half_f32,
-                dev,
-                g,
-                g.cfg_tiled(128, Tile::Half)?,
-                c,
-                a,
-                b,
-                bias,
-                g.alpha,
-                g.beta
-            ),
-            (Tile::Large, Precision::F32) => launch_gemm!(
-                raw::gemm_large_f32,
-                dev,
-                g,
-                g.cfg_tiled(256, Tile::Large)?,
-                c,
-                a,
-                b,
-                bias,
-                g.alpha,
-                g.beta
-            ),
-            (Tile::Half | Tile::Large, Precision::Tf32) => launch_gemm!(
-                raw::gemm_tf32_large,
-                dev,
-                g,
-                g.cfg_tiled(256, Tile::Large)?,
-                c,
-                a,
-                b,
-                bias,
-                g.alpha,
-                g.beta
-            ),
-        }
+        launch_gemm!(
+            kernel,
+            dev,
+            g,
+            g.cfg_tiled(threads, tile)?,
+            c,
+            a,
+            b,
+            bias,
+            g.alpha,
+            g.beta
+        )
     })
+}
+
+/// The launch wrapper of a GEMM kernel with operands of type `E` and an f32 output (all of
+/// `kernels/gemm.cu` but `gemm_f64`): the shape, strides and epilogue of [`launch_gemm!`].
+type GemmKernel<E> = for<'c, 'a, 'b, 'd> unsafe fn(
+    &CudaDevice,
+    LaunchCfg,
+    CudaViewMut<'c, f32>,
+    CudaView<'a, E>,
+    CudaView<'b, E>,
+    Option<CudaView<'d, f32>>,
+    i32,
+    i32,
+    i32,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i32,
+    i32,
+    i32,
+    f32,
+    f32,
+    i32,
+) -> Result<()>;
+
+/// The kernel for an f32 product with `tile` and `precision`, its block size and the tile it
+/// computes (TF32 has no 64×128 kernel: such products run the 128×128 one).
+fn f32_kernel(tile: Tile, precision: Precision) -> (GemmKernel<f32>, u32, Tile) {
+    match (tile, precision) {
+        (Tile::Small, Precision::F32) => (raw::gemm::<f32>, 256, Tile::Small),
+        (Tile::Small, Precision::Tf32) => (raw::gemm_tf32, 128, Tile::Small),
+        (Tile::Half, Precision::F32) => (raw::gemm_half_f32, 128, Tile::Half),
+        (Tile::Large, Precision::F32) => (raw::gemm_large_f32, 256, Tile::Large),
+        (Tile::Half | Tile::Large, Precision::Tf32) => (raw::gemm_tf32_large, 256, Tile::Large),
+    }
+}
+
+/// The bf16 kernel for `tile` (no 64×128 one either), its block size and computed tile.
+fn bf16_kernel(tile: Tile) -> (GemmKernel<half::bf16>, u32, Tile) {
+    match tile {
+        Tile::Small => (raw::gemm_bf16, 128, Tile::Small),
+        Tile::Half | Tile::Large => (raw::gemm_bf16_large, 256, Tile::Large),
+    }
 }
 
 /// Runs `product(g', c', bias')` directly (`plan.splits == 1`), or as `splits` partial
@@ -563,32 +556,19 @@ pub fn gemm_bf16_planned(
     if g.m * g.n * g.batch == 0 {
         return Ok(());
     }
-    with_split_k(dev, g, plan, c, bias, |g, c, bias| match plan.tile {
-        Tile::Small => {
-            launch_gemm!(
-                raw::gemm_bf16,
-                dev,
-                g,
-                g.cfg(128)?,
-                c,
-                a,
-                b,
-                bias,
-                g.alpha,
-                g.beta
-            )
-        }
-        Tile::Half | Tile::Large => launch_gemm!(
-            raw::gemm_bf16_large,
+    let (kernel, threads, tile) = bf16_kernel(plan.tile);
+    with_split_k(dev, g, plan, c, bias, |g, c, bias| {
+        launch_gemm!(
+            kernel,
             dev,
             g,
-            g.cfg_tiled(256, Tile::Large)?,
+            g.cfg_tiled(threads, tile)?,
             c,
             a,
             b,
             bias,
             g.alpha,
             g.beta
-        ),
+        )
     })
 }
