@@ -767,6 +767,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn devices_parse_and_report_why_they_are_unusable() {
+        assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
+        assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda(0));
+        assert_eq!("cuda:3".parse::<Device>().unwrap(), Device::Cuda(3));
+        for bad in ["", "tpu", "cuda:", "cuda:x", "cuda:-1", "CPU"] {
+            let e = bad.parse::<Device>().unwrap_err().to_string();
+            assert!(e.contains("expected cpu, cuda or cuda:N"), "{bad}: {e}");
+        }
+        assert_eq!(Device::Cpu.check_available().unwrap(), Device::Cpu);
+        // No machine has 1000 GPUs; without the feature or a driver the reason is given.
+        let e = Device::Cuda(1000)
+            .check_available()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cuda") || e.contains("CUDA"), "{e}");
+        // `auto` never picks an unusable device.
+        assert!(Device::auto().check_available().is_ok());
+    }
+
+    #[test]
     fn creation_and_readback() {
         let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
         assert_eq!(t.shape(), &[2, 3]);
