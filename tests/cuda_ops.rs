@@ -525,6 +525,51 @@ fn count_nonfinite_f64_on_a_strided_view() {
     assert!(x.narrow(1, 0, 1).unwrap().all_finite().unwrap());
 }
 
+/// Many tensors checked with one counter on the device: a bad element in any of them (the
+/// first, a middle one, the last, a strided view) is found, mixed dtypes are fine.
+#[test]
+fn count_nonfinite_f32_all_finite_many_over_gradients() {
+    let Some(dev) = cuda("count_nonfinite_f32_all_finite_many_over_gradients") else {
+        return;
+    };
+    let make = |seed: u64, n: usize, dtype| {
+        randt(&[n], -1.0, 1.0, seed)
+            .to_dtype(dtype)
+            .unwrap()
+            .to_device(dev)
+            .unwrap()
+    };
+    let good: Vec<Tensor> = (0..5)
+        .map(|i| make(40 + i, 1000 + 777 * i as usize, DTYPES[i as usize % 2]))
+        .collect();
+    let refs: Vec<&Tensor> = good.iter().collect();
+    assert!(Tensor::all_finite_many(&refs).unwrap());
+    assert!(Tensor::all_finite_many(&[]).unwrap());
+    for at in [0, 2, 4] {
+        let mut v = good[at].to_vec_f64();
+        let last = v.len() - 1;
+        v[last] = f64::NAN;
+        let bad = Tensor::from_vec(v, &[good[at].numel()])
+            .unwrap()
+            .to_dtype(good[at].dtype())
+            .unwrap()
+            .to_device(dev)
+            .unwrap();
+        let mut refs: Vec<&Tensor> = good.iter().collect();
+        refs[at] = &bad;
+        assert!(
+            !Tensor::all_finite_many(&refs).unwrap(),
+            "NaN in tensor {at}"
+        );
+    }
+    let m = Tensor::from_vec(vec![1.0f32, f32::INFINITY, 2.0, 3.0], &[2, 2])
+        .unwrap()
+        .to_device(dev)
+        .unwrap();
+    let t = m.transpose(0, 1).unwrap();
+    assert!(!Tensor::all_finite_many(&[&good[0], &t]).unwrap());
+}
+
 // ------------------------------------------------------------------------------- products
 
 #[test]

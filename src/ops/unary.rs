@@ -224,6 +224,21 @@ impl Tensor {
         }
         with_float!(self.dtype(), "all_finite", T => self.with_slice::<T, _>("all_finite", |d| d.iter().all(|x| x.is_finite())))
     }
+
+    /// Whether every element of every tensor is finite. On a GPU (all of `tensors` on the
+    /// same device) this waits for the device once, not once per tensor: the trainer checks
+    /// every gradient each step.
+    pub fn all_finite_many(tensors: &[&Tensor]) -> Result<bool> {
+        if tensors.first().is_some_and(|t| t.is_cuda()) {
+            return on_cuda!(gpu::all_finite_many(tensors));
+        }
+        for t in tensors {
+            if !t.all_finite()? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -231,6 +246,18 @@ mod tests {
     use crate::autograd::gradcheck::check_op;
     use crate::ops::test_util::{rand, rand_in};
     use crate::tensor::Tensor;
+
+    #[test]
+    fn all_finite_many_finds_any_bad_element() {
+        let a = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap();
+        let b = Tensor::from_vec(vec![3.0f64; 5], &[5]).unwrap();
+        assert!(Tensor::all_finite_many(&[&a, &b]).unwrap());
+        assert!(Tensor::all_finite_many(&[]).unwrap());
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let c = Tensor::from_vec(vec![0.0, bad], &[2]).unwrap();
+            assert!(!Tensor::all_finite_many(&[&a, &c, &b]).unwrap(), "{bad}");
+        }
+    }
 
     #[test]
     fn values() {

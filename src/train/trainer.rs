@@ -948,14 +948,19 @@ impl Trainer {
         {
             p.set_grad(Some(g.mul_scalar(f64::NAN)?));
         }
-        for (name, p) in &self.params {
-            if let Some(g) = p.grad()
-                && !g.all_finite()?
-            {
-                return Err(Error::NonFinite(format!(
-                    "the gradient of {name} at iteration {number} (epoch {})",
-                    self.state.epoch
-                )));
+        // One check over all gradients (on a GPU: one wait, not one per parameter); only
+        // when it fails are they checked one by one, to name the parameter.
+        let grads: Vec<Tensor> = self.params.iter().filter_map(|(_, p)| p.grad()).collect();
+        if !Tensor::all_finite_many(&grads.iter().collect::<Vec<_>>())? {
+            for (name, p) in &self.params {
+                if let Some(g) = p.grad()
+                    && !g.all_finite()?
+                {
+                    return Err(Error::NonFinite(format!(
+                        "the gradient of {name} at iteration {number} (epoch {})",
+                        self.state.epoch
+                    )));
+                }
             }
         }
         let t2 = Instant::now();

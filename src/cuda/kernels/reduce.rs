@@ -270,13 +270,24 @@ pub fn count_nonfinite<T: CudaFloat>(
     dev: &std::sync::Arc<CudaDevice>,
     x: CudaView<'_, T>,
 ) -> Result<u64> {
+    let mut count = dev.zeros::<u32>(1)?;
+    add_nonfinite(dev, count.view_mut(), x)?;
+    Ok(u64::from(count.to_host()?[0]))
+}
+
+/// Adds the number of NaN or infinite elements of `x` to `count[0]` on the device, without
+/// waiting: checking many tensors costs one launch each and a single read-back.
+pub fn add_nonfinite<T: CudaFloat>(
+    dev: &CudaDevice,
+    count: CudaViewMut<'_, u32>,
+    x: CudaView<'_, T>,
+) -> Result<()> {
     let n = x.len();
     if n == 0 {
-        return Ok(0);
+        return Ok(());
     }
-    let mut count = dev.zeros::<u32>(1)?;
+    check_len("count_nonfinite", "count", count.len(), 1)?;
     let cfg = LaunchCfg::elementwise(n, 4096);
-    // SAFETY: x holds n elements, count one.
-    unsafe { raw::count_nonfinite(dev, cfg, count.view_mut(), x, n as i64)? };
-    Ok(u64::from(count.to_host()?[0]))
+    // SAFETY: x holds n elements, count at least one.
+    unsafe { raw::count_nonfinite(dev, cfg, count, x, n as i64) }
 }

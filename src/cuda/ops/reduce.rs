@@ -127,6 +127,28 @@ pub(crate) fn argmax_last(x: &Tensor, rows: usize, len: usize) -> Result<Vec<usi
 }
 
 /// Whether every element is finite.
+/// Whether every element of every tensor (all on one CUDA device) is finite: one counter on
+/// the device, one launch per tensor, one read-back.
+pub(crate) fn all_finite_many(xs: &[&Tensor]) -> Result<bool> {
+    let Some(first) = xs.first() else {
+        return Ok(true);
+    };
+    let dev: Arc<CudaDevice> = device_of(first)?;
+    let mut count = dev.zeros::<u32>(1)?;
+    for x in xs {
+        if x.device() != first.device() {
+            return Err(Error::Mismatch {
+                op: "all_finite_many",
+                detail: format!("tensors on {} and {}", first.device(), x.device()),
+            });
+        }
+        with_cuda_float!(x.dtype(), "all_finite_many", T => {
+            with_dense::<T, _>(x, "all_finite_many", |xv| red::add_nonfinite(&dev, count.view_mut(), xv))
+        })?;
+    }
+    Ok(count.to_host()?[0] == 0)
+}
+
 pub(crate) fn all_finite(x: &Tensor) -> Result<bool> {
     let dev: Arc<CudaDevice> = device_of(x)?;
     with_cuda_float!(x.dtype(), "all_finite", T => {
