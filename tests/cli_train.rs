@@ -363,6 +363,25 @@ fn nan_stops_and_bad_setups_fail_within_seconds() {
         assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
         assert!(!out.join("checkpoint.safetensors").exists());
     }
+    // A precision that is not one, or TF32 on the CPU: the same.
+    for (precision, says) in [("fp8", "expected f32 or tf32"), ("tf32", "needs a GPU")] {
+        let o = aoanet(&[
+            "train",
+            "--data",
+            p(&data),
+            "--config",
+            p(&config),
+            "--device",
+            "cpu",
+            "--precision",
+            precision,
+        ])
+        .output()
+        .unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        assert!(t.contains(says), "{t}");
+    }
 
     // Resuming with another width.
     let o = aoanet(&[
