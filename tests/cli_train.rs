@@ -364,7 +364,11 @@ fn nan_stops_and_bad_setups_fail_within_seconds() {
         assert!(!out.join("checkpoint.safetensors").exists());
     }
     // A precision that is not one, or TF32 on the CPU: the same.
-    for (precision, says) in [("fp8", "expected f32 or tf32"), ("tf32", "needs a GPU")] {
+    for (precision, says) in [
+        ("fp8", "expected f32, tf32 or bf16"),
+        ("tf32", "needs a GPU"),
+        ("bf16", "needs a GPU"),
+    ] {
         let o = aoanet(&[
             "train",
             "--data",

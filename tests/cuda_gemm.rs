@@ -141,10 +141,10 @@ fn run(test: &str, which: &str, plan: Plan) {
             }
             _ => {
                 let (ad, bd) = (dev.htod(&a).unwrap(), dev.htod(&b).unwrap());
-                let p = if which == "tf32" {
-                    Precision::Tf32
-                } else {
-                    Precision::F32
+                let p = match which {
+                    "tf32" => Precision::Tf32,
+                    "bf16-products" => Precision::Bf16,
+                    _ => Precision::F32,
                 };
                 gemm::gemm_planned(
                     &dev,
@@ -162,16 +162,16 @@ fn run(test: &str, which: &str, plan: Plan) {
                 // the bf16 one; a kernel that truncated instead of rounding, or skipped the
                 // conversion, fails (a first tolerance of 5e-4·√k on unrounded inputs was
                 // exceeded by honest rounding on the H100). f32: k roundings of terms ≤ 1.
-                let round = |v: &f32| {
-                    if which == "tf32" {
-                        f64::from(tf32_rna(*v))
-                    } else {
-                        f64::from(*v)
-                    }
+                // bf16 products of f32 operands: rounded to nearest even on the device, as
+                // `half` rounds here.
+                let round = |v: &f32| match which {
+                    "tf32" => f64::from(tf32_rna(*v)),
+                    "bf16-products" => f64::from(half::bf16::from_f32(*v).to_f32()),
+                    _ => f64::from(*v),
                 };
                 let a64: Vec<f64> = a.iter().map(round).collect();
                 let b64: Vec<f64> = b.iter().map(round).collect();
-                let tol = if which == "tf32" {
+                let tol = if which == "tf32" || which == "bf16-products" {
                     (2e-5 * (g.k as f64).sqrt(), 1e-5)
                 } else {
                     (2e-7 * g.k as f64, 1e-6)
@@ -240,6 +240,26 @@ fn gemm_tf32_large_matches_cpu() {
 #[test]
 fn gemm_bf16_large_matches_cpu() {
     run("gemm_bf16_large_matches_cpu", "bf16", LARGE);
+}
+
+/// `Precision::Bf16` on f32 operands: both cast on the device (strided and batched layouts
+/// included), then the bf16 kernels, split K included.
+#[test]
+fn gemm_bf16_large_products_of_f32_operands_match_cpu() {
+    for plan in [
+        LARGE,
+        SMALL,
+        Plan {
+            tile: Tile::Large,
+            splits: 3,
+        },
+    ] {
+        run(
+            "gemm_bf16_large_products_of_f32_operands_match_cpu",
+            "bf16-products",
+            plan,
+        );
+    }
 }
 
 #[test]

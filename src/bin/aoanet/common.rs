@@ -28,9 +28,10 @@ pub struct DeviceArgs {
     /// Results on a GPU differ from the CPU's in the last bits of f32 (summation order).
     #[arg(long, default_value = "auto", value_name = "DEVICE")]
     pub device: String,
-    /// The matrix products' precision on a GPU: `f32` (exact f32 FMAs, the default) or `tf32`
-    /// (tensor cores on inputs rounded to 10-bit mantissas, f32 accumulation: faster, and
-    /// about 1e-3 relative per product). The CPU always computes in f32.
+    /// The matrix products' precision on a GPU: `f32` (exact f32 FMAs, the default), `tf32`
+    /// (tensor cores on inputs rounded to 10-bit mantissas, f32 accumulation: faster, about
+    /// 1e-3 relative per product) or `bf16` (7-bit mantissas: fastest, about 1e-2). Weights
+    /// and everything else stay f32. The CPU always computes in f32.
     #[arg(long, default_value = "f32", value_name = "P")]
     pub precision: String,
 }
@@ -49,16 +50,21 @@ impl DeviceArgs {
         let device = device.check_available().map_err(named)?;
         match (self.precision.as_str(), device) {
             ("f32", _) => {}
-            ("tf32", Device::Cuda(_)) => {
-                #[cfg(feature = "cuda")]
-                aoanet::cuda::ops::set_tf32(true);
-            }
-            ("tf32", Device::Cpu) => {
+            (p @ ("tf32" | "bf16"), Device::Cpu) => {
                 return Err(format!(
-                    "--precision tf32 needs a GPU; {device} computes in f32 (give --device cuda)"
+                    "--precision {p} needs a GPU; {device} computes in f32 (give --device cuda)"
                 ));
             }
-            (p, _) => return Err(format!("--precision {p}: expected f32 or tf32")),
+            #[cfg(feature = "cuda")]
+            (p @ ("tf32" | "bf16"), Device::Cuda(_)) => {
+                use aoanet::cuda::kernels::gemm::Precision;
+                aoanet::cuda::ops::set_matmul_precision(if p == "tf32" {
+                    Precision::Tf32
+                } else {
+                    Precision::Bf16
+                });
+            }
+            (p, _) => return Err(format!("--precision {p}: expected f32, tf32 or bf16")),
         }
         eprintln!("device: {device}, {} products", self.precision);
         Ok(device)

@@ -57,6 +57,9 @@ pub enum Precision {
     F32,
     /// Tensor cores with TF32 inputs (10-bit mantissa), f32 accumulation.
     Tf32,
+    /// Tensor cores with bf16 inputs (7-bit mantissa): both operands are rounded to bf16 on
+    /// the device (to nearest even) for each product, then multiplied with f32 accumulation.
+    Bf16,
 }
 
 /// The block tile a product runs with.
@@ -175,7 +178,8 @@ impl Gemm {
         (batch - 1) * stride + (rows - 1) * ld + cols
     }
 
-    fn check(&self, c: usize, a: usize, b: usize, bias: Option<usize>) -> Result<()> {
+    /// The elements of A and of B that the product reads: one past the largest index.
+    fn operand_extents(&self) -> (usize, usize) {
         let (ar, ac) = if self.trans_a {
             (self.k, self.m)
         } else {
@@ -186,23 +190,23 @@ impl Gemm {
         } else {
             (self.k, self.n)
         };
+        (
+            Self::extent(ar, ac, self.lda, self.batch, self.stride_a),
+            Self::extent(br, bc, self.ldb, self.batch, self.stride_b),
+        )
+    }
+
+    fn check(&self, c: usize, a: usize, b: usize, bias: Option<usize>) -> Result<()> {
+        let ac = if self.trans_a { self.m } else { self.k };
+        let bc = if self.trans_b { self.k } else { self.n };
         if self.lda < ac || self.ldb < bc || self.ldc < self.n {
             return Err(Error::invalid(format!(
                 "cuda gemm: leading dimensions too small in {self:?}"
             )));
         }
-        check_len(
-            "gemm",
-            "A",
-            a,
-            Self::extent(ar, ac, self.lda, self.batch, self.stride_a),
-        )?;
-        check_len(
-            "gemm",
-            "B",
-            b,
-            Self::extent(br, bc, self.ldb, self.batch, self.stride_b),
-        )?;
+        let (ea, eb) = self.operand_extents();
+        check_len("gemm", "A", a, ea)?;
+        check_len("gemm", "B", b, eb)?;
         check_len(
             "gemm",
             "C",
@@ -360,8 +364,8 @@ macro_rules! launch_gemm {
 }
 
 /// `C = act(alpha · op(A) op(B) + beta · C + bias)`: SIMT FMAs in the type of the operands,
-/// or for f32 with [`Precision::Tf32`] tensor cores on TF32-rounded inputs (f64 ignores
-/// `precision`), with the tile and K split of [`Gemm::plan`] for this GPU.
+/// or for f32 tensor cores on TF32- or bf16-rounded inputs ([`Precision`]; f64 ignores it),
+/// with the tile and K split of [`Gemm::plan`] for this GPU.
 pub fn gemm<T: CudaFloat>(
     dev: &Arc<CudaDevice>,
     g: &Gemm,
@@ -420,7 +424,16 @@ pub fn gemm_planned<T: CudaFloat>(
             bias.map(|v| v.cast::<f32>()),
         )
     };
-    let (kernel, threads, tile) = f32_kernel(plan.tile, precision);
+    if precision == Precision::Bf16 {
+        // The operands' bf16 copies keep their layouts: the elements the product reads, cast.
+        let (ea, eb) = g.operand_extents();
+        let mut a16 = dev.alloc::<half::bf16>(ea)?;
+        let mut b16 = dev.alloc::<half::bf16>(eb)?;
+        super::elementwise::cast_to_bf16(dev, a16.view_mut(), a.slice(..ea)?)?;
+        super::elementwise::cast_to_bf16(dev, b16.view_mut(), b.slice(..eb)?)?;
+        return gemm_bf16_planned(dev, g, plan, c, a16.view(), b16.view(), bias);
+    }
+    let (kernel, threads, tile) = f32_kernel(plan.tile, precision == Precision::Tf32);
     with_split_k(dev, g, plan, c, bias, |g, c, bias| {
         launch_gemm!(
             kernel,
@@ -463,15 +476,16 @@ type GemmKernel<E> = for<'c, 'a, 'b, 'd> unsafe fn(
     i32,
 ) -> Result<()>;
 
-/// The kernel for an f32 product with `tile` and `precision`, its block size and the tile it
-/// computes (TF32 has no 64×128 kernel: such products run the 128×128 one).
-fn f32_kernel(tile: Tile, precision: Precision) -> (GemmKernel<f32>, u32, Tile) {
-    match (tile, precision) {
-        (Tile::Small, Precision::F32) => (raw::gemm::<f32>, 256, Tile::Small),
-        (Tile::Small, Precision::Tf32) => (raw::gemm_tf32, 128, Tile::Small),
-        (Tile::Half, Precision::F32) => (raw::gemm_half_f32, 128, Tile::Half),
-        (Tile::Large, Precision::F32) => (raw::gemm_large_f32, 256, Tile::Large),
-        (Tile::Half | Tile::Large, Precision::Tf32) => (raw::gemm_tf32_large, 256, Tile::Large),
+/// The kernel for an f32 product with `tile` on SIMT FMAs or (`tf32`) TF32 tensor cores, its
+/// block size and the tile it computes (TF32 has no 64×128 kernel: such products run the
+/// 128×128 one).
+fn f32_kernel(tile: Tile, tf32: bool) -> (GemmKernel<f32>, u32, Tile) {
+    match (tile, tf32) {
+        (Tile::Small, false) => (raw::gemm::<f32>, 256, Tile::Small),
+        (Tile::Small, true) => (raw::gemm_tf32, 128, Tile::Small),
+        (Tile::Half, false) => (raw::gemm_half_f32, 128, Tile::Half),
+        (Tile::Large, false) => (raw::gemm_large_f32, 256, Tile::Large),
+        (Tile::Half | Tile::Large, true) => (raw::gemm_tf32_large, 256, Tile::Large),
     }
 }
 

@@ -6,33 +6,52 @@
 //! (row-major with a leading dimension, or column-major = "transposed"); other views (both
 //! strides above 1, or a broadcast inside the matrix) are copied dense first. f32 products run
 //! on the SIMT kernel by default (exact to f32 rounding, as the CPU parity tolerances assume);
-//! [`set_tf32`] switches them to the TF32 tensor-core kernel.
+//! [`set_matmul_precision`] switches them to TF32 or bf16 tensor cores.
 
 use super::{dense_copy, device_of, output, with_buffer, with_cuda_float, with_dense};
 use crate::cuda::kernels::gemm::{self as k, Act, Gemm, Precision};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-static TF32: AtomicBool = AtomicBool::new(false);
+/// The f32 products' [`Precision`], as a number: 0 F32, 1 TF32, 2 bf16.
+static PRECISION: AtomicU8 = AtomicU8::new(0);
 
-/// Whether f32 products on CUDA devices use TF32 tensor cores (10-bit mantissa inputs, f32
-/// accumulation) instead of exact f32 FMAs. Off by default.
-pub fn set_tf32(on: bool) {
-    TF32.store(on, Ordering::Relaxed);
+/// How f32 matrix products on CUDA devices compute: exact f32 FMAs ([`Precision::F32`], the
+/// default and what the parity tolerances assume), TF32 tensor cores (10-bit mantissa inputs),
+/// or bf16 tensor cores (7-bit mantissa inputs, rounded on the device for each product); all
+/// accumulate in f32. Process-wide; f64 products are always exact.
+pub fn set_matmul_precision(p: Precision) {
+    let code = match p {
+        Precision::F32 => 0,
+        Precision::Tf32 => 1,
+        Precision::Bf16 => 2,
+    };
+    PRECISION.store(code, Ordering::Relaxed);
 }
 
-/// The current [`set_tf32`] setting.
+/// The current [`set_matmul_precision`] setting.
+pub fn matmul_precision() -> Precision {
+    match PRECISION.load(Ordering::Relaxed) {
+        1 => Precision::Tf32,
+        2 => Precision::Bf16,
+        _ => Precision::F32,
+    }
+}
+
+/// TF32 products on (`true`) or exact f32 (`false`): [`set_matmul_precision`] with
+/// [`Precision::Tf32`] or [`Precision::F32`].
+pub fn set_tf32(on: bool) {
+    set_matmul_precision(if on { Precision::Tf32 } else { Precision::F32 });
+}
+
+/// Whether f32 products use TF32 tensor cores.
 pub fn tf32_enabled() -> bool {
-    TF32.load(Ordering::Relaxed)
+    matmul_precision() == Precision::Tf32
 }
 
 fn precision() -> Precision {
-    if tf32_enabled() {
-        Precision::Tf32
-    } else {
-        Precision::F32
-    }
+    matmul_precision()
 }
 
 /// A batch of `rows × cols` matrices inside a storage: element `(z, r, c)` at
