@@ -433,7 +433,23 @@ pub fn gemm_planned<T: CudaFloat>(
         super::elementwise::cast_to_bf16(dev, b16.view_mut(), b.slice(..eb)?)?;
         return gemm_bf16_planned(dev, g, plan, c, a16.view(), b16.view(), bias);
     }
-    let (kernel, threads, tile) = f32_kernel(plan.tile, precision == Precision::Tf32);
+    let kernel = f32_kernel(plan.tile, precision == Precision::Tf32);
+    launch_planned(dev, g, plan, c, a, b, bias, kernel)
+}
+
+/// Launches `kernel` (with its block size and tile) for the checked product `g`, through split
+/// K when `plan` says so.
+#[allow(clippy::too_many_arguments)]
+fn launch_planned<E: crate::cuda::DeviceType>(
+    dev: &Arc<CudaDevice>,
+    g: &Gemm,
+    plan: Plan,
+    c: CudaViewMut<'_, f32>,
+    a: CudaView<'_, E>,
+    b: CudaView<'_, E>,
+    bias: Option<CudaView<'_, f32>>,
+    (kernel, threads, tile): (GemmKernel<E>, u32, Tile),
+) -> Result<()> {
     with_split_k(dev, g, plan, c, bias, |g, c, bias| {
         launch_gemm!(
             kernel,
@@ -570,19 +586,5 @@ pub fn gemm_bf16_planned(
     if g.m * g.n * g.batch == 0 {
         return Ok(());
     }
-    let (kernel, threads, tile) = bf16_kernel(plan.tile);
-    with_split_k(dev, g, plan, c, bias, |g, c, bias| {
-        launch_gemm!(
-            kernel,
-            dev,
-            g,
-            g.cfg_tiled(threads, tile)?,
-            c,
-            a,
-            b,
-            bias,
-            g.alpha,
-            g.beta
-        )
-    })
+    launch_planned(dev, g, plan, c, a, b, bias, bf16_kernel(plan.tile))
 }
