@@ -25,6 +25,9 @@
 //! encoding plus 20 steps of 500 images, 112 of them the encoder's).
 
 use std::sync::Arc;
+
+mod common;
+use common::{Section, forbid_eos, run_sections};
 use std::time::Instant;
 
 use aoanet::autograd::no_grad;
@@ -34,12 +37,6 @@ use aoanet::nn::{Ctx, Module};
 use aoanet::rng::Philox;
 use aoanet::tensor::{DType, Device, Tensor};
 use aoanet::train::{Adam, AdamConfig, adam::zero_grad, label_smoothing_loss, reward_loss};
-
-/// One named workload.
-struct Section {
-    name: &'static str,
-    run: fn(&mut Shared),
-}
 
 /// What sections share: the device and the model (built on first use).
 struct Shared {
@@ -55,10 +52,7 @@ impl Shared {
     /// The model with EOS made impossible, so that decoding runs the full 20 steps.
     fn decoding_model(&mut self) -> &AoaModel {
         let m = self.model();
-        m.logit
-            .bias
-            .with_data_mut::<f32, _>(|b| b[0] = -1e4)
-            .unwrap();
+        forbid_eos(m);
         m
     }
 
@@ -78,7 +72,7 @@ impl Shared {
     }
 }
 
-const SECTIONS: &[Section] = &[
+const SECTIONS: &[Section<Shared>] = &[
     Section {
         name: "train.xe_step",
         run: train_xe_step,
@@ -102,20 +96,17 @@ const SECTIONS: &[Section] = &[
 ];
 
 const REGIONS: usize = 36;
+
+/// Timed repetitions per workload: `AOANET_BENCH_REPS`, else 2.
+fn reps() -> usize {
+    common::reps(2)
+}
 /// Images per decoding call (issue 8: "greedy and beam-3 over 500 images").
 const DECODE_IMAGES: usize = 500;
 /// Images per training step (the reference's batch: 10 images × 5 captions).
 const TRAIN_IMAGES: usize = 10;
 /// An XE step's floating-point work (issue 8's estimate).
 const XE_STEP_GFLOP: f64 = 245.0;
-
-fn reps() -> usize {
-    std::env::var("AOANET_BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(2)
-}
 
 /// Best wall time in seconds of `reps()` runs of `f` after one warm-up, each ended by a
 /// device synchronise (so queued kernels are counted), and the kernels one run launched.
@@ -396,15 +387,5 @@ fn main() {
         "NVRTC: every kernel family compiled in {:.2} s",
         t.elapsed().as_secs_f64()
     );
-    // `cargo bench` passes `--bench`; other arguments name sections (prefixes).
-    let wanted: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let mut shared = Shared { dev, model: None };
-    for s in SECTIONS {
-        if wanted.is_empty() || wanted.iter().any(|w| s.name.starts_with(w.as_str())) {
-            (s.run)(&mut shared);
-        }
-    }
+    run_sections(SECTIONS, &mut Shared { dev, model: None });
 }

@@ -26,11 +26,8 @@ use aoanet::rng::Philox;
 use aoanet::tensor::{DType, Tensor};
 use std::time::Instant;
 
-/// One named workload.
-struct Section {
-    name: &'static str,
-    run: fn(&mut Shared),
-}
+mod common;
+use common::{Section, cpu_seconds, forbid_eos, peak_rss_mb, run_sections};
 
 /// Things sections share (built on first use: the full model takes a while).
 #[derive(Default)]
@@ -42,10 +39,7 @@ impl Shared {
     /// The model with EOS made impossible, so that decoding runs the full 20 steps.
     fn decoding_model(&mut self) -> &AoaModel {
         let m = self.model();
-        m.logit
-            .bias
-            .with_data_mut::<f32, _>(|b| b[0] = -1e4)
-            .unwrap();
+        forbid_eos(m);
         m
     }
 
@@ -63,7 +57,7 @@ impl Shared {
     }
 }
 
-const SECTIONS: &[Section] = &[
+const SECTIONS: &[Section<Shared>] = &[
     Section {
         name: "train.xe_step",
         run: train_xe_step,
@@ -85,12 +79,9 @@ const SECTIONS: &[Section] = &[
 const IMAGES: usize = 50;
 const REGIONS: usize = 36;
 
+/// Timed repetitions per workload: `AOANET_BENCH_REPS`, else 3.
 fn reps() -> usize {
-    std::env::var("AOANET_BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(3)
+    common::reps(3)
 }
 
 /// Best wall time and best CPU time (all threads, user + system) in seconds of `reps()` runs
@@ -106,33 +97,6 @@ fn best_of(mut f: impl FnMut()) -> (f64, f64) {
         best.1 = best.1.min(cpu_seconds() - c);
     }
     best
-}
-
-/// This process's CPU time so far, every thread included (Linux `/proc/self/stat` utime +
-/// stime at the usual 100 ticks per second; 0 elsewhere).
-fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name (which may contain spaces) start at `) `.
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
-/// The process's peak resident set size in MB (Linux; 0 elsewhere).
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn report(name: &str, (wall, cpu): (f64, f64)) {
@@ -310,15 +274,5 @@ fn train_xe_step(shared: &mut Shared) {
 
 fn main() {
     aoanet::cpu::alloc::keep_large_blocks();
-    // `cargo bench` passes `--bench`; other arguments name sections (prefixes).
-    let wanted: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let mut shared = Shared::default();
-    for s in SECTIONS {
-        if wanted.is_empty() || wanted.iter().any(|w| s.name.starts_with(w.as_str())) {
-            (s.run)(&mut shared);
-        }
-    }
+    run_sections(SECTIONS, &mut Shared::default());
 }
