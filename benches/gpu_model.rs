@@ -369,11 +369,12 @@ fn main() {
         return;
     }
     let dev = CudaDevice::get(0).unwrap();
+    use aoanet::cuda::kernels::gemm::Precision;
     if std::env::var_os("AOANET_TF32").is_some() {
-        aoanet::cuda::ops::set_tf32(true);
+        aoanet::cuda::ops::set_matmul_precision(Precision::Tf32);
     }
     if std::env::var_os("AOANET_BF16").is_some() {
-        aoanet::cuda::ops::set_matmul_precision(aoanet::cuda::kernels::gemm::Precision::Bf16);
+        aoanet::cuda::ops::set_matmul_precision(Precision::Bf16);
     }
     println!(
         "gpu_model on {} ({}), {} reps",

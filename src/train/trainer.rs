@@ -398,7 +398,6 @@ impl Trainer {
         let out = out.as_ref().to_path_buf();
         prepare_out(&out)?;
         let m = AoaModel::new(model, env.dtype, opts.seed)?;
-        m.to_device_(env.device)?;
         let adam = Adam::new(opts.adam(opts.learning_rate))?;
         let loader = Loader::new(data.clone(), loader_config(&opts, m.config().seq_length))?;
         let rng = Philox::with_stream(opts.seed, TRAIN_STREAM);
@@ -470,8 +469,6 @@ impl Trainer {
         let model = AoaModel::new(config, env.dtype, opts.seed)?;
         let params = model.named_parameters();
         ckpt.load_weights(&params)?;
-        // Adam's moments follow their parameters to the device at the first step.
-        model.to_device_(env.device)?;
         let mut adam = Adam::new(opts.adam(meta.state.lr))?;
         adam.load_state(ckpt.adam_state(&params)?)?;
         let loader = Loader::resume(
@@ -534,7 +531,6 @@ impl Trainer {
         let model = AoaModel::new(config, env.dtype, opts.seed)?;
         let params = model.named_parameters();
         ckpt.load_weights(&params)?;
-        model.to_device_(env.device)?;
         let mut adam = Adam::new(opts.adam(opts.learning_rate))?;
         let lcfg = loader_config(&opts, model.config().seq_length);
         let (loader, rng, iteration, epoch, best) = match &ckpt.train {
@@ -594,6 +590,9 @@ impl Trainer {
         env: TrainEnv,
         out: PathBuf,
     ) -> Result<Trainer> {
+        // Weights load on the host; the model goes to its device here, and Adam's moments
+        // follow their parameters there at the first step.
+        model.to_device_(env.device)?;
         let plateau = if opts.reduce_on_plateau {
             Some(match state.plateau {
                 Some(s) => ReduceLrOnPlateau::with_state(opts.plateau(), s)?,

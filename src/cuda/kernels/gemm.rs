@@ -292,10 +292,7 @@ impl Gemm {
         })
     }
 
-    fn cfg(&self, threads: u32) -> Result<LaunchCfg> {
-        self.cfg_tiled(threads, Tile::Small)
-    }
-
+    /// Blocks of `tile` over C (grid z: the batch), `threads` each.
     fn cfg_tiled(&self, threads: u32, tile: Tile) -> Result<LaunchCfg> {
         let (rows, cols) = tile.dims();
         let gy = self.m.div_ceil(rows);
@@ -405,7 +402,7 @@ pub fn gemm_planned<T: CudaFloat>(
             raw::gemm::<T>,
             dev,
             g,
-            g.cfg(256)?,
+            g.cfg_tiled(256, Tile::Small)?,
             c,
             a,
             b,

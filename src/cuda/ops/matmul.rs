@@ -39,21 +39,6 @@ pub fn matmul_precision() -> Precision {
     }
 }
 
-/// TF32 products on (`true`) or exact f32 (`false`): [`set_matmul_precision`] with
-/// [`Precision::Tf32`] or [`Precision::F32`].
-pub fn set_tf32(on: bool) {
-    set_matmul_precision(if on { Precision::Tf32 } else { Precision::F32 });
-}
-
-/// Whether f32 products use TF32 tensor cores.
-pub fn tf32_enabled() -> bool {
-    matmul_precision() == Precision::Tf32
-}
-
-fn precision() -> Precision {
-    matmul_precision()
-}
-
 /// A batch of `rows × cols` matrices inside a storage: element `(z, r, c)` at
 /// `offset + z·batch_stride + r·row_stride + c·col_stride`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,7 +142,7 @@ pub(crate) fn matmul(
                         // An empty contraction: zeros (the kernel would not write C).
                         return crate::cuda::kernels::elementwise::fill(&dev, o, <T as crate::tensor::Float>::ZERO);
                     }
-                    k::gemm(&dev, &g, o, ab.slice(oa.offset..)?, bb.slice(ob.offset..)?, None, precision())
+                    k::gemm(&dev, &g, o, ab.slice(oa.offset..)?, bb.slice(ob.offset..)?, None, matmul_precision())
                 })
             })
         })
@@ -233,7 +218,7 @@ pub(crate) fn weight_product(
                         if kx == 0 {
                             return Err(Error::invalid("cuda linear: zero input features"));
                         }
-                        k::gemm::<T>(&dev, &g, o, xb.slice(ox.offset..)?, wb.slice(ow.offset..)?, Some(bv), precision())
+                        k::gemm::<T>(&dev, &g, o, xb.slice(ox.offset..)?, wb.slice(ow.offset..)?, Some(bv), matmul_precision())
                     })
                 })
             })

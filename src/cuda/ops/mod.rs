@@ -41,7 +41,7 @@ pub use loss::SmoothedTargets;
 pub(crate) use loss::{reward_loss, smoothed_kl_loss};
 pub(crate) use lstm::{lstm_cell, lstm_cell_backward};
 pub(crate) use matmul::{StridedMat, matmul, weight_product};
-pub use matmul::{matmul_precision, set_matmul_precision, set_tf32, tf32_enabled};
+pub use matmul::{matmul_precision, set_matmul_precision};
 pub(crate) use reduce::{
     MaxIndex, all_finite, all_finite_many, argmax_last, max_axis, scatter_axis, sum_all, sum_axis,
     sum_to,
