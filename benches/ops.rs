@@ -1,6 +1,8 @@
 //! Row-wise kernels in GB/s: softmax, log_softmax and the reference LayerNorm, forward and
 //! backward, at the model's shapes. The baseline, measured in the same run, is a plain copy
-//! of the same bytes (the memory-bound floor); each line reports the ratio to it.
+//! of the same bytes (the memory-bound floor); each line reports the ratio to it. Also: the
+//! dropout masks of one XE step and the word sampling of one self-critical step, each against
+//! the simple implementation it replaced.
 //!
 //! `cargo bench --bench ops`
 
@@ -52,12 +54,59 @@ fn dropout_masks() {
     );
 }
 
+/// The host sampling of one self-critical step: 16 steps × 50 rows of a 9488-word
+/// log-softmax (`model::categorical::Rows`, f32 with vectorised `exp`). Baseline: the `f64`
+/// rule (`sample_from_logprobs`, two libm `exp` per entry) on the same rows and uniforms.
+fn sampling() {
+    use aoanet::model::categorical::Rows;
+    let (steps, rows, classes) = (16, 50, 9488);
+    let mut rng = Philox::new(12);
+    let lp = Tensor::randn(&[rows, classes], DType::F32, &mut rng)
+        .mul_scalar(3.0)
+        .unwrap()
+        .log_softmax()
+        .unwrap();
+    let lp64 = lp.to_vec_f64();
+    let uniforms: Vec<f64> = (0..steps * rows).map(|_| rng.next_f64()).collect();
+    let mut fast_words = Vec::new();
+    let fast = best(5, || {
+        fast_words.clear();
+        for step in uniforms.chunks_exact(rows) {
+            let mut r = Rows::new(&lp).unwrap();
+            fast_words.extend(step.iter().enumerate().map(|(i, &u)| r.sample(i, u)));
+        }
+    });
+    let mut slow_words = Vec::new();
+    let slow = best(5, || {
+        slow_words.clear();
+        for step in uniforms.chunks_exact(rows) {
+            slow_words.extend(step.iter().enumerate().map(|(i, &u)| {
+                aoanet::model::sample_from_logprobs(&lp64[i * classes..(i + 1) * classes], u)
+            }));
+        }
+    });
+    let same = fast_words
+        .iter()
+        .zip(&slow_words)
+        .filter(|(a, b)| a == b)
+        .count();
+    println!(
+        "sampling {steps} steps x {rows} rows x {classes} words (one SCST step): {:.2} ms; f64 \
+         baseline {:.2} ms ({:.1}x); same word in {same} of {} draws",
+        fast * 1e3,
+        slow * 1e3,
+        slow / fast,
+        slow_words.len()
+    );
+}
+
 fn main() {
     aoanet::cpu::alloc::keep_large_blocks();
     let mut rng = Philox::new(1);
     let reps = 15;
     println!("threads: {}", aoanet::cpu::num_threads());
     dropout_masks();
+    sampling();
     for (what, rows, cols) in [
         ("logits", 850, 9488),
         ("logits (one step)", 50, 9488),

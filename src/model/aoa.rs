@@ -3,6 +3,7 @@
 //! and teacher-forced training with scheduled sampling.
 
 use super::AoaConfig;
+use super::categorical::Rows;
 use super::decoder::{CoreOutput, DecoderCore, DecoderState};
 use super::refiner::Refiner;
 use crate::nn::{AttentionMask, Ctx, Dropout, Embedding, Linear, Module, join};
@@ -346,17 +347,13 @@ impl AoaModel {
             }
             let it = if i >= 1 && ss_prob > 0.0 && ctx.train {
                 // The previous step's distribution, as data only (the sample is detached).
-                let prev = crate::autograd::no_grad(|| {
+                let mut prev = Rows::new(&crate::autograd::no_grad(|| {
                     self.logprobs(outputs.last().expect("step i-1 exists"))
-                })?
-                .to_vec_f64();
+                })?)?;
                 let mut it = column;
                 for (r, w) in it.iter_mut().enumerate() {
                     if ctx.rng.next_f64() < ss_prob {
-                        *w = sample_from_logprobs(
-                            &prev[r * classes..(r + 1) * classes],
-                            ctx.rng.next_f64(),
-                        );
+                        *w = prev.sample(r, ctx.rng.next_f64());
                     }
                 }
                 it
@@ -381,26 +378,6 @@ impl AoaModel {
     pub fn num_parameters(&self) -> usize {
         Module::num_parameters(self)
     }
-}
-
-/// Draws an index from the distribution `exp(logprobs)` with the uniform number `u`
-/// (inverse CDF; the last index with positive probability absorbs rounding).
-pub fn sample_from_logprobs(logprobs: &[f64], u: f64) -> usize {
-    let total: f64 = logprobs.iter().map(|l| l.exp()).sum();
-    let target = u * total;
-    let mut acc = 0.0;
-    let mut last = 0;
-    for (k, &l) in logprobs.iter().enumerate() {
-        let p = l.exp();
-        if p > 0.0 {
-            last = k;
-            acc += p;
-            if acc > target {
-                return k;
-            }
-        }
-    }
-    last
 }
 
 impl Module for AoaModel {
@@ -431,14 +408,5 @@ mod tests {
             let m = AoaModel::new(AoaConfig::reference(v), DType::F32, 0).unwrap();
             assert_eq!(m.num_parameters(), want, "V = {v}");
         }
-    }
-
-    #[test]
-    fn sampling_follows_the_distribution() {
-        let lp = [0.5f64.ln(), 0.0f64.ln(), 0.25f64.ln(), 0.25f64.ln()];
-        assert_eq!(sample_from_logprobs(&lp, 0.0), 0);
-        assert_eq!(sample_from_logprobs(&lp, 0.49), 0);
-        assert_eq!(sample_from_logprobs(&lp, 0.51), 2);
-        assert_eq!(sample_from_logprobs(&lp, 0.999999), 3);
     }
 }

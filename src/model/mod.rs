@@ -6,12 +6,14 @@
 //! and beam search).
 
 pub mod aoa;
+pub mod categorical;
 pub mod config;
 pub mod decode;
 pub mod decoder;
 pub mod refiner;
 
-pub use aoa::{AoaModel, Encoded, StepOutput, sample_from_logprobs};
+pub use aoa::{AoaModel, Encoded, StepOutput};
+pub use categorical::sample_from_logprobs;
 pub use config::{AoaConfig, DecoderType};
 pub use decode::{
     Beam, BeamResult, Caption, DecodeOptions, LengthPenalty, SampleMethod, Samples, bad_ending_ids,

@@ -17,7 +17,8 @@
 
 use super::options::{DecodeOptions, SampleMethod};
 use crate::Result;
-use crate::model::{AoaModel, Encoded, sample_from_logprobs};
+use crate::model::categorical::{Rows, sample_from_logprobs};
+use crate::model::{AoaModel, Encoded};
 use crate::nn::Ctx;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -198,17 +199,19 @@ fn next_word(
             logprobs.device(),
         )?)?
     };
+    if opts.sample_method == SampleMethod::Sample {
+        let mut rows = Rows::new(&scaled)?;
+        let words: Vec<usize> = (0..rows.len())
+            .map(|r| rows.sample(r, ctx.rng.next_f64()))
+            .collect();
+        let lp = scaled.gather_last(&words)?;
+        return Ok((words, lp));
+    }
     let values = scaled.to_vec_f64();
     let rows = values.len() / classes;
     let mut words = Vec::with_capacity(rows);
     match opts.sample_method {
-        SampleMethod::Greedy => unreachable!("handled above"),
-        SampleMethod::Sample => {
-            for row in values.chunks_exact(classes) {
-                words.push(sample_from_logprobs(row, ctx.rng.next_f64()));
-            }
-            Ok((words.clone(), scaled.gather_last(&words)?))
-        }
+        SampleMethod::Greedy | SampleMethod::Sample => unreachable!("handled above"),
         SampleMethod::TopK(k) => {
             // Draw among the k largest (ties: the lowest ids); the recorded value is the
             // scaled log-probability itself, unnormalised, as the reference gathers it.
