@@ -113,7 +113,7 @@ impl Rows {
 fn sample_f32(row: &[f32], u: f64, exps: &mut Vec<f32>, block_sums: &mut Vec<f64>) -> usize {
     let max = vmath::max(row);
     // NaN anywhere makes `max` NaN; all −∞ leaves nothing to draw.
-    if !(max > f32::NEG_INFINITY) {
+    if max.is_nan() || max == f32::NEG_INFINITY {
         return 0;
     }
     exps.clear();
