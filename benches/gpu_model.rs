@@ -14,8 +14,12 @@
 //! Precision: f32 on the SIMT GEMM by default (the parity configuration); `AOANET_TF32=1`
 //! switches f32 products to the TF32 tensor-core kernels, `AOANET_BF16=1` to bf16 ones
 //! (operands rounded on the device per product; weights stay f32: not yet the full mixed
-//! precision of issue 8, item 2). The unfused path is the only path for now: the model composes
-//! attention from matmul/softmax ops (the fused attention kernels are not wired into it yet).
+//! precision of issue 8, item 2).
+//!
+//! Attention: the model runs the fused attention kernels (d_k = 128); the sections ending in
+//! `.unfused` run the same workload with `nn::set_fused_attention(false)`, the composition of
+//! matmul, masked_fill, softmax and dropout kernels on heads split once per batch (the path
+//! every run before the fused one measured), so each run gives the ratio on one device.
 //!
 //! FLOP-based efficiency: an XE step (10 images × 5 captions × 17 steps, refiner once per
 //! image) is about 245 GFLOP (issue 8); TFLOP/s = 245 / seconds / 1000. The decoding sections
@@ -78,6 +82,10 @@ const SECTIONS: &[Section<Shared>] = &[
         run: train_xe_step,
     },
     Section {
+        name: "train.xe_step.unfused",
+        run: |s| unfused(s, train_xe_step),
+    },
+    Section {
         name: "train.scst_step",
         run: train_scst_step,
     },
@@ -93,7 +101,18 @@ const SECTIONS: &[Section<Shared>] = &[
         name: "decode.beam3_500",
         run: decode_beam3,
     },
+    Section {
+        name: "decode.beam3_500.unfused",
+        run: |s| unfused(s, decode_beam3),
+    },
 ];
+
+/// Runs `section` with the fused attention kernels turned off.
+fn unfused(shared: &mut Shared, section: fn(&mut Shared)) {
+    aoanet::nn::set_fused_attention(false);
+    section(shared);
+    aoanet::nn::set_fused_attention(true);
+}
 
 const REGIONS: usize = 36;
 
@@ -350,13 +369,20 @@ fn report(name: &str, wall: f64, launches: u64, dev: &CudaDevice) {
     );
 }
 
-fn tf32_label() -> &'static str {
+/// The product precision and, when off, the fused attention, as a label suffix.
+fn tf32_label() -> String {
     use aoanet::cuda::kernels::gemm::Precision;
-    match aoanet::cuda::ops::matmul_precision() {
+    let precision = match aoanet::cuda::ops::matmul_precision() {
         Precision::F32 => "",
         Precision::Tf32 => " (TF32 products)",
         Precision::Bf16 => " (bf16 products)",
-    }
+    };
+    let attention = if aoanet::nn::fused_attention_enabled() {
+        ""
+    } else {
+        " (unfused attention)"
+    };
+    format!("{precision}{attention}")
 }
 
 fn main() {

@@ -5,7 +5,9 @@
 //!   the label-smoothed loss, backward, Adam with the ±0.1 clamp; two steps;
 //! - SCST: sampling 5 captions per image, the reward loss, backward, Adam.
 //!
-//! Losses, every parameter gradient and every parameter after the step are compared.
+//! Losses, every parameter gradient and every parameter after the step are compared. One
+//! variant has a head size of 32, so that in f32 its attention runs the fused kernels on the
+//! GPU while the CPU composes it.
 //!
 //! And the training loop itself on the device (`TrainEnv::device`): XE with validation,
 //! checkpoints written from device tensors, and a stop-and-resume that continues bit for bit.
@@ -37,6 +39,16 @@ fn config() -> AoaConfig {
     c.refiner_layers = 2;
     c.max_length = 9;
     c.seq_length = 9;
+    c
+}
+
+/// The same model with a head size the fused attention kernels take (d_k = 64 / 2 = 32), so
+/// that in f32 on the GPU the refiner and the decoder attend through them.
+fn config_fused() -> AoaConfig {
+    let mut c = config();
+    c.rnn_size = 64;
+    c.input_encoding_size = 64;
+    c.num_heads = 2;
     c
 }
 
@@ -135,12 +147,16 @@ fn compare_models(what: &str, gpu: &AoaModel, cpu: &AoaModel, dtype: DType, dev:
 }
 
 fn xe_steps_match(test: &str, ss_prob: f64) {
+    xe_steps_match_with(test, config(), &[DType::F64, DType::F32], ss_prob);
+}
+
+fn xe_steps_match_with(test: &str, config: AoaConfig, dtypes: &[DType], ss_prob: f64) {
     let Some(dev) = cuda(test) else {
         return;
     };
-    for dtype in [DType::F64, DType::F32] {
-        let cpu = AoaModel::new(config(), dtype, 11).unwrap();
-        let gpu = AoaModel::new(config(), dtype, 11).unwrap();
+    for &dtype in dtypes {
+        let cpu = AoaModel::new(config.clone(), dtype, 11).unwrap();
+        let gpu = AoaModel::new(config.clone(), dtype, 11).unwrap();
         gpu.to_device_(dev).unwrap();
         // f32 runs Adam with ε = 1e-3 instead of the reference's 1e-8. The key half of
         // `ctx2att.bias` has an exactly zero gradient (a constant added to every key's score
@@ -181,6 +197,22 @@ fn xe_training_steps_with_scheduled_sampling_match_the_cpu() {
         "xe_training_steps_with_scheduled_sampling_match_the_cpu",
         0.25,
     );
+}
+
+/// The fused attention kernels inside whole XE steps (dropout on the probabilities drawn from
+/// the same Philox words as the CPU's composed attention).
+#[test]
+fn xe_training_steps_with_fused_attention_match_the_cpu() {
+    let test = "xe_training_steps_with_fused_attention_match_the_cpu";
+    if let Some(Device::Cuda(i)) = cuda(test) {
+        let m = AoaModel::new(config_fused(), DType::F32, 0).unwrap();
+        let probe = Tensor::zeros_on(&[1], DType::F32, Device::Cuda(i)).unwrap();
+        assert!(
+            m.core.attention.fuses(&probe),
+            "d_k = 32 in f32 on the GPU must take the fused kernels"
+        );
+    }
+    xe_steps_match_with(test, config_fused(), &[DType::F32], 0.0);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use super::AoaConfig;
 use super::categorical::Rows;
 use super::decoder::{CoreOutput, DecoderCore, DecoderState};
 use super::refiner::Refiner;
-use crate::nn::{AttentionMask, Ctx, Dropout, Embedding, Linear, Module, join};
+use crate::nn::{AttentionMask, Ctx, Dropout, Embedding, KeyValues, Linear, Module, join};
 use crate::rng::Philox;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{Error, Result};
@@ -41,10 +41,9 @@ pub struct Encoded {
     pub att_feats: Tensor,
     /// `ctx2att` of the refined features `[B, N, 2·scale·D]`: values, then keys.
     pub p_att_feats: Tensor,
-    /// The keys split into heads `[B, h, N, d_k]` (from the second half of `p_att_feats`).
-    pub keys: Tensor,
-    /// The values split into heads `[B, h, N, d_k]` (from the first half).
-    pub values: Tensor,
+    /// The keys (second half of `p_att_feats`) and values (first half), prepared for the
+    /// decoder's attention ([`crate::nn::MultiHeadAoa::prepare`]).
+    pub kv: KeyValues,
     /// Which regions are real, when the images have different region counts.
     pub mask: Option<AttentionMask>,
 }
@@ -61,8 +60,7 @@ impl Encoded {
             mean_feats: self.mean_feats.index_select(0, rows)?,
             att_feats: self.att_feats.index_select(0, rows)?,
             p_att_feats: self.p_att_feats.index_select(0, rows)?,
-            keys: self.keys.index_select(0, rows)?,
-            values: self.values.index_select(0, rows)?,
+            kv: self.kv.select_rows(rows)?,
             mask: self.mask.as_ref().map(|m| m.index_rows(rows)).transpose()?,
         })
     }
@@ -86,8 +84,9 @@ pub struct StepOutput {
     pub logprobs: Tensor,
     /// The state for the next step.
     pub state: DecoderState,
-    /// Attention over regions, averaged over heads: `[B, N]`.
-    pub attention: Tensor,
+    /// Attention over regions, averaged over heads, `[B, N]`: when the context asked for
+    /// attention maps ([`Ctx::attention_maps`]).
+    pub attention: Option<Tensor>,
 }
 
 impl AoaModel {
@@ -218,11 +217,10 @@ impl AoaModel {
         };
         let p = self.ctx2att.forward(&refined)?;
         let width = c.multi_head_scale * c.rnn_size;
-        let values = self.core.attention.split_heads(&p.narrow(2, 0, width)?)?;
-        let keys = self
+        let kv = self
             .core
             .attention
-            .split_heads(&p.narrow(2, width, width)?)?;
+            .prepare(&p.narrow(2, width, width)?, &p.narrow(2, 0, width)?)?;
         if let Some(t) = trace {
             t.push(("refined".into(), refined.clone()));
             t.push(("mean_feats".into(), mean_feats.clone()));
@@ -232,8 +230,7 @@ impl AoaModel {
             mean_feats,
             att_feats: refined,
             p_att_feats: p,
-            keys,
-            values,
+            kv,
             mask,
         })
     }
@@ -273,7 +270,12 @@ impl AoaModel {
     ) -> Result<StepOutput> {
         let out = self.step_core(it, enc, state, ctx)?;
         let logprobs = self.logprobs(&out.output)?;
-        let attention = crate::autograd::no_grad(|| out.attention.squeeze(2)?.mean_axis(1, false))?;
+        let attention = match (&out.attention, ctx.attention_maps) {
+            (Some(a), true) => Some(crate::autograd::no_grad(|| {
+                a.squeeze(2)?.mean_axis(1, false)
+            })?),
+            _ => None,
+        };
         Ok(StepOutput {
             logprobs,
             state: out.state,

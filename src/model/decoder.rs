@@ -93,8 +93,10 @@ pub struct CoreOutput {
     pub output: Tensor,
     /// The new state.
     pub state: DecoderState,
-    /// The attention probabilities over regions, `[B, h, 1, N]`.
-    pub attention: Tensor,
+    /// The attention probabilities over regions, `[B, h, 1, N]` (see
+    /// [`crate::nn::AttentionOutput::weights`]: present when the context asks for attention
+    /// maps, and always on the composed path).
+    pub attention: Option<Tensor>,
 }
 
 impl DecoderCore {
@@ -133,7 +135,7 @@ impl DecoderCore {
     }
 
     /// One step from the embedded word `xt [B, E]`, the prepared features (global feature,
-    /// keys and values split into heads, mask) and the state.
+    /// keys and values, mask) and the state.
     pub fn forward(
         &self,
         xt: &Tensor,
@@ -144,13 +146,9 @@ impl DecoderCore {
         let prev_ctx = self.ctx_drop.forward(&state.ctx, ctx)?;
         let input = Tensor::concat(&[xt, &enc.mean_feats.add(&prev_ctx)?], 1)?;
         let lstm = self.att_lstm.forward(&input, &state.h, &state.c)?;
-        let att = self.attention.forward_heads(
-            &lstm.h,
-            &enc.keys,
-            &enc.values,
-            enc.mask.as_ref(),
-            ctx,
-        )?;
+        let att = self
+            .attention
+            .forward_heads(&lstm.h, &enc.kv, enc.mask.as_ref(), ctx)?;
         let ctx_input = Tensor::concat(&[&att.out, &lstm.h], 1)?;
         let (out, ctx_cell) = match &self.att2ctx {
             ContextCell::Aoa(l) => (l.forward(&ctx_input)?.glu()?, state.ctx_cell.clone()),

@@ -11,11 +11,44 @@
 //! x   = output_layer(x)                         if use_output_layer and not do_aoa
 //! ```
 //! `d_k = d_model·scale / heads`. A 2-D query `[B, D]` is one query per row (the decoder).
+//!
+//! Two paths compute the same thing. On a CUDA device, in f32, with `d_k` a multiple of 32 up
+//! to 128 (the reference's 128 included), the probabilities and `P V` are one fused kernel
+//! each way (`cuda::ops::fused_attention`): keys and values stay packed `[B, N, h·d_k]` as
+//! the projections write them ([`KeyValues::Packed`]) and no `[B, h, Nq, N]` tensor is
+//! stored. Elsewhere (the CPU, f64, other head sizes, or with [`set_fused_attention`]`(false)`)
+//! the ops above are composed on keys and values split into heads once
+//! ([`KeyValues::Split`]). Both draw the same dropout mask from the same Philox words.
+
+#[cfg(feature = "cuda")]
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Ctx, Dropout, LayerNorm, Linear, Module, join};
 use crate::rng::Philox;
 use crate::tensor::{DType, Tensor};
 use crate::{Error, Result};
+
+/// Whether attention may use the fused CUDA kernels: on unless `AOANET_FUSED_ATTENTION=0`
+/// was set when it was first asked, or [`set_fused_attention`] turned it off.
+fn fused_switch() -> &'static AtomicBool {
+    static SWITCH: OnceLock<AtomicBool> = OnceLock::new();
+    SWITCH.get_or_init(|| {
+        AtomicBool::new(std::env::var("AOANET_FUSED_ATTENTION").map_or(true, |v| v.trim() != "0"))
+    })
+}
+
+/// Turns the fused CUDA attention kernels on or off for the whole process (benches and tests
+/// of the unfused composition; results agree to rounding).
+pub fn set_fused_attention(on: bool) {
+    fused_switch().store(on, Ordering::Relaxed);
+}
+
+/// Whether attention on a CUDA device may run the fused kernels (see [`set_fused_attention`]).
+pub fn fused_attention_enabled() -> bool {
+    fused_switch().load(Ordering::Relaxed)
+}
 
 /// The switches of [`MultiHeadAoa`], named as the reference's constructor arguments.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +80,18 @@ pub struct AttentionMask {
     padding: Tensor,
     /// `[B, N]`: 1 for a real region.
     valid: Tensor,
+    /// The fused kernels' byte mask on the host and on `valid`'s device, made on first use
+    /// (one read of `valid` to the host; rows picked from it after that need none).
+    #[cfg(feature = "cuda")]
+    key_bytes: Arc<OnceLock<KeyBytes>>,
+}
+
+/// The key mask as bytes (1 = attend), on the host and on the device.
+#[cfg(feature = "cuda")]
+#[derive(Debug)]
+struct KeyBytes {
+    host: Vec<u8>,
+    device: Arc<crate::cuda::CudaBuffer<u8>>,
 }
 
 impl AttentionMask {
@@ -58,7 +103,52 @@ impl AttentionMask {
         let valid = valid.detach();
         let (b, n) = (valid.shape()[0], valid.shape()[1]);
         let padding = valid.neg()?.add_scalar(1.0)?.reshape(&[b, 1, 1, n])?;
-        Ok(AttentionMask { padding, valid })
+        Ok(AttentionMask::new(padding, valid))
+    }
+
+    fn new(padding: Tensor, valid: Tensor) -> Self {
+        AttentionMask {
+            padding,
+            valid,
+            #[cfg(feature = "cuda")]
+            key_bytes: Arc::default(),
+        }
+    }
+
+    /// The `[B, N]` byte mask of the fused kernels, on `valid`'s device.
+    #[cfg(feature = "cuda")]
+    fn key_bytes(&self) -> Result<Arc<crate::cuda::CudaBuffer<u8>>> {
+        if let Some(b) = self.key_bytes.get() {
+            return Ok(b.device.clone());
+        }
+        let host: Vec<u8> = self
+            .valid
+            .to_vec_f64()
+            .iter()
+            .map(|&x| u8::from(x != 0.0))
+            .collect();
+        let device = crate::cuda::ops::upload_bytes(&self.valid, &host)?;
+        Ok(self
+            .key_bytes
+            .get_or_init(|| KeyBytes { host, device })
+            .device
+            .clone())
+    }
+
+    /// When this mask's bytes exist: the rows `rows` of them, for the mask of those rows.
+    #[cfg(feature = "cuda")]
+    fn index_key_bytes(&self, rows: &[usize], child: &AttentionMask) -> Result<()> {
+        let Some(parent) = self.key_bytes.get() else {
+            return Ok(());
+        };
+        let n = self.valid.shape()[1];
+        let host: Vec<u8> = rows
+            .iter()
+            .flat_map(|&r| parent.host[r * n..(r + 1) * n].iter().copied())
+            .collect();
+        let device = crate::cuda::ops::upload_bytes(&child.valid, &host)?;
+        let _ = child.key_bytes.set(KeyBytes { host, device });
+        Ok(())
     }
 
     /// The `[B, N]` mask of real keys.
@@ -68,10 +158,56 @@ impl AttentionMask {
 
     /// The mask with rows picked by `rows` (expanding images to caption rows or beams).
     pub fn index_rows(&self, rows: &[usize]) -> Result<Self> {
-        Ok(AttentionMask {
-            padding: self.padding.index_select(0, rows)?,
-            valid: self.valid.index_select(0, rows)?,
+        let child = AttentionMask::new(
+            self.padding.index_select(0, rows)?,
+            self.valid.index_select(0, rows)?,
+        );
+        #[cfg(feature = "cuda")]
+        self.index_key_bytes(rows, &child)?;
+        Ok(child)
+    }
+}
+
+/// Keys and values prepared for attention, in the form the chosen path reads (see the module
+/// documentation): made once per batch, read by every decoder step.
+#[derive(Clone, Debug)]
+pub enum KeyValues {
+    /// Split into heads `[B, h, N, d_k]`, dense: the composed path.
+    Split {
+        /// Keys.
+        keys: Tensor,
+        /// Values.
+        values: Tensor,
+    },
+    /// Heads packed in the last axis `[B, N, h·d_k]`, dense: the fused kernels.
+    Packed {
+        /// Keys.
+        keys: Tensor,
+        /// Values.
+        values: Tensor,
+    },
+}
+
+impl KeyValues {
+    /// The rows `rows` of the batch, in that order.
+    pub fn select_rows(&self, rows: &[usize]) -> Result<Self> {
+        Ok(match self {
+            KeyValues::Split { keys, values } => KeyValues::Split {
+                keys: keys.index_select(0, rows)?,
+                values: values.index_select(0, rows)?,
+            },
+            KeyValues::Packed { keys, values } => KeyValues::Packed {
+                keys: keys.index_select(0, rows)?,
+                values: values.index_select(0, rows)?,
+            },
         })
+    }
+
+    /// The keys, in either form.
+    pub fn keys(&self) -> &Tensor {
+        match self {
+            KeyValues::Split { keys, .. } | KeyValues::Packed { keys, .. } => keys,
+        }
     }
 }
 
@@ -94,8 +230,9 @@ pub struct MultiHeadAoa {
 pub struct AttentionOutput {
     /// `[B, Nq, D]` (or `[B, D]` for a 2-D query).
     pub out: Tensor,
-    /// The attention probabilities `[B, h, Nq, N]` (after masking, before dropout).
-    pub weights: Tensor,
+    /// The attention probabilities `[B, h, Nq, N]` (after masking, before dropout): always
+    /// on the composed path; on the fused path only when the context asks for attention maps.
+    pub weights: Option<Tensor>,
 }
 
 impl MultiHeadAoa {
@@ -151,11 +288,26 @@ impl MultiHeadAoa {
         &self.cfg
     }
 
+    /// The head size `d_k`.
+    fn head_size(&self) -> usize {
+        self.cfg.d_model * self.cfg.scale / self.cfg.heads
+    }
+
+    /// Whether attention over operands like `t` (dtype, device) runs the fused kernels.
+    pub fn fuses(&self, t: &Tensor) -> bool {
+        let dk = self.head_size();
+        cfg!(feature = "cuda")
+            && t.is_cuda()
+            && t.dtype() == DType::F32
+            && dk.is_multiple_of(32)
+            && dk <= 128
+            && fused_attention_enabled()
+    }
+
     /// Splits `[B, N, h·d_k]` into heads `[B, h, N, d_k]` (a dense copy, so that callers
     /// attending many times, like the decoder, pay for the transpose once).
     pub fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, n) = (x.shape()[0], x.shape()[1]);
-        let dk = self.cfg.d_model * self.cfg.scale / self.cfg.heads;
+        let dk = self.head_size();
         if x.rank() != 3 || x.shape()[2] != self.cfg.heads * dk {
             return Err(Error::shape(
                 "split_heads",
@@ -163,9 +315,40 @@ impl MultiHeadAoa {
                 format!("[B, N, {}]", self.cfg.heads * dk),
             ));
         }
+        let (b, n) = (x.shape()[0], x.shape()[1]);
         x.reshape(&[b, n, self.cfg.heads, dk])?
             .transpose(1, 2)?
             .contiguous()
+    }
+
+    /// Projected keys and values `[B, N, h·d_k]` in the form this layer's path reads: packed
+    /// (dense) for the fused kernels, else split into heads.
+    pub fn prepare(&self, keys: &Tensor, values: &Tensor) -> Result<KeyValues> {
+        if keys.rank() != 3 || keys.shape() != values.shape() {
+            return Err(Error::shape(
+                "attention keys and values",
+                &[keys.shape(), values.shape()],
+                "keys and values of one shape [B, N, h·d_k]",
+            ));
+        }
+        if self.fuses(keys) {
+            let width = self.cfg.heads * self.head_size();
+            if keys.shape()[2] != width {
+                return Err(Error::shape(
+                    "attention keys and values",
+                    &[keys.shape()],
+                    format!("[B, N, {width}]"),
+                ));
+            }
+            return Ok(KeyValues::Packed {
+                keys: keys.contiguous()?,
+                values: values.contiguous()?,
+            });
+        }
+        Ok(KeyValues::Split {
+            keys: self.split_heads(keys)?,
+            values: self.split_heads(values)?,
+        })
     }
 
     /// Attends from `query` to `key`/`value` (`[B, N, ·]`), masking padded keys.
@@ -184,24 +367,23 @@ impl MultiHeadAoa {
                 "query [B, Nq, D] or [B, D], value and key [B, N, ·]",
             ));
         }
-        let (kh, vh) = if self.cfg.project_k_v {
-            (
-                self.split_heads(&self.linears[1].forward(key)?)?,
-                self.split_heads(&self.linears[2].forward(value)?)?,
-            )
+        let kv = if self.cfg.project_k_v {
+            self.prepare(
+                &self.linears[1].forward(key)?,
+                &self.linears[2].forward(value)?,
+            )?
         } else {
-            (self.split_heads(key)?, self.split_heads(value)?)
+            self.prepare(key, value)?
         };
-        self.forward_heads(query, &kh, &vh, mask, ctx)
+        self.forward_heads(query, &kv, mask, ctx)
     }
 
-    /// Attends from `query` to keys and values already projected and split into heads
-    /// (`[B, h, N, d_k]`, from [`MultiHeadAoa::split_heads`]).
+    /// Attends from `query` to keys and values already projected and prepared
+    /// ([`MultiHeadAoa::prepare`]).
     pub fn forward_heads(
         &self,
         query: &Tensor,
-        kh: &Tensor,
-        vh: &Tensor,
+        kv: &KeyValues,
         mask: Option<&AttentionMask>,
         ctx: &mut Ctx,
     ) -> Result<AttentionOutput> {
@@ -211,35 +393,66 @@ impl MultiHeadAoa {
         } else {
             query.clone()
         };
-        if query.rank() != 3
-            || kh.rank() != 4
-            || kh.shape() != vh.shape()
-            || kh.shape()[0] != query.shape()[0]
-        {
+        let (heads, dk) = (self.cfg.heads, self.head_size());
+        let inner = heads * dk;
+        let (keys, n) = match kv {
+            KeyValues::Split { keys, .. } => (keys, keys.shape().get(2).copied()),
+            KeyValues::Packed { keys, .. } => (keys, keys.shape().get(1).copied()),
+        };
+        let kv_ok = match kv {
+            KeyValues::Split { keys, values } => {
+                keys.rank() == 4
+                    && keys.shape()[1] == heads
+                    && keys.shape()[3] == dk
+                    && values.shape() == keys.shape()
+            }
+            KeyValues::Packed { keys, values } => {
+                keys.rank() == 3 && keys.shape()[2] == inner && values.shape() == keys.shape()
+            }
+        };
+        if query.rank() != 3 || !kv_ok || keys.shape()[0] != query.shape()[0] {
             return Err(Error::shape(
                 "attention",
-                &[query.shape(), kh.shape(), vh.shape()],
-                "query [B, Nq, D] or [B, D], key and value heads [B, h, N, d_k]",
+                &[query.shape(), keys.shape()],
+                format!(
+                    "query [B, Nq, D] or [B, D]; keys and values [B, {heads}, N, {dk}] (split) \
+                     or [B, N, {inner}] (packed)"
+                ),
             ));
         }
+        let n = n.expect("rank checked");
         let (b, nq) = (query.shape()[0], query.shape()[1]);
         let q = match &self.norm {
             Some(norm) => norm.forward(&query)?,
             None => query,
         };
-        let qh = self.linears[0].forward(&q)?;
-        let dk = kh.shape()[3];
-        let qh = qh.reshape(&[b, nq, self.cfg.heads, dk])?.transpose(1, 2)?;
-        let mut scores = qh
-            .matmul(&kh.transpose(-1, -2)?)?
-            .mul_scalar(1.0 / (dk as f64).sqrt())?;
-        if let Some(m) = mask {
-            scores = scores.masked_fill(&m.padding, -1e9)?;
-        }
-        let weights = scores.softmax()?;
-        let p = self.dropout.forward(&weights, ctx)?;
-        let inner = self.cfg.heads * dk;
-        let mut x = p.matmul(vh)?.transpose(1, 2)?.reshape(&[b, nq, inner])?;
+        let qp = self.linears[0].forward(&q)?;
+        let (mut x, weights) = match kv {
+            KeyValues::Packed { keys, values } if self.fuses(&qp) => {
+                let x = self.fused(&qp, keys, values, mask, ctx)?;
+                let weights = if ctx.attention_maps {
+                    let kh = self.split_heads(keys)?;
+                    Some(crate::autograd::no_grad(|| {
+                        self.probabilities(&qp, &kh, mask, [b, nq, n])
+                    })?)
+                } else {
+                    None
+                };
+                (x, weights)
+            }
+            _ => {
+                let (kh, vh) = match kv {
+                    KeyValues::Split { keys, values } => (keys.clone(), values.clone()),
+                    KeyValues::Packed { keys, values } => {
+                        (self.split_heads(keys)?, self.split_heads(values)?)
+                    }
+                };
+                let weights = self.probabilities(&qp, &kh, mask, [b, nq, n])?;
+                let p = self.dropout.forward(&weights, ctx)?;
+                let x = p.matmul(&vh)?.transpose(1, 2)?.reshape(&[b, nq, inner])?;
+                (x, Some(weights))
+            }
+        };
         if let Some(aoa) = &self.aoa_layer {
             let z = self
                 .dropout_aoa
@@ -253,6 +466,70 @@ impl MultiHeadAoa {
             x = x.squeeze(1)?;
         }
         Ok(AttentionOutput { out: x, weights })
+    }
+
+    /// `softmax(mask(Q_h K_hᵀ / √d_k))` `[B, h, Nq, N]` from the projected queries
+    /// `[B, Nq, h·d_k]` and keys split into heads.
+    fn probabilities(
+        &self,
+        qp: &Tensor,
+        kh: &Tensor,
+        mask: Option<&AttentionMask>,
+        [b, nq, _n]: [usize; 3],
+    ) -> Result<Tensor> {
+        let dk = self.head_size();
+        let qh = qp.reshape(&[b, nq, self.cfg.heads, dk])?.transpose(1, 2)?;
+        let mut scores = qh
+            .matmul(&kh.transpose(-1, -2)?)?
+            .mul_scalar(1.0 / (dk as f64).sqrt())?;
+        if let Some(m) = mask {
+            scores = scores.masked_fill(&m.padding, -1e9)?;
+        }
+        scores.softmax()
+    }
+
+    /// The fused kernels' `concat_h(dropout(P_h) V_h)` `[B, Nq, h·d_k]`, drawing the dropout
+    /// mask from the words the composed path would use.
+    #[cfg(feature = "cuda")]
+    fn fused(
+        &self,
+        qp: &Tensor,
+        keys: &Tensor,
+        values: &Tensor,
+        mask: Option<&AttentionMask>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let (b, nq, nk) = (qp.shape()[0], qp.shape()[1], keys.shape()[1]);
+        let p = self.dropout.p();
+        let dropout = (ctx.train && p > 0.0).then(|| {
+            let state = ctx.rng.state();
+            // The composed path's dropout over [B, h, Nq, N] advances the stream this far.
+            let drawn = (b * self.cfg.heads * nq * nk) as u64;
+            *ctx.rng = Philox::from_state(crate::rng::PhiloxState {
+                offset: state.offset + drawn,
+                ..state
+            });
+            (p as f32, state)
+        });
+        let spec = crate::cuda::ops::FusedAttention {
+            heads: self.cfg.heads,
+            mask: mask.map(AttentionMask::key_bytes).transpose()?,
+            dropout,
+        };
+        crate::cuda::ops::fused_attention(qp, keys, values, spec)
+    }
+
+    /// Without the CUDA backend nothing fuses ([`MultiHeadAoa::fuses`] is false).
+    #[cfg(not(feature = "cuda"))]
+    fn fused(
+        &self,
+        _qp: &Tensor,
+        _keys: &Tensor,
+        _values: &Tensor,
+        _mask: Option<&AttentionMask>,
+        _ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        Err(Error::invalid("fused attention needs the cuda feature"))
     }
 }
 
@@ -369,6 +646,67 @@ mod tests {
         }
     }
 
+    /// Keys and values packed `[B, N, h·d_k]` (what the fused path reads) give the composed
+    /// path's result and gradients on a device without the kernels: they are split on the fly.
+    #[test]
+    fn packed_keys_and_values_compose_like_split_ones() {
+        let mut rng = Philox::new(6);
+        let layer =
+            MultiHeadAoa::new(config(false, false, true, false), DType::F64, &mut rng).unwrap();
+        assert!(!layer.fuses(&Tensor::zeros(&[1], DType::F32)));
+        let q = Tensor::randn(&[2, 4], DType::F64, &mut rng);
+        let p = Tensor::randn(&[2, 3, 8], DType::F64, &mut rng);
+        let mask = AttentionMask::from_valid(
+            &Tensor::from_vec(vec![1.0f64, 1.0, 0.0, 1.0, 1.0, 1.0], &[2, 3]).unwrap(),
+        )
+        .unwrap();
+        let (k, v) = (p.narrow(2, 4, 4).unwrap(), p.narrow(2, 0, 4).unwrap());
+        let split = layer.prepare(&k, &v).unwrap();
+        assert!(matches!(split, KeyValues::Split { .. }));
+        let packed = KeyValues::Packed {
+            keys: k.contiguous().unwrap(),
+            values: v.contiguous().unwrap(),
+        };
+        let run = |kv: &KeyValues| {
+            let mut rng = Philox::new(3);
+            layer
+                .forward_heads(&q, kv, Some(&mask), &mut Ctx::train(&mut rng))
+                .unwrap()
+        };
+        let (a, b) = (run(&split), run(&packed));
+        assert_eq!(a.out.to_vec_f64(), b.out.to_vec_f64());
+        assert_eq!(
+            a.weights.unwrap().to_vec_f64(),
+            b.weights.unwrap().to_vec_f64()
+        );
+        let r = gradcheck(
+            |t| {
+                let kv = KeyValues::Packed {
+                    keys: t[1].clone(),
+                    values: t[2].clone(),
+                };
+                let mut rng = Philox::new(3);
+                layer
+                    .forward_heads(&t[0], &kv, Some(&mask), &mut Ctx::train(&mut rng))
+                    .map(|o| o.out)
+            },
+            &[q.clone(), k.contiguous().unwrap(), v.contiguous().unwrap()],
+            &GradcheckOptions::default(),
+        )
+        .unwrap();
+        assert!(r.passed(), "{r}");
+        let bad = KeyValues::Packed {
+            keys: Tensor::zeros(&[2, 3, 5], DType::F64),
+            values: Tensor::zeros(&[2, 3, 5], DType::F64),
+        };
+        let mut rng = Philox::new(3);
+        assert!(
+            layer
+                .forward_heads(&q, &bad, None, &mut Ctx::eval(&mut rng))
+                .is_err()
+        );
+    }
+
     #[test]
     fn masked_keys_get_zero_weight_and_names_match_the_reference() {
         let mut rng = Philox::new(5);
@@ -399,7 +737,10 @@ mod tests {
         let o = layer
             .forward(&x, &x, &x, Some(&mask), &mut Ctx::eval(&mut rng))
             .unwrap();
-        let w = o.weights.to_vec_f64();
+        let w = o
+            .weights
+            .expect("the composed path returns weights")
+            .to_vec_f64();
         assert!(
             w.chunks(3)
                 .all(|row| row[1] == 0.0 && (row[0] + row[2] - 1.0).abs() < 1e-12)

@@ -203,6 +203,11 @@ impl Dropout {
         Ok(Dropout { p })
     }
 
+    /// The drop probability.
+    pub fn p(&self) -> f64 {
+        self.p
+    }
+
     /// Applies dropout to `x` when `ctx` is in training mode.
     pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         x.dropout(self.p, ctx.train, ctx.rng)

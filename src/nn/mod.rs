@@ -11,7 +11,10 @@
 mod attention;
 mod layers;
 
-pub use attention::{AttentionMask, MultiHeadAoa, MultiHeadAoaConfig};
+pub use attention::{
+    AttentionMask, KeyValues, MultiHeadAoa, MultiHeadAoaConfig, fused_attention_enabled,
+    set_fused_attention,
+};
 pub use layers::{Dropout, Embedding, FeedForward, LayerNorm, Linear, LstmCell};
 
 use crate::rng::Philox;
@@ -23,17 +26,34 @@ pub struct Ctx<'a> {
     pub train: bool,
     /// The stream dropout masks are drawn from.
     pub rng: &'a mut Philox,
+    /// Return the attention probabilities (the decoder's attention maps). The fused attention
+    /// kernels never form them, so with this set they are computed beside it (no graph).
+    pub attention_maps: bool,
 }
 
 impl<'a> Ctx<'a> {
     /// Training mode drawing from `rng`.
     pub fn train(rng: &'a mut Philox) -> Self {
-        Ctx { train: true, rng }
+        Ctx {
+            train: true,
+            rng,
+            attention_maps: false,
+        }
     }
 
     /// Evaluation mode (dropout is the identity; `rng` is not drawn from).
     pub fn eval(rng: &'a mut Philox) -> Self {
-        Ctx { train: false, rng }
+        Ctx {
+            train: false,
+            rng,
+            attention_maps: false,
+        }
+    }
+
+    /// The same context, returning attention maps when `yes`.
+    pub fn with_attention_maps(mut self, yes: bool) -> Self {
+        self.attention_maps = yes;
+        self
     }
 }
 

@@ -12,6 +12,7 @@
 //! | `shape` | `concat`, the adjoint of `narrow` |
 //! | `matmul` | batched products of strided views, `weight_product` (+ bias epilogue) |
 //! | `softmax`, `layer_norm`, `glu`, `index`, `dropout`, `lstm` | the op of that name |
+//! | `attention` | fused multi-head attention (its own autograd op; `nn::MultiHeadAoa` calls it) |
 //! | `loss`, `adam` | `train::label_smoothing_loss`/`lm_loss` and Adam's fused step |
 //!
 //! Conventions: inputs may be any strided view; kernels that need dense operands get them
@@ -20,6 +21,7 @@
 //! synchronisation is needed between launches; host reads (`to_vec`, `item`) synchronise.
 
 mod adam;
+mod attention;
 mod elementwise;
 mod glu;
 mod index;
@@ -33,6 +35,7 @@ mod softmax;
 
 pub use adam::AdamHyper;
 pub(crate) use adam::adam_update;
+pub(crate) use attention::{FusedAttention, fused_attention, upload_bytes};
 pub(crate) use elementwise::{binary, unary};
 pub(crate) use glu::{glu, glu_backward};
 pub(crate) use index::{gather_last, index_add, index_select, scatter_last};

@@ -136,7 +136,7 @@ impl<'a> Search<'a> {
         let len = self.opts.max_length;
         let c = self.classes;
         let mut rng = Philox::new(0);
-        let mut ctx = Ctx::eval(&mut rng);
+        let mut ctx = Ctx::eval(&mut rng).with_attention_maps(self.with_attention);
 
         // The first step, once per image: word 0 from the zero state.
         let first = self.model.step(
@@ -146,7 +146,7 @@ impl<'a> Search<'a> {
             &mut ctx,
         )?;
         let first_lp = first.logprobs.to_vec_f32();
-        let first_att = self.attention_rows(&first.attention, images);
+        let first_att = self.attention_rows(first.attention.as_ref(), images)?;
         let expand: Vec<usize> = (0..images * beam).map(|r| r / beam).collect();
         let mut state = first.state.select_rows(&expand)?;
         let mut enc_rows = enc.select_rows(&expand)?;
@@ -257,7 +257,7 @@ impl<'a> Search<'a> {
                 let it: Vec<usize> = steps.iter().map(|&r| words[r]).collect();
                 let out = self.model.step(&it, &sub_enc, &sub_state, &mut ctx)?;
                 let next = self.renormalise(&out.logprobs)?;
-                let next_att = self.attention_rows(&out.attention, steps.len());
+                let next_att = self.attention_rows(out.attention.as_ref(), steps.len())?;
                 for (k, &r) in steps.iter().enumerate() {
                     new_lp[r * c..(r + 1) * c].copy_from_slice(&next[k * c..(k + 1) * c]);
                     new_att[r] = next_att[k].clone();
@@ -438,13 +438,16 @@ impl<'a> Search<'a> {
     }
 
     /// The attention rows `[R, N]` as vectors (empty when not asked for).
-    fn attention_rows(&self, attention: &Tensor, rows: usize) -> Vec<Vec<f32>> {
+    fn attention_rows(&self, attention: Option<&Tensor>, rows: usize) -> Result<Vec<Vec<f32>>> {
         if !self.with_attention {
-            return vec![Vec::new(); rows];
+            return Ok(vec![Vec::new(); rows]);
         }
+        let attention = attention.ok_or_else(|| {
+            crate::Error::invalid("beam search: the decoder returned no attention maps")
+        })?;
         let v = attention.to_vec_f32();
         let n = v.len() / rows.max(1);
-        v.chunks_exact(n.max(1)).map(|r| r.to_vec()).collect()
+        Ok(v.chunks_exact(n.max(1)).map(|r| r.to_vec()).collect())
     }
 }
 

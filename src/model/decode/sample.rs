@@ -66,8 +66,22 @@ pub fn sample(
     ctx: &mut Ctx,
     with_attention: bool,
 ) -> Result<Samples> {
+    opts.validate(model.config().vocab_size + 1)?;
+    let maps = std::mem::replace(&mut ctx.attention_maps, with_attention);
+    let result = sample_steps(model, enc, opts, ctx, with_attention);
+    ctx.attention_maps = maps;
+    result
+}
+
+/// [`sample`] with the context's attention maps set as asked.
+fn sample_steps(
+    model: &AoaModel,
+    enc: &Encoded,
+    opts: &DecodeOptions,
+    ctx: &mut Ctx,
+    with_attention: bool,
+) -> Result<Samples> {
     let classes = model.config().vocab_size + 1;
-    opts.validate(classes)?;
     let rows = enc.batch();
     let len = opts.max_length;
     let dtype = model.dtype();
@@ -83,7 +97,10 @@ pub fn sample(
         let out = model.step(&it, enc, &state, ctx)?;
         state = out.state;
         if let Some(a) = attention.as_mut() {
-            a.push(out.attention.to_vec_f32());
+            let maps = out.attention.ok_or_else(|| {
+                crate::Error::invalid("sample: the decoder returned no attention maps")
+            })?;
+            a.push(maps.to_vec_f32());
         }
         let adjust = constraints(opts, &seq, len, t, classes, &mut trigrams);
         let logprobs = match adjust {
