@@ -83,6 +83,7 @@ per_file!(
     loss,
     lstm,
     reduce,
+    sample,
     softmax,
 );
 

@@ -50,6 +50,7 @@ sources![
     "loss",
     "lstm",
     "reduce",
+    "sample",
     "softmax",
 ];
 

@@ -352,13 +352,14 @@ impl AoaModel {
                 let mut prev = Rows::new(&crate::autograd::no_grad(|| {
                     self.logprobs(outputs.last().expect("step i-1 exists"))
                 })?)?;
-                let mut it = column;
-                for (r, w) in it.iter_mut().enumerate() {
-                    if ctx.rng.next_f64() < ss_prob {
-                        *w = prev.sample(r, ctx.rng.next_f64());
-                    }
-                }
-                it
+                // Per row: whether to sample, then (if so) the draw, as the CPU always drew.
+                let rng = &mut *ctx.rng;
+                let drawn = prev.draw(|_| (rng.next_f64() < ss_prob).then(|| rng.next_f64()))?;
+                column
+                    .iter()
+                    .zip(drawn)
+                    .map(|(&label, w)| w.unwrap_or(label))
+                    .collect()
             } else {
                 column
             };

@@ -6,7 +6,8 @@
 //! first index whose running sum exceeds `u · total`. At the reference size it costs two
 //! libm `exp` calls per entry: 16 steps × 50 rows × 9488 words took 65 ms of host time per
 //! self-critical step (measured on this project's 2-core Xeon), the largest part of the step
-//! on the GPU. [`Rows`] draws from an `f32` tensor instead with the vectorised `exp` of
+//! on the GPU. [`Rows`] draws f32 rows on a CUDA device there (`kernels/sample.cu`: only the
+//! word ids come back) and f32 rows on the host with the vectorised `exp` of
 //! [`crate::cpu::vmath`] after subtracting the row maximum, sums 64-entry blocks in `f32` and
 //! accumulates the blocks in `f64`, then scans only the block that holds the target. The
 //! distribution is the same up to `f32` rounding of each probability (about 1e-7 relative);
@@ -42,8 +43,9 @@ pub fn sample_from_logprobs(logprobs: &[f64], u: f64) -> usize {
 /// blocks in `f64`.
 const BLOCK: usize = 64;
 
-/// The rows of a `[rows, classes]` log-probability tensor, copied to the host once, from which
-/// words are drawn row by row (see the module documentation).
+/// The rows of a `[rows, classes]` log-probability tensor from which words are drawn (see the
+/// module documentation). f32 rows on a CUDA device are drawn there (`kernels/sample.cu`, the
+/// same rule): only the word ids come back. Other rows are copied to the host once.
 pub struct Rows {
     classes: usize,
     values: Values,
@@ -55,11 +57,14 @@ pub struct Rows {
 enum Values {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    /// f32 log-probabilities on a CUDA device, `[rows, classes]`.
+    #[cfg(feature = "cuda")]
+    Device(Tensor),
 }
 
 impl Rows {
-    /// Copies `logprobs` (`[..., classes]`: every position before the last axis is a row;
-    /// f32 or f64, on any device) to the host.
+    /// The rows of `logprobs` (`[..., classes]`: every position before the last axis is a
+    /// row; f32 or f64, on any device).
     pub fn new(logprobs: &Tensor) -> Result<Rows> {
         let classes = logprobs.shape().last().copied().unwrap_or(0);
         if classes == 0 {
@@ -70,6 +75,12 @@ impl Rows {
             ));
         }
         let values = match logprobs.dtype() {
+            #[cfg(feature = "cuda")]
+            DType::F32 if logprobs.is_cuda() => Values::Device(
+                logprobs
+                    .detach()
+                    .reshape(&[logprobs.numel() / classes, classes])?,
+            ),
             DType::F32 => Values::F32(logprobs.to_vec_f32()),
             _ => Values::F64(logprobs.to_vec_f64()),
         };
@@ -86,6 +97,8 @@ impl Rows {
         match &self.values {
             Values::F32(v) => v.len() / self.classes,
             Values::F64(v) => v.len() / self.classes,
+            #[cfg(feature = "cuda")]
+            Values::Device(t) => t.shape()[0],
         }
     }
 
@@ -94,9 +107,32 @@ impl Rows {
         self.len() == 0
     }
 
-    /// Draws a word from row `r` with the uniform number `u ∈ [0, 1)`. A row without a
-    /// finite entry (all −∞, or any NaN in the `f32` path) gives 0.
-    pub fn sample(&mut self, r: usize, u: f64) -> usize {
+    /// Draws from the rows that `uniform(r)` gives a number `u ∈ [0, 1)` for, in row order
+    /// (so callers draw their random numbers in the order they always did); `None` for the
+    /// others. A row without a finite entry (all −∞, or any NaN in f32) gives word 0.
+    pub fn draw(
+        &mut self,
+        mut uniform: impl FnMut(usize) -> Option<f64>,
+    ) -> Result<Vec<Option<usize>>> {
+        let picks: Vec<Option<f64>> = (0..self.len()).map(&mut uniform).collect();
+        #[cfg(feature = "cuda")]
+        if let Values::Device(t) = &self.values {
+            if picks.iter().all(Option::is_none) {
+                return Ok(vec![None; picks.len()]);
+            }
+            let us: Vec<f64> = picks.iter().map(|u| u.unwrap_or(0.0)).collect();
+            let words = crate::cuda::ops::sample_rows(t, &us)?;
+            return Ok(picks.iter().zip(words).map(|(u, w)| u.map(|_| w)).collect());
+        }
+        Ok(picks
+            .iter()
+            .enumerate()
+            .map(|(r, u)| u.map(|u| self.sample_host(r, u)))
+            .collect())
+    }
+
+    /// Draws a word from row `r` of host values with the uniform number `u`.
+    fn sample_host(&mut self, r: usize, u: f64) -> usize {
         let c = self.classes;
         match &self.values {
             Values::F64(v) => sample_from_logprobs(&v[r * c..(r + 1) * c], u),
@@ -106,7 +142,25 @@ impl Rows {
                 &mut self.exps,
                 &mut self.block_sums,
             ),
+            #[cfg(feature = "cuda")]
+            Values::Device(_) => unreachable!("device rows are drawn in `draw`"),
         }
+    }
+
+    /// Draws one word from every row with the uniform numbers `u` (one per row).
+    pub fn draw_all(&mut self, u: &[f64]) -> Result<Vec<usize>> {
+        if u.len() != self.len() {
+            return Err(crate::Error::invalid(format!(
+                "sample rows: {} uniform numbers for {} rows",
+                u.len(),
+                self.len()
+            )));
+        }
+        Ok(self
+            .draw(|r| Some(u[r]))?
+            .into_iter()
+            .map(|w| w.expect("every row drawn"))
+            .collect())
     }
 }
 
@@ -201,7 +255,10 @@ mod tests {
                 } else {
                     rng.next_f64()
                 };
-                let (fast, exact) = (rows.sample(0, u), sample_from_logprobs(&lp64, u));
+                let (fast, exact) = (
+                    rows.draw_all(&[u]).unwrap()[0],
+                    sample_from_logprobs(&lp64, u),
+                );
                 assert!(
                     probs[fast] > 0.0,
                     "classes {classes}: drew a forbidden word"
@@ -235,11 +292,14 @@ mod tests {
         .unwrap();
         let mut rows = Rows::new(&t).unwrap();
         assert_eq!(rows.len(), 3);
-        assert_eq!(rows.sample(0, 0.3), 0);
-        assert_eq!(rows.sample(1, 0.3), 0);
-        // Row 2: probabilities e⁻¹ : 1 → u = 0.9 lands on word 1, u = 0.1 on word 0.
-        assert_eq!(rows.sample(2, 0.9), 1);
-        assert_eq!(rows.sample(2, 0.1), 0);
+        assert_eq!(rows.draw_all(&[0.3, 0.3, 0.9]).unwrap(), [0, 0, 1]);
+        // Row 2: probabilities e⁻¹ : 1 → u = 0.9 lands on word 1, u = 0.1 on word 0; rows
+        // without a number are not drawn.
+        assert_eq!(
+            rows.draw(|r| (r == 2).then_some(0.1)).unwrap(),
+            [None, None, Some(0)]
+        );
+        assert!(rows.draw_all(&[0.5]).is_err());
         assert_eq!(
             Rows::new(&Tensor::zeros(&[2, 1, 4], DType::F32))
                 .unwrap()
@@ -260,7 +320,7 @@ mod tests {
         let n = 30_000;
         let mut counts = [0usize; 3];
         for _ in 0..n {
-            counts[rows.sample(0, rng.next_f64())] += 1;
+            counts[rows.draw_all(&[rng.next_f64()]).unwrap()[0]] += 1;
         }
         let chi2: f64 = counts
             .iter()

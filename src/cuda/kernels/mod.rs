@@ -16,6 +16,7 @@ pub mod layernorm;
 pub mod loss;
 pub mod lstm;
 pub mod reduce;
+pub mod sample;
 pub mod softmax;
 
 /// Every family's signature tables (see [`crate::cuda::signatures`]): `SIGNATURES` for the
@@ -36,6 +37,7 @@ pub const SIGNATURES: &[&[crate::cuda::KernelSig]] = &[
     loss::FLOAT_SIGNATURES,
     lstm::FLOAT_SIGNATURES,
     reduce::FLOAT_SIGNATURES,
+    sample::SIGNATURES,
     softmax::FLOAT_SIGNATURES,
 ];
 

@@ -126,7 +126,31 @@ pub(crate) fn argmax_last(x: &Tensor, rows: usize, len: usize) -> Result<Vec<usi
         .collect())
 }
 
-/// Whether every element is finite.
+/// One word per row of the f32 log-probabilities `lp [rows, classes]`, drawn on the device with
+/// the host's uniform numbers (`kernels/sample.cu`); only the ids come back.
+pub(crate) fn sample_rows(lp: &Tensor, uniforms: &[f64]) -> Result<Vec<usize>> {
+    let dev = device_of(lp)?;
+    let classes = lp.shape().last().copied().unwrap_or(0);
+    let rows = uniforms.len();
+    let mut words = dev.alloc::<i32>(rows)?;
+    let u = dev.htod(uniforms)?;
+    with_dense::<f32, _>(lp, "sample_rows", |lv| {
+        crate::cuda::kernels::sample::sample_rows(
+            &dev,
+            words.view_mut(),
+            lv,
+            u.view(),
+            rows,
+            classes,
+        )
+    })?;
+    Ok(words
+        .to_host()?
+        .into_iter()
+        .map(|w| w.max(0) as usize)
+        .collect())
+}
+
 /// Whether every element of every tensor (all on one CUDA device) is finite: one counter on
 /// the device, one launch per tensor, one read-back.
 pub(crate) fn all_finite_many(xs: &[&Tensor]) -> Result<bool> {

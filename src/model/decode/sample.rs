@@ -218,9 +218,8 @@ fn next_word(
     };
     if opts.sample_method == SampleMethod::Sample {
         let mut rows = Rows::new(&scaled)?;
-        let words: Vec<usize> = (0..rows.len())
-            .map(|r| rows.sample(r, ctx.rng.next_f64()))
-            .collect();
+        let u: Vec<f64> = (0..rows.len()).map(|_| ctx.rng.next_f64()).collect();
+        let words = rows.draw_all(&u)?;
         let lp = scaled.gather_last(&words)?;
         return Ok((words, lp));
     }

@@ -1,0 +1,96 @@
+// sample.cu — one word per row of log-probabilities, drawn on the device by the inverse CDF
+// (self-critical sampling and scheduled sampling: AOANET.md 3.2, 2.4), so that only the word
+// ids travel back to the host instead of the [rows, V+1] distribution.
+//
+// Per row r with entries x_k (log-probabilities, any additive shift) and the host's uniform
+// number u_r in [0, 1):
+//   m = max_k x_k;  p_k = exp(x_k - m);  total = sum_k p_k
+//   word = the first k with p_k > 0 and p_0 + ... + p_k > u_r * total
+//   (rounding at the very end: the last k with p_k > 0)
+//   a row containing NaN, or with every x_k = -inf, gives word 0.
+// This is the rule of `model::categorical::Rows` on the host (f32 exponentials, sums in
+// double); the two agree except when u_r * total falls within rounding of a boundary.
+//
+// Layout: one block per row (grid-stride over rows), blockDim a multiple of 32 up to 256.
+// Thread t owns the contiguous chunk [t * chunk, (t + 1) * chunk) of the row, sums its
+// p_k in double, and an inclusive scan over the threads gives each chunk's range of the CDF;
+// the one thread whose range holds the target scans its chunk for the word.
+//
+// Kernels (wrappers: src/cuda/kernels/sample.rs; tests: tests/cuda_sample.rs):
+//   sample_rows_f32   words[r] (int) from lp [rows, classes] and uniforms [rows] (double)
+
+#include "common.cuh"
+
+#define SAMPLE_MAX_THREADS 256
+
+extern "C" __global__ void __launch_bounds__(SAMPLE_MAX_THREADS) sample_rows_f32(
+    int* words, const float* lp, const double* uniforms, i64 rows, int classes) {
+    __shared__ float scratch[32];
+    __shared__ double prefix[SAMPLE_MAX_THREADS];
+    __shared__ int found;
+    const int t = threadIdx.x, nt = blockDim.x;
+    const int chunk = (classes + nt - 1) / nt;
+    const int lo = min(t * chunk, classes), hi = min(lo + chunk, classes);
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float* x = lp + r * classes;
+        float m = neg_inf<float>();
+        int nan = 0;
+        for (int j = t; j < classes; j += nt) {
+            const float v = x[j];
+            nan |= x_isnan(v);
+            m = fmaxf(m, v);
+        }
+        m = block_max(m, scratch);
+        // Both conditions are the same for every thread of the block: the whole block skips.
+        if (__syncthreads_or(nan) || m == neg_inf<float>()) {
+            if (t == 0) words[r] = 0;
+            continue;
+        }
+        double s = 0.0;
+        for (int j = lo; j < hi; ++j) s += (double)expf(x[j] - m);
+        // Inclusive scan of the chunk sums (Hillis-Steele over the block's threads).
+        prefix[t] = s;
+        if (t == 0) found = -1;
+        __syncthreads();
+        for (int off = 1; off < nt; off <<= 1) {
+            const double add = t >= off ? prefix[t - off] : 0.0;
+            __syncthreads();
+            prefix[t] += add;
+            __syncthreads();
+        }
+        const double total = prefix[nt - 1];
+        const double target = uniforms[r] * total;
+        const double before = t > 0 ? prefix[t - 1] : 0.0;
+        // The chunks' ranges [before, prefix[t]) are disjoint: at most one thread enters.
+        if (s > 0.0 && before <= target && target < prefix[t]) {
+            double acc = before;
+            int word = -1, last = -1;
+            for (int j = lo; j < hi; ++j) {
+                const float p = expf(x[j] - m);
+                if (p > 0.0f) {
+                    last = j;
+                    acc += (double)p;
+                    if (acc > target) {
+                        word = j;
+                        break;
+                    }
+                }
+            }
+            // The element-wise sum fell short of the scan's by rounding: the chunk's last
+            // word with positive probability.
+            found = word >= 0 ? word : last;
+        }
+        __syncthreads();
+        if (found >= 0) {
+            if (t == 0) words[r] = found;
+        } else {
+            // target >= total by rounding (u close to 1): the row's last positive word.
+            float last = -1.0f;
+            for (int j = t; j < classes; j += nt)
+                if (expf(x[j] - m) > 0.0f) last = (float)j;  // j < 2^24: exact in float
+            last = block_max(last, scratch);
+            if (t == 0) words[r] = (int)last;
+        }
+        __syncthreads();  // `found` and `prefix` are rewritten for the next row
+    }
+}

@@ -1,0 +1,47 @@
+//! Drawing one word per row of log-probabilities on the device (`kernels/sample.cu`).
+
+use super::{check_len, row_grid, to_i32};
+use crate::Result;
+use crate::cuda::{CudaDevice, CudaView, CudaViewMut};
+
+crate::__aoanet_cuda_kernels! { "sample";
+    /// `words[r]` drawn from row `r` of `lp [rows, classes]` with the uniform `uniforms[r]`.
+    fn sample_rows_f32(words: CudaViewMut<'_, i32>, lp: CudaView<'_, f32>, uniforms: CudaView<'_, f64>, rows: i64, classes: i32);
+}
+
+/// `words [rows]` (overwritten): for each row of `lp [rows, classes]`, the first word whose
+/// cumulative probability exceeds `uniforms[r]` times the row's total (see the kernel's
+/// comment for the exact rule, shared with `model::categorical::Rows`).
+pub fn sample_rows(
+    dev: &CudaDevice,
+    words: CudaViewMut<'_, i32>,
+    lp: CudaView<'_, f32>,
+    uniforms: CudaView<'_, f64>,
+    rows: usize,
+    classes: usize,
+) -> Result<()> {
+    check_len("sample_rows", "lp", lp.len(), rows * classes)?;
+    check_len("sample_rows", "uniforms", uniforms.len(), rows)?;
+    check_len("sample_rows", "words", words.len(), rows)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    if classes == 0 {
+        return Err(crate::Error::invalid(
+            "cuda sample_rows: rows of no classes",
+        ));
+    }
+    let c = to_i32("sample_rows", "classes", classes)?;
+    // SAFETY: sizes checked above; 256 threads is the kernel's maximum block.
+    unsafe {
+        sample_rows_f32(
+            dev,
+            row_grid(rows, 256),
+            words,
+            lp,
+            uniforms,
+            rows as i64,
+            c,
+        )
+    }
+}

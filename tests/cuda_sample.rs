@@ -1,0 +1,148 @@
+//! Drawing words on the GPU (`kernels/sample.cu`) against the exact inverse CDF computed in
+//! f64 on the host: the word must be the f64 rule's except where `u · total` lies within
+//! 1e-5 (relative) of a boundary of the cumulative distribution, where f32 exponentials may
+//! move it; forbidden (−∞) words are never drawn; NaN and all −∞ rows give word 0; and the
+//! tensor path (`model::categorical::Rows` on a device tensor) returns the kernel's words.
+#![cfg(feature = "cuda")]
+
+mod cuda_util;
+
+use aoanet::Philox;
+use aoanet::cuda::kernels::sample;
+use aoanet::model::categorical::Rows;
+use aoanet::tensor::{DType, Device, Tensor};
+use cuda_util::{gpu, uniform};
+
+/// Log-softmax rows, peaked like a decoder's, with every 13th word forbidden (−∞).
+fn rows(rows: usize, classes: usize, seed: u64) -> Vec<f32> {
+    let x = uniform(seed, rows * classes, 0.0, 1.0);
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks_exact(classes) {
+        let logits: Vec<f64> = row
+            .iter()
+            .enumerate()
+            .map(|(k, &u)| {
+                if k % 13 == 7 {
+                    f64::NEG_INFINITY
+                } else {
+                    12.0 * f64::from(u).powi(5) - 6.0
+                }
+            })
+            .collect();
+        let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + logits.iter().map(|l| (l - m).exp()).sum::<f64>().ln();
+        out.extend(logits.iter().map(|l| (l - lse) as f32));
+    }
+    out
+}
+
+/// The f64 inverse CDF of one row: the word, and the distance of `u` from the nearest
+/// boundary of the normalised cumulative distribution.
+fn exact(row: &[f32], u: f64) -> (usize, f64) {
+    let p: Vec<f64> = row.iter().map(|&x| f64::from(x).exp()).collect();
+    let total: f64 = p.iter().sum();
+    let (mut acc, mut word, mut near) = (0.0, None, f64::INFINITY);
+    for (k, &pk) in p.iter().enumerate() {
+        if pk > 0.0 {
+            acc += pk / total;
+            near = near.min((acc - u).abs());
+            if word.is_none() && acc > u {
+                word = Some(k);
+            }
+        }
+    }
+    let last = p.iter().rposition(|&x| x > 0.0).unwrap_or(0);
+    (word.unwrap_or(last), near)
+}
+
+#[test]
+fn sample_rows_f32_follows_the_inverse_cdf() {
+    let Some(dev) = gpu("sample_rows_f32_follows_the_inverse_cdf") else {
+        return;
+    };
+    // One class, fewer classes than threads, not a multiple of 256, the vocabulary.
+    for (r, c) in [(5, 1), (9, 40), (33, 1001), (50, 9488)] {
+        let lp = rows(r, c, (r * c) as u64);
+        let mut g = Philox::new(c as u64);
+        let mut us: Vec<f64> = (0..r).map(|_| g.next_f64()).collect();
+        us[0] = 0.0;
+        if r > 1 {
+            us[1] = 0.999_999_9;
+        }
+        let lpd = dev.htod(&lp).unwrap();
+        let ud = dev.htod(&us).unwrap();
+        let mut words = dev.alloc::<i32>(r).unwrap();
+        sample::sample_rows(&dev, words.view_mut(), lpd.view(), ud.view(), r, c).unwrap();
+        let words = words.to_host().unwrap();
+        let mut differ = 0;
+        for (i, (&w, &u)) in words.iter().zip(&us).enumerate() {
+            let row = &lp[i * c..(i + 1) * c];
+            assert!(w >= 0 && (w as usize) < c, "[{r}x{c}] row {i}: word {w}");
+            assert!(
+                row[w as usize] > f32::NEG_INFINITY,
+                "[{r}x{c}] row {i}: drew forbidden word {w}"
+            );
+            let (want, near) = exact(row, u);
+            if w as usize != want {
+                differ += 1;
+                assert!(
+                    near < 1e-5,
+                    "[{r}x{c}] row {i}, u {u}: word {w}, the inverse CDF gives {want}"
+                );
+            }
+        }
+        eprintln!("[{r}x{c}]: {differ} of {r} words differ from the f64 rule (at boundaries)");
+    }
+}
+
+#[test]
+fn sample_rows_f32_gives_zero_for_rows_without_a_finite_entry() {
+    let Some(dev) = gpu("sample_rows_f32_gives_zero_for_rows_without_a_finite_entry") else {
+        return;
+    };
+    let c = 300;
+    let mut lp = rows(3, c, 4);
+    lp[17] = f32::NAN;
+    lp[c..2 * c].fill(f32::NEG_INFINITY);
+    let lpd = dev.htod(&lp).unwrap();
+    let ud = dev.htod(&[0.5f64, 0.5, 0.5]).unwrap();
+    let mut words = dev.alloc::<i32>(3).unwrap();
+    sample::sample_rows(&dev, words.view_mut(), lpd.view(), ud.view(), 3, c).unwrap();
+    let words = words.to_host().unwrap();
+    assert_eq!(&words[..2], [0, 0], "NaN row, all −∞ row");
+    assert_eq!(words[2] as usize, exact(&lp[2 * c..], 0.5).0);
+    let short = dev.htod(&[0.5f64]).unwrap();
+    let mut w = dev.alloc::<i32>(3).unwrap();
+    assert!(
+        sample::sample_rows(&dev, w.view_mut(), lpd.view(), short.view(), 3, c).is_err(),
+        "too few uniform numbers"
+    );
+}
+
+/// `Rows` on an f32 device tensor draws on the device (the same words as the kernel), keeps
+/// rows without a number undrawn, and agrees with the host path except at boundaries.
+#[test]
+fn sample_rows_f32_through_rows_on_a_device_tensor() {
+    let Some(dev) = gpu("sample_rows_f32_through_rows_on_a_device_tensor") else {
+        return;
+    };
+    let (r, c) = (20, 9488);
+    let lp = rows(r, c, 8);
+    let host = Tensor::from_vec(lp.clone(), &[r, 1, c]).unwrap();
+    let device = host.to_device(Device::Cuda(dev.ordinal())).unwrap();
+    assert_eq!(device.dtype(), DType::F32);
+    let mut g = Philox::new(3);
+    let us: Vec<f64> = (0..r).map(|_| g.next_f64()).collect();
+    let pick = |i: usize| (i % 3 != 1).then(|| us[i]);
+    let on_gpu = Rows::new(&device).unwrap().draw(pick).unwrap();
+    let on_cpu = Rows::new(&host).unwrap().draw(pick).unwrap();
+    for (i, (a, b)) in on_gpu.iter().zip(&on_cpu).enumerate() {
+        assert_eq!(a.is_some(), i % 3 != 1, "row {i}");
+        if let (Some(a), Some(b)) = (a, b)
+            && a != b
+        {
+            let (_, near) = exact(&lp[i * c..(i + 1) * c], us[i]);
+            assert!(near < 1e-5, "row {i}: GPU {a}, CPU {b}");
+        }
+    }
+}
