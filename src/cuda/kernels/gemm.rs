@@ -179,7 +179,9 @@ impl Gemm {
     }
 
     /// The elements of A and of B that the product reads: one past the largest index.
-    fn operand_extents(&self) -> (usize, usize) {
+    /// The elements of A and of B the product reads, from each operand's first element
+    /// (what a copy of an operand must cover).
+    pub fn operand_extents(&self) -> (usize, usize) {
         let (ar, ac) = if self.trans_a {
             (self.k, self.m)
         } else {

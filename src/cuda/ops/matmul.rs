@@ -9,10 +9,13 @@
 //! [`set_matmul_precision`] switches them to TF32 or bf16 tensor cores.
 
 use super::{dense_copy, device_of, output, with_buffer, with_cuda_float, with_dense};
+use crate::cuda::kernels::elementwise::cast_to_bf16;
 use crate::cuda::kernels::gemm::{self as k, Act, Gemm, Precision};
-use crate::tensor::Tensor;
+use crate::cuda::{CudaBuffer, CudaView};
+use crate::tensor::{DType, StorageCell, Tensor};
 use crate::{Error, Result};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// The f32 products' [`Precision`], as a number: 0 F32, 1 TF32, 2 bf16.
 static PRECISION: AtomicU8 = AtomicU8::new(0);
@@ -150,7 +153,9 @@ pub(crate) fn matmul(
 }
 
 /// `x · Wᵀ` (`transposed`) or `x · W` for a 2-D `x [M, K]` and a 2-D weight, plus `bias [N]`
-/// in the epilogue when given (no graph). Shapes are validated by the caller.
+/// in the epilogue when given (no graph): one GEMM launch reading `W` in place. With
+/// [`Precision::Bf16`], `W`'s bf16 copy comes from a cache ([`bf16_weight`]) and only `x` is
+/// rounded per product. Shapes are validated by the caller.
 pub(crate) fn weight_product(
     x: &Tensor,
     w: &Tensor,
@@ -181,17 +186,21 @@ pub(crate) fn weight_product(
         row_stride: if transposed { ws[1] } else { ws[0] },
         col_stride: if transposed { ws[0] } else { ws[1] },
     };
-    let Some(bias) = bias else {
-        return matmul(x, ox, w, ow, 1, (m, n, kx), &[m, n]);
-    };
     let (lx, lw) = (
         gemm_layout(m, kx, ox.row_stride, ox.col_stride),
         gemm_layout(kx, n, ow.row_stride, ow.col_stride),
     );
     let (Some((ta, lda)), Some((tb, ldb))) = (lx, lw) else {
         let (dx, dw) = (dense_copy(x)?, dense_copy(w)?);
-        return weight_product(&dx, &dw, transposed, Some(bias));
+        return weight_product(&dx, &dw, transposed, bias);
     };
+    if kx == 0 {
+        if bias.is_none() {
+            // An empty contraction: `matmul` writes zeros.
+            return matmul(x, ox, w, ow, 1, (m, n, kx), &[m, n]);
+        }
+        return Err(Error::invalid("cuda linear: zero input features"));
+    }
     let g = Gemm {
         m,
         n,
@@ -210,18 +219,77 @@ pub(crate) fn weight_product(
         act: Act::None,
     };
     let dev = device_of(x)?;
+    if matmul_precision() == Precision::Bf16 && x.dtype() == DType::F32 {
+        let (ex, ew) = g.operand_extents();
+        let w16 = bf16_weight(w, ow.offset, ew)?;
+        let mut x16 = dev.alloc::<half::bf16>(ex)?;
+        with_buffer::<f32, _>(x, "linear", |xb| {
+            cast_to_bf16(&dev, x16.view_mut(), xb.slice(ox.offset..ox.offset + ex)?)
+        })?;
+        let run = |bv: Option<CudaView<'_, f32>>| {
+            output::<f32>(&dev, &[m, n], |o| {
+                k::gemm_bf16_tc(&dev, &g, o, x16.view(), w16.view(), bv)
+            })
+        };
+        return match bias {
+            Some(b) => with_dense::<f32, _>(b, "linear", |bv| run(Some(bv))),
+            None => run(None),
+        };
+    }
     with_cuda_float!(x.dtype(), "linear", T => {
         with_buffer::<T, _>(x, "linear", |xb| {
             with_buffer::<T, _>(w, "linear", |wb| {
-                with_dense::<T, _>(bias, "linear", |bv| {
+                let run = |bv: Option<CudaView<'_, T>>| {
                     output::<T>(&dev, &[m, n], |o| {
-                        if kx == 0 {
-                            return Err(Error::invalid("cuda linear: zero input features"));
-                        }
-                        k::gemm::<T>(&dev, &g, o, xb.slice(ox.offset..)?, wb.slice(ow.offset..)?, Some(bv), matmul_precision())
+                        k::gemm::<T>(&dev, &g, o, xb.slice(ox.offset..)?, wb.slice(ow.offset..)?, bv, matmul_precision())
                     })
-                })
+                };
+                match bias {
+                    Some(b) => with_dense::<T, _>(b, "linear", |bv| run(Some(bv))),
+                    None => run(None),
+                }
             })
         })
     })
+}
+
+/// A bf16 copy of a weight's storage elements `offset .. offset + extent` (what a product
+/// reads), cached until the weight changes.
+///
+/// With [`Precision::Bf16`] every product rounds its operands to bf16 on the device; for the
+/// weights that is the same work at every one of the decoder's ~17 steps, forward and
+/// backward. The cache is keyed like the CPU's packed weights (`src/ops/weights.rs`): the
+/// storage's identity and version, so the optimiser's in-place update (a new version) makes
+/// the next product cast again, once, and the layout window; entries of freed or updated
+/// weights are dropped when the next copy is made.
+fn bf16_weight(w: &Tensor, offset: usize, extent: usize) -> Result<Arc<CudaBuffer<half::bf16>>> {
+    struct Entry {
+        storage: Weak<StorageCell>,
+        key: (usize, u64),
+        window: (usize, usize),
+        copy: Arc<CudaBuffer<half::bf16>>,
+    }
+    static CACHE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+    let key = w.storage_key();
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = cache
+        .iter()
+        .find(|e| e.key == key && e.window == (offset, extent))
+    {
+        return Ok(e.copy.clone());
+    }
+    cache.retain(|e| e.storage.strong_count() > 0 && !(e.key.0 == key.0 && e.key.1 != key.1));
+    let dev = device_of(w)?;
+    let mut copy = dev.alloc::<half::bf16>(extent)?;
+    with_buffer::<f32, _>(w, "bf16 weight", |wb| {
+        cast_to_bf16(&dev, copy.view_mut(), wb.slice(offset..offset + extent)?)
+    })?;
+    let copy = Arc::new(copy);
+    cache.push(Entry {
+        storage: w.storage_weak(),
+        key,
+        window: (offset, extent),
+        copy: copy.clone(),
+    });
+    Ok(copy)
 }
