@@ -14,6 +14,7 @@ use super::args::LaunchCfg;
 use super::buffer::{CudaBuffer, DeviceType};
 use super::nvrtc;
 use super::pool::{Block, Pool, PoolStats, RawAlloc};
+use super::staging::{STAGED_MIN_BYTES, Staging};
 use crate::{Error, Result};
 
 fn cuda_err(what: impl std::fmt::Display, e: impl std::fmt::Debug) -> Error {
@@ -67,6 +68,13 @@ pub fn available() -> bool {
     device_count() > 0
 }
 
+/// Whether large uploads go through the page-locked staging buffer (`src/cuda/staging.rs`);
+/// `AOANET_CUDA_STAGING=0` (read once) sends them from pageable memory instead.
+fn staged_uploads() -> bool {
+    static STAGED: OnceLock<bool> = OnceLock::new();
+    *STAGED.get_or_init(|| std::env::var("AOANET_CUDA_STAGING").map_or(true, |v| v.trim() != "0"))
+}
+
 /// Whether host-to-device copies wait for the device (`AOANET_CUDA_SYNC_HTOD`, read once).
 fn sync_uploads() -> bool {
     static SYNC: OnceLock<bool> = OnceLock::new();
@@ -112,6 +120,7 @@ pub struct CudaDevice {
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     functions: Mutex<HashMap<&'static str, (CudaFunction, u32)>>,
     pool: Mutex<Pool<DriverAlloc>>,
+    staging: Mutex<Staging>,
     launches: std::sync::atomic::AtomicU64,
 }
 
@@ -177,6 +186,7 @@ impl CudaDevice {
             ordinal,
             arch: format!("sm_{}{}", cc.0, cc.1),
             pool: Mutex::new(Pool::new(DriverAlloc { ctx: ctx.clone() })),
+            staging: Mutex::new(Staging::new()),
             launches: std::sync::atomic::AtomicU64::new(0),
             ctx,
             stream,
@@ -295,6 +305,17 @@ impl CudaDevice {
             return Ok(());
         }
         self.bind()?;
+        let bytes: &[u8] = bytemuck::cast_slice(src);
+        if bytes.len() >= STAGED_MIN_BYTES && staged_uploads() && !sync_uploads() {
+            let mut staging = self
+                .staging
+                .lock()
+                .map_err(|_| Error::Cuda("staging buffer poisoned".into()))?;
+            // SAFETY: dst points to at least `bytes.len()` bytes (callers pass a buffer of
+            // src.len() elements), allocated from the pool, whose blocks are reused in stream
+            // order; the context is bound and the stream is this device's.
+            return unsafe { staging.upload(bytes, dst, self.cu_stream()) };
+        }
         // SAFETY: dst points to at least size_of_val(src) bytes (callers pass a buffer of
         // src.len() elements). `src` is pageable memory (nothing of ours is page-locked), and
         // for a pageable source the driver copies it into a staging buffer before the call

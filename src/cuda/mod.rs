@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | [`device`](CudaDevice) | [`available`], [`CudaDevice::get`]: context, the one stream, module cache, pool |
 //! | [`pool`] | the caching allocator (size classes, peak bytes), tested on the CPU |
+//! | `staging` | page-locked staging of large uploads (asynchronous DMA, event-guarded reuse) |
 //! | [`buffer`] | [`CudaBuffer`] (owned, pooled) and [`CudaView`]/[`CudaViewMut`] (kernel arguments) |
 //! | [`nvrtc`] | `kernels/*.cu` embedded with `include_str!`, compiled to CUBIN per architecture |
 //! | [`args`] | [`KernelArg`]: Rust argument types that name their C types, the `kernels!` macro |
@@ -37,6 +38,7 @@ pub mod kernels;
 pub mod nvrtc;
 pub mod ops;
 pub mod pool;
+mod staging;
 mod storage;
 
 pub use args::{KernelArg, KernelSig, LaunchCfg};
