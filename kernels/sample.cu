@@ -18,6 +18,13 @@
 //
 // Kernels (wrappers: src/cuda/kernels/sample.rs; tests: tests/cuda_sample.rs):
 //   sample_rows_f32   words[r] (int) from lp [rows, classes] and uniforms [rows] (double)
+//   topk_rows_f32     the k largest entries of each row, in the order (value descending,
+//                     index ascending) of a stable descending sort: values [rows, k] and
+//                     indices [rows, k] (index -1 and value -inf past a row's non-NaN
+//                     entries). Beam search reads these k candidates per row instead of the
+//                     whole [rows, V+1] distribution. k rounds of a block-wide arg-max, each
+//                     over the entries that come after the previous round's pick in that
+//                     order; k is small (beam size plus a few), the row stays in L1/L2.
 
 #include "common.cuh"
 
@@ -92,5 +99,77 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_MAX_THREADS) sample_rows_f32
             if (t == 0) words[r] = (int)last;
         }
         __syncthreads();  // `found` and `prefix` are rewritten for the next row
+    }
+}
+
+// Whether (v, j) comes before (w, i) in the order (value descending, index ascending).
+__device__ __forceinline__ bool topk_before(float v, int j, float w, int i) {
+    return v > w || (v == w && j < i);
+}
+
+extern "C" __global__ void __launch_bounds__(SAMPLE_MAX_THREADS) topk_rows_f32(
+    float* values, int* indices, const float* x, i64 rows, int cols, int k) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nwarps = (blockDim.x + 31) >> 5;
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float* xr = x + r * cols;
+        // The previous pick; (+inf, -1) before the first round: every entry comes after it.
+        float pv = __int_as_float(0x7f800000);
+        int pi = -1;
+        for (int round = 0; round < k; ++round) {
+            float bv = neg_inf<float>();
+            int bi = -1;  // none yet
+            for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+                const float v = xr[j];
+                if (x_isnan(v) || !topk_before(pv, pi, v, j)) continue;  // not after the pick
+                if (bi < 0 || topk_before(v, j, bv, bi)) {
+                    bv = v;
+                    bi = j;
+                }
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+                const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+                if (oi >= 0 && (bi < 0 || topk_before(ov, oi, bv, bi))) {
+                    bv = ov;
+                    bi = oi;
+                }
+            }
+            __syncthreads();  // sv/si of the previous round are read
+            if (lane == 0) {
+                sv[warp] = bv;
+                si[warp] = bi;
+            }
+            __syncthreads();
+            bv = lane < nwarps ? sv[lane] : neg_inf<float>();
+            bi = lane < nwarps ? si[lane] : -1;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+                const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+                if (oi >= 0 && (bi < 0 || topk_before(ov, oi, bv, bi))) {
+                    bv = ov;
+                    bi = oi;
+                }
+            }
+            if (threadIdx.x == 0) {
+                values[r * k + round] = bi >= 0 ? bv : neg_inf<float>();
+                indices[r * k + round] = bi;
+            }
+            if (bi < 0) {
+                // Nothing left: the remaining rounds find nothing either.
+                for (int rest = round + 1 + threadIdx.x; rest < k; rest += blockDim.x) {
+                    values[r * k + rest] = neg_inf<float>();
+                    indices[r * k + rest] = -1;
+                }
+                break;
+            }
+            pv = bv;
+            pi = bi;
+        }
+        __syncthreads();
     }
 }

@@ -146,3 +146,48 @@ fn sample_rows_f32_through_rows_on_a_device_tensor() {
         }
     }
 }
+
+/// The stable descending order's first `k` (value descending, index ascending; NaN skipped).
+fn host_topk(row: &[f32], k: usize) -> Vec<(f32, i32)> {
+    let mut idx: Vec<usize> = (0..row.len()).filter(|&j| !row[j].is_nan()).collect();
+    idx.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap().then(a.cmp(&b)));
+    let mut out: Vec<(f32, i32)> = idx.iter().take(k).map(|&j| (row[j], j as i32)).collect();
+    out.resize(k, (f32::NEG_INFINITY, -1));
+    out
+}
+
+#[test]
+fn topk_rows_f32_is_a_stable_descending_sort_prefix() {
+    let Some(dev) = gpu("topk_rows_f32_is_a_stable_descending_sort_prefix") else {
+        return;
+    };
+    for (r, c, k) in [
+        (3, 1, 4),
+        (5, 40, 6),
+        (7, 1001, 3),
+        (150, 9488, 6),
+        (2, 300, 300),
+    ] {
+        let mut x = rows(r, c, (r + c + k) as u64);
+        // Ties (equal values at several indices), −∞ runs and a NaN.
+        for row in x.chunks_exact_mut(c) {
+            for j in (0..c).step_by(5) {
+                row[j] = row[0];
+            }
+        }
+        if c > 3 {
+            x[2] = f32::NAN;
+            x[c..2 * c].fill(f32::NEG_INFINITY);
+        }
+        let xd = dev.htod(&x).unwrap();
+        let mut vals = dev.alloc::<f32>(r * k).unwrap();
+        let mut idx = dev.alloc::<i32>(r * k).unwrap();
+        sample::topk_rows(&dev, vals.view_mut(), idx.view_mut(), xd.view(), r, c, k).unwrap();
+        let (vals, idx) = (vals.to_host().unwrap(), idx.to_host().unwrap());
+        for i in 0..r {
+            let want = host_topk(&x[i * c..(i + 1) * c], k);
+            let got: Vec<(f32, i32)> = (0..k).map(|j| (vals[i * k + j], idx[i * k + j])).collect();
+            assert_eq!(got, want, "[{r}x{c}] k {k} row {i}");
+        }
+    }
+}

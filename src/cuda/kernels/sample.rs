@@ -1,4 +1,5 @@
-//! Drawing one word per row of log-probabilities on the device (`kernels/sample.cu`).
+//! Choosing words on the device (`kernels/sample.cu`): drawing one per row of
+//! log-probabilities, and the top `k` of each row for beam search.
 
 use super::{check_len, row_grid, to_i32};
 use crate::Result;
@@ -7,6 +8,8 @@ use crate::cuda::{CudaDevice, CudaView, CudaViewMut};
 crate::__aoanet_cuda_kernels! { "sample";
     /// `words[r]` drawn from row `r` of `lp [rows, classes]` with the uniform `uniforms[r]`.
     fn sample_rows_f32(words: CudaViewMut<'_, i32>, lp: CudaView<'_, f32>, uniforms: CudaView<'_, f64>, rows: i64, classes: i32);
+    /// The `k` largest entries of each row (value descending, index ascending).
+    fn topk_rows_f32(values: CudaViewMut<'_, f32>, indices: CudaViewMut<'_, i32>, x: CudaView<'_, f32>, rows: i64, cols: i32, k: i32);
 }
 
 /// `words [rows]` (overwritten): for each row of `lp [rows, classes]`, the first word whose
@@ -42,6 +45,43 @@ pub fn sample_rows(
             uniforms,
             rows as i64,
             c,
+        )
+    }
+}
+
+/// `values [rows, k]` and `indices [rows, k]` (overwritten): the `k` largest entries of each
+/// row of `x [rows, cols]` in the order of a stable descending sort (ties: lower index first);
+/// NaN entries are skipped, and a row with fewer than `k` others pads with −∞ and index −1.
+pub fn topk_rows(
+    dev: &CudaDevice,
+    values: CudaViewMut<'_, f32>,
+    indices: CudaViewMut<'_, i32>,
+    x: CudaView<'_, f32>,
+    rows: usize,
+    cols: usize,
+    k: usize,
+) -> Result<()> {
+    check_len("topk_rows", "x", x.len(), rows * cols)?;
+    check_len("topk_rows", "values", values.len(), rows * k)?;
+    check_len("topk_rows", "indices", indices.len(), rows * k)?;
+    if rows * k == 0 {
+        return Ok(());
+    }
+    let (c, kk) = (
+        to_i32("topk_rows", "cols", cols)?,
+        to_i32("topk_rows", "k", k)?,
+    );
+    // SAFETY: sizes checked above; 256 threads is the kernel's maximum block.
+    unsafe {
+        topk_rows_f32(
+            dev,
+            row_grid(rows, 256),
+            values,
+            indices,
+            x,
+            rows as i64,
+            c,
+            kk,
         )
     }
 }

@@ -151,6 +151,29 @@ pub(crate) fn sample_rows(lp: &Tensor, uniforms: &[f64]) -> Result<Vec<usize>> {
         .collect())
 }
 
+/// The `k` largest entries of every row of the f32 `x [.., cols]` (value descending, index
+/// ascending; −∞ and index −1 past a row's non-NaN entries), computed on the device: only
+/// `[rows, k]` values and indices come back.
+pub(crate) fn topk_rows(x: &Tensor, k: usize) -> Result<(Vec<f32>, Vec<i32>)> {
+    let dev = device_of(x)?;
+    let cols = x.shape().last().copied().unwrap_or(0);
+    let rows = x.numel().checked_div(cols).unwrap_or(0);
+    let mut values = dev.alloc::<f32>(rows * k)?;
+    let mut indices = dev.alloc::<i32>(rows * k)?;
+    with_dense::<f32, _>(x, "topk_rows", |xv| {
+        crate::cuda::kernels::sample::topk_rows(
+            &dev,
+            values.view_mut(),
+            indices.view_mut(),
+            xv,
+            rows,
+            cols,
+            k,
+        )
+    })?;
+    Ok((values.to_host()?, indices.to_host()?))
+}
+
 /// Whether every element of every tensor (all on one CUDA device) is finite: one counter on
 /// the device, one launch per tensor, one read-back.
 pub(crate) fn all_finite_many(xs: &[&Tensor]) -> Result<bool> {

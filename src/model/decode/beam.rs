@@ -23,6 +23,14 @@
 //!   sorted by score (stable) and the best B′ of each group kept, groups concatenated; the
 //!   first is the caption.
 //!
+//! Each row's distribution is kept as its `k` best words only ([`Candidates`]: a stable
+//! descending sort's prefix), with `k` the number of words a step picks from per row plus the
+//! most words the step's adjustments can lower: every adjustment above only lowers a value,
+//! so a word outside that prefix can never overtake `k − (lowered words)` ≥ B′ words of it,
+//! and the search picks exactly what it would from the whole row. On a CUDA device the
+//! renormalisation and the prefix are computed there (`kernels/sample.cu`, `topk_rows_f32`)
+//! and only `[rows, k]` comes back instead of `[rows, V+1]`.
+//!
 //! Two savings that do not change any result: the first step runs once per image (all its
 //! beams are identical), and an image whose B′-th best finished score is at least every live
 //! running sum is settled early — later beams can only score lower and sort after the ties
@@ -89,6 +97,100 @@ struct ImageSearch {
     groups: Vec<Group>,
 }
 
+/// The `k` best words of each row and their f32 log-probabilities, in the order of a stable
+/// descending sort (ties: lower word first). Rows with fewer than `k` usable entries end with
+/// word `u32::MAX`.
+#[derive(Clone, Debug, Default)]
+struct Candidates {
+    k: usize,
+    words: Vec<u32>,
+    values: Vec<f32>,
+}
+
+impl Candidates {
+    const NONE: u32 = u32::MAX;
+
+    /// From full rows `[rows, c]` on the host.
+    fn from_rows(lp: &[f32], c: usize, k: usize) -> Candidates {
+        let rows = lp.len() / c;
+        let mut out = Candidates {
+            k,
+            words: vec![Self::NONE; rows * k],
+            values: vec![f32::NEG_INFINITY; rows * k],
+        };
+        let parts = num_threads().min(rows / 16).max(1);
+        let per = rows.div_ceil(parts);
+        std::thread::scope(|s| {
+            for ((src, words), values) in lp
+                .chunks(per * c)
+                .zip(out.words.chunks_mut(per * k))
+                .zip(out.values.chunks_mut(per * k))
+            {
+                s.spawn(move || {
+                    for ((row, w), v) in src
+                        .chunks_exact(c)
+                        .zip(words.chunks_exact_mut(k))
+                        .zip(values.chunks_exact_mut(k))
+                    {
+                        for (j, i) in top_indices(row, k).into_iter().enumerate() {
+                            w[j] = i as u32;
+                            v[j] = row[i];
+                        }
+                    }
+                });
+            }
+        });
+        out
+    }
+
+    /// The `k` best of every row of f32 `lp [rows, c]` on a CUDA device, computed there.
+    #[cfg(feature = "cuda")]
+    fn on_device(lp: &Tensor, k: usize) -> Result<Candidates> {
+        let (values, words) = crate::cuda::ops::topk_rows(lp, k)?;
+        Ok(Candidates {
+            k,
+            words: words
+                .into_iter()
+                .map(|w| u32::try_from(w).unwrap_or(Self::NONE))
+                .collect(),
+            values,
+        })
+    }
+
+    /// Rows `rows` of this, in order.
+    fn select(&self, rows: &[usize]) -> Candidates {
+        let k = self.k;
+        Candidates {
+            k,
+            words: rows
+                .iter()
+                .flat_map(|&r| self.words[r * k..(r + 1) * k].iter().copied())
+                .collect(),
+            values: rows
+                .iter()
+                .flat_map(|&r| self.values[r * k..(r + 1) * k].iter().copied())
+                .collect(),
+        }
+    }
+
+    /// Row `r`'s words and values.
+    fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let k = self.k;
+        (
+            &self.words[r * k..(r + 1) * k],
+            &self.values[r * k..(r + 1) * k],
+        )
+    }
+
+    /// Overwrites row `dst` with row `src` of `from`.
+    fn set_row(&mut self, dst: usize, from: &Candidates, src: usize) {
+        let k = self.k;
+        let (w, v) = from.row(src);
+        self.words[dst * k..(dst + 1) * k].copy_from_slice(w);
+        self.values[dst * k..(dst + 1) * k].copy_from_slice(v);
+    }
+}
+
 /// Beam search for every row (image) of `enc`, with `opts` (`beam_size`, `group_size`,
 /// `diversity_lambda`, `decoding_constraint`, `remove_bad_endings`, `length_penalty`,
 /// `temperature`, `max_length`). Runs in evaluation mode without a graph.
@@ -111,6 +213,9 @@ struct Search<'a> {
     groups: usize,
     per_group: usize,
     with_attention: bool,
+    /// Candidates kept per row instead of [`Search::candidates_per_row`]'s (tests: the whole
+    /// row, to check that the prefix changes nothing).
+    keep: Option<usize>,
 }
 
 impl<'a> Search<'a> {
@@ -127,6 +232,7 @@ impl<'a> Search<'a> {
             groups: opts.group_size,
             per_group: opts.beam_size / opts.group_size,
             with_attention,
+            keep: None,
         }
     }
 
@@ -134,7 +240,6 @@ impl<'a> Search<'a> {
         let images = enc.batch();
         let beam = self.opts.beam_size;
         let len = self.opts.max_length;
-        let c = self.classes;
         let mut rng = Philox::new(0);
         let mut ctx = Ctx::eval(&mut rng).with_attention_maps(self.with_attention);
 
@@ -145,15 +250,12 @@ impl<'a> Search<'a> {
             &self.model.try_init_state(images)?,
             &mut ctx,
         )?;
-        let first_lp = first.logprobs.to_vec_f32();
+        let first_lp = self.candidates(&first.logprobs, false)?;
         let first_att = self.attention_rows(first.attention.as_ref(), images)?;
         let expand: Vec<usize> = (0..images * beam).map(|r| r / beam).collect();
         let mut state = first.state.select_rows(&expand)?;
         let mut enc_rows = enc.select_rows(&expand)?;
-        let mut lp: Vec<f32> = expand
-            .iter()
-            .flat_map(|&i| first_lp[i * c..(i + 1) * c].iter().copied())
-            .collect();
+        let mut lp = first_lp.select(&expand);
         let mut att: Vec<Vec<f32>> = expand.iter().map(|&i| first_att[i].clone()).collect();
 
         let mut searches: Vec<ImageSearch> = (0..images)
@@ -199,13 +301,7 @@ impl<'a> Search<'a> {
                     }
                     let local = t - g;
                     let rows = base..base + self.per_group;
-                    let from = self.beam_step(
-                        search,
-                        g,
-                        local,
-                        &lp[rows.start * c..rows.end * c],
-                        &att[rows],
-                    );
+                    let from = self.beam_step(search, g, local, &lp, rows.start, &att[rows]);
                     for (vix, q) in from.into_iter().enumerate() {
                         parents.push(base + q);
                         words.push(search.groups[g].slots[vix].seq[local]);
@@ -235,7 +331,7 @@ impl<'a> Search<'a> {
             state = state.select_rows(&parents)?;
             // Rows that do not step keep their parent's log-probabilities (groups that have
             // not started yet keep the first step's).
-            let mut new_lp = vec![0f32; parents.len() * c];
+            let mut new_lp = lp.select(&parents);
             let mut new_att = vec![Vec::new(); parents.len()];
             let mut stepping = vec![false; parents.len()];
             for &r in &steps {
@@ -243,7 +339,6 @@ impl<'a> Search<'a> {
             }
             for (r, &p) in parents.iter().enumerate() {
                 if !stepping[r] {
-                    new_lp[r * c..(r + 1) * c].copy_from_slice(&lp[p * c..(p + 1) * c]);
                     new_att[r] = att[p].clone();
                 }
             }
@@ -256,10 +351,10 @@ impl<'a> Search<'a> {
                 };
                 let it: Vec<usize> = steps.iter().map(|&r| words[r]).collect();
                 let out = self.model.step(&it, &sub_enc, &sub_state, &mut ctx)?;
-                let next = self.renormalise(&out.logprobs)?;
+                let next = self.candidates(&out.logprobs, true)?;
                 let next_att = self.attention_rows(out.attention.as_ref(), steps.len())?;
                 for (k, &r) in steps.iter().enumerate() {
-                    new_lp[r * c..(r + 1) * c].copy_from_slice(&next[k * c..(k + 1) * c]);
+                    new_lp.set_row(r, &next, k);
                     new_att[r] = next_att[k].clone();
                 }
                 state = if all {
@@ -285,14 +380,16 @@ impl<'a> Search<'a> {
     }
 
     /// One `beam_step` of group `g` of one image at local time `local` over its rows' f32
-    /// log-probabilities `lp [B′ × C]` (and the attention that produced each row); returns
-    /// each new beam's parent (0..B′) and pushes the beams that finish.
+    /// log-probabilities (rows `first ..` of `lp`, one per beam, and the attention that
+    /// produced each); returns each new beam's parent (0..B′) and pushes the beams that
+    /// finish.
     fn beam_step(
         &self,
         search: &mut ImageSearch,
         g: usize,
         local: usize,
-        lp: &[f32],
+        lp: &Candidates,
+        first: usize,
         att: &[Vec<f32>],
     ) -> Vec<usize> {
         let c = self.classes;
@@ -307,31 +404,47 @@ impl<'a> Search<'a> {
         let group = &mut search.groups[g];
         let rows = if local == 0 { 1 } else { bdash };
         let cols = bdash.min(c);
-        // Per beam q: (word, augmented value, raw value) for its top `cols` sorted words.
+        // Per beam q: (word, augmented value, raw value) for its top `cols` sorted words,
+        // from the row's candidates with the step's adjustments applied.
         let mut tops: Vec<Vec<(usize, f32, f32)>> = Vec::with_capacity(rows);
-        let mut row = vec![0f32; c];
         for q in 0..rows {
-            row.copy_from_slice(&lp[q * c..(q + 1) * c]);
-            if local > 0 {
-                let prev = group.slots[q].seq[local - 1];
-                if opts.decoding_constraint {
-                    row[prev] = f32::NEG_INFINITY;
-                }
-                if opts.remove_bad_endings && opts.bad_endings.contains(&prev) {
-                    row[0] = f32::NEG_INFINITY;
-                }
-            }
-            row[c - 1] -= 1000.0;
-            let raw = (!earlier.is_empty()).then(|| row.clone());
-            for &w in &earlier {
-                row[w] -= opts.diversity_lambda as f32;
-            }
-            let top = top_indices(&row, cols);
-            tops.push(
-                top.into_iter()
-                    .map(|w| (w, row[w], raw.as_ref().map_or(row[w], |r| r[w])))
-                    .collect(),
-            );
+            let prev = (local > 0).then(|| group.slots[q].seq[local - 1]);
+            let bad_ending =
+                prev.is_some_and(|p| opts.remove_bad_endings && opts.bad_endings.contains(&p));
+            let (words, values) = lp.row(first + q);
+            let mut top: Vec<(usize, f32, f32)> = words
+                .iter()
+                .zip(values)
+                .filter(|(w, _)| **w != Candidates::NONE)
+                .map(|(&w, &v)| {
+                    let w = w as usize;
+                    let mut v = v;
+                    if opts.decoding_constraint && prev == Some(w) {
+                        v = f32::NEG_INFINITY;
+                    }
+                    if bad_ending && w == 0 {
+                        v = f32::NEG_INFINITY;
+                    }
+                    if w == c - 1 {
+                        v -= 1000.0;
+                    }
+                    let raw = v;
+                    for &e in &earlier {
+                        if e == w {
+                            v -= opts.diversity_lambda as f32;
+                        }
+                    }
+                    (w, v, raw)
+                })
+                .collect();
+            // A stable descending sort of the whole row: ties by word.
+            top.sort_by(|a, b| {
+                b.1.partial_cmp(&a.1)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(a.0.cmp(&b.0))
+            });
+            top.truncate(cols);
+            tops.push(top);
         }
         // Candidates column-major (c, then q), as the reference enumerates them.
         struct Candidate {
@@ -343,7 +456,9 @@ impl<'a> Search<'a> {
         let mut candidates = Vec::with_capacity(rows * cols);
         for col in 0..cols {
             for (q, top) in tops.iter().enumerate() {
-                let (word, value, raw) = top[col];
+                let Some(&(word, value, raw)) = top.get(col) else {
+                    continue;
+                };
                 candidates.push(Candidate {
                     q,
                     word,
@@ -414,14 +529,64 @@ impl<'a> Search<'a> {
         done
     }
 
+    /// How many best words per row a step needs (see the module documentation): the B′ it
+    /// picks from plus every word its adjustments can lower (the previous word, EOS after a
+    /// bad ending, UNK, earlier groups' choices); the whole row if diversity could raise one.
+    fn candidates_per_row(&self) -> usize {
+        let c = self.classes;
+        if let Some(k) = self.keep {
+            return k.min(c);
+        }
+        let opts = self.opts;
+        if self.groups > 1 && opts.diversity_lambda < 0.0 {
+            return c;
+        }
+        let lowered = 1
+            + usize::from(opts.decoding_constraint)
+            + usize::from(opts.remove_bad_endings)
+            + (self.groups - 1) * self.per_group;
+        (self.per_group.min(c) + lowered).min(c)
+    }
+
+    /// The candidates of every row of `logprobs` (the first step's, or with `renormalise` a
+    /// later step's `log_softmax(logprobs / T)`), rounded to f32 (`.float()`).
+    fn candidates(&self, logprobs: &Tensor, renormalise: bool) -> Result<Candidates> {
+        let k = self.candidates_per_row();
+        #[cfg(feature = "cuda")]
+        if logprobs.is_cuda() && logprobs.dtype() == crate::tensor::DType::F32 {
+            let lp = if renormalise {
+                let t = self.opts.temperature;
+                let scaled = if t == 1.0 {
+                    logprobs.clone()
+                } else {
+                    logprobs.div(&Tensor::full_on(
+                        &[],
+                        t,
+                        logprobs.dtype(),
+                        logprobs.device(),
+                    )?)?
+                };
+                scaled.log_softmax()?
+            } else {
+                logprobs.clone()
+            };
+            return Candidates::on_device(&lp, k);
+        }
+        let rows = if renormalise {
+            self.renormalise(logprobs)?
+        } else {
+            logprobs.to_vec_f32()
+        };
+        Ok(Candidates::from_rows(&rows, self.classes, k))
+    }
+
     /// `log_softmax(logprobs / T)` in the model's dtype, rounded to f32 (`.float()`): one
     /// pass over the rows, split across threads (at full size this is 150 rows × 9488).
     fn renormalise(&self, logprobs: &Tensor) -> Result<Vec<f32>> {
         let t = self.opts.temperature;
         let c = self.classes;
         with_float!(logprobs.dtype(), "beam_search", T => {
-            // `with_data`: on a GPU the rows are copied to the host first (the search is
-            // host code).
+            // `with_data`: on a GPU the rows are copied to the host first.
             logprobs.with_data::<T, _>(|x| {
                 let mut out = vec![0f32; x.len()];
                 let rows = x.len() / c;
@@ -488,4 +653,60 @@ fn merge_rows(state: &DecoderState, sub: &DecoderState, rows: &[usize]) -> Resul
         ctx: merge(&state.ctx, &sub.ctx)?,
         ctx_cell: merge(&state.ctx_cell, &sub.ctx_cell)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AoaConfig;
+    use crate::nn::Module;
+    use crate::tensor::DType;
+
+    /// The search on each row's best few words picks exactly what it picks on whole rows,
+    /// with every adjustment that lowers values (constraints, bad endings, UNK, diversity).
+    #[test]
+    fn candidates_prefix_gives_the_whole_rows_result() {
+        let vocab = 40;
+        let mut c = AoaConfig::small(vocab, 16);
+        c.rnn_size = 32;
+        c.input_encoding_size = 32;
+        c.refiner_layers = 1;
+        let m = AoaModel::new(c, DType::F32, 3).unwrap();
+        for (name, p) in m.named_parameters() {
+            if name.ends_with("weight") && !name.contains("norm") {
+                p.update_(&p.mul_scalar(3.0).unwrap()).unwrap();
+            }
+        }
+        let mut rng = Philox::new(5);
+        let feats = Tensor::randn(&[4, 5, 16], DType::F32, &mut rng);
+        let enc = no_grad(|| m.encode(&feats, None, None, &mut Ctx::eval(&mut rng), None)).unwrap();
+        let classes = vocab + 1;
+        let variants = [
+            DecodeOptions::beam(3, 9),
+            DecodeOptions {
+                group_size: 2,
+                diversity_lambda: 0.5,
+                decoding_constraint: true,
+                remove_bad_endings: true,
+                bad_endings: vec![1, 2, 3, 4, 5],
+                length_penalty: LengthPenalty::Wu(0.7),
+                ..DecodeOptions::beam(4, 9)
+            },
+            DecodeOptions {
+                temperature: 0.7,
+                decoding_constraint: true,
+                ..DecodeOptions::beam(5, 9)
+            },
+        ];
+        for opts in &variants {
+            opts.validate(classes).unwrap();
+            let search = Search::new(&m, opts, classes, true);
+            assert!(search.candidates_per_row() < classes, "{opts:?}");
+            let prefix = no_grad(|| search.run(&enc)).unwrap();
+            let mut whole = Search::new(&m, opts, classes, true);
+            whole.keep = Some(classes);
+            let full = no_grad(|| whole.run(&enc)).unwrap();
+            assert_eq!(prefix, full, "{opts:?}");
+        }
+    }
 }
