@@ -107,6 +107,19 @@ __device__ __forceinline__ bool topk_before(float v, int j, float w, int i) {
     return v > w || (v == w && j < i);
 }
 
+// The first of the warp's candidates (v, i) in that order, in every lane (i < 0: none).
+__device__ __forceinline__ void topk_warp_best(float& v, int& i) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (oi >= 0 && (i < 0 || topk_before(ov, oi, v, i))) {
+            v = ov;
+            i = oi;
+        }
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(SAMPLE_MAX_THREADS) topk_rows_f32(
     float* values, int* indices, const float* x, i64 rows, int cols, int k) {
     __shared__ float sv[32];
@@ -129,15 +142,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_MAX_THREADS) topk_rows_f32(
                     bi = j;
                 }
             }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-                const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-                const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-                if (oi >= 0 && (bi < 0 || topk_before(ov, oi, bv, bi))) {
-                    bv = ov;
-                    bi = oi;
-                }
-            }
+            topk_warp_best(bv, bi);
             __syncthreads();  // sv/si of the previous round are read
             if (lane == 0) {
                 sv[warp] = bv;
@@ -146,15 +151,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_MAX_THREADS) topk_rows_f32(
             __syncthreads();
             bv = lane < nwarps ? sv[lane] : neg_inf<float>();
             bi = lane < nwarps ? si[lane] : -1;
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-                const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-                const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-                if (oi >= 0 && (bi < 0 || topk_before(ov, oi, bv, bi))) {
-                    bv = ov;
-                    bi = oi;
-                }
-            }
+            topk_warp_best(bv, bi);
             if (threadIdx.x == 0) {
                 values[r * k + round] = bi >= 0 ? bv : neg_inf<float>();
                 indices[r * k + round] = bi;

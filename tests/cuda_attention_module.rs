@@ -44,22 +44,7 @@ fn valid(b: usize, n: usize) -> Tensor {
 
 /// A layer whose parameters are `params` (in visiting order), on their device.
 fn layer_with(cfg: &MultiHeadAoaConfig, params: &[Tensor]) -> MultiHeadAoa {
-    let mut layer = MultiHeadAoa::new(cfg.clone(), DType::F32, &mut Philox::new(0)).unwrap();
-    let mut it = params.iter().cloned();
-    let mut take = || it.next().expect("one tensor per parameter");
-    if let Some(n) = &mut layer.norm {
-        n.a_2 = take();
-        n.b_2 = take();
-    }
-    for l in &mut layer.linears {
-        l.weight = take();
-        l.bias = take();
-    }
-    if let Some(a) = &mut layer.aoa_layer {
-        a.weight = take();
-        a.bias = take();
-    }
-    layer
+    MultiHeadAoa::from_parameters(cfg.clone(), params).unwrap()
 }
 
 /// The layer's initial parameters as f64 CPU tensors, perturbed so LayerNorm's gain and bias

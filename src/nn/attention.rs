@@ -265,6 +265,44 @@ impl MultiHeadAoa {
         })
     }
 
+    /// A layer whose parameters are `params`, in [`Module::visit`] order, used as they are
+    /// (not copied) so that gradients reach them: gradient checks, and one layer built on two
+    /// devices. Fails unless the count and every shape match the configuration.
+    pub fn from_parameters(cfg: MultiHeadAoaConfig, params: &[Tensor]) -> Result<Self> {
+        let dtype = params.first().map_or(DType::F32, Tensor::dtype);
+        let mut layer = MultiHeadAoa::new(cfg, dtype, &mut Philox::new(0))?;
+        let mut slots: Vec<&mut Tensor> = Vec::new();
+        if let Some(n) = &mut layer.norm {
+            slots.extend([&mut n.a_2, &mut n.b_2]);
+        }
+        for l in layer
+            .linears
+            .iter_mut()
+            .chain(layer.output_layer.as_mut())
+            .chain(layer.aoa_layer.as_mut())
+        {
+            slots.extend([&mut l.weight, &mut l.bias]);
+        }
+        if slots.len() != params.len() {
+            return Err(Error::invalid(format!(
+                "attention: {} parameters given, the configuration has {}",
+                params.len(),
+                slots.len()
+            )));
+        }
+        for (slot, p) in slots.into_iter().zip(params) {
+            if slot.shape() != p.shape() {
+                return Err(Error::shape(
+                    "attention parameters",
+                    &[p.shape()],
+                    format!("{:?}", slot.shape()),
+                ));
+            }
+            *slot = p.clone();
+        }
+        Ok(layer)
+    }
+
     /// A copy with its own parameters holding the same values (PyTorch's `deepcopy`).
     pub fn deep_clone(&self) -> Result<Self> {
         let copy = |l: &Option<Linear>| l.as_ref().map(Linear::deep_clone).transpose();
@@ -598,32 +636,8 @@ mod tests {
             for single in [false, true] {
                 let r = gradcheck(
                     |t| {
-                        let mut layer = MultiHeadAoa::new(
-                            config(pkv, aoa, nq, out),
-                            DType::F64,
-                            &mut Philox::new(0),
-                        )?;
-                        let mut k = 1;
-                        let mut take = || {
-                            k += 1;
-                            t[k - 1].clone()
-                        };
-                        if let Some(n) = &mut layer.norm {
-                            n.a_2 = take();
-                            n.b_2 = take();
-                        }
-                        for l in &mut layer.linears {
-                            l.weight = take();
-                            l.bias = take();
-                        }
-                        if let Some(o) = &mut layer.output_layer {
-                            o.weight = take();
-                            o.bias = take();
-                        }
-                        if let Some(a) = &mut layer.aoa_layer {
-                            a.weight = take();
-                            a.bias = take();
-                        }
+                        let layer =
+                            MultiHeadAoa::from_parameters(config(pkv, aoa, nq, out), &t[1..])?;
                         let q = if single {
                             t[0].narrow(1, 0, 1)?.squeeze(1)?
                         } else {
@@ -745,6 +759,18 @@ mod tests {
             w.chunks(3)
                 .all(|row| row[1] == 0.0 && (row[0] + row[2] - 1.0).abs() < 1e-12)
         );
+        let params: Vec<Tensor> = layer
+            .named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        let cfg = config(true, true, false, false);
+        assert!(MultiHeadAoa::from_parameters(cfg.clone(), &params[1..]).is_err());
+        let mut wrong = params.clone();
+        wrong[0] = Tensor::zeros(&[3, 4], DType::F64);
+        assert!(MultiHeadAoa::from_parameters(cfg.clone(), &wrong).is_err());
+        let same = MultiHeadAoa::from_parameters(cfg, &params).unwrap();
+        assert!(same.linears[0].weight.same_storage(&params[0]));
         assert!(
             MultiHeadAoa::new(
                 MultiHeadAoaConfig {
