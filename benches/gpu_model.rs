@@ -16,8 +16,8 @@
 //! (operands rounded on the device per product; weights stay f32: not yet the full mixed
 //! precision of issue 8, item 2).
 //!
-//! Attention: the model runs the fused attention kernels (d_k = 128); the sections ending in
-//! `.unfused` run the same workload with `nn::set_fused_attention(false)`, the composition of
+//! Attention: the model runs the fused attention kernels (d_k = 128); the sections named
+//! `unfused.*` run the same workload with `nn::set_fused_attention(false)`, the composition of
 //! matmul, masked_fill, softmax and dropout kernels on heads split once per batch (the path
 //! every run before the fused one measured), so each run gives the ratio on one device.
 //!
@@ -82,7 +82,7 @@ const SECTIONS: &[Section<Shared>] = &[
         run: train_xe_step,
     },
     Section {
-        name: "train.xe_step.unfused",
+        name: "unfused.train.xe_step",
         run: |s| unfused(s, train_xe_step),
     },
     Section {
@@ -102,7 +102,7 @@ const SECTIONS: &[Section<Shared>] = &[
         run: decode_beam3,
     },
     Section {
-        name: "decode.beam3_500.unfused",
+        name: "unfused.decode.beam3_500",
         run: |s| unfused(s, decode_beam3),
     },
 ];
@@ -204,6 +204,7 @@ fn train_xe_step(shared: &mut Shared) {
     let (labels, targets, mask) = captions(TRAIN_IMAGES * 5, len);
     let mask = mask.to_device(device).unwrap();
     dev.reset_peak_memory();
+    let counts_before = dev.launch_counts();
     let mut phases = [f64::INFINITY; 4];
     let (wall, launches) = best_of(&dev, || {
         let t0 = Instant::now();
@@ -249,6 +250,26 @@ fn train_xe_step(shared: &mut Shared) {
         XE_STEP_GFLOP / wall / 1e3,
         memory(&dev)
     );
+    print_launch_mix(&dev, &counts_before, reps() + 1);
+}
+
+/// The kernels launched since `before`, per call of a workload that ran `calls` times, most
+/// launched first (what a fusion or a CUDA graph would have to absorb).
+fn print_launch_mix(dev: &CudaDevice, before: &[(&'static str, u64)], calls: usize) {
+    let old = |k: &str| before.iter().find(|(n, _)| *n == k).map_or(0, |e| e.1);
+    let mut mix: Vec<(&'static str, u64)> = dev
+        .launch_counts()
+        .into_iter()
+        .map(|(k, n)| (k, n - old(k)))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    mix.sort_by_key(|e| std::cmp::Reverse(e.1));
+    let line: Vec<String> = mix
+        .iter()
+        .take(16)
+        .map(|(k, n)| format!("{k} {:.0}", *n as f64 / calls as f64))
+        .collect();
+    println!("  launches per call by kernel: {}", line.join(", "));
 }
 
 /// One self-critical step: 5 sampled captions per image for 10 images (with the graph), a
@@ -269,6 +290,7 @@ fn train_scst_step(shared: &mut Shared) {
         ..DecodeOptions::greedy(16)
     };
     dev.reset_peak_memory();
+    let counts_before = dev.launch_counts();
     let (wall, launches) = best_of(&dev, || {
         let mut rng = Philox::new(6);
         let mut ctx = Ctx::train(&mut rng);
@@ -293,6 +315,7 @@ fn train_scst_step(shared: &mut Shared) {
         reps(),
         memory(&dev)
     );
+    print_launch_mix(&dev, &counts_before, reps() + 1);
 }
 
 fn decode_encode(shared: &mut Shared) {
@@ -321,6 +344,7 @@ fn decode_greedy(shared: &mut Shared) {
     let feats = features(DECODE_IMAGES, 1, device);
     let opts = DecodeOptions::greedy(20);
     dev.reset_peak_memory();
+    let counts_before = dev.launch_counts();
     let (s, launches) = best_of(&dev, || {
         no_grad(|| {
             let mut rng = Philox::new(0);
@@ -330,6 +354,7 @@ fn decode_greedy(shared: &mut Shared) {
         });
     });
     report("decode.greedy500", s, launches, &dev);
+    print_launch_mix(&dev, &counts_before, reps() + 1);
 }
 
 /// Beam search with 3 beams over 500 images, encoding included. The search itself is host
@@ -341,6 +366,7 @@ fn decode_beam3(shared: &mut Shared) {
     let feats = features(DECODE_IMAGES, 1, device);
     let opts = DecodeOptions::beam(3, 20);
     dev.reset_peak_memory();
+    let counts_before = dev.launch_counts();
     let (s, launches) = best_of(&dev, || {
         let enc = no_grad(|| {
             m.encode(
@@ -355,6 +381,7 @@ fn decode_beam3(shared: &mut Shared) {
         no_grad(|| beam_search(m, &enc, &opts, false)).unwrap();
     });
     report("decode.beam3_500", s, launches, &dev);
+    print_launch_mix(&dev, &counts_before, reps() + 1);
 }
 
 fn report(name: &str, wall: f64, launches: u64, dev: &CudaDevice) {

@@ -118,7 +118,9 @@ pub struct CudaDevice {
     cc: (i32, i32),
     arch: String,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
-    functions: Mutex<HashMap<&'static str, (CudaFunction, u32)>>,
+    /// Loaded functions by kernel name: the function, the dynamic shared memory it was opted
+    /// into, and how many times it was launched.
+    functions: Mutex<HashMap<&'static str, (CudaFunction, u32, u64)>>,
     pool: Mutex<Pool<DriverAlloc>>,
     staging: Mutex<Staging>,
     launches: std::sync::atomic::AtomicU64,
@@ -454,7 +456,7 @@ impl CudaDevice {
                         e,
                     )
                 })?;
-                fns.insert(kernel, (f, 48 * 1024));
+                fns.insert(kernel, (f, 48 * 1024, 0));
             }
             let entry = fns.get_mut(kernel).expect("inserted above");
             // More than 48 KiB of dynamic shared memory must be opted into per function.
@@ -470,6 +472,7 @@ impl CudaDevice {
                     })?;
                 entry.1 = cfg.smem;
             }
+            entry.2 += 1;
             entry.0.clone()
         };
         self.bind()?;
@@ -487,6 +490,18 @@ impl CudaDevice {
     /// per training step and per decoding call).
     pub fn launches(&self) -> u64 {
         self.launches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Launches so far per kernel, most launched first (which kernels make up a step's
+    /// launch count: the bench prints them).
+    pub fn launch_counts(&self) -> Vec<(&'static str, u64)> {
+        let mut counts: Vec<(&'static str, u64)> = self
+            .functions
+            .lock()
+            .map(|f| f.iter().map(|(&k, e)| (k, e.2)).collect())
+            .unwrap_or_default();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        counts
     }
 
     /// Times `f` on the device's stream with CUDA events: milliseconds between an event
