@@ -177,11 +177,37 @@ impl Tensor {
     }
 }
 
+/// Hashes a [`TensorId`] (a counter, unique per tensor record) with one multiplication: the
+/// backward pass looks ids up several times per node, and SipHash's resistance to chosen keys
+/// buys nothing for ids we hand out ourselves.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        // Fibonacci hashing: consecutive ids spread over the high bits the table uses.
+        self.0 = (self.0 ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A map keyed by tensor identity.
+type IdMap<V> = HashMap<TensorId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// Tensors reachable from `root` through nodes, each after all tensors that use it.
 fn topological_order(root: &Tensor) -> Vec<Tensor> {
     // Iterative post-order DFS: decoder graphs are thousands of nodes deep.
     let mut order = Vec::new();
-    let mut visited: HashMap<TensorId, ()> = HashMap::new();
+    let mut visited: IdMap<()> = IdMap::default();
     let mut stack: Vec<(Tensor, bool)> = vec![(root.clone(), false)];
     while let Some((t, expanded)) = stack.pop() {
         if expanded {
@@ -205,7 +231,7 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
 
 fn run_backward(root: &Tensor, seed: Tensor) -> Result<()> {
     let order = topological_order(root);
-    let mut grads: HashMap<TensorId, Pending> = HashMap::new();
+    let mut grads: IdMap<Pending> = IdMap::default();
     let mut seed_pending = Pending::default();
     seed_pending.add(Grad::Dense(seed))?;
     grads.insert(root.id(), seed_pending);
