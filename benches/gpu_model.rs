@@ -21,6 +21,10 @@
 //! matmul, masked_fill, softmax and dropout kernels on heads split once per batch (the path
 //! every run before the fused one measured), so each run gives the ratio on one device.
 //!
+//! The XE step also prints how long the host took to queue each phase's kernels (the time of
+//! its last launch, before the phase's synchronise) beside the phase's time: when the two are
+//! close, the host's launches bound the step and the GPU waits for work.
+//!
 //! FLOP-based efficiency: an XE step (10 images × 5 captions × 17 steps, refiner once per
 //! image) is about 245 GFLOP (issue 8); TFLOP/s = 245 / seconds / 1000. The decoding sections
 //! set the output bias of EOS (index 0) to −10⁴ first, as `benches/model.rs` does, so no caption
@@ -206,6 +210,9 @@ fn train_xe_step(shared: &mut Shared) {
     dev.reset_peak_memory();
     let counts_before = dev.launch_counts();
     let mut phases = [f64::INFINITY; 4];
+    // When the host had queued each phase's last kernel (before the phase's synchronise):
+    // close to the phase's time means the host's launches bound the step, not the GPU.
+    let mut issue = [0.0f64; 2];
     let (wall, launches) = best_of(&dev, || {
         let t0 = Instant::now();
         let mut drng = Philox::new(4);
@@ -216,10 +223,13 @@ fn train_xe_step(shared: &mut Shared) {
             .expand(5)
             .unwrap();
         let lp = m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap();
+        // Before the loss: it reads the mask back to the host, which waits for the GPU.
+        let i0 = Instant::now();
         let loss = label_smoothing_loss(&lp, &targets, &mask, 0.2).unwrap();
         dev.synchronize().unwrap();
         let t1 = Instant::now();
         loss.backward().unwrap();
+        let i1 = Instant::now();
         dev.synchronize().unwrap();
         let t2 = Instant::now();
         opt.step(&params).unwrap();
@@ -234,6 +244,7 @@ fn train_xe_step(shared: &mut Shared) {
                 (t3 - t2).as_secs_f64(),
                 total,
             ];
+            issue = [(i0 - t0).as_secs_f64(), (i1 - t1).as_secs_f64()];
         }
     });
     println!(
@@ -249,6 +260,15 @@ fn train_xe_step(shared: &mut Shared) {
         1e3 * phases[2],
         XE_STEP_GFLOP / wall / 1e3,
         memory(&dev)
+    );
+    println!(
+        "  host issue time (until the phase's last launch; the forward's before the loss): \
+         forward {:.1} of {:.1} ms, \
+         backward {:.1} of {:.1} ms",
+        1e3 * issue[0],
+        1e3 * phases[0],
+        1e3 * issue[1],
+        1e3 * phases[1]
     );
     print_launch_mix(&dev, &counts_before, reps() + 1);
 }
