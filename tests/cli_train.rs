@@ -5,7 +5,6 @@
 //! fail within seconds; a changed `rnn_size` on resume is refused by name; `eval`, `caption`
 //! and a tiny `demo` run.
 
-use aoanet::data::{SynthConfig, World};
 use aoanet::json;
 use aoanet::train::checkpoint::Checkpoint;
 use std::io::{BufRead, BufReader};
@@ -13,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
+
+mod train_support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_aoanet");
 
@@ -27,19 +28,7 @@ fn scratch(name: &str) -> PathBuf {
 fn setup(name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let root = scratch(name);
     let data = root.join("data");
-    World::generate(&SynthConfig {
-        train: 18,
-        val: 6,
-        test: 4,
-        min_regions: 4,
-        max_regions: 7,
-        dim: 12,
-        ..SynthConfig::default()
-    })
-    .unwrap()
-    .dataset
-    .save(&data)
-    .unwrap();
+    train_support::world().save(&data).unwrap();
     let config = root.join("tiny.json");
     std::fs::write(
         &config,

@@ -51,8 +51,8 @@ fn reference(
 }
 
 #[test]
-fn bf16_linear_uses_a_cached_weight_copy_that_follows_updates() {
-    let Some(dev) = cuda("bf16_linear_uses_a_cached_weight_copy_that_follows_updates") else {
+fn bf16_linear_matches_a_bf16_reference_across_weight_updates() {
+    let Some(dev) = cuda("bf16_linear_matches_a_bf16_reference_across_weight_updates") else {
         return;
     };
     let round = dev != Device::Cpu;

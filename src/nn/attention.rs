@@ -433,10 +433,7 @@ impl MultiHeadAoa {
         };
         let (heads, dk) = (self.cfg.heads, self.head_size());
         let inner = heads * dk;
-        let (keys, n) = match kv {
-            KeyValues::Split { keys, .. } => (keys, keys.shape().get(2).copied()),
-            KeyValues::Packed { keys, .. } => (keys, keys.shape().get(1).copied()),
-        };
+        let keys = kv.keys();
         let kv_ok = match kv {
             KeyValues::Split { keys, values } => {
                 keys.rank() == 4
@@ -458,7 +455,6 @@ impl MultiHeadAoa {
                 ),
             ));
         }
-        let n = n.expect("rank checked");
         let (b, nq) = (query.shape()[0], query.shape()[1]);
         let q = match &self.norm {
             Some(norm) => norm.forward(&query)?,
@@ -471,7 +467,7 @@ impl MultiHeadAoa {
                 let weights = if ctx.attention_maps {
                     let kh = self.split_heads(keys)?;
                     Some(crate::autograd::no_grad(|| {
-                        self.probabilities(&qp, &kh, mask, [b, nq, n])
+                        self.probabilities(&qp, &kh, mask, b, nq)
                     })?)
                 } else {
                     None
@@ -485,7 +481,7 @@ impl MultiHeadAoa {
                         (self.split_heads(keys)?, self.split_heads(values)?)
                     }
                 };
-                let weights = self.probabilities(&qp, &kh, mask, [b, nq, n])?;
+                let weights = self.probabilities(&qp, &kh, mask, b, nq)?;
                 let p = self.dropout.forward(&weights, ctx)?;
                 let x = p.matmul(&vh)?.transpose(1, 2)?.reshape(&[b, nq, inner])?;
                 (x, Some(weights))
@@ -513,7 +509,8 @@ impl MultiHeadAoa {
         qp: &Tensor,
         kh: &Tensor,
         mask: Option<&AttentionMask>,
-        [b, nq, _n]: [usize; 3],
+        b: usize,
+        nq: usize,
     ) -> Result<Tensor> {
         let dk = self.head_size();
         let qh = qp.reshape(&[b, nq, self.cfg.heads, dk])?.transpose(1, 2)?;

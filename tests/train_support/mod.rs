@@ -1,5 +1,5 @@
 //! What the training-loop tests share (tests/train_resume.rs on the CPU, tests/cuda_train.rs
-//! on a GPU): a tiny synthetic world and model, XE options whose schedules all move within a
+//! on a GPU, tests/cli_train.rs's data folder): a tiny synthetic world and model, XE options whose schedules all move within a
 //! few iterations, scratch folders, and a bit-for-bit comparison of two runs' checkpoints.
 #![allow(dead_code)]
 

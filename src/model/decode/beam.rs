@@ -118,8 +118,7 @@ impl Candidates {
             words: vec![Self::NONE; rows * k],
             values: vec![f32::NEG_INFINITY; rows * k],
         };
-        let parts = num_threads().min(rows / 16).max(1);
-        let per = rows.div_ceil(parts);
+        let per = rows_per_thread(rows);
         std::thread::scope(|s| {
             for ((src, words), values) in lp
                 .chunks(per * c)
@@ -590,8 +589,7 @@ impl<'a> Search<'a> {
             logprobs.with_data::<T, _>(|x| {
                 let mut out = vec![0f32; x.len()];
                 let rows = x.len() / c;
-                let parts = num_threads().min(rows / 16).max(1);
-                let per = rows.div_ceil(parts) * c;
+                let per = rows_per_thread(rows) * c;
                 std::thread::scope(|s| {
                     for (src, dst) in x.chunks(per).zip(out.chunks_mut(per)) {
                         s.spawn(move || log_softmax_rows(src, dst, c, T::from_f64(t)));
@@ -637,6 +635,11 @@ fn log_softmax_rows<T: Float>(src: &[T], dst: &mut [f32], c: usize, t: T) {
             *o = (v - max - lse).to_f64() as f32;
         }
     }
+}
+
+/// Rows each thread takes in the row-parallel passes over `rows` rows (at least 16 each).
+fn rows_per_thread(rows: usize) -> usize {
+    rows.div_ceil(num_threads().min(rows / 16).max(1))
 }
 
 /// `state` with rows `rows` replaced, in order, by the rows of `sub`.
