@@ -11,7 +11,11 @@
 //
 // Dropout on P: element (b, h, i, j) of the [B, H, Nq, Nk] probability tensor, row-major index
 // idx, uses Philox word offset + idx (common.cuh: dropout_keep) — the same mask as dropout_f32
-// applied to a materialised P, so the unfused composition gives the same result.
+// applied to a materialised P, so the unfused composition gives the same result. With
+// drop_qmajor != 0, idx is instead the element's index in the [B, Nq, H, Nk] permutation: the
+// decoder's captions of one image are its Nq queries, and this numbers each caption's
+// probabilities as the reference's one-query-per-caption layout [B * Nq, H, 1, Nk] does (the
+// two orders agree when Nq = 1).
 //
 // Forward (online softmax, one warp per two query rows, 32-key tiles of K and V in shared memory):
 // lane j of a warp scores key j0 + j; the running max m, the running sum l of exp(s - m)
@@ -47,6 +51,14 @@ __device__ __forceinline__ float drop_factor(float p_drop, float keep_scale, u64
     return dropout_keep(philox_word(seed, stream, offset + (u64)idx), p_drop) ? keep_scale : 0.0f;
 }
 
+// The Philox index of probability (b, h, i, j): head-major ([B, H, Nq, Nk] row-major) or, with
+// qmajor, query-major ([B, Nq, H, Nk] row-major); see the header.
+__device__ __forceinline__ i64 drop_index(int qmajor, int b, int h, int i, int j, int H, int Nq,
+                                          int Nk) {
+    const i64 r = qmajor ? ((i64)b * Nq + i) * H + h : ((i64)b * H + h) * Nq + i;
+    return r * Nk + j;
+}
+
 // Two query rows per warp (rows i0 + w and i0 + nw + w of the block's 2 * nw): each K element
 // read from shared memory serves two dot products and each V element two accumulators, and a
 // block's K/V tiles (loaded once per block) serve 16 queries instead of 8. With one row per
@@ -54,7 +66,8 @@ __device__ __forceinline__ float drop_factor(float p_drop, float keep_scale, u64
 extern "C" __global__ void __launch_bounds__(256) attn_fwd_f32(
     float* out, float* lse, const float* q, const float* k, const float* v, const u8* mask, int B,
     int H, int Nq, int Nk, int dh, i64 q_bs, i64 q_rs, i64 k_bs, i64 k_rs, i64 v_bs, i64 v_rs,
-    i64 o_bs, i64 o_rs, float scale, float p_drop, u64 seed, u64 stream, u64 offset) {
+    i64 o_bs, i64 o_rs, float scale, float p_drop, u64 seed, u64 stream, u64 offset,
+    int drop_qmajor) {
     __shared__ float Ks[AT_TILE][AT_MAXD + 1];  // +1: lane j reads row j, conflict-free
     __shared__ float Vs[AT_TILE][AT_MAXD];
     __shared__ float Qs[2 * AT_MAXW][AT_MAXD];
@@ -104,7 +117,7 @@ extern "C" __global__ void __launch_bounds__(256) attn_fwd_f32(
             l[r] = l[r] * corr + warp_sum(p);
             pd[r] = (j < Nk && active[r])
                         ? p * drop_factor(p_drop, keep_scale, seed, stream, offset,
-                                          (((i64)b * H + h) * Nq + i[r]) * Nk + j)
+                                          drop_index(drop_qmajor, b, h, i[r], j, H, Nq, Nk))
                         : 0.0f;
 #pragma unroll
             for (int t = 0; t < 4; ++t) acc[r][t] *= corr;
@@ -139,7 +152,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dq_f32(
     float* dq, float* delta, const float* dout, const float* out, const float* q, const float* k,
     const float* v, const u8* mask, const float* lse, int B, int H, int Nq, int Nk, int dh,
     i64 q_bs, i64 q_rs, i64 k_bs, i64 k_rs, i64 v_bs, i64 v_rs, i64 o_bs, i64 o_rs, float scale,
-    float p_drop, u64 seed, u64 stream, u64 offset) {
+    float p_drop, u64 seed, u64 stream, u64 offset,
+    int drop_qmajor) {
     __shared__ float Ks[AT_TILE][AT_MAXD + 1];
     __shared__ float Vs[AT_TILE][AT_MAXD + 1];
     __shared__ float Qs[AT_MAXW][AT_MAXD];
@@ -187,7 +201,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dq_f32(
                     dp += dOs[w][d] * Vs[lane][d];
                 }
                 const float P = expf(s - L);
-                const float z = drop_factor(p_drop, keep_scale, seed, stream, offset, row * Nk + j);
+                const float z = drop_factor(p_drop, keep_scale, seed, stream, offset,
+                                            drop_index(drop_qmajor, b, h, i, j, H, Nq, Nk));
                 ds = P * (z * dp - Di);
             }
         }
@@ -209,7 +224,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dkdv_f32(
     float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
     const u8* mask, const float* lse, const float* delta, int B, int H, int Nq, int Nk, int dh,
     i64 q_bs, i64 q_rs, i64 k_bs, i64 k_rs, i64 v_bs, i64 v_rs, i64 o_bs, i64 o_rs, float scale,
-    float p_drop, u64 seed, u64 stream, u64 offset) {
+    float p_drop, u64 seed, u64 stream, u64 offset,
+    int drop_qmajor) {
     __shared__ float Qs[AT_TILE][AT_MAXD + 1];   // scaled queries of the tile
     __shared__ float dOs[AT_TILE][AT_MAXD + 1];
     __shared__ float Kw[AT_MAXW][AT_MAXD];       // each warp's key and value
@@ -256,7 +272,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dkdv_f32(
             if (masked) s = AT_MASKED;
             const float P = expf(s - Ls[lane]);
             const float z =
-                drop_factor(p_drop, keep_scale, seed, stream, offset, (row0 + i) * Nk + j);
+                drop_factor(p_drop, keep_scale, seed, stream, offset,
+                            drop_index(drop_qmajor, b, h, i, j, H, Nq, Nk));
             pz = P * z;
             ds = masked ? 0.0f : P * (z * dp - Ds[lane]);
         }
@@ -289,12 +306,14 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dkdv_f32(
 // computes each key's score together (lane l multiplies dims l + 32 t, a warp sum gives the
 // score to every lane; lane jj keeps key j0 + jj's), then runs the same online softmax and
 // dropout as attn_fwd_f32 and accumulates P' V with coalesced rows of V.
-// Same signature as attn_fwd_f32 (q_rs and o_rs are unused); the wrapper launches it for
+// Same signature as attn_fwd_f32 (q_rs, o_rs and drop_qmajor are unused: with Nq = 1 both
+// dropout orders give the index pair * Nk + j); the wrapper launches it for
 // Nq = 1 with grid ceil(B * H / 4) and 128 threads.
 extern "C" __global__ void __launch_bounds__(128) attn_decode_fwd_f32(
     float* out, float* lse, const float* q, const float* k, const float* v, const u8* mask, int B,
     int H, int Nq, int Nk, int dh, i64 q_bs, i64 q_rs, i64 k_bs, i64 k_rs, i64 v_bs, i64 v_rs,
-    i64 o_bs, i64 o_rs, float scale, float p_drop, u64 seed, u64 stream, u64 offset) {
+    i64 o_bs, i64 o_rs, float scale, float p_drop, u64 seed, u64 stream, u64 offset,
+    int drop_qmajor) {
     const int lane = threadIdx.x & 31;
     const i64 pair = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (pair >= (i64)B * H) return;  // whole warps only: no barrier or shuffle is skipped

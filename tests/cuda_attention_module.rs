@@ -16,7 +16,7 @@
 mod cuda_util;
 
 use aoanet::Philox;
-use aoanet::nn::{AttentionMask, Ctx, Module, MultiHeadAoa, MultiHeadAoaConfig};
+use aoanet::nn::{AttentionMask, Ctx, DropoutOrder, Module, MultiHeadAoa, MultiHeadAoaConfig};
 use aoanet::tensor::{DType, Device, Tensor};
 use cuda_util::{Tol, assert_tensors_close, cuda, op_matches_cpu, randt};
 
@@ -31,6 +31,7 @@ fn layer_config(heads: usize, d_model: usize, refiner: bool) -> MultiHeadAoaConf
         norm_q: !refiner,
         dropout: 0.1,
         dropout_aoa: 0.3,
+        dropout_order: DropoutOrder::HeadMajor,
     }
 }
 
@@ -86,14 +87,25 @@ fn refiner_case(test: &str, heads: usize, d_model: usize, b: usize, n: usize) {
     });
 }
 
-fn decoder_case(test: &str, heads: usize, d_model: usize, b: usize, n: usize) {
+/// The decoder's attention over `b` images of `n` regions: one query row per image
+/// (`group` 1, a `[B, D]` query) or `group` caption rows per image sharing its regions (a
+/// `[B, group, D]` query, dropout numbered query-major as the decoder does).
+fn decoder_case(test: &str, heads: usize, d_model: usize, b: usize, n: usize, group: usize) {
     let Some(dev) = cuda(test) else {
         return;
     };
-    let cfg = layer_config(heads, d_model, false);
-    // Inputs: the query rows [B, D] and p_att_feats [B, N, 2D] (values, then keys).
+    let cfg = MultiHeadAoaConfig {
+        dropout_order: DropoutOrder::QueryMajor,
+        ..layer_config(heads, d_model, false)
+    };
+    let query: &[usize] = if group == 1 {
+        &[b, d_model]
+    } else {
+        &[b, group, d_model]
+    };
+    // Inputs: the queries and p_att_feats [B, N, 2D] (values, then keys).
     let mut inputs = vec![
-        randt(&[b, d_model], -1.0, 1.0, 2),
+        randt(query, -1.0, 1.0, 2),
         randt(&[b, n, 2 * d_model], -1.0, 1.0, 3),
     ];
     inputs.extend(initial_params(&cfg));
@@ -159,6 +171,7 @@ fn decoder_attention_with_head_size_32_matches_the_cpu() {
         64,
         5,
         9,
+        1,
     );
 }
 
@@ -170,6 +183,31 @@ fn decoder_attention_at_the_reference_head_size_matches_the_cpu() {
         1024,
         4,
         36,
+        1,
+    );
+}
+
+#[test]
+fn decoder_attention_with_captions_sharing_regions_matches_the_cpu() {
+    decoder_case(
+        "decoder_attention_with_captions_sharing_regions_matches_the_cpu",
+        2,
+        64,
+        3,
+        9,
+        5,
+    );
+}
+
+#[test]
+fn decoder_attention_with_captions_sharing_regions_at_the_reference_head_size_matches_the_cpu() {
+    decoder_case(
+        "decoder_attention_with_captions_sharing_regions_at_the_reference_head_size_matches_the_cpu",
+        8,
+        1024,
+        2,
+        36,
+        5,
     );
 }
 

@@ -33,48 +33,80 @@ pub struct AoaModel {
 }
 
 /// The prepared features of a batch: computed once, then used by every decoding step.
+///
+/// After [`Encoded::expand`] each image serves `group` consecutive decoder rows (its
+/// captions) without copying its regions: the region tensors, keys, values and mask keep one
+/// row per image, and the decoder's attention takes an image's `group` rows as that many
+/// queries against its keys. The reference copies the regions per caption instead; the
+/// results are the same, with a fifth of the memory traffic for keys, values and their
+/// gradients at five captions per image.
 #[derive(Clone)]
 pub struct Encoded {
-    /// The global feature ā `[B, D]`.
+    /// The global feature ā, one row per decoder row: `[B, D]`.
     pub mean_feats: Tensor,
-    /// The refined region features `[B, N, D]` (after clipping to the longest image).
+    /// The refined region features `[B / group, N, D]` (after clipping to the longest image).
     pub att_feats: Tensor,
-    /// `ctx2att` of the refined features `[B, N, 2·scale·D]`: values, then keys.
+    /// `ctx2att` of the refined features `[B / group, N, 2·scale·D]`: values, then keys.
     pub p_att_feats: Tensor,
     /// The keys (second half of `p_att_feats`) and values (first half), prepared for the
-    /// decoder's attention ([`crate::nn::MultiHeadAoa::prepare`]).
+    /// decoder's attention ([`crate::nn::MultiHeadAoa::prepare`]), one row per image.
     pub kv: KeyValues,
-    /// Which regions are real, when the images have different region counts.
+    /// Which regions are real, when the images have different region counts (one row per
+    /// image).
     pub mask: Option<AttentionMask>,
+    /// Consecutive decoder rows per row of the region tensors (1 until [`Encoded::expand`]).
+    pub group: usize,
 }
 
 impl Encoded {
-    /// Number of rows.
+    /// Number of decoder rows.
     pub fn batch(&self) -> usize {
         self.mean_feats.shape()[0]
     }
 
-    /// The rows `rows` of every tensor, in that order.
+    /// The decoder rows `rows`, in that order (each with its own copy of its image's regions:
+    /// the result has `group` 1).
     pub fn select_rows(&self, rows: &[usize]) -> Result<Encoded> {
+        let images: Vec<usize> = rows.iter().map(|&r| r / self.group).collect();
+        if let Some(&bad) = rows.iter().find(|&&r| r >= self.batch()) {
+            return Err(Error::invalid(format!(
+                "Encoded::select_rows: row {bad} of {}",
+                self.batch()
+            )));
+        }
         Ok(Encoded {
             mean_feats: self.mean_feats.index_select(0, rows)?,
-            att_feats: self.att_feats.index_select(0, rows)?,
-            p_att_feats: self.p_att_feats.index_select(0, rows)?,
-            kv: self.kv.select_rows(rows)?,
-            mask: self.mask.as_ref().map(|m| m.index_rows(rows)).transpose()?,
+            att_feats: self.att_feats.index_select(0, &images)?,
+            p_att_feats: self.p_att_feats.index_select(0, &images)?,
+            kv: self.kv.select_rows(&images)?,
+            mask: self
+                .mask
+                .as_ref()
+                .map(|m| m.index_rows(&images))
+                .transpose()?,
+            group: 1,
         })
     }
 
-    /// Each row repeated `n` times consecutively (image `i` → rows `i·n .. i·n + n`): one
-    /// encoding per image shared by its captions, as upstream self-critical.pytorch does.
+    /// Each decoder row repeated `n` times consecutively (row `i` → rows `i·n .. i·n + n`):
+    /// one encoding per image shared by its captions, as upstream self-critical.pytorch does.
+    /// Only the per-row global feature is copied; the regions are shared (`group` grows `n`
+    /// times).
     pub fn expand(&self, n: usize) -> Result<Encoded> {
+        if n == 0 {
+            return Err(Error::invalid("Encoded::expand: zero rows per image"));
+        }
         if n == 1 {
             return Ok(self.clone());
         }
         let rows: Vec<usize> = (0..self.batch())
             .flat_map(|i| std::iter::repeat_n(i, n))
             .collect();
-        self.select_rows(&rows)
+        Ok(Encoded {
+            mean_feats: self.mean_feats.index_select(0, &rows)?,
+            group: self.group * n,
+            ..self.clone()
+        })
     }
 }
 
@@ -232,6 +264,7 @@ impl AoaModel {
             p_att_feats: p,
             kv,
             mask,
+            group: 1,
         })
     }
 
@@ -270,11 +303,11 @@ impl AoaModel {
     ) -> Result<StepOutput> {
         let out = self.step_core(it, enc, state, ctx)?;
         let logprobs = self.logprobs(&out.output)?;
-        let attention = match (&out.attention, ctx.attention_maps) {
-            (Some(a), true) => Some(crate::autograd::no_grad(|| {
+        let attention = match &out.attention {
+            Some(a) => Some(crate::autograd::no_grad(|| {
                 a.squeeze(2)?.mean_axis(1, false)
             })?),
-            _ => None,
+            None => None,
         };
         Ok(StepOutput {
             logprobs,
@@ -402,6 +435,81 @@ impl Module for AoaModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Captions sharing their image's regions (`expand`, `group` > 1) give what one copy of
+    /// the regions per caption gives (`select_rows`, `group` 1): log-probabilities, gradients
+    /// down to the refiner, and the per-row attention maps; in eval mode and in training mode,
+    /// where the decoder's query-major dropout numbering ([`crate::nn::DropoutOrder`]) draws
+    /// each caption the mask its own copy of the regions would get.
+    #[test]
+    fn shared_regions_equal_copied_regions() {
+        let mut c = AoaConfig::small(11, 6);
+        c.rnn_size = 16;
+        c.input_encoding_size = 16;
+        c.num_heads = 2;
+        c.refiner_layers = 1;
+        let mut rng = Philox::new(2);
+        let feats = Tensor::randn(&[2, 4, 6], DType::F64, &mut rng);
+        let masks =
+            Tensor::from_vec(vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0], &[2, 4]).unwrap();
+        let (n, len) = (3, 5);
+        let labels: Vec<usize> = (0..2 * n * len)
+            .map(|i| if i % len == 0 { 0 } else { 1 + i % 10 })
+            .collect();
+        assert!(c.attention_dropout > 0.0 && c.drop_prob_lm > 0.0);
+        let m = AoaModel::new(c, DType::F64, 7).unwrap();
+        let run = |shared: bool, train: bool| {
+            let params = m.named_parameters();
+            for (_, p) in &params {
+                p.zero_grad();
+            }
+            let mut rng = Philox::new(3);
+            let mut ctx = if train {
+                Ctx::train(&mut rng)
+            } else {
+                Ctx::eval(&mut rng)
+            };
+            let enc = m
+                .encode(&feats, Some(&masks), None, &mut ctx, None)
+                .unwrap();
+            let enc = if shared {
+                enc.expand(n).unwrap()
+            } else {
+                let rows: Vec<usize> = (0..2 * n).map(|r| r / n).collect();
+                enc.select_rows(&rows).unwrap()
+            };
+            assert_eq!(enc.group, if shared { n } else { 1 });
+            let lp = m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap();
+            lp.sum_all().unwrap().backward().unwrap();
+            let grads: Vec<Vec<f64>> = params
+                .iter()
+                .map(|(_, p)| p.grad().map_or(Vec::new(), |g| g.to_vec_f64()))
+                .collect();
+            let mut ctx = Ctx::eval(&mut rng).with_attention_maps(true);
+            let state = m.try_init_state(2 * n).unwrap();
+            let step = crate::autograd::no_grad(|| m.step(&vec![3; 2 * n], &enc, &state, &mut ctx))
+                .unwrap();
+            (lp.to_vec_f64(), grads, step.attention.unwrap().to_vec_f64())
+        };
+        let close = |x: &[f64], y: &[f64]| {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(p, q)| (p - q).abs() <= 1e-12 * (1.0 + q.abs()))
+        };
+        let eval = run(true, false);
+        for train in [false, true] {
+            let (a, b) = (run(true, train), run(false, train));
+            assert!(close(&a.0, &b.0), "log-probabilities (train {train})");
+            for (i, (x, y)) in a.1.iter().zip(&b.1).enumerate() {
+                assert!(close(x, y), "gradient of parameter {i} (train {train})");
+            }
+            assert!(close(&a.2, &b.2), "attention maps (train {train})");
+            assert_eq!(a.2.len(), 2 * n * 4);
+            // Dropout was active in training mode: it changed the result.
+            assert_eq!(close(&a.0, &eval.0), !train);
+        }
+    }
 
     #[test]
     fn reference_parameter_counts() {

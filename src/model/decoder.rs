@@ -9,7 +9,9 @@
 
 use super::{AoaConfig, DecoderType, Encoded};
 use crate::Result;
-use crate::nn::{Ctx, Dropout, Linear, LstmCell, Module, MultiHeadAoa, MultiHeadAoaConfig, join};
+use crate::nn::{
+    Ctx, Dropout, DropoutOrder, Linear, LstmCell, Module, MultiHeadAoa, MultiHeadAoaConfig, join,
+};
 use crate::rng::Philox;
 use crate::tensor::{DType, Device, Tensor};
 
@@ -93,9 +95,8 @@ pub struct CoreOutput {
     pub output: Tensor,
     /// The new state.
     pub state: DecoderState,
-    /// The attention probabilities over regions, `[B, h, 1, N]` (see
-    /// [`crate::nn::AttentionOutput::weights`]: present when the context asks for attention
-    /// maps, and always on the composed path).
+    /// The attention probabilities over regions, `[B, h, 1, N]`, when the context asks for
+    /// attention maps ([`Ctx::attention_maps`]).
     pub attention: Option<Tensor>,
 }
 
@@ -121,6 +122,9 @@ impl DecoderCore {
                 norm_q: true,
                 dropout: cfg.attention_dropout,
                 dropout_aoa: cfg.dropout_aoa,
+                // Captions of one image are its queries (Encoded::expand): number their
+                // dropout as the reference's one row per caption.
+                dropout_order: DropoutOrder::QueryMajor,
             },
             dtype,
             rng,
@@ -146,10 +150,41 @@ impl DecoderCore {
         let prev_ctx = self.ctx_drop.forward(&state.ctx, ctx)?;
         let input = Tensor::concat(&[xt, &enc.mean_feats.add(&prev_ctx)?], 1)?;
         let lstm = self.att_lstm.forward(&input, &state.h, &state.c)?;
+        let (rows, width) = (lstm.h.shape()[0], lstm.h.shape()[1]);
+        let group = enc.group;
+        if group == 0 || !rows.is_multiple_of(group) {
+            return Err(crate::Error::invalid(format!(
+                "decoder: {rows} rows do not form groups of {group} per image"
+            )));
+        }
+        // An image's `group` rows are that many queries against its regions.
+        let query = if group == 1 {
+            lstm.h.clone()
+        } else {
+            lstm.h.reshape(&[rows / group, group, width])?
+        };
         let att = self
             .attention
-            .forward_heads(&lstm.h, &enc.kv, enc.mask.as_ref(), ctx)?;
-        let ctx_input = Tensor::concat(&[&att.out, &lstm.h], 1)?;
+            .forward_heads(&query, &enc.kv, enc.mask.as_ref(), ctx)?;
+        let att_out = if group == 1 {
+            att.out
+        } else {
+            let w = att.out.shape()[2];
+            att.out.reshape(&[rows, w])?
+        };
+        // The maps per row, `[rows, h, 1, N]`, only when asked for.
+        let attention = match att.weights {
+            Some(w) if ctx.attention_maps => Some(if group == 1 {
+                w
+            } else {
+                crate::autograd::no_grad(|| {
+                    let (h, n) = (w.shape()[1], w.shape()[3]);
+                    w.permute(&[0, 2, 1, 3])?.reshape(&[rows, h, 1, n])
+                })?
+            }),
+            _ => None,
+        };
+        let ctx_input = Tensor::concat(&[&att_out, &lstm.h], 1)?;
         let (out, ctx_cell) = match &self.att2ctx {
             ContextCell::Aoa(l) => (l.forward(&ctx_input)?.glu()?, state.ctx_cell.clone()),
             ContextCell::Base(l) => (l.forward(&ctx_input)?.relu()?, state.ctx_cell.clone()),
@@ -166,7 +201,7 @@ impl DecoderCore {
                 ctx: out,
                 ctx_cell,
             },
-            attention: att.weights,
+            attention,
         })
     }
 }

@@ -10,8 +10,8 @@
 use super::AoaConfig;
 use crate::Result;
 use crate::nn::{
-    AttentionMask, Ctx, Dropout, FeedForward, LayerNorm, Module, MultiHeadAoa, MultiHeadAoaConfig,
-    join,
+    AttentionMask, Ctx, Dropout, DropoutOrder, FeedForward, LayerNorm, Module, MultiHeadAoa,
+    MultiHeadAoaConfig, join,
 };
 use crate::rng::Philox;
 use crate::tensor::{DType, Tensor};
@@ -40,6 +40,7 @@ impl RefinerLayer {
             norm_q: false,
             dropout: cfg.attention_dropout,
             dropout_aoa: cfg.dropout_aoa,
+            dropout_order: DropoutOrder::HeadMajor,
         };
         let mut self_attn = MultiHeadAoa::new(attn, dtype, rng)?;
         // The reference builds its projections with `clones(Linear, 3)`, deep copies of one

@@ -71,6 +71,23 @@ pub struct MultiHeadAoaConfig {
     pub dropout: f64,
     /// Dropout on the AoA input (`dropout_aoa`, 0.3).
     pub dropout_aoa: f64,
+    /// How the dropout on the probabilities numbers its random words.
+    pub dropout_order: DropoutOrder,
+}
+
+/// How the dropout on the attention probabilities `[B, h, Nq, N]` assigns the Philox words
+/// (element `i` of the numbering takes word `base + i`, as every dropout here).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DropoutOrder {
+    /// Row-major over `[B, h, Nq, N]`, the probabilities' own layout (the refiner).
+    #[default]
+    HeadMajor,
+    /// Row-major over the `[B, Nq, h, N]` permutation: each query numbered as a batch row of
+    /// one query. The decoder takes the captions of an image as that image's queries against
+    /// its shared regions; numbered this way they draw the masks the reference's layout (one
+    /// row, one query and a copy of the regions per caption) draws. Equal to `HeadMajor` when
+    /// `Nq = 1`.
+    QueryMajor,
 }
 
 /// Which keys each row may attend to, prepared once per batch.
@@ -482,7 +499,14 @@ impl MultiHeadAoa {
                     }
                 };
                 let weights = self.probabilities(&qp, &kh, mask, b, nq)?;
-                let p = self.dropout.forward(&weights, ctx)?;
+                let p = if self.cfg.dropout_order == DropoutOrder::QueryMajor && nq > 1 {
+                    let by_query = weights.permute(&[0, 2, 1, 3])?;
+                    self.dropout
+                        .forward(&by_query, ctx)?
+                        .permute(&[0, 2, 1, 3])?
+                } else {
+                    self.dropout.forward(&weights, ctx)?
+                };
                 let x = p.matmul(&vh)?.transpose(1, 2)?.reshape(&[b, nq, inner])?;
                 (x, Some(weights))
             }
@@ -550,6 +574,7 @@ impl MultiHeadAoa {
             heads: self.cfg.heads,
             mask: mask.map(AttentionMask::key_bytes).transpose()?,
             dropout,
+            dropout_query_major: self.cfg.dropout_order == DropoutOrder::QueryMajor,
         };
         crate::cuda::ops::fused_attention(qp, keys, values, spec)
     }
@@ -606,6 +631,7 @@ mod tests {
             norm_q,
             dropout: 0.1,
             dropout_aoa: 0.3,
+            dropout_order: DropoutOrder::HeadMajor,
         }
     }
 
@@ -655,6 +681,87 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Query-major dropout numbering: `G` queries of a batch row against its keys draw the
+    /// masks of `G` rows with one query each and a copy of the keys (the decoder's captions
+    /// sharing their image's regions); head-major numbering does not. Gradient-checked.
+    #[test]
+    fn query_major_dropout_numbers_each_query_as_its_own_row() {
+        let mut rng = Philox::new(9);
+        let cfg = |order| MultiHeadAoaConfig {
+            dropout: 0.5,
+            dropout_order: order,
+            ..config(false, false, true, false)
+        };
+        let layer = MultiHeadAoa::new(cfg(DropoutOrder::QueryMajor), DType::F64, &mut rng).unwrap();
+        let params: Vec<Tensor> = layer
+            .named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        let (b, g, n) = (2, 3, 5);
+        let q = Tensor::randn(&[b, g, 4], DType::F64, &mut rng);
+        let p = Tensor::randn(&[b, n, 8], DType::F64, &mut rng);
+        let valid = Tensor::from_vec(
+            vec![1.0f64, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            &[b, n],
+        )
+        .unwrap();
+        let rows: Vec<usize> = (0..b * g).map(|r| r / g).collect();
+        let run = |order, grouped: bool| {
+            let layer = MultiHeadAoa::from_parameters(cfg(order), &params).unwrap();
+            let (query, p, valid) = if grouped {
+                (q.clone(), p.clone(), valid.clone())
+            } else {
+                (
+                    q.reshape(&[b * g, 4]).unwrap(),
+                    p.index_select(0, &rows).unwrap(),
+                    valid.index_select(0, &rows).unwrap(),
+                )
+            };
+            let kv = layer
+                .prepare(&p.narrow(2, 4, 4).unwrap(), &p.narrow(2, 0, 4).unwrap())
+                .unwrap();
+            let mask = AttentionMask::from_valid(&valid).unwrap();
+            let mut rng = Philox::new(11);
+            let out = layer
+                .forward_heads(&query, &kv, Some(&mask), &mut Ctx::train(&mut rng))
+                .unwrap()
+                .out;
+            (out.reshape(&[b * g, 4]).unwrap().to_vec_f64(), rng.state())
+        };
+        let (copied, after) = run(DropoutOrder::HeadMajor, false);
+        let (grouped, grouped_after) = run(DropoutOrder::QueryMajor, true);
+        assert_eq!(grouped_after, after, "words drawn");
+        for (x, y) in grouped.iter().zip(&copied) {
+            assert!((x - y).abs() <= 1e-13, "{grouped:?}\n{copied:?}");
+        }
+        let (head_major, _) = run(DropoutOrder::HeadMajor, true);
+        assert!(
+            head_major
+                .iter()
+                .zip(&copied)
+                .any(|(x, y)| (x - y).abs() > 1e-6)
+        );
+
+        let mask = AttentionMask::from_valid(&valid).unwrap();
+        let mut inputs = vec![q.clone(), p.clone()];
+        inputs.extend(params.iter().map(Tensor::detach));
+        let r = gradcheck(
+            |t| {
+                let layer = MultiHeadAoa::from_parameters(cfg(DropoutOrder::QueryMajor), &t[2..])?;
+                let kv = layer.prepare(&t[1].narrow(2, 4, 4)?, &t[1].narrow(2, 0, 4)?)?;
+                let mut rng = Philox::new(11);
+                layer
+                    .forward_heads(&t[0], &kv, Some(&mask), &mut Ctx::train(&mut rng))
+                    .map(|o| o.out)
+            },
+            &inputs,
+            &GradcheckOptions::default(),
+        )
+        .unwrap();
+        assert!(r.passed(), "{r}");
     }
 
     /// Keys and values packed `[B, N, h·d_k]` (what the fused path reads) give the composed

@@ -12,8 +12,8 @@ mod attention;
 mod layers;
 
 pub use attention::{
-    AttentionMask, KeyValues, MultiHeadAoa, MultiHeadAoaConfig, fused_attention_enabled,
-    set_fused_attention,
+    AttentionMask, DropoutOrder, KeyValues, MultiHeadAoa, MultiHeadAoaConfig,
+    fused_attention_enabled, set_fused_attention,
 };
 pub use layers::{Dropout, Embedding, FeedForward, LayerNorm, Linear, LstmCell};
 

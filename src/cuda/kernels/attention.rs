@@ -13,22 +13,22 @@ crate::__aoanet_cuda_kernels! { "attention";
     fn attn_fwd_f32(out: CudaViewMut<'_, f32>, lse: Option<CudaViewMut<'_, f32>>, q: CudaView<'_, f32>, k: CudaView<'_, f32>,
         v: CudaView<'_, f32>, mask: Option<CudaView<'_, u8>>, b: i32, h: i32, nq: i32, nk: i32, dh: i32,
         q_bs: i64, q_rs: i64, k_bs: i64, k_rs: i64, v_bs: i64, v_rs: i64, o_bs: i64, o_rs: i64,
-        scale: f32, p_drop: f32, seed: u64, stream: u64, offset: u64);
+        scale: f32, p_drop: f32, seed: u64, stream: u64, offset: u64, drop_qmajor: i32);
     /// Forward for one query per (b, h) (the decoder): a warp per (b, h), no shared memory.
     fn attn_decode_fwd_f32(out: CudaViewMut<'_, f32>, lse: Option<CudaViewMut<'_, f32>>, q: CudaView<'_, f32>, k: CudaView<'_, f32>,
         v: CudaView<'_, f32>, mask: Option<CudaView<'_, u8>>, b: i32, h: i32, nq: i32, nk: i32, dh: i32,
         q_bs: i64, q_rs: i64, k_bs: i64, k_rs: i64, v_bs: i64, v_rs: i64, o_bs: i64, o_rs: i64,
-        scale: f32, p_drop: f32, seed: u64, stream: u64, offset: u64);
+        scale: f32, p_drop: f32, seed: u64, stream: u64, offset: u64, drop_qmajor: i32);
     /// Backward, part 1: dQ and delta = rowsum(dO ⊙ O).
     fn attn_bwd_dq_f32(dq: CudaViewMut<'_, f32>, delta: CudaViewMut<'_, f32>, dout: CudaView<'_, f32>, out: CudaView<'_, f32>,
         q: CudaView<'_, f32>, k: CudaView<'_, f32>, v: CudaView<'_, f32>, mask: Option<CudaView<'_, u8>>, lse: CudaView<'_, f32>,
         b: i32, h: i32, nq: i32, nk: i32, dh: i32, q_bs: i64, q_rs: i64, k_bs: i64, k_rs: i64, v_bs: i64, v_rs: i64,
-        o_bs: i64, o_rs: i64, scale: f32, p_drop: f32, seed: u64, stream: u64, offset: u64);
+        o_bs: i64, o_rs: i64, scale: f32, p_drop: f32, seed: u64, stream: u64, offset: u64, drop_qmajor: i32);
     /// Backward, part 2: dK and dV.
     fn attn_bwd_dkdv_f32(dk: CudaViewMut<'_, f32>, dv: CudaViewMut<'_, f32>, dout: CudaView<'_, f32>, q: CudaView<'_, f32>,
         k: CudaView<'_, f32>, v: CudaView<'_, f32>, mask: Option<CudaView<'_, u8>>, lse: CudaView<'_, f32>, delta: CudaView<'_, f32>,
         b: i32, h: i32, nq: i32, nk: i32, dh: i32, q_bs: i64, q_rs: i64, k_bs: i64, k_rs: i64, v_bs: i64, v_rs: i64,
-        o_bs: i64, o_rs: i64, scale: f32, p_drop: f32, seed: u64, stream: u64, offset: u64);
+        o_bs: i64, o_rs: i64, scale: f32, p_drop: f32, seed: u64, stream: u64, offset: u64, drop_qmajor: i32);
 }
 
 /// Where element `(b, i, head, d)` of a `[B, rows, H·dh]`-like operand lives:
@@ -75,6 +75,11 @@ pub struct Attention {
     /// Dropout on the probabilities: probability and the Philox position of element 0 of the
     /// `[B, H, Nq, Nk]` probability tensor. `None` in eval.
     pub dropout: Option<(f32, PhiloxState)>,
+    /// Number the dropout words query-major, as the `[B, Nq, H, Nk]` permutation of the
+    /// probabilities (the decoder's captions sharing an image's keys, numbered as the
+    /// reference's one query per caption row); `false`: head-major, `[B, H, Nq, Nk]`. The two
+    /// agree when `Nq = 1`.
+    pub dropout_query_major: bool,
 }
 
 impl Attention {
@@ -92,6 +97,7 @@ impl Attention {
             v: Layout::contiguous(nk, w),
             o: Layout::contiguous(nq, w),
             dropout: None,
+            dropout_query_major: false,
         }
     }
 
@@ -157,10 +163,11 @@ impl Attention {
         }
     }
 
-    fn drop_args(&self) -> (f32, u64, u64, u64) {
+    fn drop_args(&self) -> (f32, u64, u64, u64, i32) {
+        let order = i32::from(self.dropout_query_major);
         match self.dropout {
-            Some((p, s)) => (p, s.seed, s.stream, s.offset),
-            None => (0.0, 0, 0, 0),
+            Some((p, s)) => (p, s.seed, s.stream, s.offset, order),
+            None => (0.0, 0, 0, 0, order),
         }
     }
 
@@ -233,7 +240,7 @@ pub fn forward(
     }
     let (b, h, nq, nk, dh) = a.ints()?;
     let s = a.strides();
-    let (p, seed, stream, offset) = a.drop_args();
+    let (p, seed, stream, offset, qmajor) = a.drop_args();
     let scale = 1.0 / (a.dh as f32).sqrt();
     // One query per (b, h): the decoder's kernel, 4 warps of 128 threads a block, one warp
     // per (b, h) (kernels/attention.cu says why).
@@ -244,7 +251,7 @@ pub fn forward(
             unsafe {
                 $kernel(
                     dev, $cfg, out, lse, x.q, x.k, x.v, x.mask, b, h, nq, nk, dh, s[0], s[1], s[2],
-                    s[3], s[4], s[5], s[6], s[7], scale, p, seed, stream, offset,
+                    s[3], s[4], s[5], s[6], s[7], scale, p, seed, stream, offset, qmajor,
                 )
             }
         };
@@ -300,7 +307,7 @@ pub fn backward(
     }
     let (b, h, nq, nk, dh) = a.ints()?;
     let s = a.strides();
-    let (p, seed, stream, offset) = a.drop_args();
+    let (p, seed, stream, offset, qmajor) = a.drop_args();
     let scale = 1.0 / (a.dh as f32).sqrt();
     let mut delta = dev.alloc::<f32>(a.rows())?;
     // SAFETY: as in `forward`; delta holds B·H·Nq rows. The two launches are ordered on the
@@ -336,6 +343,7 @@ pub fn backward(
             seed,
             stream,
             offset,
+            qmajor,
         )?;
         attn_bwd_dkdv_f32(
             dev,
@@ -367,6 +375,7 @@ pub fn backward(
             seed,
             stream,
             offset,
+            qmajor,
         )
     }
 }
@@ -391,6 +400,12 @@ pub fn unfused_forward(
     {
         return Err(Error::invalid(
             "cuda unfused attention: operands must be contiguous [B, N, H*dh]",
+        ));
+    }
+    if a.dropout.is_some() && a.dropout_query_major && a.nq > 1 {
+        return Err(Error::invalid(
+            "cuda unfused attention: dropout is numbered head-major only (dropout_query_major \
+             with more than one query)",
         ));
     }
     x.check(a)?;

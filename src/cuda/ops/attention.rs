@@ -28,6 +28,8 @@ pub(crate) struct FusedAttention {
     pub mask: Option<Arc<CudaBuffer<u8>>>,
     /// Drop probability and the Philox position of element 0 of the probabilities.
     pub dropout: Option<(f32, PhiloxState)>,
+    /// Number the dropout words query-major ([`Attention::dropout_query_major`]).
+    pub dropout_query_major: bool,
 }
 
 impl FusedAttention {
@@ -52,6 +54,7 @@ impl FusedAttention {
         let (b, nq, w) = (q.shape()[0], q.shape()[1], q.shape()[2]);
         Ok(Attention {
             dropout: self.dropout,
+            dropout_query_major: self.dropout_query_major,
             ..Attention::contiguous(b, self.heads, nq, k.shape()[1], w / self.heads)
         })
     }
