@@ -21,6 +21,10 @@
 //! matmul, masked_fill, softmax and dropout kernels on heads split once per batch (the path
 //! every run before the fused one measured), so each run gives the ratio on one device.
 //!
+//! Optimiser: `train.adam` times Adam over the whole model's gradients with one launch for
+//! every parameter against one launch per parameter (`train::adam::set_multi_tensor_launches`),
+//! same run; the other sections use the one-launch update.
+//!
 //! The XE step also prints how long the host took to queue each phase's kernels (the time of
 //! its last launch, before the phase's synchronise) beside the phase's time: when the two are
 //! close, the host's launches bound the step and the GPU waits for work.
@@ -92,6 +96,10 @@ const SECTIONS: &[Section<Shared>] = &[
     Section {
         name: "train.scst_step",
         run: train_scst_step,
+    },
+    Section {
+        name: "train.adam",
+        run: train_adam,
     },
     Section {
         name: "decode.encode500",
@@ -271,6 +279,35 @@ fn train_xe_step(shared: &mut Shared) {
         1e3 * phases[1]
     );
     print_launch_mix(&dev, &counts_before, reps() + 1);
+}
+
+/// Adam with the ±0.1 clamp over the whole model's gradients: one launch for all ~130
+/// parameters against one launch each (the baseline), same run, same gradients.
+fn train_adam(shared: &mut Shared) {
+    let dev = shared.dev.clone();
+    let m = shared.model();
+    let params = m.named_parameters();
+    // Gradients of ±1e-3 (half of them clamped would change nothing here: the work is the same).
+    for (_, p) in &params {
+        p.set_grad(Some(p.mul_scalar(1e-3).unwrap().detach()));
+    }
+    let time = |multi: bool| {
+        aoanet::train::adam::set_multi_tensor_launches(multi);
+        let mut opt = Adam::new(AdamConfig::default()).unwrap();
+        best_of(&dev, || opt.step(&params).unwrap())
+    };
+    let (per_tensor, per_launches) = time(false);
+    let (multi, multi_launches) = time(true);
+    zero_grad(&params);
+    println!(
+        "train.adam f32: {:.3} ms for {} parameters ({:.1} M values) in {multi_launches}          launch(es), {:.3} ms in {per_launches} (one per parameter): {:.2}× (best of {})",
+        1e3 * multi,
+        params.len(),
+        m.num_parameters() as f64 / 1e6,
+        1e3 * per_tensor,
+        per_tensor / multi,
+        reps()
+    );
 }
 
 /// The kernels launched since `before`, per call of a workload that ran `calls` times, most

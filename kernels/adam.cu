@@ -11,9 +11,41 @@
 // host in f64 and rounded to T, as the CPU does.
 //
 // Kernels (wrapper: src/cuda/kernels/adam.rs; tests: tests/cuda_adam.rs):
-//   adam_{f32,f64}   one step over n parameters; the gradient buffer is read, not modified.
+//   adam_{f32,f64}        one step over n parameters; the gradient buffer is read, not modified.
+//   adam_multi_{f32,f64}  one step over many parameter tensors in one launch (the model has
+//                         about 130: one launch each was 130 launches per training step, most
+//                         of them over a few thousand elements). A table of ADAM_SLOT u64 words
+//                         per tensor: param, m, v, grad (device addresses), n, its first block,
+//                         and the bits of its neg_step_size and bc2_sqrt as doubles (per tensor:
+//                         step counts may differ), rounded to T here as the host rounds them for
+//                         adam_*. Block b updates ADAM_CHUNK elements of the tensor whose first
+//                         block is the largest one <= b (a binary search of the table). The
+//                         element update is the same function as adam_*'s, so both give the
+//                         same bits.
 
 #include "common.cuh"
+
+// One element's update (see the header); `grad` is read, `param`, `m`, `v` are written.
+template <typename T>
+__device__ __forceinline__ void adam_element(T* param, T* m, T* v, const T* grad, i64 i,
+                                             T lerp_weight, int lerp_small, T beta2,
+                                             T one_minus_beta2, T neg_step_size, T bc2_sqrt, T eps,
+                                             T weight_decay, int use_wd, T clip, int use_clip) {
+    T g = grad[i];
+    if (use_clip) {
+        if (g > clip) g = clip;
+        else if (g < -clip) g = -clip;
+    }
+    const T p = param[i];
+    if (use_wd) g += weight_decay * p;
+    const T mo = m[i];
+    const T mi = lerp_small ? mo + lerp_weight * (g - mo) : g - (g - mo) * ((T)1 - lerp_weight);
+    const T vi = v[i] * beta2 + one_minus_beta2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const T denom = x_sqrt(vi) / bc2_sqrt + eps;
+    param[i] = p + neg_step_size * mi / denom;
+}
 
 template <typename T>
 __device__ __forceinline__ void adam_impl(T* param, T* m, T* v, const T* grad, i64 n, T lerp_weight,
@@ -21,21 +53,38 @@ __device__ __forceinline__ void adam_impl(T* param, T* m, T* v, const T* grad, i
                                           T neg_step_size, T bc2_sqrt, T eps, T weight_decay,
                                           int use_wd, T clip, int use_clip) {
     GRID_STRIDE(i, n) {
-        T g = grad[i];
-        if (use_clip) {
-            if (g > clip) g = clip;
-            else if (g < -clip) g = -clip;
-        }
-        const T p = param[i];
-        if (use_wd) g += weight_decay * p;
-        const T mo = m[i];
-        const T mi = lerp_small ? mo + lerp_weight * (g - mo) : g - (g - mo) * ((T)1 - lerp_weight);
-        const T vi = v[i] * beta2 + one_minus_beta2 * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        const T denom = x_sqrt(vi) / bc2_sqrt + eps;
-        param[i] = p + neg_step_size * mi / denom;
+        adam_element(param, m, v, grad, i, lerp_weight, lerp_small, beta2, one_minus_beta2,
+                     neg_step_size, bc2_sqrt, eps, weight_decay, use_wd, clip, use_clip);
     }
+}
+
+#define ADAM_SLOT 8
+#define ADAM_CHUNK 8192
+
+template <typename T>
+__device__ __forceinline__ void adam_multi_impl(const u64* table, int count, T lerp_weight,
+                                                int lerp_small, T beta2, T one_minus_beta2, T eps,
+                                                T weight_decay, int use_wd, T clip, int use_clip) {
+    const i64 block = blockIdx.x;
+    int lo = 0, hi = count - 1;  // the last tensor whose first block is <= block
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) >> 1;
+        if ((i64)table[mid * ADAM_SLOT + 5] <= block) lo = mid;
+        else hi = mid - 1;
+    }
+    const u64* s = table + lo * ADAM_SLOT;
+    T* param = (T*)s[0];
+    T* m = (T*)s[1];
+    T* v = (T*)s[2];
+    const T* grad = (const T*)s[3];
+    const i64 n = (i64)s[4];
+    const i64 start = (block - (i64)s[5]) * ADAM_CHUNK;
+    const i64 end = start + ADAM_CHUNK < n ? start + ADAM_CHUNK : n;
+    const T neg_step_size = (T)__longlong_as_double((long long)s[6]);
+    const T bc2_sqrt = (T)__longlong_as_double((long long)s[7]);
+    for (i64 i = start + threadIdx.x; i < end; i += blockDim.x)
+        adam_element(param, m, v, grad, i, lerp_weight, lerp_small, beta2, one_minus_beta2,
+                     neg_step_size, bc2_sqrt, eps, weight_decay, use_wd, clip, use_clip);
 }
 
 extern "C" __global__ void adam_f32(float* param, float* m, float* v, const float* grad, i64 n,
@@ -53,4 +102,18 @@ extern "C" __global__ void adam_f64(double* param, double* m, double* v, const d
                                     int use_clip) {
     adam_impl(param, m, v, grad, n, lerp_weight, lerp_small, beta2, one_minus_beta2, neg_step_size,
               bc2_sqrt, eps, weight_decay, use_wd, clip, use_clip);
+}
+extern "C" __global__ void adam_multi_f32(const u64* table, int count, float lerp_weight,
+                                          int lerp_small, float beta2, float one_minus_beta2,
+                                          float eps, float weight_decay, int use_wd, float clip,
+                                          int use_clip) {
+    adam_multi_impl(table, count, lerp_weight, lerp_small, beta2, one_minus_beta2, eps,
+                    weight_decay, use_wd, clip, use_clip);
+}
+extern "C" __global__ void adam_multi_f64(const u64* table, int count, double lerp_weight,
+                                          int lerp_small, double beta2, double one_minus_beta2,
+                                          double eps, double weight_decay, int use_wd,
+                                          double clip, int use_clip) {
+    adam_multi_impl(table, count, lerp_weight, lerp_small, beta2, one_minus_beta2, eps,
+                    weight_decay, use_wd, clip, use_clip);
 }

@@ -36,6 +36,7 @@ device_type!(f64, "double");
 device_type!(i32, "int");
 device_type!(u32, "u32");
 device_type!(i64, "i64");
+device_type!(u64, "u64");
 device_type!(u8, "u8");
 device_type!(half::bf16, "bf16");
 device_type!(half::f16, "f16");

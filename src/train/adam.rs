@@ -173,6 +173,8 @@ impl Adam {
             self.check(name, p, &g)?;
             work.push((name, p, g));
         }
+        #[cfg(feature = "cuda")]
+        let mut on_device = Vec::new();
         for (name, p, g) in work {
             let state = self
                 .state
@@ -184,8 +186,19 @@ impl Adam {
                     exp_avg_sq: p.zeros_like(),
                 });
             state.step += 1;
+            #[cfg(feature = "cuda")]
+            if p.is_cuda() && multi_tensor_launches() {
+                // Moments restored from a host checkpoint follow their parameter.
+                for moment in [&state.exp_avg, &state.exp_avg_sq] {
+                    moment.move_to_device_(p.device())?;
+                }
+                on_device.push((p.clone(), state.clone(), g));
+                continue;
+            }
             update(&self.config, state, p, &g)?;
         }
+        #[cfg(feature = "cuda")]
+        update_on_devices(&self.config, &on_device)?;
         Ok(())
     }
 
@@ -281,6 +294,84 @@ impl Adam {
         self.state = map;
         Ok(())
     }
+}
+
+/// Whether parameters on a GPU are updated in one launch per device and dtype
+/// ([`crate::cuda::ops::adam_update_many`]): on unless `AOANET_CUDA_ADAM_PER_TENSOR` was set
+/// when first asked, or [`set_multi_tensor_launches`] turned it off.
+#[cfg(feature = "cuda")]
+fn multi_tensor_switch() -> &'static std::sync::atomic::AtomicBool {
+    static SWITCH: std::sync::OnceLock<std::sync::atomic::AtomicBool> = std::sync::OnceLock::new();
+    SWITCH.get_or_init(|| {
+        std::sync::atomic::AtomicBool::new(
+            std::env::var_os("AOANET_CUDA_ADAM_PER_TENSOR").is_none(),
+        )
+    })
+}
+
+#[cfg(feature = "cuda")]
+fn multi_tensor_launches() -> bool {
+    multi_tensor_switch().load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Updates GPU parameters with one launch per device and dtype (`true`, the default) or one
+/// launch per parameter (the baseline the `gpu_model` bench compares with). Both compute the
+/// same bits.
+#[cfg(feature = "cuda")]
+pub fn set_multi_tensor_launches(on: bool) {
+    multi_tensor_switch().store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The step of every `(parameter, state after incrementing, gradient)` on a GPU: one launch
+/// per device and dtype (the model's ~130 parameters: one launch instead of ~130), or one per
+/// parameter where two parameters share storage (each storage is updated once per launch).
+#[cfg(feature = "cuda")]
+fn update_on_devices(
+    config: &AdamConfig,
+    params: &[(Tensor, AdamParamState, Tensor)],
+) -> Result<()> {
+    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, (p, _, _)) in params.iter().enumerate() {
+        let key = (p.device().to_string(), p.dtype().to_string());
+        groups.entry(key).or_default().push(i);
+    }
+    let hyper = |step| crate::cuda::ops::AdamHyper {
+        lr: config.lr,
+        beta1: config.beta1,
+        beta2: config.beta2,
+        eps: config.eps,
+        weight_decay: config.weight_decay,
+        grad_clip: config.grad_clip,
+        step,
+    };
+    for members in groups.values() {
+        let mut storages = HashSet::new();
+        let distinct = members
+            .iter()
+            .all(|&i| storages.insert(params[i].0.storage_key().0));
+        if !distinct {
+            for &i in members {
+                let (p, s, g) = &params[i];
+                update(config, s, p, g)?;
+            }
+            continue;
+        }
+        let items: Vec<crate::cuda::ops::AdamItem<'_>> = members
+            .iter()
+            .map(|&i| {
+                let (p, s, g) = &params[i];
+                crate::cuda::ops::AdamItem {
+                    p,
+                    m: &s.exp_avg,
+                    v: &s.exp_avg_sq,
+                    g,
+                    step: s.step,
+                }
+            })
+            .collect();
+        crate::cuda::ops::adam_update_many(&items, hyper(0))?;
+    }
+    Ok(())
 }
 
 /// Clears the gradients of all `params` (before the next backward).

@@ -1,9 +1,14 @@
-//! Adam's fused step on the device (`train::Adam::step` for parameters on a CUDA device).
+//! Adam's fused step on the device (`train::Adam::step` for parameters on a CUDA device): per
+//! parameter ([`adam_update`]) or, for a whole model, all parameters in one launch
+//! ([`adam_update_many`]).
 
-use super::{device_of, with_buffer_mut, with_cuda_float, with_dense};
-use crate::Result;
-use crate::cuda::kernels::adam::{self as k, AdamStep};
-use crate::tensor::Tensor;
+use std::sync::RwLockWriteGuard;
+
+use super::{device_of, not_on_cuda, with_buffer_mut, with_cuda_float, with_dense};
+use crate::cuda::kernels::adam::{self as k, AdamStep, AdamTensor};
+use crate::cuda::{CudaBuffer, CudaFloat};
+use crate::tensor::{Storage, Tensor};
+use crate::{Error, Result};
 
 /// Adam's settings and step count for one update (the CPU optimiser's, passed through).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,6 +29,27 @@ pub struct AdamHyper {
     pub step: u64,
 }
 
+impl AdamHyper {
+    fn kernel_step(&self) -> AdamStep {
+        AdamStep {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            t: self.step,
+            clip: self.grad_clip,
+            weight_decay: self.weight_decay,
+        }
+    }
+}
+
+/// The storage range of a contiguous parameter or moment.
+fn dense_range(t: &Tensor) -> Result<std::ops::Range<usize>> {
+    t.layout()
+        .contiguous_range()
+        .ok_or_else(|| Error::invalid("Adam: a parameter or moment is not contiguous"))
+}
+
 /// One step on `p` (and its moments `m`, `v`, all contiguous on one device) from the gradient
 /// `g`, in place.
 pub(crate) fn adam_update(
@@ -34,21 +60,8 @@ pub(crate) fn adam_update(
     h: AdamHyper,
 ) -> Result<()> {
     let dev = device_of(p)?;
-    let step = AdamStep {
-        lr: h.lr,
-        beta1: h.beta1,
-        beta2: h.beta2,
-        eps: h.eps,
-        t: h.step,
-        clip: h.grad_clip,
-        weight_decay: h.weight_decay,
-    };
-    let range = |t: &Tensor| {
-        t.layout()
-            .contiguous_range()
-            .ok_or_else(|| crate::Error::invalid("Adam: a parameter or moment is not contiguous"))
-    };
-    let (rp, rm, rv) = (range(p)?, range(m)?, range(v)?);
+    let step = h.kernel_step();
+    let (rp, rm, rv) = (dense_range(p)?, dense_range(m)?, dense_range(v)?);
     with_cuda_float!(p.dtype(), "Adam", T => {
         with_dense::<T, _>(g, "Adam", |gv| {
             with_buffer_mut::<T, _>(p, "Adam", |pb| {
@@ -59,5 +72,131 @@ pub(crate) fn adam_update(
                 })
             })
         })
+    })
+}
+
+/// One parameter of [`adam_update_many`].
+pub(crate) struct AdamItem<'a> {
+    /// The parameter (contiguous), updated in place.
+    pub p: &'a Tensor,
+    /// Its first moment (contiguous), updated in place.
+    pub m: &'a Tensor,
+    /// Its second moment (contiguous), updated in place.
+    pub v: &'a Tensor,
+    /// Its gradient.
+    pub g: &'a Tensor,
+    /// Its step count after incrementing (from 1).
+    pub step: u64,
+}
+
+/// One step over every item in one kernel launch: for each, the arithmetic of
+/// [`adam_update`] with its own step count (`h.step` is not used). All items are on one
+/// device, of one dtype, and no two share storage (each buffer is locked once).
+pub(crate) fn adam_update_many(items: &[AdamItem<'_>], h: AdamHyper) -> Result<()> {
+    let Some(first) = items.first() else {
+        return Ok(());
+    };
+    let dev = device_of(first.p)?;
+    let dtype = first.p.dtype();
+    for it in items {
+        if it.p.device() != first.p.device() || it.p.dtype() != dtype {
+            return Err(Error::invalid(format!(
+                "Adam: one launch takes parameters of one device and dtype ({} {} and {} {})",
+                first.p.device(),
+                dtype,
+                it.p.device(),
+                it.p.dtype()
+            )));
+        }
+    }
+    // Each storage is locked once below: a shared one would deadlock, so refuse it first.
+    let mut seen = std::collections::HashSet::new();
+    for it in items {
+        for t in [it.p, it.m, it.v, it.g] {
+            if !seen.insert(t.storage_key().0) {
+                return Err(Error::invalid(
+                    "Adam: two parameters, moments or gradients of one launch share storage",
+                ));
+            }
+        }
+    }
+    // Gradients as dense tensors (a copy only for a strided one).
+    let grads: Vec<Tensor> = items
+        .iter()
+        .map(|it| match it.g.layout().contiguous_range() {
+            Some(_) => Ok(it.g.clone()),
+            None => it.g.contiguous(),
+        })
+        .collect::<Result<_>>()?;
+    let mut ranges = Vec::with_capacity(items.len());
+    for (it, g) in items.iter().zip(&grads) {
+        ranges.push([
+            dense_range(it.p)?,
+            dense_range(it.m)?,
+            dense_range(it.v)?,
+            dense_range(g)?,
+        ]);
+    }
+    with_cuda_float!(dtype, "Adam", T => {
+        // Every buffer stays locked until the launch is queued: parameters and moments for
+        // writing (which bumps their versions, as an in-place update must), gradients for
+        // reading.
+        // Every buffer stays locked until the launch is queued: parameters and moments for
+        // writing (which bumps their versions, as an in-place update must), gradients for
+        // reading.
+        let mut ps = items.iter().map(|it| lock_cuda(it.p)).collect::<Result<Vec<_>>>()?;
+        let mut ms = items.iter().map(|it| lock_cuda(it.m)).collect::<Result<Vec<_>>>()?;
+        let mut vs = items.iter().map(|it| lock_cuda(it.v)).collect::<Result<Vec<_>>>()?;
+        let gs: Vec<_> = grads.iter().map(Tensor::storage_read).collect();
+        let mut tensors = Vec::with_capacity(items.len());
+        for (i, (((p, m), v), g)) in ps
+            .iter_mut()
+            .zip(ms.iter_mut())
+            .zip(vs.iter_mut())
+            .zip(gs.iter())
+            .enumerate()
+        {
+            let [rp, rm, rv, rg] = ranges[i].clone();
+            tensors.push(AdamTensor {
+                param: typed_mut::<T>(p)?.slice_mut(rp)?,
+                m: typed_mut::<T>(m)?.slice_mut(rm)?,
+                v: typed_mut::<T>(v)?.slice_mut(rv)?,
+                grad: typed::<T>(g)?.slice(rg)?,
+                t: items[i].step,
+            });
+        }
+        k::step_many(&dev, tensors, h.kernel_step())
+    })
+}
+
+/// `t`'s storage locked for writing, when it is on a CUDA device.
+fn lock_cuda(t: &Tensor) -> Result<RwLockWriteGuard<'_, Storage>> {
+    let s = t.storage_write();
+    match &*s {
+        Storage::Cuda(_) => Ok(s),
+        _ => Err(not_on_cuda("Adam", t)),
+    }
+}
+
+/// The typed device buffer of a CUDA storage, writable.
+fn typed_mut<T: CudaFloat>(s: &mut Storage) -> Result<&mut CudaBuffer<T>> {
+    match s {
+        Storage::Cuda(c) => T::buffer_mut(c),
+        _ => None,
+    }
+    .ok_or_else(|| Error::invalid(format!("Adam: a parameter or moment is not {}", T::DTYPE)))
+}
+
+/// The typed device buffer of a CUDA storage.
+fn typed<T: CudaFloat>(s: &Storage) -> Result<&CudaBuffer<T>> {
+    match s {
+        Storage::Cuda(c) => T::buffer(c),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        Error::invalid(format!(
+            "Adam: a gradient is not {} on the device",
+            T::DTYPE
+        ))
     })
 }

@@ -34,7 +34,7 @@ mod shape;
 mod softmax;
 
 pub use adam::AdamHyper;
-pub(crate) use adam::adam_update;
+pub(crate) use adam::{AdamItem, adam_update, adam_update_many};
 pub(crate) use attention::{FusedAttention, fused_attention, upload_bytes};
 pub(crate) use elementwise::{binary, unary};
 pub(crate) use glu::{glu, glu_backward};
