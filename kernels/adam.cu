@@ -66,13 +66,7 @@ __device__ __forceinline__ void adam_multi_impl(const u64* table, int count, T l
                                                 int lerp_small, T beta2, T one_minus_beta2, T eps,
                                                 T weight_decay, int use_wd, T clip, int use_clip) {
     const i64 block = blockIdx.x;
-    int lo = 0, hi = count - 1;  // the last tensor whose first block is <= block
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) >> 1;
-        if ((i64)table[mid * ADAM_SLOT + 5] <= block) lo = mid;
-        else hi = mid - 1;
-    }
-    const u64* s = table + lo * ADAM_SLOT;
+    const u64* s = table + (i64)multi_tensor_slot(table, count, ADAM_SLOT, 5, block) * ADAM_SLOT;
     T* param = (T*)s[0];
     T* m = (T*)s[1];
     T* v = (T*)s[2];

@@ -98,6 +98,21 @@ template <typename T> __device__ __forceinline__ T x_sigmoid(T x) {
 #define GRID_STRIDE(i, n) \
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
+// Multi-tensor launches (adam_multi, count_nonfinite_multi): a table of `words` u64 words per
+// tensor, word `first_word` of each holding the tensor's first block; the tensors' blocks follow
+// each other (first blocks strictly increasing). Returns the tensor of block `block`: the last
+// whose first block is <= it (a binary search).
+__device__ __forceinline__ int multi_tensor_slot(const u64* table, int count, int words,
+                                                 int first_word, i64 block) {
+    int lo = 0, hi = count - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) >> 1;
+        if ((i64)table[(i64)mid * words + first_word] <= block) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
 // ------------------------------------------------------------------------------------------
 // Reductions (templates: float and double)
 // ------------------------------------------------------------------------------------------

@@ -17,6 +17,11 @@
 //   sum_partial_{f32,f64}    out[b] = sum of x[b * per .. (b + 1) * per]   (sum of everything in
 //                            two launches; deterministic)
 //   count_nonfinite_{f32,f64} *count += number of NaN / inf elements (all_finite)
+//   count_nonfinite_multi_{f32,f64}  the same over many tensors in one launch (the trainer's
+//                            check of every gradient each step: one launch, not ~130): a table
+//                            of 3 u64 words per tensor (address, n, first block), block b
+//                            counting NF_CHUNK elements of its tensor (common.cuh:
+//                            multi_tensor_slot)
 //
 // `accumulate` = 1 adds into `out` (parameter gradients accumulate), 0 overwrites.
 
@@ -254,4 +259,30 @@ extern "C" __global__ void count_nonfinite_f32(u32* count, const float* x, i64 n
 }
 extern "C" __global__ void count_nonfinite_f64(u32* count, const double* x, i64 n) {
     count_nonfinite_impl(count, x, n);
+}
+
+#define NF_CHUNK 16384
+
+template <typename T>
+__device__ __forceinline__ void count_nonfinite_multi_impl(u32* count, const u64* table,
+                                                           int tensors) {
+    const i64 block = blockIdx.x;
+    const u64* s = table + (i64)multi_tensor_slot(table, tensors, 3, 2, block) * 3;
+    const T* x = (const T*)s[0];
+    const i64 n = (i64)s[1];
+    const i64 start = (block - (i64)s[2]) * NF_CHUNK;
+    const i64 end = start + NF_CHUNK < n ? start + NF_CHUNK : n;
+    u32 local = 0;
+    for (i64 i = start + threadIdx.x; i < end; i += blockDim.x) {
+        const T v = x[i];
+        if (v != v || v - v != (T)0) ++local;
+    }
+    if (local) atomicAdd(count, local);
+}
+
+extern "C" __global__ void count_nonfinite_multi_f32(u32* count, const u64* table, int tensors) {
+    count_nonfinite_multi_impl<float>(count, table, tensors);
+}
+extern "C" __global__ void count_nonfinite_multi_f64(u32* count, const u64* table, int tensors) {
+    count_nonfinite_multi_impl<double>(count, table, tensors);
 }

@@ -129,3 +129,64 @@ fn argmax_rows_f32_takes_the_first_maximum() {
         assert_eq!((gi[r] as usize, gv[r]), (first, m), "row {r}");
     }
 }
+
+/// `count_nonfinite_multi_*` counts every NaN and ±∞ of many tensors in one launch: bad
+/// values at the first and last element and on both sides of the kernel's 16384-element chunk
+/// edges, an empty tensor and a one-element one among them.
+fn nonfinite_many<T: aoanet::cuda::CudaFloat>(test: &str) {
+    let Some(dev) = gpu(test) else {
+        return;
+    };
+    let sizes = [16_383usize, 16_384, 0, 16_385, 1, 40_000];
+    let bad_at: [&[usize]; 6] = [
+        &[0],
+        &[16_383],
+        &[],
+        &[16_383, 16_384],
+        &[],
+        &[0, 16_384, 32_767, 32_768, 39_999],
+    ];
+    let bads = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+    let mut placed = 0u32;
+    let mut bufs = Vec::new();
+    for (k, (&n, at)) in sizes.iter().zip(bad_at).enumerate() {
+        let mut v: Vec<T> = rand_vec(60 + k as u64, n, -1e30, 1e30)
+            .into_iter()
+            .map(|x| T::from_f64(f64::from(x)))
+            .collect();
+        for (j, &i) in at.iter().enumerate() {
+            v[i] = T::from_f64(bads[(k + j) % 3]);
+            placed += 1;
+        }
+        bufs.push(dev.htod(&v).unwrap());
+    }
+    let views: Vec<_> = bufs.iter().map(|b| b.view()).collect();
+    let mut count = dev.zeros::<u32>(1).unwrap();
+    reduce::add_nonfinite_many(&dev, count.view_mut(), &views).unwrap();
+    assert_eq!(count.to_host().unwrap()[0], placed, "{test}: all tensors");
+    // Each tensor alone agrees with the one-tensor kernel.
+    for (k, view) in views.iter().enumerate() {
+        let mut one = dev.zeros::<u32>(1).unwrap();
+        reduce::add_nonfinite_many(&dev, one.view_mut(), std::slice::from_ref(view)).unwrap();
+        let single = reduce::count_nonfinite(&dev, *view).unwrap();
+        assert_eq!(
+            u64::from(one.to_host().unwrap()[0]),
+            single,
+            "{test}: tensor {k}"
+        );
+        assert_eq!(single, bad_at[k].len() as u64, "{test}: tensor {k}");
+    }
+    let mut none = dev.zeros::<u32>(1).unwrap();
+    reduce::add_nonfinite_many::<T>(&dev, none.view_mut(), &[]).unwrap();
+    assert_eq!(none.to_host().unwrap()[0], 0);
+}
+
+#[test]
+fn count_nonfinite_multi_f32_counts_across_tensors_and_chunk_edges() {
+    nonfinite_many::<f32>("count_nonfinite_multi_f32_counts_across_tensors_and_chunk_edges");
+}
+
+#[test]
+fn count_nonfinite_multi_f64_counts_across_tensors_and_chunk_edges() {
+    nonfinite_many::<f64>("count_nonfinite_multi_f64_counts_across_tensors_and_chunk_edges");
+}

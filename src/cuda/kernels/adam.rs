@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{MAX_GRID_STRIDE_BLOCKS, check_len, to_i32};
+use super::{MAX_GRID_STRIDE_BLOCKS, check_len, multi_tensor_blocks, to_i32};
 use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::{Error, Result};
 
@@ -84,8 +84,6 @@ pub fn step_many<T: CudaFloat>(
     tensors: Vec<AdamTensor<'_, T>>,
     h: AdamStep,
 ) -> Result<()> {
-    let mut table = Vec::with_capacity(tensors.len() * SLOT_WORDS);
-    let mut blocks = 0usize;
     for (i, x) in tensors.iter().enumerate() {
         if x.t == 0 {
             return Err(Error::invalid("cuda adam: step numbers start at 1"));
@@ -94,30 +92,27 @@ pub fn step_many<T: CudaFloat>(
         for (what, len) in [("m", x.m.len()), ("v", x.v.len()), ("grad", x.grad.len())] {
             check_len("adam", &format!("tensor {i}'s {what}"), len, n)?;
         }
-        if n == 0 {
-            continue;
-        }
+    }
+    let live: Vec<&AdamTensor<'_, T>> = tensors.iter().filter(|x| !x.param.is_empty()).collect();
+    let (first, grid) = multi_tensor_blocks("adam", live.iter().map(|x| x.param.len()), CHUNK)?;
+    if live.is_empty() {
+        return Ok(());
+    }
+    let mut table = Vec::with_capacity(live.len() * SLOT_WORDS);
+    for (x, first) in live.iter().zip(first) {
         let (_, neg_step_size, bc2_sqrt) = step_scalars(&h, x.t);
         table.extend_from_slice(&[
             x.param.device_ptr(),
             x.m.device_ptr(),
             x.v.device_ptr(),
             x.grad.device_ptr(),
-            n as u64,
-            blocks as u64,
+            x.param.len() as u64,
+            first,
             neg_step_size.to_bits(),
             bc2_sqrt.to_bits(),
         ]);
-        blocks += n.div_ceil(CHUNK);
     }
-    let count = table.len() / SLOT_WORDS;
-    if count == 0 {
-        return Ok(());
-    }
-    let grid = u32::try_from(blocks)
-        .ok()
-        .filter(|&b| b <= i32::MAX as u32)
-        .ok_or_else(|| Error::invalid("cuda adam: too many parameters for one launch"))?;
+    let count = live.len();
     let table = dev.htod(&table)?;
     let lerp_weight = 1.0 - h.beta1;
     // SAFETY: every table entry holds the addresses of four device views of its `n` elements

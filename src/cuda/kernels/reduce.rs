@@ -1,6 +1,8 @@
 //! Reductions (`kernels/reduce.cu`).
 
-use super::{MAX_GRID_STRIDE_BLOCKS, check_len, row_grid, to_i32};
+use std::sync::Arc;
+
+use super::{MAX_GRID_STRIDE_BLOCKS, check_len, multi_tensor_blocks, row_grid, to_i32};
 use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::{Error, Result};
 
@@ -25,6 +27,9 @@ pub mod raw {
         fn sum_partial<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, per: i64);
         /// `count_nonfinite_f32`, `count_nonfinite_f64`: `*count +=` non-finite elements.
         fn count_nonfinite<T>(count: CudaViewMut<'_, u32>, x: CudaView<'_, T>, n: i64);
+        /// `count_nonfinite_multi_f32`, `count_nonfinite_multi_f64`: the same over the tensors
+        /// of `table`.
+        fn count_nonfinite_multi<T>(count: CudaViewMut<'_, u32>, table: CudaView<'_, u64>, tensors: i32);
     }
 }
 
@@ -290,4 +295,44 @@ pub fn add_nonfinite<T: CudaFloat>(
     let cfg = LaunchCfg::elementwise(n, 4096);
     // SAFETY: x holds n elements, count at least one.
     unsafe { raw::count_nonfinite(dev, cfg, count, x, n as i64) }
+}
+
+/// Elements per block of `count_nonfinite_multi` (`NF_CHUNK` in `kernels/reduce.cu`).
+const NONFINITE_CHUNK: usize = 16_384;
+
+/// Adds the number of NaN or infinite elements of all of `xs` to `count[0]` in one launch
+/// (after a small upload of their addresses), without waiting.
+pub fn add_nonfinite_many<T: CudaFloat>(
+    dev: &Arc<CudaDevice>,
+    count: CudaViewMut<'_, u32>,
+    xs: &[CudaView<'_, T>],
+) -> Result<()> {
+    check_len("count_nonfinite", "count", count.len(), 1)?;
+    let live: Vec<&CudaView<'_, T>> = xs.iter().filter(|x| !x.is_empty()).collect();
+    let (first, grid) = multi_tensor_blocks(
+        "count_nonfinite",
+        live.iter().map(|x| x.len()),
+        NONFINITE_CHUNK,
+    )?;
+    if live.is_empty() {
+        return Ok(());
+    }
+    let table: Vec<u64> = live
+        .iter()
+        .zip(first)
+        .flat_map(|(x, first)| [x.device_ptr(), x.len() as u64, first])
+        .collect();
+    let tensors = to_i32("count_nonfinite", "tensor count", live.len())?;
+    let table = dev.htod(&table)?;
+    // SAFETY: each table entry is the address and length of a view borrowed for this call;
+    // the blocks cover exactly each tensor's chunks; count holds one element.
+    unsafe {
+        raw::count_nonfinite_multi::<T>(
+            dev,
+            LaunchCfg::linear(grid, 256),
+            count,
+            table.view(),
+            tensors,
+        )
+    }
 }
