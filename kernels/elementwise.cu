@@ -10,6 +10,11 @@
 //   copy_strided_{f32,f64}  dst[jd] = src[js]: any strided view to any strided view (Bcast's
 //                           sa = source strides, sb = destination strides): contiguous copies,
 //                           concat, the adjoint of narrow
+//   copy_blocks_{f32,f64}   concat of dense pieces in one launch: piece k (a table of 5 u64 words
+//                           per piece: source address, n, inner, destination offset, first
+//                           block) is `n / inner` rows of `inner` elements, row o going to
+//                           dst[offset + o * dst_row_stride ..]; block b copies CB_CHUNK
+//                           elements of its piece (common.cuh: multi_tensor_slot)
 //   cast_f32_f64 / cast_f64_f32     f32 <-> f64 (to_dtype on the device)
 //   cast_f32_bf16 / cast_bf16_f32   dtype conversion (round to nearest even)
 //   permute0213_f32         [d0,d1,d2,d3] -> [d0,d2,d1,d3]   (split / merge attention heads)
@@ -195,6 +200,33 @@ extern "C" __global__ void copy_strided_f32(float* dst, const float* src, i64 n,
 }
 extern "C" __global__ void copy_strided_f64(double* dst, const double* src, i64 n, Bcast bc) {
     copy_strided_impl(dst, src, n, bc);
+}
+
+#define CB_SLOT 5
+#define CB_CHUNK 8192
+
+template <typename T>
+__device__ __forceinline__ void copy_blocks_impl(T* dst, const u64* table, int pieces,
+                                                 i64 dst_row_stride) {
+    const i64 block = blockIdx.x;
+    const u64* s = table + (i64)multi_tensor_slot(table, pieces, CB_SLOT, 4, block) * CB_SLOT;
+    const T* src = (const T*)s[0];
+    const i64 n = (i64)s[1], inner = (i64)s[2], offset = (i64)s[3];
+    const i64 start = (block - (i64)s[4]) * CB_CHUNK;
+    const i64 end = start + CB_CHUNK < n ? start + CB_CHUNK : n;
+    for (i64 e = start + threadIdx.x; e < end; e += blockDim.x) {
+        const i64 o = e / inner;
+        dst[offset + o * dst_row_stride + (e - o * inner)] = src[e];
+    }
+}
+
+extern "C" __global__ void copy_blocks_f32(float* dst, const u64* table, int pieces,
+                                           i64 dst_row_stride) {
+    copy_blocks_impl(dst, table, pieces, dst_row_stride);
+}
+extern "C" __global__ void copy_blocks_f64(double* dst, const u64* table, int pieces,
+                                           i64 dst_row_stride) {
+    copy_blocks_impl(dst, table, pieces, dst_row_stride);
 }
 
 // ------------------------------------------------------------------------------------------

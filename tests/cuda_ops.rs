@@ -1564,3 +1564,98 @@ fn softmax_bwd_f64_vocabulary_rows() {
         |t, _| t[0].log_softmax(),
     );
 }
+
+/// Concatenation of dense inputs in one launch (`copy_blocks`) along the first, a middle and
+/// the last axis: pieces of different lengths, a dense window with an offset (a narrow of the
+/// first axis), the same tensor twice, an empty piece, pieces larger than the kernel's
+/// 8192-element chunk, and a strided view among them (copied on its own); values and
+/// gradients against the CPU.
+fn concat_of_dense_pieces(test: &str, dtype: DType) {
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    let a = randt(&[4, 3, 700], -1.0, 1.0, 71);
+    let b = randt(&[4, 5, 700], -1.0, 1.0, 72);
+    let c = randt(&[6, 3, 700], -1.0, 1.0, 73);
+    op_matches_cpu(
+        &format!("{test}: axis 1"),
+        dev,
+        dtype,
+        &[a.clone(), b.clone()],
+        Tol::TIGHT,
+        |t, _| {
+            let empty = t[1].narrow(1, 0, 0)?;
+            Tensor::concat(&[&t[0], &t[1], &empty, &t[0], &t[1].narrow(1, 2, 2)?], 1)
+        },
+    );
+    op_matches_cpu(
+        &format!("{test}: axis 0"),
+        dev,
+        dtype,
+        &[a.clone(), c.clone()],
+        Tol::TIGHT,
+        |t, _| Tensor::concat(&[&t[1].narrow(0, 1, 3)?, &t[0], &t[1]], 0),
+    );
+    op_matches_cpu(
+        &format!("{test}: last axis"),
+        dev,
+        dtype,
+        &[a.clone(), randt(&[4, 3, 5], -1.0, 1.0, 74)],
+        Tol::TIGHT,
+        |t, _| Tensor::concat(&[&t[1], &t[0], &t[1].transpose(0, 0)?, &t[1]], 2),
+    );
+    op_matches_cpu(
+        &format!("{test}: 17 decoder steps"),
+        dev,
+        dtype,
+        &[randt(&[17, 50, 64], -1.0, 1.0, 75)],
+        Tol::TIGHT,
+        |t, _| {
+            let steps: Vec<Tensor> = (0..17)
+                .map(|i| t[0].narrow(0, i, 1).and_then(|s| s.squeeze(0)))
+                .collect::<aoanet::Result<_>>()?;
+            let refs: Vec<&Tensor> = steps.iter().collect();
+            Tensor::concat(&refs, 0)
+        },
+    );
+    // On a GPU the 17 dense pieces take one kernel launch.
+    if let Device::Cuda(ordinal) = dev {
+        let d = aoanet::cuda::CudaDevice::get(ordinal).unwrap();
+        let x = randt(&[17, 50, 64], -1.0, 1.0, 76)
+            .to_dtype(dtype)
+            .unwrap()
+            .to_device(dev)
+            .unwrap();
+        let steps: Vec<Tensor> = (0..17)
+            .map(|i| x.narrow(0, i, 1).unwrap().squeeze(0).unwrap())
+            .collect();
+        let refs: Vec<&Tensor> = steps.iter().collect();
+        let before = d.launches();
+        let joined = Tensor::concat(&refs, 0).unwrap();
+        assert_eq!(
+            d.launches() - before,
+            1,
+            "{test}: launches for 17 dense pieces"
+        );
+        assert_eq!(
+            joined.to_vec_f64(),
+            x.reshape(&[850, 64]).unwrap().to_vec_f64()
+        );
+    }
+}
+
+#[test]
+fn copy_blocks_f32_concatenates_dense_pieces_in_one_launch() {
+    concat_of_dense_pieces(
+        "copy_blocks_f32_concatenates_dense_pieces_in_one_launch",
+        DType::F32,
+    );
+}
+
+#[test]
+fn copy_blocks_f64_concatenates_dense_pieces_in_one_launch() {
+    concat_of_dense_pieces(
+        "copy_blocks_f64_concatenates_dense_pieces_in_one_launch",
+        DType::F64,
+    );
+}

@@ -1,5 +1,5 @@
-//! Gradients as they flow through the backward pass, including two deferred forms that make
-//! recurrent weight gradients cheap.
+//! Gradients as they flow through the backward pass, including three deferred forms that make
+//! recurrent weight and bias gradients cheap.
 //!
 //! A weight used at every decoder step receives one gradient per step. Computed eagerly, each
 //! is a full `[out, in]` GEMM with a tiny inner dimension (the batch, 50) plus a full-size
@@ -7,11 +7,14 @@
 //! may instead return the gradient *as a product still to be formed*:
 //! - [`Grad::Outer`]`{ g, x }` means `gᵀ·x` (the weight gradient of `y = x Wᵀ`);
 //! - [`Grad::Rows`] means rows `ids` of a zero tensor receive `values` (an embedding's
-//!   gradient).
+//!   gradient);
+//! - [`Grad::SumRows`]`{ g }` means the sum of `g`'s rows (the bias gradient of `y = x Wᵀ + b`).
 //!
 //! Pieces bound for a leaf are collected in a [`Pending`] and formed once, when the walk
 //! reaches the leaf: all `g`s and `x`s stacked into one GEMM with the summed inner dimension,
-//! all rows into one scatter-add. Pieces bound for a non-leaf are formed at once (the op that
+//! all rows into one scatter-add, all row sums stacked into one column sum (on a GPU each
+//! stack is one launch: 17 decoder steps' bias gradients cost a copy and a sum, not 17 sums
+//! and 17 additions). Pieces bound for a non-leaf are formed at once (the op that
 //! receives them needs a dense tensor). The result equals the eager sum up to the order of
 //! floating-point additions. On a CUDA device the GEMM, the scatter-add and the in-place
 //! accumulation are device kernels.
@@ -30,6 +33,11 @@ pub enum Grad {
         g: Tensor,
         /// `[rows, in]`
         x: Tensor,
+    },
+    /// `Σ_r g[r, :]` with `g [rows, n]`: an `[n]` gradient not yet formed.
+    SumRows {
+        /// `[rows, n]`
+        g: Tensor,
     },
     /// Zeros of `shape` with `values [ids.len(), shape[1..]]` added at rows `ids`.
     Rows {
@@ -54,6 +62,7 @@ impl Grad {
         match self {
             Grad::Dense(t) => t.shape().to_vec(),
             Grad::Outer { g, x } => vec![g.shape()[1], x.shape()[1]],
+            Grad::SumRows { g } => vec![g.shape()[1]],
             Grad::Rows { shape, .. } => shape.clone(),
         }
     }
@@ -65,6 +74,9 @@ impl Grad {
             Grad::Outer { g, x } => Grad::Outer {
                 g: g.mul_scalar(f)?,
                 x,
+            },
+            Grad::SumRows { g } => Grad::SumRows {
+                g: g.mul_scalar(f)?,
             },
             Grad::Rows { ids, values, shape } => Grad::Rows {
                 ids,
@@ -87,6 +99,7 @@ impl Grad {
 pub struct Pending {
     dense: Option<Tensor>,
     outer: Vec<(Tensor, Tensor)>,
+    sum_rows: Vec<Tensor>,
     rows: Vec<(Vec<usize>, Tensor)>,
     shape: Option<Vec<usize>>,
 }
@@ -113,6 +126,7 @@ impl Pending {
                 })
             }
             Grad::Outer { g, x } => self.outer.push((g, x)),
+            Grad::SumRows { g } => self.sum_rows.push(g),
             Grad::Rows { ids, values, .. } => self.rows.push((ids, values)),
         }
         Ok(())
@@ -136,6 +150,18 @@ impl Pending {
             total = Some(match total {
                 None => product,
                 Some(t) => accumulate(t, &product)?,
+            });
+        }
+        if !self.sum_rows.is_empty() {
+            let gs: Vec<&Tensor> = self.sum_rows.iter().collect();
+            let sum = if gs.len() == 1 {
+                gs[0].sum_axis(0, false)?
+            } else {
+                Tensor::concat(&gs, 0)?.sum_axis(0, false)?
+            };
+            total = Some(match total {
+                None => sum,
+                Some(t) => accumulate(t, &sum)?,
             });
         }
         if !self.rows.is_empty() {
@@ -276,6 +302,44 @@ mod tests {
         }
         for (a, b) in got.iter().zip(&want) {
             assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    /// Row sums (a bias used at several steps) stack into one column sum, alone or beside a
+    /// dense piece; their shape is the column count.
+    #[test]
+    fn row_sums_equal_their_dense_sum() {
+        let (g1, g2, g3) = (rand(&[3, 4], 7), rand(&[1, 4], 8), rand(&[5, 4], 9));
+        let d = rand(&[4], 10);
+        let want: Vec<f64> = (0..4)
+            .map(|j| {
+                let col = |g: &Tensor, rows: usize| {
+                    let v = g.to_vec_f64();
+                    (0..rows).map(|r| v[r * 4 + j]).sum::<f64>()
+                };
+                d.to_vec_f64()[j] + col(&g1, 3) + col(&g2, 1) + col(&g3, 5)
+            })
+            .collect();
+        let mut p = Pending::default();
+        for g in [&g1, &g2] {
+            p.add(Grad::SumRows { g: g.clone() }).unwrap();
+        }
+        p.add(Grad::Dense(d.clone())).unwrap();
+        p.add(Grad::SumRows { g: g3.clone() }).unwrap();
+        assert!(
+            p.add(Grad::Dense(rand(&[5], 1))).is_err(),
+            "shape [4] expected"
+        );
+        let got = p.finish().unwrap().to_vec_f64();
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-12, "{got:?} vs {want:?}");
+        }
+        let one = Grad::SumRows { g: g1.clone() };
+        assert_eq!(one.shape(), [4]);
+        let scaled = one.scaled(2.0).unwrap().into_dense().unwrap().to_vec_f64();
+        let plain = Grad::SumRows { g: g1 }.into_dense().unwrap().to_vec_f64();
+        for (a, b) in scaled.iter().zip(&plain) {
+            assert!((a - 2.0 * b).abs() < 1e-12);
         }
     }
 

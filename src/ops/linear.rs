@@ -85,7 +85,7 @@ impl Tensor {
             });
             let mut grads = vec![gx, gw];
             if has_bias {
-                grads.push(Some(Grad::Dense(g2.sum_axis(0, false)?)));
+                grads.push(Some(Grad::SumRows { g: g2.clone() }));
             }
             Ok(grads)
         }))

@@ -100,8 +100,8 @@ fn lstm_input_grads(
     w_ih: &Tensor,
     w_hh: &Tensor,
 ) -> Result<Vec<Option<Grad>>> {
-    let db = dz.sum_axis(0, false)?;
-    // The weight gradients ∂zᵀx and ∂zᵀh are deferred: one GEMM over all time steps.
+    // The weight gradients ∂zᵀx and ∂zᵀh and the bias gradients Σ_rows ∂z are deferred: one
+    // GEMM and one column sum each over all time steps.
     Ok(vec![
         Some(Grad::Dense(weight_product(&dz, w_ih, false)?)),
         Some(Grad::Dense(weight_product(&dz, w_hh, false)?)),
@@ -111,11 +111,11 @@ fn lstm_input_grads(
             x: x.detach(),
         }),
         Some(Grad::Outer {
-            g: dz,
+            g: dz.clone(),
             x: h.detach(),
         }),
-        Some(Grad::Dense(db.clone())),
-        Some(Grad::Dense(db)),
+        Some(Grad::SumRows { g: dz.clone() }),
+        Some(Grad::SumRows { g: dz }),
     ])
 }
 

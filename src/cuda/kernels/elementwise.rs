@@ -1,6 +1,8 @@
 //! Elementwise and broadcast kernels, strided copies and casts (`kernels/elementwise.cu`).
 
-use super::{MAX_GRID_STRIDE_BLOCKS, check_len, to_i32};
+use std::sync::Arc;
+
+use super::{MAX_GRID_STRIDE_BLOCKS, check_len, multi_tensor_blocks, to_i32};
 use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, KernelArg, LaunchCfg};
 use crate::{Error, Result};
 
@@ -21,6 +23,8 @@ pub mod raw {
             alpha: T, beta: T, bc: Bcast);
         /// `copy_strided_f32`, `copy_strided_f64`: `dst[Σ idx·sb] = src[Σ idx·sa]`.
         fn copy_strided<T>(dst: CudaViewMut<'_, T>, src: CudaView<'_, T>, n: i64, bc: Bcast);
+        /// `copy_blocks_f32`, `copy_blocks_f64`: dense pieces into rows of `dst`, one launch.
+        fn copy_blocks<T>(dst: CudaViewMut<'_, T>, table: CudaView<'_, u64>, pieces: i32, dst_row_stride: i64);
     }
 
     crate::__aoanet_cuda_kernels! { "elementwise";
@@ -352,6 +356,82 @@ pub fn copy_strided<T: CudaFloat>(
     check_len("copy_strided", "dst", dst.len(), bc.extent(&bc.sb)?)?;
     // SAFETY: every source and destination offset is below its checked extent.
     unsafe { raw::copy_strided(dev, grid(n), dst, src, n as i64, bc) }
+}
+
+/// One dense piece of [`copy_blocks`]: `src.len() / inner` rows of `inner` elements.
+#[derive(Clone, Copy, Debug)]
+pub struct Block<'a, T> {
+    /// The piece's elements, row-major.
+    pub src: CudaView<'a, T>,
+    /// Elements per row (at least 1).
+    pub inner: usize,
+    /// Where its first row starts in the destination.
+    pub dst_offset: usize,
+}
+
+/// Elements per block of `copy_blocks` (`CB_CHUNK` in `kernels/elementwise.cu`).
+const COPY_BLOCKS_CHUNK: usize = 8192;
+
+/// Copies every piece into `dst` in one launch: row `o` of a piece goes to
+/// `dst[dst_offset + o · dst_row_stride ..][..inner]` (a concatenation: the pieces' windows
+/// must not overlap, and each row fits in `dst_row_stride`).
+pub fn copy_blocks<T: CudaFloat>(
+    dev: &Arc<CudaDevice>,
+    dst: CudaViewMut<'_, T>,
+    pieces: &[Block<'_, T>],
+    dst_row_stride: usize,
+) -> Result<()> {
+    for (k, p) in pieces.iter().enumerate() {
+        let n = p.src.len();
+        if n == 0 {
+            continue;
+        }
+        if p.inner == 0 || !n.is_multiple_of(p.inner) || p.inner > dst_row_stride {
+            return Err(Error::invalid(format!(
+                "cuda copy_blocks: piece {k} has {n} elements in rows of {} (row stride {})",
+                p.inner, dst_row_stride
+            )));
+        }
+        let last = p.dst_offset + (n / p.inner - 1) * dst_row_stride + p.inner;
+        check_len("copy_blocks", &format!("dst (piece {k})"), dst.len(), last)?;
+    }
+    let live: Vec<&Block<'_, T>> = pieces.iter().filter(|p| !p.src.is_empty()).collect();
+    let (first, grid) = multi_tensor_blocks(
+        "copy_blocks",
+        live.iter().map(|p| p.src.len()),
+        COPY_BLOCKS_CHUNK,
+    )?;
+    if live.is_empty() {
+        return Ok(());
+    }
+    let table: Vec<u64> = live
+        .iter()
+        .zip(first)
+        .flat_map(|(p, first)| {
+            [
+                p.src.device_ptr(),
+                p.src.len() as u64,
+                p.inner as u64,
+                p.dst_offset as u64,
+                first,
+            ]
+        })
+        .collect();
+    let count = to_i32("copy_blocks", "piece count", live.len())?;
+    let table = dev.htod(&table)?;
+    // SAFETY: each piece's source is a view borrowed for this call and every destination index
+    // was checked against dst above; the table is on the device before the kernel (same
+    // stream).
+    unsafe {
+        raw::copy_blocks(
+            dev,
+            LaunchCfg::linear(grid, 256),
+            dst,
+            table.view(),
+            count,
+            dst_row_stride as i64,
+        )
+    }
 }
 
 /// f32 → f64 (exact).
