@@ -15,6 +15,9 @@
 //                           block) is `n / inner` rows of `inner` elements, row o going to
 //                           dst[offset + o * dst_row_stride ..]; block b copies CB_CHUNK
 //                           elements of its piece (common.cuh: multi_tensor_slot)
+//   copy_blocks_small_{f32,f64}  the same for up to CB_SMALL pieces with the table passed by
+//                           value (no upload: a concat of two pieces is then one launch and
+//                           nothing else)
 //   cast_f32_f64 / cast_f64_f32     f32 <-> f64 (to_dtype on the device)
 //   cast_f32_bf16 / cast_bf16_f32   dtype conversion (round to nearest even)
 //   permute0213_f32         [d0,d1,d2,d3] -> [d0,d2,d1,d3]   (split / merge attention heads)
@@ -227,6 +230,20 @@ extern "C" __global__ void copy_blocks_f32(float* dst, const u64* table, int pie
 extern "C" __global__ void copy_blocks_f64(double* dst, const u64* table, int pieces,
                                            i64 dst_row_stride) {
     copy_blocks_impl(dst, table, pieces, dst_row_stride);
+}
+
+#define CB_SMALL 4
+struct SmallBlocks {
+    u64 w[CB_SLOT * CB_SMALL];
+};
+
+extern "C" __global__ void copy_blocks_small_f32(float* dst, SmallBlocks table, int pieces,
+                                                 i64 dst_row_stride) {
+    copy_blocks_impl(dst, table.w, pieces, dst_row_stride);
+}
+extern "C" __global__ void copy_blocks_small_f64(double* dst, SmallBlocks table, int pieces,
+                                                 i64 dst_row_stride) {
+    copy_blocks_impl(dst, table.w, pieces, dst_row_stride);
 }
 
 // ------------------------------------------------------------------------------------------

@@ -1644,6 +1644,80 @@ fn concat_of_dense_pieces(test: &str, dtype: DType) {
     }
 }
 
+/// Two to four dense pieces go through `copy_blocks_small` (the table in the launch): the
+/// decoder's per-step concatenations, along the last and a middle axis.
+fn concat_of_few_dense_pieces(test: &str, dtype: DType) {
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    let (x, h) = (
+        randt(&[50, 1024], -1.0, 1.0, 81),
+        randt(&[50, 1024], -1.0, 1.0, 82),
+    );
+    for pieces in 2..=4 {
+        op_matches_cpu(
+            &format!("{test}: {pieces} pieces"),
+            dev,
+            dtype,
+            &[x.clone(), h.clone()],
+            Tol::TIGHT,
+            |t, _| {
+                let all = [&t[0], &t[1], &t[0], &t[1]];
+                Tensor::concat(&all[..pieces], 1)
+            },
+        );
+    }
+    op_matches_cpu(
+        &format!("{test}: middle axis"),
+        dev,
+        dtype,
+        &[
+            randt(&[3, 2, 5], -1.0, 1.0, 83),
+            randt(&[3, 4, 5], -1.0, 1.0, 84),
+        ],
+        Tol::TIGHT,
+        |t, _| Tensor::concat(&[&t[0], &t[1]], 1),
+    );
+    if let Device::Cuda(ordinal) = dev {
+        let d = aoanet::cuda::CudaDevice::get(ordinal).unwrap();
+        let (xd, hd) = (
+            x.to_dtype(dtype).unwrap().to_device(dev).unwrap(),
+            h.to_dtype(dtype).unwrap().to_device(dev).unwrap(),
+        );
+        let before = d.launches();
+        let joined = Tensor::concat(&[&xd, &hd], 1).unwrap();
+        assert_eq!(
+            d.launches() - before,
+            1,
+            "{test}: launches for two dense pieces"
+        );
+        assert_eq!(
+            joined.to_vec_f64(),
+            Tensor::concat(&[&x, &h], 1)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+                .to_vec_f64()
+        );
+    }
+}
+
+#[test]
+fn copy_blocks_small_f32_concatenates_two_to_four_pieces() {
+    concat_of_few_dense_pieces(
+        "copy_blocks_small_f32_concatenates_two_to_four_pieces",
+        DType::F32,
+    );
+}
+
+#[test]
+fn copy_blocks_small_f64_concatenates_two_to_four_pieces() {
+    concat_of_few_dense_pieces(
+        "copy_blocks_small_f64_concatenates_two_to_four_pieces",
+        DType::F64,
+    );
+}
+
 #[test]
 fn copy_blocks_f32_concatenates_dense_pieces_in_one_launch() {
     concat_of_dense_pieces(

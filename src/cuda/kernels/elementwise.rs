@@ -8,7 +8,7 @@ use crate::{Error, Result};
 
 /// The raw launches (see [`float_kernels!`](crate::cuda::kernels)).
 pub mod raw {
-    use super::Bcast;
+    use super::{Bcast, SmallBlocks};
     use crate::cuda::{CudaView, CudaViewMut};
 
     crate::__aoanet_cuda_float_kernels! { "elementwise";
@@ -25,6 +25,8 @@ pub mod raw {
         fn copy_strided<T>(dst: CudaViewMut<'_, T>, src: CudaView<'_, T>, n: i64, bc: Bcast);
         /// `copy_blocks_f32`, `copy_blocks_f64`: dense pieces into rows of `dst`, one launch.
         fn copy_blocks<T>(dst: CudaViewMut<'_, T>, table: CudaView<'_, u64>, pieces: i32, dst_row_stride: i64);
+        /// `copy_blocks_small_f32`, `copy_blocks_small_f64`: the same, the table by value.
+        fn copy_blocks_small<T>(dst: CudaViewMut<'_, T>, table: SmallBlocks, pieces: i32, dst_row_stride: i64);
     }
 
     crate::__aoanet_cuda_kernels! { "elementwise";
@@ -371,6 +373,27 @@ pub struct Block<'a, T> {
 
 /// Elements per block of `copy_blocks` (`CB_CHUNK` in `kernels/elementwise.cu`).
 const COPY_BLOCKS_CHUNK: usize = 8192;
+/// Words per piece of the `copy_blocks` table (`CB_SLOT`).
+const COPY_BLOCKS_SLOT: usize = 5;
+/// Pieces whose table goes to the kernel by value (`CB_SMALL`).
+const COPY_BLOCKS_SMALL: usize = 4;
+
+/// `copy_blocks_small`'s table, passed by value: `struct SmallBlocks` in
+/// `kernels/elementwise.cu` (unused entries zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct SmallBlocks {
+    w: [u64; COPY_BLOCKS_SLOT * COPY_BLOCKS_SMALL],
+}
+
+// SAFETY: #[repr(C)] array of u64 with the size and alignment (8) of the C struct.
+unsafe impl KernelArg for SmallBlocks {
+    const C_TYPE: &'static str = "SmallBlocks";
+    type Repr = SmallBlocks;
+    fn repr(&self) -> SmallBlocks {
+        *self
+    }
+}
 
 /// Copies every piece into `dst` in one launch: row `o` of a piece goes to
 /// `dst[dst_offset + o · dst_row_stride ..][..inner]` (a concatenation: the pieces' windows
@@ -418,20 +441,22 @@ pub fn copy_blocks<T: CudaFloat>(
         })
         .collect();
     let count = to_i32("copy_blocks", "piece count", live.len())?;
+    let cfg = LaunchCfg::linear(grid, 256);
+    if live.len() <= COPY_BLOCKS_SMALL {
+        let mut small = SmallBlocks {
+            w: [0; COPY_BLOCKS_SLOT * COPY_BLOCKS_SMALL],
+        };
+        small.w[..table.len()].copy_from_slice(&table);
+        // SAFETY: as below, with the table in the launch's parameters.
+        return unsafe {
+            raw::copy_blocks_small(dev, cfg, dst, small, count, dst_row_stride as i64)
+        };
+    }
     let table = dev.htod(&table)?;
     // SAFETY: each piece's source is a view borrowed for this call and every destination index
     // was checked against dst above; the table is on the device before the kernel (same
     // stream).
-    unsafe {
-        raw::copy_blocks(
-            dev,
-            LaunchCfg::linear(grid, 256),
-            dst,
-            table.view(),
-            count,
-            dst_row_stride as i64,
-        )
-    }
+    unsafe { raw::copy_blocks(dev, cfg, dst, table.view(), count, dst_row_stride as i64) }
 }
 
 /// f32 → f64 (exact).

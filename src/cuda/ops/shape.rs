@@ -6,17 +6,17 @@ use crate::cuda::kernels::elementwise::{self as ew, Block};
 use crate::tensor::{Float, Layout, Storage, Tensor, numel};
 use crate::{Error, Result};
 
-/// Dense inputs from which [`concat`] copies them all in one launch: the launch needs its
-/// piece table uploaded first (a small host-to-device copy costs about what a launch does),
-/// so two pieces are cheaper copied one by one.
-const BLOCK_COPY_MIN_PIECES: usize = 3;
+/// Dense inputs from which [`concat`] copies them all in one launch (up to four pieces the
+/// launch carries their table; more need a small upload first).
+const BLOCK_COPY_MIN_PIECES: usize = 2;
 
 /// The inputs joined along `axis` into a new dense tensor of `shape` (validated by the
 /// caller). With at least [`BLOCK_COPY_MIN_PIECES`] dense inputs, those are copied by one
 /// launch together (`copy_blocks`: row `o` of input `k` is its `len_k · trailing` elements,
 /// written at `o · row + start_k · trailing`); every other input is copied through its
 /// strides by a launch of its own. Backward gathers the decoder's per-step pieces (17
-/// weight-gradient operands, 17 outputs) with this: two operations instead of 17 launches.
+/// weight-gradient operands, 17 outputs) with this: an upload and one launch instead of 17
+/// launches; the decoder's two concatenations per step take one launch each instead of two.
 pub(crate) fn concat(tensors: &[&Tensor], axis: usize, shape: &[usize]) -> Result<Tensor> {
     let dev = device_of(tensors[0])?;
     let trailing: usize = shape[axis + 1..].iter().product();
