@@ -279,6 +279,18 @@ fn train_xe_step(shared: &mut Shared) {
         1e3 * phases[1]
     );
     print_launch_mix(&dev, &counts_before, reps() + 1);
+    // The graph one step records (ops, not launches: views launch nothing, a GEMM with its
+    // epilogue is one).
+    let mut drng = Philox::new(4);
+    let mut ctx = Ctx::train(&mut drng);
+    let enc = m
+        .encode(&feats, None, None, &mut ctx, None)
+        .unwrap()
+        .expand(5)
+        .unwrap();
+    let lp = m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap();
+    let loss = label_smoothing_loss(&lp, &targets, &mask, 0.2).unwrap();
+    println!("  the step's graph: {}", common::census_line(&loss, 24));
 }
 
 /// Adam with the ±0.1 clamp over the whole model's gradients: one launch for all ~130

@@ -254,6 +254,19 @@ fn train_xe_step(shared: &mut Shared) {
         }
     });
     aoanet::cpu::gemm::stats::enable(false);
+    // One more forward, for the census of the graph a step builds (not timed).
+    let census = {
+        let mut drng = Philox::new(4);
+        let mut ctx = Ctx::train(&mut drng);
+        let enc = m
+            .encode(&feats, None, None, &mut ctx, None)
+            .unwrap()
+            .expand(5)
+            .unwrap();
+        let lp = m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap();
+        let loss = label_smoothing_loss(&lp, &targets, &mask, 0.2).unwrap();
+        common::census_line(&loss, 24)
+    };
     println!(
         "train.xe_step: {:.3} s per step (best of {}): forward {:.3} s, backward {:.3} s, adam {:.3} s; \
          GEMM {:.3} s = {:.0}% of the step ({:.0} GFLOP at {:.0} GFLOP/s); CPU {:.2} s on {} threads; peak RSS {:.0} MB",
@@ -270,6 +283,7 @@ fn train_xe_step(shared: &mut Shared) {
         aoanet::cpu::gemm::num_threads(),
         peak_rss_mb()
     );
+    println!("  the step's graph: {census}");
 }
 
 fn main() {

@@ -88,3 +88,23 @@ pub fn forbid_eos(m: &AoaModel) {
         .with_data_mut::<f32, _>(|b| b[0] = -1e4)
         .unwrap();
 }
+
+/// "N recorded ops (K kinds): name count, …" for the graph behind `loss` (the most frequent
+/// `top` first): what one backward runs, op by op (`autograd::op_census`).
+#[allow(dead_code)]
+pub fn census_line(loss: &aoanet::tensor::Tensor, top: usize) -> String {
+    let census = aoanet::autograd::op_census(loss);
+    let total: usize = census.values().sum();
+    let mut by_count: Vec<(&str, usize)> = census.iter().map(|(&k, &n)| (k, n)).collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let listed: Vec<String> = by_count
+        .iter()
+        .take(top)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    format!(
+        "{total} recorded ops ({} kinds): {}",
+        census.len(),
+        listed.join(", ")
+    )
+}

@@ -177,6 +177,24 @@ impl Tensor {
     }
 }
 
+/// The ops recorded in the graph behind `root`, by name, each node once: what a backward pass
+/// from `root` would run. For fusion work: on a GPU every entry is at least one kernel launch
+/// forward and one backward (views such as `reshape` or `narrow` are recorded too but launch
+/// nothing when their input is dense). Empty for a tensor without a graph.
+pub fn op_census(root: &Tensor) -> std::collections::BTreeMap<&'static str, usize> {
+    let mut census = std::collections::BTreeMap::new();
+    if !root.requires_grad() {
+        return census;
+    }
+    for t in topological_order(root) {
+        let node = t.0.node.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = node.as_ref() {
+            *census.entry(n.name).or_insert(0) += 1;
+        }
+    }
+    census
+}
+
 /// Hashes a [`TensorId`] (a counter, unique per tensor record) with one multiplication: the
 /// backward pass looks ids up several times per node, and SipHash's resistance to chosen keys
 /// buys nothing for ids we hand out ourselves.
@@ -292,6 +310,27 @@ fn run_backward(root: &Tensor, seed: Tensor) -> Result<()> {
 mod tests {
     use super::*;
     use crate::tensor::DType;
+
+    /// Each recorded op counted once, shared sub-graphs included; leaves and no-grad results
+    /// count nothing.
+    #[test]
+    fn op_census_counts_each_node_once() {
+        let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2])
+            .unwrap()
+            .requiring_grad();
+        let c = Tensor::from_vec(vec![5.0f64, 6.0], &[2]).unwrap();
+        let e = x.exp().unwrap();
+        let y = e.mul(&e).unwrap().add(&e.mul(&c).unwrap()).unwrap();
+        let loss = y.sum_all().unwrap();
+        let census = op_census(&loss);
+        let want: std::collections::BTreeMap<&str, usize> =
+            [("exp", 1), ("mul", 2), ("add", 1), ("sum_all", 1)]
+                .into_iter()
+                .collect();
+        assert_eq!(census, want);
+        assert!(op_census(&x).is_empty());
+        assert!(op_census(&no_grad(|| x.exp().unwrap())).is_empty());
+    }
 
     #[test]
     fn gradients_accumulate_into_leaves_across_calls() {
