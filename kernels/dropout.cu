@@ -3,6 +3,9 @@
 // Kernels (wrappers: src/cuda/kernels/dropout.rs; tests: tests/cuda_dropout.rs):
 //   philox_u32   out[i] = word (offset + i) of Philox stream (seed, stream): equals
 //                rng::Philox::with_stream(seed, stream) advanced to `offset`, then fill_u32
+//   relu_dropout_{f32,f64}  the same on relu(x) (x > 0 ? x : 0, as unary relu): one pass for
+//                the ReLU + dropout pairs of the model, the values of the two ops in a row; its
+//                backward is elementwise.cu's B_RELU_SCALE_BWD on the output
 //   dropout_{f32,f64}  y[i] = keep(i) ? x[i] * scale : 0, where keep(i) uses word (offset + i)
 //                (rule in common.cuh: dropout_keep) and scale = 1 / (1 - p) is computed by the
 //                caller exactly as the CPU computes it (in f64, then rounded to T), so kept
@@ -29,7 +32,7 @@ extern "C" __global__ void philox_u32(u32* out, i64 n, u64 seed, u64 stream, u64
     }
 }
 
-template <typename T>
+template <typename T, bool RELU>
 __device__ __forceinline__ void dropout_impl(T* y, const T* x, i64 n, float p, T scale, u64 seed,
                                              u64 stream, u64 offset) {
     if (n <= 0) return;
@@ -43,7 +46,9 @@ __device__ __forceinline__ void dropout_impl(T* y, const T* x, i64 n, float p, T
             const u64 word = 4 * b + l;
             if (word >= offset && word < offset + (u64)n) {
                 const i64 i = (i64)(word - offset);
-                y[i] = dropout_keep(words[l], p) ? x[i] * scale : (T)0;
+                T v = x[i];
+                if (RELU) v = v > (T)0 ? v : (T)0;
+                y[i] = dropout_keep(words[l], p) ? v * scale : (T)0;
             }
         }
     }
@@ -51,9 +56,17 @@ __device__ __forceinline__ void dropout_impl(T* y, const T* x, i64 n, float p, T
 
 extern "C" __global__ void dropout_f32(float* y, const float* x, i64 n, float p, float scale,
                                        u64 seed, u64 stream, u64 offset) {
-    dropout_impl(y, x, n, p, scale, seed, stream, offset);
+    dropout_impl<float, false>(y, x, n, p, scale, seed, stream, offset);
 }
 extern "C" __global__ void dropout_f64(double* y, const double* x, i64 n, float p, double scale,
                                        u64 seed, u64 stream, u64 offset) {
-    dropout_impl(y, x, n, p, scale, seed, stream, offset);
+    dropout_impl<double, false>(y, x, n, p, scale, seed, stream, offset);
+}
+extern "C" __global__ void relu_dropout_f32(float* y, const float* x, i64 n, float p,
+                                            float scale, u64 seed, u64 stream, u64 offset) {
+    dropout_impl<float, true>(y, x, n, p, scale, seed, stream, offset);
+}
+extern "C" __global__ void relu_dropout_f64(double* y, const double* x, i64 n, float p,
+                                            double scale, u64 seed, u64 stream, u64 offset) {
+    dropout_impl<double, true>(y, x, n, p, scale, seed, stream, offset);
 }

@@ -59,6 +59,7 @@
 #define B_CLAMP_BWD 12   // a = dy, b = x:  alpha <= x <= beta ? dy : 0
 #define B_POW_BWD 13     // a = dy, b = x:  dy * alpha * x^beta   (beta = alpha - 1)
 #define B_SCALED_DIV 14  // a * alpha / b           (sqrt backward: dy * 0.5 / y)
+#define B_RELU_SCALE_BWD 15  // a = dy, b = y:  b > 0 ? dy * alpha : 0   (relu_dropout backward)
 
 // Broadcast description: out is contiguous with `shape`; operand a is read at
 // sum_d idx_d * sa[d], b at sum_d idx_d * sb[d] (stride 0 = broadcast dimension).
@@ -161,6 +162,7 @@ template <typename T> __device__ __forceinline__ T binary_op(int op, T a, T b, T
         case B_CLAMP_BWD: return (b >= alpha && b <= beta) ? a : (T)0;
         case B_POW_BWD: return a * alpha * x_pow(b, beta);
         case B_SCALED_DIV: return a * alpha / b;
+        case B_RELU_SCALE_BWD: return b > (T)0 ? a * alpha : (T)0;
         default: return quiet_nan<T>();
     }
 }

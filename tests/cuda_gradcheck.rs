@@ -163,4 +163,10 @@ fn gradcheck_indexing_reductions_and_dropout() {
     check("dropout", dev, &[randt(&[7, 33], -1.0, 1.0, 7)], |t, _| {
         t[0].dropout(0.4, true, &mut Philox::new(3))
     });
+    check(
+        "relu_dropout",
+        dev,
+        &[randt(&[7, 33], -1.0, 1.0, 8)],
+        |t, _| t[0].relu_dropout(0.4, true, &mut Philox::new(3)),
+    );
 }

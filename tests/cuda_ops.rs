@@ -1733,3 +1733,57 @@ fn copy_blocks_f64_concatenates_dense_pieces_in_one_launch() {
         DType::F64,
     );
 }
+
+/// ReLU and dropout fused on the device (`relu_dropout_*`; backward `binary` with the
+/// ReLU-scale code): equal to the CPU's fused op, which equals ReLU then dropout, values and
+/// gradients, and the generator advanced by the element count on both devices.
+fn relu_dropout_matches(test: &str, dtype: DType) {
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    op_matches_cpu(
+        test,
+        dev,
+        dtype,
+        &[randt(&[50, 1024], -1.0, 1.0, 91)],
+        Tol::TIGHT,
+        |t, _| {
+            let mut rng = Philox::new(12);
+            let y = t[0].relu_dropout(0.5, true, &mut rng)?;
+            assert_eq!(rng.state().offset, 50 * 1024);
+            Ok(y)
+        },
+    );
+    op_matches_cpu(
+        &format!("{test}: composed"),
+        dev,
+        dtype,
+        &[randt(&[50, 1024], -1.0, 1.0, 91)],
+        Tol::TIGHT,
+        |t, d| {
+            // The device's fused op against the CPU's ReLU then dropout.
+            let mut rng = Philox::new(12);
+            if d == Device::Cpu {
+                t[0].relu()?.dropout(0.5, true, &mut rng)
+            } else {
+                t[0].relu_dropout(0.5, true, &mut rng)
+            }
+        },
+    );
+}
+
+#[test]
+fn relu_dropout_f32_matches_relu_then_dropout_on_the_cpu() {
+    relu_dropout_matches(
+        "relu_dropout_f32_matches_relu_then_dropout_on_the_cpu",
+        DType::F32,
+    );
+}
+
+#[test]
+fn relu_dropout_f64_matches_relu_then_dropout_on_the_cpu() {
+    relu_dropout_matches(
+        "relu_dropout_f64_matches_relu_then_dropout_on_the_cpu",
+        DType::F64,
+    );
+}

@@ -213,7 +213,7 @@ impl AoaModel {
         // att_embed = Linear → ReLU → Dropout, padded rows exactly zero (pack_wrapper).
         let mut a = self
             .drop_lm
-            .forward(&self.att_embed.forward(&feats)?.relu()?, ctx)?;
+            .forward_relu(&self.att_embed.forward(&feats)?, ctx)?;
         if let Some(m) = &masks {
             a = a.mul(&m.unsqueeze(2)?)?;
         }
@@ -237,13 +237,12 @@ impl AoaModel {
             let fc = fc_feats.ok_or_else(|| {
                 Error::invalid("encode: mean_feats is off, so fc_feats are required")
             })?;
-            self.drop_lm.forward(
+            self.drop_lm.forward_relu(
                 &self
                     .fc_embed
                     .as_ref()
                     .expect("fc_embed exists without mean_feats")
-                    .forward(fc)?
-                    .relu()?,
+                    .forward(fc)?,
                 ctx,
             )?
         };
@@ -332,9 +331,7 @@ impl AoaModel {
                 "one word and one state per encoded row",
             ));
         }
-        let xt = self
-            .drop_lm
-            .forward(&self.embed.forward(it)?.relu()?, ctx)?;
+        let xt = self.drop_lm.forward_relu(&self.embed.forward(it)?, ctx)?;
         self.core.forward(&xt, enc, state, ctx)
     }
 

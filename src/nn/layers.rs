@@ -212,6 +212,12 @@ impl Dropout {
     pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         x.dropout(self.p, ctx.train, ctx.rng)
     }
+
+    /// `relu(x)` then this dropout, as one op ([`Tensor::relu_dropout`]: the same values and
+    /// random words as `self.forward(&x.relu()?, ctx)`).
+    pub fn forward_relu(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        x.relu_dropout(self.p, ctx.train, ctx.rng)
+    }
 }
 
 /// The position-wise feed-forward sublayer: `w_2(dropout(relu(w_1(x))))`.
@@ -251,8 +257,8 @@ impl FeedForward {
 
     /// Applies the sublayer.
     pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let h = self.w_1.forward(x)?.relu()?;
-        self.w_2.forward(&self.dropout.forward(&h, ctx)?)
+        let h = self.dropout.forward_relu(&self.w_1.forward(x)?, ctx)?;
+        self.w_2.forward(&h)
     }
 }
 

@@ -20,6 +20,8 @@ pub mod raw {
         /// `dropout_f32`, `dropout_f64`: `y = keep ? x · scale : 0`, element `i` using word
         /// `offset + i`.
         fn dropout<T>(y: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, p: f32, scale: T, seed: u64, stream: u64, offset: u64);
+        /// `relu_dropout_f32`, `relu_dropout_f64`: the same on `relu(x)`.
+        fn relu_dropout<T>(y: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, p: f32, scale: T, seed: u64, stream: u64, offset: u64);
     }
 }
 
@@ -51,11 +53,9 @@ pub fn philox_words(dev: &CudaDevice, out: CudaViewMut<'_, u32>, state: PhiloxSt
     }
 }
 
-/// Inverted dropout of `x` into `y` with probability `p` using words from `state.offset` on:
-/// the CPU's rule ([`crate::ops::dropout_keeps`] with `p as f32`) and the CPU's scale
-/// (`1 / (1 − p)` in f64, rounded to `T`; 0 when `p = 1`), so both devices give the same
-/// values bit for bit. The backward is the same call on the gradient with the same `state`.
-pub fn dropout<T: CudaFloat>(
+/// [`dropout`], or with `relu` [`relu_dropout`].
+fn dropout_or_relu<T: CudaFloat>(
+    relu: bool,
     dev: &CudaDevice,
     y: CudaViewMut<'_, T>,
     x: CudaView<'_, T>,
@@ -79,7 +79,12 @@ pub fn dropout<T: CudaFloat>(
     };
     // SAFETY: both views hold n elements.
     unsafe {
-        raw::dropout(
+        let launch = if relu {
+            raw::relu_dropout::<T>
+        } else {
+            raw::dropout::<T>
+        };
+        launch(
             dev,
             cfg(n),
             y,
@@ -92,4 +97,30 @@ pub fn dropout<T: CudaFloat>(
             state.offset,
         )
     }
+}
+
+/// Inverted dropout of `x` into `y` with probability `p` using words from `state.offset` on:
+/// the CPU's rule ([`crate::ops::dropout_keeps`] with `p as f32`) and the CPU's scale
+/// (`1 / (1 − p)` in f64, rounded to `T`; 0 when `p = 1`), so both devices give the same
+/// values bit for bit. The backward is the same call on the gradient with the same `state`.
+pub fn dropout<T: CudaFloat>(
+    dev: &CudaDevice,
+    y: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
+    p: f64,
+    state: PhiloxState,
+) -> Result<()> {
+    dropout_or_relu(false, dev, y, x, p, state)
+}
+
+/// [`dropout`] of `relu(x)` in one pass: the values of the ReLU kernel followed by the dropout
+/// kernel, bit for bit.
+pub fn relu_dropout<T: CudaFloat>(
+    dev: &CudaDevice,
+    y: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
+    p: f64,
+    state: PhiloxState,
+) -> Result<()> {
+    dropout_or_relu(true, dev, y, x, p, state)
 }

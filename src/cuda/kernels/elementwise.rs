@@ -133,6 +133,9 @@ pub enum Binary {
     PowBwd(f64),
     /// `a · c / b` (sqrt backward: `dy · ½ / y`).
     ScaledDiv(f64),
+    /// ReLU-then-dropout backward from the output: `a = dy`, `b = y`, gives `dy · s` where
+    /// `y > 0`, else 0 (`s` the dropout's scale).
+    ReluScaleBwd(f64),
 }
 
 impl Binary {
@@ -153,6 +156,7 @@ impl Binary {
             Binary::ClampBwd(lo, hi) => (12, lo, hi),
             Binary::PowBwd(p) => (13, p, p - 1.0),
             Binary::ScaledDiv(c) => (14, c, 0.0),
+            Binary::ReluScaleBwd(s) => (15, s, 0.0),
         }
     }
 }

@@ -18,3 +18,23 @@ pub(crate) fn apply(x: &Tensor, p: f64, state: PhiloxState) -> Result<Tensor> {
         })
     })
 }
+
+/// [`apply`] to `relu(x)`, in one pass (no graph).
+pub(crate) fn apply_relu(x: &Tensor, p: f64, state: PhiloxState) -> Result<Tensor> {
+    let dev = device_of(x)?;
+    with_cuda_float!(x.dtype(), "relu_dropout", T => {
+        with_dense::<T, _>(x, "relu_dropout", |xv| {
+            output::<T>(&dev, x.shape(), |o| k::relu_dropout(&dev, o, xv, p, state))
+        })
+    })
+}
+
+/// The backward of [`apply_relu`] from its output `y`: `g · scale` where `y > 0`, else 0.
+pub(crate) fn relu_backward(g: &Tensor, y: &Tensor, scale: f64) -> Result<Tensor> {
+    super::binary(
+        "relu_dropout",
+        g,
+        y,
+        crate::cuda::kernels::elementwise::Binary::ReluScaleBwd(scale),
+    )
+}
