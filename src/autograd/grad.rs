@@ -1,5 +1,5 @@
-//! Gradients as they flow through the backward pass, including three deferred forms that make
-//! recurrent weight and bias gradients cheap.
+//! Gradients as they flow through the backward pass, including deferred forms that make
+//! recurrent weight and bias gradients, and gradients assembled from slices, cheap.
 //!
 //! A weight used at every decoder step receives one gradient per step. Computed eagerly, each
 //! is a full `[out, in]` GEMM with a tiny inner dimension (the batch, 50) plus a full-size
@@ -8,7 +8,12 @@
 //! - [`Grad::Outer`]`{ g, x }` means `gᵀ·x` (the weight gradient of `y = x Wᵀ`);
 //! - [`Grad::Rows`] means rows `ids` of a zero tensor receive `values` (an embedding's
 //!   gradient);
-//! - [`Grad::SumRows`]`{ g }` means the sum of `g`'s rows (the bias gradient of `y = x Wᵀ + b`).
+//! - [`Grad::SumRows`]`{ g }` means the sum of `g`'s rows (the bias gradient of `y = x Wᵀ + b`);
+//! - [`Grad::Window`] means `g` placed in a window of a zero tensor (the gradient of a
+//!   `narrow`): windows that tile their tensor along one axis (an LSTM step's `h` and `c`
+//!   halves, keys and values cut from one projection) are joined by one concatenation instead
+//!   of each being padded with zeros and added. Unlike the other deferred forms, windows also
+//!   wait for non-leaf tensors, whose op needs the whole gradient only when it runs.
 //!
 //! Pieces bound for a leaf are collected in a [`Pending`] and formed once, when the walk
 //! reaches the leaf: all `g`s and `x`s stacked into one GEMM with the summed inner dimension,
@@ -39,6 +44,17 @@ pub enum Grad {
         /// `[rows, n]`
         g: Tensor,
     },
+    /// Zeros of `shape` with `g` at `start..start + g.shape()[axis]` along `axis`.
+    Window {
+        /// The window's values.
+        g: Tensor,
+        /// The axis the window is cut along.
+        axis: usize,
+        /// Where along `axis` it starts.
+        start: usize,
+        /// The full gradient's shape.
+        shape: Vec<usize>,
+    },
     /// Zeros of `shape` with `values [ids.len(), shape[1..]]` added at rows `ids`.
     Rows {
         /// Destination rows (repeats add up).
@@ -63,6 +79,7 @@ impl Grad {
             Grad::Dense(t) => t.shape().to_vec(),
             Grad::Outer { g, x } => vec![g.shape()[1], x.shape()[1]],
             Grad::SumRows { g } => vec![g.shape()[1]],
+            Grad::Window { shape, .. } => shape.clone(),
             Grad::Rows { shape, .. } => shape.clone(),
         }
     }
@@ -77,6 +94,17 @@ impl Grad {
             },
             Grad::SumRows { g } => Grad::SumRows {
                 g: g.mul_scalar(f)?,
+            },
+            Grad::Window {
+                g,
+                axis,
+                start,
+                shape,
+            } => Grad::Window {
+                g: g.mul_scalar(f)?,
+                axis,
+                start,
+                shape,
             },
             Grad::Rows { ids, values, shape } => Grad::Rows {
                 ids,
@@ -100,6 +128,7 @@ pub struct Pending {
     dense: Option<Tensor>,
     outer: Vec<(Tensor, Tensor)>,
     sum_rows: Vec<Tensor>,
+    windows: Vec<(usize, usize, Tensor)>,
     rows: Vec<(Vec<usize>, Tensor)>,
     shape: Option<Vec<usize>>,
 }
@@ -127,6 +156,7 @@ impl Pending {
             }
             Grad::Outer { g, x } => self.outer.push((g, x)),
             Grad::SumRows { g } => self.sum_rows.push(g),
+            Grad::Window { g, axis, start, .. } => self.windows.push((axis, start, g)),
             Grad::Rows { ids, values, .. } => self.rows.push((ids, values)),
         }
         Ok(())
@@ -164,6 +194,13 @@ impl Pending {
                 Some(t) => accumulate(t, &sum)?,
             });
         }
+        if !self.windows.is_empty() {
+            let formed = form_windows(self.windows, &shape)?;
+            total = Some(match total {
+                None => formed,
+                Some(t) => accumulate(t, &formed)?,
+            });
+        }
         if !self.rows.is_empty() {
             let dtype = self.rows[0].1.dtype();
             let mut out = match total.take() {
@@ -178,6 +215,39 @@ impl Pending {
         }
         total.ok_or_else(|| Error::invalid("backward: an empty gradient"))
     }
+}
+
+/// The sum of `(axis, start, g)` windows of a zero tensor of `shape`: one concatenation when
+/// they tile it along one axis, else each padded with zeros and added.
+fn form_windows(mut windows: Vec<(usize, usize, Tensor)>, shape: &[usize]) -> Result<Tensor> {
+    let axis = windows[0].0;
+    windows.sort_by_key(|&(_, start, _)| start);
+    let mut next = 0;
+    let mut tiles = true;
+    for (a, start, g) in &windows {
+        if *a != axis || *start != next {
+            tiles = false;
+            break;
+        }
+        next += g.shape()[axis];
+    }
+    if tiles && next == shape[axis] {
+        let parts: Vec<&Tensor> = windows.iter().map(|(_, _, g)| g).collect();
+        return if parts.len() == 1 {
+            Ok(parts[0].clone())
+        } else {
+            Tensor::concat(&parts, axis as isize)
+        };
+    }
+    let mut total: Option<Tensor> = None;
+    for (axis, start, g) in windows {
+        let padded = crate::ops::pad_into(&g, shape, axis, start)?;
+        total = Some(match total {
+            None => padded,
+            Some(t) => accumulate(t, &padded)?,
+        });
+    }
+    Ok(total.expect("at least one window"))
 }
 
 /// Whether nothing else can observe `t`'s storage, so it may be written in place.
@@ -340,6 +410,53 @@ mod tests {
         let plain = Grad::SumRows { g: g1 }.into_dense().unwrap().to_vec_f64();
         for (a, b) in scaled.iter().zip(&plain) {
             assert!((a - 2.0 * b).abs() < 1e-12);
+        }
+    }
+
+    /// Windows of a `narrow`'s gradient: tiling ones (in any order) are joined, others
+    /// (a gap, an overlap, two axes) padded and added; both give the dense sum.
+    #[test]
+    fn windows_equal_their_padded_sum() {
+        let shape = [3usize, 7];
+        let cases: Vec<Vec<(usize, usize, usize)>> = vec![
+            vec![(1, 4, 3), (1, 0, 4)], // tiles the columns, given out of order
+            vec![(1, 0, 7)],            // one window: the whole tensor
+            vec![(0, 0, 1), (0, 1, 2)], // tiles the rows
+            vec![(1, 0, 3), (1, 5, 2)], // a gap
+            vec![(1, 0, 4), (1, 2, 5)], // an overlap
+            vec![(1, 0, 4), (0, 1, 2), (1, 4, 3)], // two axes
+        ];
+        for (k, windows) in cases.iter().enumerate() {
+            let mut want = vec![0.0f64; 21];
+            let mut p = Pending::default();
+            for (i, &(axis, start, len)) in windows.iter().enumerate() {
+                let mut wshape = shape;
+                wshape[axis] = len;
+                let g = rand(&wshape, 20 + i as u64);
+                let v = g.to_vec_f64();
+                for r in 0..wshape[0] {
+                    for c in 0..wshape[1] {
+                        let (rr, cc) = if axis == 0 {
+                            (start + r, c)
+                        } else {
+                            (r, start + c)
+                        };
+                        want[rr * 7 + cc] += v[r * wshape[1] + c];
+                    }
+                }
+                p.add(Grad::Window {
+                    g,
+                    axis,
+                    start,
+                    shape: shape.to_vec(),
+                })
+                .unwrap();
+            }
+            let got = p.finish().unwrap();
+            assert_eq!(got.shape(), shape);
+            for (a, b) in got.to_vec_f64().iter().zip(&want) {
+                assert!((a - b).abs() < 1e-12, "case {k}: {a} vs {b}");
+            }
         }
     }
 

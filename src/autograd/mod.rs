@@ -296,8 +296,9 @@ fn run_backward(root: &Tensor, seed: Tensor) -> Result<()> {
             if let Some(f) = scale {
                 ig = ig.scaled(f)?;
             }
-            // Deferred forms wait only for leaves; a non-leaf's op needs a dense tensor.
-            if !input.is_leaf() && !matches!(ig, Grad::Dense(_)) {
+            // Deferred products wait only for leaves (a non-leaf's op needs a dense tensor);
+            // windows wait for any tensor, to be joined once when its op runs.
+            if !input.is_leaf() && !matches!(ig, Grad::Dense(_) | Grad::Window { .. }) {
                 ig = Grad::Dense(ig.into_dense()?);
             }
             grads.entry(input.id()).or_default().add(ig)?;

@@ -40,6 +40,7 @@ mod weights;
 pub use dropout::dropout_keeps;
 pub use lstm::LstmCellOutput;
 pub use matmul::reference_matmul;
+pub(crate) use shape::pad_into;
 
 use crate::tensor::{Float, Tensor, coalesce};
 use crate::{Error, Result};

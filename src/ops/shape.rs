@@ -11,6 +11,7 @@
 //! Views work on any device (only the layout changes). On a CUDA device the copies (concat,
 //! narrow's adjoint, `contiguous`) are strided-copy kernels.
 
+use crate::autograd::Grad;
 #[cfg(feature = "cuda")]
 use crate::cuda::ops as gpu;
 use crate::tensor::{Float, Layout, Tensor, numel, on_cuda, resolve_axis};
@@ -75,8 +76,13 @@ impl Tensor {
         let ax = resolve_axis("narrow", self.shape(), axis)?;
         let out = self.view(self.layout().narrow(ax, start, len)?);
         let shape = self.shape().to_vec();
-        Ok(out.record("narrow", &[self], move |g| {
-            Ok(vec![Some(pad_into(g, &shape, ax, start)?)])
+        Ok(out.record_grads("narrow", &[self], move |g| {
+            Ok(vec![Some(Grad::Window {
+                g: g.clone(),
+                axis: ax,
+                start,
+                shape: shape.clone(),
+            })])
         }))
     }
 
@@ -210,7 +216,7 @@ impl Tensor {
 }
 
 /// Zeros of `shape` with `g` written at `start` along `axis` (the adjoint of narrow).
-fn pad_into(g: &Tensor, shape: &[usize], axis: usize, start: usize) -> Result<Tensor> {
+pub(crate) fn pad_into(g: &Tensor, shape: &[usize], axis: usize, start: usize) -> Result<Tensor> {
     if g.is_cuda() {
         return on_cuda!(gpu::pad_into(g, shape, axis, start));
     }
