@@ -15,6 +15,10 @@
 //                           block) is `n / inner` rows of `inner` elements, row o going to
 //                           dst[offset + o * dst_row_stride ..]; block b copies CB_CHUNK
 //                           elements of its piece (common.cuh: multi_tensor_slot)
+//   sum_many_{f32,f64}      out[i] = src[0][i] + src[1][i] + ... in that order (up to SUM_MAX
+//                           sources, addresses by value; out may be src[0]): the gradient pieces
+//                           a tensor collected in a backward pass, summed in one launch with
+//                           the bits of adding them one by one
 //   copy_blocks_small_{f32,f64}  the same for up to CB_SMALL pieces with the table passed by
 //                           value (no upload: a concat of two pieces is then one launch and
 //                           nothing else)
@@ -298,4 +302,25 @@ extern "C" __global__ void mask_keys_f32(float* scores, const u8* mask, i64 rows
         const i64 b = row / rows_per_batch;
         if (mask[b * nk + k] == 0) scores[i] = value;
     }
+}
+
+#define SUM_MAX 16
+struct SumSources {
+    u64 p[SUM_MAX];
+};
+
+template <typename T>
+__device__ __forceinline__ void sum_many_impl(T* out, const SumSources& src, int count, i64 n) {
+    GRID_STRIDE(i, n) {
+        T acc = ((const T*)src.p[0])[i];
+        for (int k = 1; k < count; ++k) acc += ((const T*)src.p[k])[i];
+        out[i] = acc;
+    }
+}
+
+extern "C" __global__ void sum_many_f32(float* out, SumSources src, int count, i64 n) {
+    sum_many_impl(out, src, count, n);
+}
+extern "C" __global__ void sum_many_f64(double* out, SumSources src, int count, i64 n) {
+    sum_many_impl(out, src, count, n);
 }

@@ -1787,3 +1787,92 @@ fn relu_dropout_f64_matches_relu_then_dropout_on_the_cpu() {
         DType::F64,
     );
 }
+
+/// `sum_many_*` adds its sources in order, bit for bit as one-by-one f32/f64 additions, in
+/// place or into a new buffer, across its 16-source launches; and a backward pass whose
+/// tensor collects 20 gradient pieces (one use per "step") gives the CPU's gradient.
+fn sum_many_matches(test: &str, dtype: DType) {
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    op_matches_cpu(
+        &format!("{test}: 20 uses"),
+        dev,
+        dtype,
+        &[
+            randt(&[50, 300], -1.0, 1.0, 101),
+            randt(&[20, 300], -1.0, 1.0, 102),
+        ],
+        Tol::TIGHT,
+        |t, _| {
+            let mut acc = t[0].mul(&t[1].narrow(0, 0, 1)?)?;
+            for k in 1..20 {
+                acc = acc.add(&t[0].mul(&t[1].narrow(0, k, 1)?)?)?;
+            }
+            Ok(acc)
+        },
+    );
+    let Device::Cuda(ordinal) = dev else {
+        return;
+    };
+    let d = aoanet::cuda::CudaDevice::get(ordinal).unwrap();
+    let n = 10_001;
+    let host: Vec<Vec<f64>> = (0..20)
+        .map(|k| randt(&[n], -1.0, 1.0, 200 + k).to_vec_f64())
+        .collect();
+    fn run<T: aoanet::cuda::CudaFloat>(
+        d: &std::sync::Arc<aoanet::cuda::CudaDevice>,
+        host: &[Vec<f64>],
+        in_place: bool,
+    ) -> (Vec<f64>, Vec<f64>) {
+        use aoanet::cuda::kernels::elementwise::sum_many;
+        let typed: Vec<Vec<T>> = host
+            .iter()
+            .map(|v| v.iter().map(|&x| T::from_f64(x)).collect())
+            .collect();
+        let mut want = typed[0].clone();
+        for v in &typed[1..] {
+            for (w, &x) in want.iter_mut().zip(v) {
+                *w += x;
+            }
+        }
+        let bufs: Vec<_> = typed.iter().map(|v| d.htod(v).unwrap()).collect();
+        let views: Vec<_> = bufs[1..].iter().map(|b| b.view()).collect();
+        let got = if in_place {
+            let mut out = d.htod(&typed[0]).unwrap();
+            sum_many(d, out.view_mut(), None, &views).unwrap();
+            out.to_host().unwrap()
+        } else {
+            let mut out = d.zeros::<T>(typed[0].len()).unwrap();
+            sum_many(d, out.view_mut(), Some(bufs[0].view()), &views).unwrap();
+            out.to_host().unwrap()
+        };
+        (
+            got.iter().map(|x| x.to_f64()).collect(),
+            want.iter().map(|x| x.to_f64()).collect(),
+        )
+    }
+    for in_place in [false, true] {
+        let (got, want) = if dtype == DType::F32 {
+            run::<f32>(&d, &host, in_place)
+        } else {
+            run::<f64>(&d, &host, in_place)
+        };
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{test}: in place {in_place}: not the one-by-one sum"
+        );
+    }
+}
+
+#[test]
+fn sum_many_f32_adds_in_order_like_one_by_one() {
+    sum_many_matches("sum_many_f32_adds_in_order_like_one_by_one", DType::F32);
+}
+
+#[test]
+fn sum_many_f64_adds_in_order_like_one_by_one() {
+    sum_many_matches("sum_many_f64_adds_in_order_like_one_by_one", DType::F64);
+}

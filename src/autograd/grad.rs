@@ -125,7 +125,7 @@ impl Grad {
 /// The gradients collected for one tensor during a backward pass.
 #[derive(Default)]
 pub struct Pending {
-    dense: Option<Tensor>,
+    dense: Vec<Tensor>,
     outer: Vec<(Tensor, Tensor)>,
     sum_rows: Vec<Tensor>,
     windows: Vec<(usize, usize, Tensor)>,
@@ -134,7 +134,7 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Adds one more gradient (dense parts are summed at once, in place when possible).
+    /// Adds one more gradient (kept until [`Pending::finish`], which forms them all).
     pub fn add(&mut self, g: Grad) -> Result<()> {
         let shape = g.shape();
         if let Some(s) = &self.shape
@@ -148,12 +148,7 @@ impl Pending {
         }
         self.shape = Some(shape);
         match g {
-            Grad::Dense(t) => {
-                self.dense = Some(match self.dense.take() {
-                    None => t,
-                    Some(prev) => accumulate(prev, &t)?,
-                })
-            }
+            Grad::Dense(t) => self.dense.push(t),
             Grad::Outer { g, x } => self.outer.push((g, x)),
             Grad::SumRows { g } => self.sum_rows.push(g),
             Grad::Window { g, axis, start, .. } => self.windows.push((axis, start, g)),
@@ -162,12 +157,13 @@ impl Pending {
         Ok(())
     }
 
-    /// Forms the sum: one GEMM over all outer-product pieces, one scatter over all rows.
+    /// Forms the sum: the dense pieces added in arrival order (one launch on a GPU), one GEMM
+    /// over all outer-product pieces, one scatter over all rows.
     pub fn finish(self) -> Result<Tensor> {
         let shape = self
             .shape
             .ok_or_else(|| Error::invalid("backward: an empty gradient"))?;
-        let mut total = self.dense;
+        let mut total = sum_dense(self.dense)?;
         if !self.outer.is_empty() {
             let gs: Vec<&Tensor> = self.outer.iter().map(|(g, _)| g).collect();
             let xs: Vec<&Tensor> = self.outer.iter().map(|(_, x)| x).collect();
@@ -215,6 +211,35 @@ impl Pending {
         }
         total.ok_or_else(|| Error::invalid("backward: an empty gradient"))
     }
+}
+
+/// The dense pieces summed in arrival order, the order an eager `((a + b) + c) + …` adds
+/// them: on a GPU one launch per 16 pieces (the decoder's keys and values collect one piece
+/// per step), elsewhere one addition each; in place into the first piece when nothing else
+/// holds it.
+fn sum_dense(parts: Vec<Tensor>) -> Result<Option<Tensor>> {
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return Ok(None);
+    };
+    let rest: Vec<Tensor> = parts.collect();
+    if rest.is_empty() {
+        return Ok(Some(first));
+    }
+    #[cfg(feature = "cuda")]
+    if first.is_cuda()
+        && rest
+            .iter()
+            .all(|t| t.device() == first.device() && t.dtype() == first.dtype())
+    {
+        let in_place = exclusively_owned(&first);
+        return crate::cuda::ops::sum_many(first, &rest, in_place).map(Some);
+    }
+    let mut total = first;
+    for t in &rest {
+        total = accumulate(total, t)?;
+    }
+    Ok(Some(total))
 }
 
 /// The sum of `(axis, start, g)` windows of a zero tensor of `shape`: one concatenation when

@@ -8,7 +8,7 @@ use crate::{Error, Result};
 
 /// The raw launches (see [`float_kernels!`](crate::cuda::kernels)).
 pub mod raw {
-    use super::{Bcast, SmallBlocks};
+    use super::{Bcast, SmallBlocks, SumSources};
     use crate::cuda::{CudaView, CudaViewMut};
 
     crate::__aoanet_cuda_float_kernels! { "elementwise";
@@ -25,6 +25,8 @@ pub mod raw {
         fn copy_strided<T>(dst: CudaViewMut<'_, T>, src: CudaView<'_, T>, n: i64, bc: Bcast);
         /// `copy_blocks_f32`, `copy_blocks_f64`: dense pieces into rows of `dst`, one launch.
         fn copy_blocks<T>(dst: CudaViewMut<'_, T>, table: CudaView<'_, u64>, pieces: i32, dst_row_stride: i64);
+        /// `sum_many_f32`, `sum_many_f64`: `out = src[0] + src[1] + …`, in that order.
+        fn sum_many<T>(out: CudaViewMut<'_, T>, src: SumSources, count: i32, n: i64);
         /// `copy_blocks_small_f32`, `copy_blocks_small_f64`: the same, the table by value.
         fn copy_blocks_small<T>(dst: CudaViewMut<'_, T>, table: SmallBlocks, pieces: i32, dst_row_stride: i64);
     }
@@ -461,6 +463,76 @@ pub fn copy_blocks<T: CudaFloat>(
     // was checked against dst above; the table is on the device before the kernel (same
     // stream).
     unsafe { raw::copy_blocks(dev, cfg, dst, table.view(), count, dst_row_stride as i64) }
+}
+
+/// Sources of one `sum_many` launch (`SUM_MAX` in `kernels/elementwise.cu`).
+pub const SUM_MAX: usize = 16;
+
+/// `sum_many`'s source addresses, passed by value: `struct SumSources` (unused entries zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct SumSources {
+    p: [u64; SUM_MAX],
+}
+
+// SAFETY: #[repr(C)] array of u64 with the size and alignment (8) of the C struct.
+unsafe impl KernelArg for SumSources {
+    const C_TYPE: &'static str = "SumSources";
+    type Repr = SumSources;
+    fn repr(&self) -> SumSources {
+        *self
+    }
+}
+
+/// `out[i] = first[i] + rest[0][i] + rest[1][i] + …`, added in that order (the bits of adding
+/// them one at a time), in one launch per [`SUM_MAX`] sources. `first: None` sums in place:
+/// the first source is `out` itself.
+pub fn sum_many<T: CudaFloat>(
+    dev: &CudaDevice,
+    out: CudaViewMut<'_, T>,
+    first: Option<CudaView<'_, T>>,
+    rest: &[CudaView<'_, T>],
+) -> Result<()> {
+    let n = out.len();
+    if let Some(f) = &first {
+        check_len("sum_many", "first source", f.len(), n)?;
+    }
+    for (k, s) in rest.iter().enumerate() {
+        check_len("sum_many", &format!("source {}", k + 1), s.len(), n)?;
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    // The first launch starts from `first` (or `out` itself); later ones from `out`.
+    let mut head = first.map_or(out.device_ptr(), |f| f.device_ptr());
+    let mut rest = rest;
+    let out_ptr = out.device_ptr();
+    let mut out = out;
+    loop {
+        let take = rest.len().min(SUM_MAX - 1);
+        let mut src = SumSources { p: [0; SUM_MAX] };
+        src.p[0] = head;
+        for (k, s) in rest[..take].iter().enumerate() {
+            src.p[k + 1] = s.device_ptr();
+        }
+        // SAFETY: every source address is a view of n elements borrowed for this call, or
+        // `out` (each thread reads element i of every source before writing out[i]).
+        unsafe {
+            raw::sum_many(
+                dev,
+                grid(n),
+                out.reborrow(),
+                src,
+                (take + 1) as i32,
+                n as i64,
+            )?;
+        }
+        rest = &rest[take..];
+        if rest.is_empty() {
+            return Ok(());
+        }
+        head = out_ptr;
+    }
 }
 
 /// f32 → f64 (exact).

@@ -418,6 +418,64 @@ pub(crate) fn accumulate_(prev: &Tensor, g: &Tensor) -> Result<()> {
     })
 }
 
+/// `first + rest[0] + rest[1] + …` in that order (the bits of adding them one by one) with one
+/// launch per 16 pieces: written into `first` when `in_place` (the caller owns it exclusively
+/// and it is dense), else into a new tensor. All on one device, of one dtype and shape.
+pub(crate) fn sum_many(first: Tensor, rest: &[Tensor], in_place: bool) -> Result<Tensor> {
+    let dev = device_of(&first)?;
+    let rest: Vec<Tensor> = rest
+        .iter()
+        .map(|t| {
+            if t.layout().contiguous_range().is_some() {
+                Ok(t.clone())
+            } else {
+                t.contiguous()
+            }
+        })
+        .collect::<Result<_>>()?;
+    let in_place = in_place && first.layout().contiguous_range() == Some(0..first.numel());
+    let first = if in_place || first.layout().contiguous_range().is_some() {
+        first
+    } else {
+        first.contiguous()?
+    };
+    with_cuda_float!(first.dtype(), "sum_many", T => {
+        // Read locks, one per storage (pieces may share one); `first`'s is a write lock when
+        // summing in place (then nothing else shares it).
+        let mut slot = std::collections::HashMap::new();
+        let mut guards = Vec::new();
+        for t in &rest {
+            slot.entry(t.storage_key().0).or_insert_with(|| {
+                guards.push(t.storage_read());
+                guards.len() - 1
+            });
+        }
+        let views = rest
+            .iter()
+            .map(|t| {
+                let range = t.layout().contiguous_range().expect("made dense above");
+                match &*guards[slot[&t.storage_key().0]] {
+                    Storage::Cuda(c) => T::buffer(c),
+                    _ => None,
+                }
+                .ok_or_else(|| not_on_cuda("sum_many", t))
+                .and_then(|b| b.slice(range))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if in_place {
+            with_buffer_mut::<T, _>(&first, "sum_many", |b| {
+                ew::sum_many(&dev, b.slice_mut(0..first.numel())?, None, &views)
+            })?;
+            Ok(first)
+        } else {
+            let out = with_dense::<T, _>(&first, "sum_many", |f| {
+                output::<T>(&dev, first.shape(), |o| ew::sum_many(&dev, o, Some(f), &views))
+            })?;
+            Ok(out)
+        }
+    })
+}
+
 /// Adds `values [ids.len(), row...]` into rows `ids` of `out` in place (`out` dense and
 /// exclusively owned; ids checked by the caller), in id order.
 pub(crate) fn scatter_add_rows_(out: &Tensor, ids: &[usize], values: &Tensor) -> Result<()> {
