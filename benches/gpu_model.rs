@@ -293,7 +293,7 @@ fn train_xe_step(shared: &mut Shared) {
     println!("  the step's graph: {}", common::census_line(&loss, 24));
 }
 
-/// Adam with the ±0.1 clamp over the whole model's gradients: one launch for all ~130
+/// Adam with the ±0.1 clamp over the whole model's gradients: one launch for all 79
 /// parameters against one launch each (the baseline), same run, same gradients.
 fn train_adam(shared: &mut Shared) {
     let dev = shared.dev.clone();

@@ -12,9 +12,9 @@
 //
 // Kernels (wrapper: src/cuda/kernels/adam.rs; tests: tests/cuda_adam.rs):
 //   adam_{f32,f64}        one step over n parameters; the gradient buffer is read, not modified.
-//   adam_multi_{f32,f64}  one step over many parameter tensors in one launch (the model has
-//                         about 130: one launch each was 130 launches per training step, most
-//                         of them over a few thousand elements). A table of ADAM_SLOT u64 words
+//   adam_multi_{f32,f64}  one step over many parameter tensors in one launch (the reference
+//                         model has 79: one launch each was 79 per training step, most of
+//                         them over a few thousand elements). A table of ADAM_SLOT u64 words
 //                         per tensor: param, m, v, grad (device addresses), n, its first block,
 //                         and the bits of its neg_step_size and bc2_sqrt as doubles (per tensor:
 //                         step counts may differ), rounded to T here as the host rounds them for

@@ -18,7 +18,7 @@
 //                            two launches; deterministic)
 //   count_nonfinite_{f32,f64} *count += number of NaN / inf elements (all_finite)
 //   count_nonfinite_multi_{f32,f64}  the same over many tensors in one launch (the trainer's
-//                            check of every gradient each step: one launch, not ~130): a table
+//                            check of every gradient each step: one launch, not ~80): a table
 //                            of 3 u64 words per tensor (address, n, first block), block b
 //                            counting NF_CHUNK elements of its tensor (common.cuh:
 //                            multi_tensor_slot)

@@ -323,7 +323,7 @@ pub fn set_multi_tensor_launches(on: bool) {
 }
 
 /// The step of every `(parameter, state after incrementing, gradient)` on a GPU: one launch
-/// per device and dtype (the model's ~130 parameters: one launch instead of ~130), or one per
+/// per device and dtype (the reference model's 79 parameters: one launch instead of 79), or one per
 /// parameter where two parameters share storage (each storage is updated once per launch).
 #[cfg(feature = "cuda")]
 fn update_on_devices(
