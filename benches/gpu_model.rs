@@ -221,8 +221,8 @@ fn train_xe_step(shared: &mut Shared) {
     // When the host had queued each phase's last kernel (before the phase's synchronise):
     // close to the phase's time means the host's launches bound the step, not the GPU.
     let mut issue = [0.0f64; 2];
-    let (wall, launches) = best_of(&dev, || {
-        let t0 = Instant::now();
+    // The forward of one step, with the same dropout stream every time.
+    let xe_logprobs = || {
         let mut drng = Philox::new(4);
         let mut ctx = Ctx::train(&mut drng);
         let enc = m
@@ -230,7 +230,11 @@ fn train_xe_step(shared: &mut Shared) {
             .unwrap()
             .expand(5)
             .unwrap();
-        let lp = m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap();
+        m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap()
+    };
+    let (wall, launches) = best_of(&dev, || {
+        let t0 = Instant::now();
+        let lp = xe_logprobs();
         // Before the loss: it reads the mask back to the host, which waits for the GPU.
         let i0 = Instant::now();
         let loss = label_smoothing_loss(&lp, &targets, &mask, 0.2).unwrap();
@@ -281,15 +285,7 @@ fn train_xe_step(shared: &mut Shared) {
     print_launch_mix(&dev, &counts_before, reps() + 1);
     // The graph one step records (ops, not launches: views launch nothing, a GEMM with its
     // epilogue is one).
-    let mut drng = Philox::new(4);
-    let mut ctx = Ctx::train(&mut drng);
-    let enc = m
-        .encode(&feats, None, None, &mut ctx, None)
-        .unwrap()
-        .expand(5)
-        .unwrap();
-    let lp = m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap();
-    let loss = label_smoothing_loss(&lp, &targets, &mask, 0.2).unwrap();
+    let loss = label_smoothing_loss(&xe_logprobs(), &targets, &mask, 0.2).unwrap();
     println!("  the step's graph: {}", common::census_line(&loss, 24));
 }
 

@@ -221,11 +221,8 @@ fn train_xe_step(shared: &mut Shared) {
         .flat_map(|r| labels[r * len + 1..(r + 1) * len].to_vec())
         .collect();
     let mask = Tensor::from_vec(mask, &[50, len - 1]).unwrap();
-    let mut phases = [0f64; 4];
-    aoanet::cpu::gemm::stats::enable(true);
-    let mut gemm = (0f64, 0f64);
-    let wall = best_of(|| {
-        let t0 = Instant::now();
+    // The forward and loss of one step, with the same dropout stream every time.
+    let xe_loss = || {
         let mut drng = Philox::new(4);
         let mut ctx = Ctx::train(&mut drng);
         let enc = m
@@ -234,7 +231,14 @@ fn train_xe_step(shared: &mut Shared) {
             .expand(5)
             .unwrap();
         let lp = m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap();
-        let loss = label_smoothing_loss(&lp, &targets, &mask, 0.2).unwrap();
+        label_smoothing_loss(&lp, &targets, &mask, 0.2).unwrap()
+    };
+    let mut phases = [0f64; 4];
+    aoanet::cpu::gemm::stats::enable(true);
+    let mut gemm = (0f64, 0f64);
+    let wall = best_of(|| {
+        let t0 = Instant::now();
+        let loss = xe_loss();
         let t1 = Instant::now();
         loss.backward().unwrap();
         let t2 = Instant::now();
@@ -255,18 +259,7 @@ fn train_xe_step(shared: &mut Shared) {
     });
     aoanet::cpu::gemm::stats::enable(false);
     // One more forward, for the census of the graph a step builds (not timed).
-    let census = {
-        let mut drng = Philox::new(4);
-        let mut ctx = Ctx::train(&mut drng);
-        let enc = m
-            .encode(&feats, None, None, &mut ctx, None)
-            .unwrap()
-            .expand(5)
-            .unwrap();
-        let lp = m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap();
-        let loss = label_smoothing_loss(&lp, &targets, &mask, 0.2).unwrap();
-        common::census_line(&loss, 24)
-    };
+    let census = common::census_line(&xe_loss(), 24);
     println!(
         "train.xe_step: {:.3} s per step (best of {}): forward {:.3} s, backward {:.3} s, adam {:.3} s; \
          GEMM {:.3} s = {:.0}% of the step ({:.0} GFLOP at {:.0} GFLOP/s); CPU {:.2} s on {} threads; peak RSS {:.0} MB",
