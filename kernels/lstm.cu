@@ -15,7 +15,8 @@
 // Kernels (wrappers: src/cuda/kernels/lstm.rs; tests: tests/cuda_lstm.rs, and through the tensor
 // op in tests/cuda_ops.rs), each in f32 and f64:
 //   lstm_cell_fwd_*   h, c [B, H] (row stride ld_out: the tensor op writes both into one
-//                     [B, 2H] result, h at columns 0..H and c at H..2H, so ld_out = 2H);
+//                     [2, B, H] result, two dense blocks, so ld_out = H; rows [h ; c] of a
+//                     [B, 2H] buffer would take ld_out = 2H);
 //                     gates [B, 4H] = the activated (i, f, g, o), saved for backward (may be
 //                     null); c_prev (row stride ld_cp), b_ih, b_hh may be null (zeros)
 //   lstm_cell_bwd_*   dgates [B, 4H] (pre-activation, overwritten), dc_prev [B, H] (contiguous,

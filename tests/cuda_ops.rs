@@ -1225,8 +1225,8 @@ fn lstm_cell_fwd_f64_and_lstm_cell_bwd_f64_through_the_op() {
     }
 }
 
-/// Two chained steps: the second reads the first's `c`, a strided view of its `[h ; c]`, and
-/// the weights receive two deferred gradients. Named for the f64 backward.
+/// Two chained steps: the second reads the first's `c`, a view into its stacked `[2, B, H]`
+/// result, and the weights receive two deferred gradients. Named for the f64 backward.
 #[test]
 fn lstm_cell_bwd_f64_two_steps_with_strided_state() {
     let Some(dev) = cuda("lstm_cell_bwd_f64_two_steps_with_strided_state") else {

@@ -3,8 +3,10 @@
 //!
 //! Forward: `z = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh`, split in four `[B, H]` blocks,
 //! `i = σ(z_i), f = σ(z_f), g = tanh(z_g), o = σ(z_o)`, `c' = f ⊙ c + i ⊙ g`,
-//! `h' = o ⊙ tanh(c')`. The op returns `[h' ; c']` as one `[B, 2H]` tensor (so one node
-//! carries both outputs); [`LstmCellOutput`] holds the two views.
+//! `h' = o ⊙ tanh(c')`. The op returns `h'` and `c'` stacked as one `[2, B, H]` tensor (so one
+//! node carries both outputs); [`LstmCellOutput`] holds the two halves, each a dense `[B, H]`
+//! view (what the next ops read without a copy: the query's LayerNorm, the concatenation with
+//! the attended context, the next step's products).
 //!
 //! Backward, from `∂h'`, `∂c'` (either may be zero), with `t = tanh(c')`:
 //! ```text
@@ -25,7 +27,7 @@ use crate::cuda::ops as gpu;
 use crate::tensor::{Float, Tensor};
 use crate::{Error, Result, with_float};
 
-/// The two results of [`Tensor::lstm_cell`]: views into one `[B, 2H]` result.
+/// The two results of [`Tensor::lstm_cell`]: dense views into one `[2, B, H]` result.
 #[derive(Clone, Debug)]
 pub struct LstmCellOutput {
     /// The new hidden state `h'` `[B, H]`.
@@ -34,16 +36,17 @@ pub struct LstmCellOutput {
     pub c: Tensor,
 }
 
-/// Gate activations `[i f g o]` (`[B, 4H]`) and the new `[h' ; c']` (`[B, 2H]`) from the
-/// pre-activations `z` and the old cell state.
+/// Gate activations `[i f g o]` (`[B, 4H]`) and the new `h'`, `c'` stacked (`[2, B, H]`) from
+/// the pre-activations `z` and the old cell state.
 fn cell_forward<T: Float>(z: &[T], c: &[T], hs: usize) -> (Vec<T>, Vec<T>) {
     let rows = c.len() / hs;
     let mut acts = vec![T::ZERO; rows * 4 * hs];
     let mut hc = vec![T::ZERO; rows * 2 * hs];
+    let (h_new, c_out) = hc.split_at_mut(rows * hs);
     for r in 0..rows {
         let zr = &z[r * 4 * hs..][..4 * hs];
         let ar = &mut acts[r * 4 * hs..][..4 * hs];
-        let out = &mut hc[r * 2 * hs..][..2 * hs];
+        let (h_row, c_row) = (&mut h_new[r * hs..][..hs], &mut c_out[r * hs..][..hs]);
         for j in 0..hs {
             let i = zr[j].sigmoid();
             let f = zr[hs + j].sigmoid();
@@ -54,14 +57,15 @@ fn cell_forward<T: Float>(z: &[T], c: &[T], hs: usize) -> (Vec<T>, Vec<T>) {
             ar[hs + j] = f;
             ar[2 * hs + j] = g;
             ar[3 * hs + j] = o;
-            out[j] = o * c_new.tanh();
-            out[hs + j] = c_new;
+            h_row[j] = o * c_new.tanh();
+            c_row[j] = c_new;
         }
     }
     (acts, hc)
 }
 
-/// `∂z` from the output gradient `[∂h' ; ∂c']`, the saved activations and states; also `∂c`.
+/// `∂z` from the output gradient (`∂h'`, `∂c'` stacked as the output), the saved activations
+/// and states; also `∂c`.
 fn cell_backward<T: Float>(
     ghc: &[T],
     acts: &[T],
@@ -76,8 +80,8 @@ fn cell_backward<T: Float>(
         for j in 0..hs {
             let a = &acts[r * 4 * hs..];
             let (i, f, g, o) = (a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j]);
-            let t = hc[r * 2 * hs + hs + j].tanh();
-            let (dh, dcn) = (ghc[r * 2 * hs + j], ghc[r * 2 * hs + hs + j]);
+            let t = hc[(rows + r) * hs + j].tanh();
+            let (dh, dcn) = (ghc[r * hs + j], ghc[(rows + r) * hs + j]);
             let d_o = dh * t;
             let dct = dcn + dh * o * (T::ONE - t * t);
             let d = &mut dz[r * 4 * hs..];
@@ -176,8 +180,8 @@ impl Tensor {
                 lstm_input_grads(dz, dc, &x, &h, &w_ih, &w_hh)
             });
             return Ok(LstmCellOutput {
-                h: out.narrow(1, 0, hs)?,
-                c: out.narrow(1, hs, hs)?,
+                h: out.narrow(0, 0, 1)?.squeeze(0)?,
+                c: out.narrow(0, 1, 1)?.squeeze(0)?,
             });
         }
         let z = no_grad(|| {
@@ -187,7 +191,7 @@ impl Tensor {
         })?;
         let (acts, hc) = with_float!(x.dtype(), "lstm_cell", T => {
             let (a, o) = z.with_slice::<T, _>("lstm_cell", |zv| c.with_slice::<T, _>("lstm_cell", |cv| cell_forward(zv, cv, hs)))??;
-            Ok((Tensor::from_vec(a, &[b, 4 * hs])?, Tensor::from_vec(o, &[b, 2 * hs])?))
+            Ok((Tensor::from_vec(a, &[b, 4 * hs])?, Tensor::from_vec(o, &[2, b, hs])?))
         })?;
         let saved = (
             x.clone(),
@@ -211,8 +215,8 @@ impl Tensor {
             lstm_input_grads(dz, dc, &x, &h, &w_ih, &w_hh)
         });
         Ok(LstmCellOutput {
-            h: out.narrow(1, 0, hs)?,
-            c: out.narrow(1, hs, hs)?,
+            h: out.narrow(0, 0, 1)?.squeeze(0)?,
+            c: out.narrow(0, 1, 1)?.squeeze(0)?,
         })
     }
 }

@@ -40,9 +40,10 @@ pub struct LstmInputs<'a, T = f32> {
 /// Row strides (in elements) of the `[B, H]` operands; all `H` for dense ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LstmStrides {
-    /// Of the outputs `h` and `c` (the tensor op writes both into one `[B, 2H]`: `2H`).
+    /// Of the outputs `h` and `c` (`H` for the tensor op's two dense blocks of one
+    /// `[2, B, H]`; `2H` for rows `[h ; c]`).
     pub out: usize,
-    /// Of `c_prev` (a view into the previous step's `[B, 2H]`: `2H`).
+    /// Of `c_prev` (any view with unit-stride rows).
     pub c_prev: usize,
     /// Of `dh`.
     pub dh: usize,

@@ -10,7 +10,7 @@ use crate::cuda::kernels::lstm::{self as k, LstmInputs, LstmStrides};
 use crate::tensor::Tensor;
 
 /// `c` itself when its rows are unit-stride runs the kernels can read with a row stride (a
-/// dense `[B, H]` or the second half of a previous `[h ; c]`), else a dense copy.
+/// dense `[B, H]`, as the previous step's `c` half is), else a dense copy.
 fn rows_view(c: &Tensor) -> Result<Tensor> {
     let (b, h) = (c.shape()[0], c.shape()[1]);
     let st = c.layout().strides();
@@ -21,8 +21,8 @@ fn rows_view(c: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// `([h' ; c'] [B, 2H], gates [B, 4H])`: the op's result and the activations the backward
-/// needs (no graph).
+/// `(h' and c' stacked [2, B, H], gates [B, 4H])`: the op's result and the activations the
+/// backward needs (no graph).
 pub(crate) fn lstm_cell(
     x: &Tensor,
     h: &Tensor,
@@ -41,15 +41,15 @@ pub(crate) fn lstm_cell(
             with_dense::<T, _>(&gh, "lstm_cell", |ghv| {
                 with_dense::<T, _>(b.0, "lstm_cell", |bi| {
                     with_dense::<T, _>(b.1, "lstm_cell", |bh| {
-                        // c may be a strided view (the second half of the previous [h ; c]).
+                        // c may be a view with a row stride (rows_view keeps such views).
                         let (cp, cs) = (c.layout().offset(), c.layout().strides()[0]);
                         with_buffer::<T, _>(c, "lstm_cell", |cb| {
                             super::with_buffer_mut::<T, _>(&gates, "lstm_cell", |gb| {
-                                output::<T>(&dev, &[batch, 2 * hs], |o| {
-                                    // SAFETY: the kernel writes h at columns 0..H and c at
-                                    // H..2H of each row: disjoint elements.
+                                output::<T>(&dev, &[2, batch, hs], |o| {
+                                    // SAFETY: the kernel writes h into the first B·H elements
+                                    // and c into the last B·H: disjoint elements.
                                     let (oh, oc) = unsafe { o.alias() };
-                                    let oc = oc.slice_mut(hs..)?;
+                                    let oc = oc.slice_mut(batch * hs..)?;
                                     let inp = LstmInputs {
                                         gx: gxv,
                                         gh: ghv,
@@ -58,7 +58,7 @@ pub(crate) fn lstm_cell(
                                         c_prev: Some(cb.slice(cp..)?),
                                     };
                                     let ld = LstmStrides {
-                                        out: 2 * hs,
+                                        out: hs,
                                         c_prev: if batch > 1 { cs } else { hs },
                                         dh: hs,
                                         dc: hs,
@@ -75,8 +75,8 @@ pub(crate) fn lstm_cell(
     })
 }
 
-/// `(∂z [B, 4H], ∂c [B, H])` from the gradient of `[h' ; c']` (`g [B, 2H]`), the saved gates
-/// and the previous cell state `c`.
+/// `(∂z [B, 4H], ∂c [B, H])` from the gradient of the stacked `h'`, `c'` (`g [2, B, H]`), the
+/// saved gates and the previous cell state `c`.
 pub(crate) fn lstm_cell_backward(
     g: &Tensor,
     gates: &Tensor,
@@ -96,15 +96,15 @@ pub(crate) fn lstm_cell_backward(
                             let ld = LstmStrides {
                                 out: hs,
                                 c_prev: if batch > 1 { cs } else { hs },
-                                dh: 2 * hs,
-                                dc: 2 * hs,
+                                dh: hs,
+                                dc: hs,
                             };
                             k::backward_strided(
                                 &dev,
                                 o,
                                 Some(dcb.view_mut()),
                                 Some(gv),
-                                Some(gv.slice(hs..)?),
+                                Some(gv.slice(batch * hs..)?),
                                 av,
                                 Some(cb.slice(cp..)?),
                                 batch,
