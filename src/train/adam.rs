@@ -322,6 +322,20 @@ pub fn set_multi_tensor_launches(on: bool) {
     multi_tensor_switch().store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// The settings of one device update at step count `step`.
+#[cfg(feature = "cuda")]
+fn device_hyper(config: &AdamConfig, step: u64) -> crate::cuda::ops::AdamHyper {
+    crate::cuda::ops::AdamHyper {
+        lr: config.lr,
+        beta1: config.beta1,
+        beta2: config.beta2,
+        eps: config.eps,
+        weight_decay: config.weight_decay,
+        grad_clip: config.grad_clip,
+        step,
+    }
+}
+
 /// The step of every `(parameter, state after incrementing, gradient)` on a GPU: one launch
 /// per device and dtype (the reference model's 79 parameters: one launch instead of 79), or one per
 /// parameter where two parameters share storage (each storage is updated once per launch).
@@ -335,15 +349,6 @@ fn update_on_devices(
         let key = (p.device().to_string(), p.dtype().to_string());
         groups.entry(key).or_default().push(i);
     }
-    let hyper = |step| crate::cuda::ops::AdamHyper {
-        lr: config.lr,
-        beta1: config.beta1,
-        beta2: config.beta2,
-        eps: config.eps,
-        weight_decay: config.weight_decay,
-        grad_clip: config.grad_clip,
-        step,
-    };
     for members in groups.values() {
         let mut storages = HashSet::new();
         let distinct = members
@@ -369,7 +374,7 @@ fn update_on_devices(
                 }
             })
             .collect();
-        crate::cuda::ops::adam_update_many(&items, hyper(0))?;
+        crate::cuda::ops::adam_update_many(&items, device_hyper(config, 0))?;
     }
     Ok(())
 }
@@ -389,15 +394,7 @@ fn update(config: &AdamConfig, s: &AdamParamState, p: &Tensor, g: &Tensor) -> Re
         for moment in [&s.exp_avg, &s.exp_avg_sq] {
             moment.move_to_device_(p.device())?;
         }
-        let h = crate::cuda::ops::AdamHyper {
-            lr: config.lr,
-            beta1: config.beta1,
-            beta2: config.beta2,
-            eps: config.eps,
-            weight_decay: config.weight_decay,
-            grad_clip: config.grad_clip,
-            step: s.step,
-        };
+        let h = device_hyper(config, s.step);
         return crate::cuda::ops::adam_update(p, &s.exp_avg, &s.exp_avg_sq, g, h);
     }
     let t = s.step as f64;
