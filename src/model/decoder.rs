@@ -157,31 +157,18 @@ impl DecoderCore {
                 "decoder: {rows} rows do not form groups of {group} per image"
             )));
         }
-        // An image's `group` rows are that many queries against its regions.
-        let query = if group == 1 {
-            lstm.h.clone()
-        } else {
-            lstm.h.reshape(&[rows / group, group, width])?
-        };
+        // An image's `group` rows are that many queries against its regions (a view).
+        let query = lstm.h.reshape(&[rows / group, group, width])?;
         let att = self
             .attention
             .forward_heads(&query, &enc.kv, enc.mask.as_ref(), ctx)?;
-        let att_out = if group == 1 {
-            att.out
-        } else {
-            let w = att.out.shape()[2];
-            att.out.reshape(&[rows, w])?
-        };
+        let att_out = att.out.reshape(&[rows, att.out.shape()[2]])?;
         // The maps per row, `[rows, h, 1, N]`, only when asked for.
         let attention = match att.weights {
-            Some(w) if ctx.attention_maps => Some(if group == 1 {
-                w
-            } else {
-                crate::autograd::no_grad(|| {
-                    let (h, n) = (w.shape()[1], w.shape()[3]);
-                    w.permute(&[0, 2, 1, 3])?.reshape(&[rows, h, 1, n])
-                })?
-            }),
+            Some(w) if ctx.attention_maps => Some(crate::autograd::no_grad(|| {
+                let (h, n) = (w.shape()[1], w.shape()[3]);
+                w.permute(&[0, 2, 1, 3])?.reshape(&[rows, h, 1, n])
+            })?),
             _ => None,
         };
         let ctx_input = Tensor::concat(&[&att_out, &lstm.h], 1)?;

@@ -116,17 +116,8 @@ impl Tensor {
         Ok(out.record("relu_dropout", &[self], move |g| {
             let gx = with_float!(g.dtype(), "relu_dropout", T => {
                 let s = T::from_f64(scale);
-                g.with_slice::<T, _>("relu_dropout", |gv| {
-                    y.with_slice::<T, _>("relu_dropout", |yv| {
-                        let v: Vec<T> = gv
-                            .iter()
-                            .zip(yv)
-                            .map(|(&g, &y)| if y > T::ZERO { g * s } else { T::ZERO })
-                            .collect();
-                        Tensor::from_vec(v, y.shape())
-                    })
-                })
-            })???;
+                super::map2::<T>("relu_dropout", g, &y, |g, y| if y > T::ZERO { g * s } else { T::ZERO })
+            })?;
             Ok(vec![Some(gx)])
         }))
     }

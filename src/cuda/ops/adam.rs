@@ -4,7 +4,9 @@
 
 use std::sync::RwLockWriteGuard;
 
-use super::{device_of, not_on_cuda, with_buffer_mut, with_cuda_float, with_dense};
+use super::{
+    ReadLocks, dense, device_of, not_on_cuda, with_buffer_mut, with_cuda_float, with_dense,
+};
 use crate::cuda::kernels::adam::{self as k, AdamStep, AdamTensor};
 use crate::cuda::{CudaBuffer, CudaFloat};
 use crate::tensor::{Storage, Tensor};
@@ -120,48 +122,27 @@ pub(crate) fn adam_update_many(items: &[AdamItem<'_>], h: AdamHyper) -> Result<(
             }
         }
     }
-    // Gradients as dense tensors (a copy only for a strided one).
-    let grads: Vec<Tensor> = items
-        .iter()
-        .map(|it| match it.g.layout().contiguous_range() {
-            Some(_) => Ok(it.g.clone()),
-            None => it.g.contiguous(),
-        })
-        .collect::<Result<_>>()?;
+    let grads: Vec<Tensor> = items.iter().map(|it| dense(it.g)).collect::<Result<_>>()?;
     let mut ranges = Vec::with_capacity(items.len());
-    for (it, g) in items.iter().zip(&grads) {
-        ranges.push([
-            dense_range(it.p)?,
-            dense_range(it.m)?,
-            dense_range(it.v)?,
-            dense_range(g)?,
-        ]);
+    for it in items {
+        ranges.push([dense_range(it.p)?, dense_range(it.m)?, dense_range(it.v)?]);
     }
     with_cuda_float!(dtype, "Adam", T => {
-        // Every buffer stays locked until the launch is queued: parameters and moments for
-        // writing (which bumps their versions, as an in-place update must), gradients for
-        // reading.
         // Every buffer stays locked until the launch is queued: parameters and moments for
         // writing (which bumps their versions, as an in-place update must), gradients for
         // reading.
         let mut ps = items.iter().map(|it| lock_cuda(it.p)).collect::<Result<Vec<_>>>()?;
         let mut ms = items.iter().map(|it| lock_cuda(it.m)).collect::<Result<Vec<_>>>()?;
         let mut vs = items.iter().map(|it| lock_cuda(it.v)).collect::<Result<Vec<_>>>()?;
-        let gs: Vec<_> = grads.iter().map(Tensor::storage_read).collect();
+        let gs = ReadLocks::new(&grads);
         let mut tensors = Vec::with_capacity(items.len());
-        for (i, (((p, m), v), g)) in ps
-            .iter_mut()
-            .zip(ms.iter_mut())
-            .zip(vs.iter_mut())
-            .zip(gs.iter())
-            .enumerate()
-        {
-            let [rp, rm, rv, rg] = ranges[i].clone();
+        for (i, ((p, m), v)) in ps.iter_mut().zip(ms.iter_mut()).zip(vs.iter_mut()).enumerate() {
+            let [rp, rm, rv] = ranges[i].clone();
             tensors.push(AdamTensor {
                 param: typed_mut::<T>(p)?.slice_mut(rp)?,
                 m: typed_mut::<T>(m)?.slice_mut(rm)?,
                 v: typed_mut::<T>(v)?.slice_mut(rv)?,
-                grad: typed::<T>(g)?.slice(rg)?,
+                grad: gs.view::<T>(&grads[i], "Adam")?,
                 t: items[i].step,
             });
         }
@@ -185,18 +166,4 @@ fn typed_mut<T: CudaFloat>(s: &mut Storage) -> Result<&mut CudaBuffer<T>> {
         _ => None,
     }
     .ok_or_else(|| Error::invalid(format!("Adam: a parameter or moment is not {}", T::DTYPE)))
-}
-
-/// The typed device buffer of a CUDA storage.
-fn typed<T: CudaFloat>(s: &Storage) -> Result<&CudaBuffer<T>> {
-    match s {
-        Storage::Cuda(c) => T::buffer(c),
-        _ => None,
-    }
-    .ok_or_else(|| {
-        Error::invalid(format!(
-            "Adam: a gradient is not {} on the device",
-            T::DTYPE
-        ))
-    })
 }

@@ -83,6 +83,68 @@ pub(crate) fn device_of(t: &Tensor) -> Result<Arc<CudaDevice>> {
     }
 }
 
+/// `t` when its elements are one dense range of its storage, else a dense copy (for ops
+/// that hand many operands to one kernel by address).
+pub(crate) fn dense(t: &Tensor) -> Result<Tensor> {
+    match t.layout().contiguous_range() {
+        Some(_) => Ok(t.clone()),
+        None => dense_copy(t),
+    }
+}
+
+/// Read locks on the storages of several tensors, one per storage (tensors may share one, and
+/// a thread must not take a second read lock it already holds), so that one kernel can be
+/// given all their addresses: concatenation, sums of many gradient pieces, the multi-tensor
+/// NaN check and Adam.
+pub(crate) struct ReadLocks<'a> {
+    guards: Vec<std::sync::RwLockReadGuard<'a, Storage>>,
+    slot: std::collections::HashMap<usize, usize>,
+}
+
+impl<'a> ReadLocks<'a> {
+    /// Locks the storages of `tensors`.
+    pub(crate) fn new(tensors: impl IntoIterator<Item = &'a Tensor>) -> Self {
+        let mut locks = ReadLocks {
+            guards: Vec::new(),
+            slot: std::collections::HashMap::new(),
+        };
+        for t in tensors {
+            let key = t.storage_key().0;
+            if !locks.slot.contains_key(&key) {
+                locks.slot.insert(key, locks.guards.len());
+                locks.guards.push(t.storage_read());
+            }
+        }
+        locks
+    }
+
+    /// The elements of `t` (dense, and among the locked tensors) as a typed device view.
+    pub(crate) fn view<T: CudaFloat>(
+        &self,
+        t: &Tensor,
+        op: &'static str,
+    ) -> Result<CudaView<'_, T>> {
+        let range = t
+            .layout()
+            .contiguous_range()
+            .ok_or_else(|| Error::invalid(format!("cuda {op}: an operand is not dense")))?;
+        let guard = self
+            .slot
+            .get(&t.storage_key().0)
+            .map(|&i| &self.guards[i])
+            .ok_or_else(|| Error::invalid(format!("cuda {op}: an operand was not locked")))?;
+        let Storage::Cuda(c) = &**guard else {
+            return Err(not_on_cuda(op, t));
+        };
+        T::buffer(c)
+            .ok_or_else(|| Error::Mismatch {
+                op,
+                detail: format!("tensor is {}, kernel wants {}", c.dtype(), T::DTYPE),
+            })?
+            .slice(range)
+    }
+}
+
 /// Runs `f` on `t`'s typed device buffer (the whole storage: `t`'s layout applies).
 pub(crate) fn with_buffer<T: CudaFloat, R>(
     t: &Tensor,
@@ -423,44 +485,16 @@ pub(crate) fn accumulate_(prev: &Tensor, g: &Tensor) -> Result<()> {
 /// and it is dense), else into a new tensor. All on one device, of one dtype and shape.
 pub(crate) fn sum_many(first: Tensor, rest: &[Tensor], in_place: bool) -> Result<Tensor> {
     let dev = device_of(&first)?;
-    let rest: Vec<Tensor> = rest
-        .iter()
-        .map(|t| {
-            if t.layout().contiguous_range().is_some() {
-                Ok(t.clone())
-            } else {
-                t.contiguous()
-            }
-        })
-        .collect::<Result<_>>()?;
+    let rest: Vec<Tensor> = rest.iter().map(dense).collect::<Result<_>>()?;
     let in_place = in_place && first.layout().contiguous_range() == Some(0..first.numel());
-    let first = if in_place || first.layout().contiguous_range().is_some() {
-        first
-    } else {
-        first.contiguous()?
-    };
+    let first = if in_place { first } else { dense(&first)? };
     with_cuda_float!(first.dtype(), "sum_many", T => {
-        // Read locks, one per storage (pieces may share one); `first`'s is a write lock when
-        // summing in place (then nothing else shares it).
-        let mut slot = std::collections::HashMap::new();
-        let mut guards = Vec::new();
-        for t in &rest {
-            slot.entry(t.storage_key().0).or_insert_with(|| {
-                guards.push(t.storage_read());
-                guards.len() - 1
-            });
-        }
+        // `first` is written under its own write lock when summing in place (then nothing
+        // else shares its storage).
+        let locks = ReadLocks::new(&rest);
         let views = rest
             .iter()
-            .map(|t| {
-                let range = t.layout().contiguous_range().expect("made dense above");
-                match &*guards[slot[&t.storage_key().0]] {
-                    Storage::Cuda(c) => T::buffer(c),
-                    _ => None,
-                }
-                .ok_or_else(|| not_on_cuda("sum_many", t))
-                .and_then(|b| b.slice(range))
-            })
+            .map(|t| locks.view::<T>(t, "sum_many"))
             .collect::<Result<Vec<_>>>()?;
         if in_place {
             with_buffer_mut::<T, _>(&first, "sum_many", |b| {

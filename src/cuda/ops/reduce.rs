@@ -1,11 +1,11 @@
 //! Reductions on the device: `sum_axis`, `max_axis` (with the argmax its backward needs),
 //! `sum_all`, `sum_to`, `argmax_last`, `all_finite`.
 
-use super::{device_of, not_on_cuda, output, with_cuda_float, with_dense};
+use super::{ReadLocks, dense, device_of, output, with_cuda_float, with_dense};
 use crate::autograd::no_grad;
 use crate::cuda::kernels::reduce::{self as red, Reduce};
-use crate::cuda::{CudaBuffer, CudaDevice, CudaFloat};
-use crate::tensor::{DType, Storage, Tensor};
+use crate::cuda::{CudaBuffer, CudaDevice};
+use crate::tensor::{DType, Tensor};
 use crate::{Error, Result};
 use std::sync::Arc;
 
@@ -196,31 +196,19 @@ pub(crate) fn all_finite_many(xs: &[&Tensor]) -> Result<bool> {
         }
     }
     // Dense operands (a copy only for a strided one), then one launch per dtype.
-    let dense: Vec<Tensor> = xs
-        .iter()
-        .map(|x| match x.layout().contiguous_range() {
-            Some(_) => Ok((*x).clone()),
-            None => x.contiguous(),
-        })
-        .collect::<Result<_>>()?;
+    let operands: Vec<Tensor> = xs.iter().map(|x| dense(x)).collect::<Result<_>>()?;
     let mut count = dev.zeros::<u32>(1)?;
     for dtype in [DType::F32, DType::F64] {
-        let of_dtype: Vec<&Tensor> = dense.iter().filter(|t| t.dtype() == dtype).collect();
+        let of_dtype: Vec<&Tensor> = operands.iter().filter(|t| t.dtype() == dtype).collect();
         if of_dtype.is_empty() {
             continue;
         }
         with_cuda_float!(dtype, "all_finite_many", T => {
-            let guards: Vec<_> = of_dtype.iter().map(|t| t.storage_read()).collect();
-            let mut views = Vec::with_capacity(of_dtype.len());
-            for (t, g) in of_dtype.iter().zip(&guards) {
-                let range = t.layout().contiguous_range().expect("made dense above");
-                let buffer = match &**g {
-                    Storage::Cuda(c) => T::buffer(c),
-                    _ => None,
-                }
-                .ok_or_else(|| not_on_cuda("all_finite_many", t))?;
-                views.push(buffer.slice(range)?);
-            }
+            let locks = ReadLocks::new(of_dtype.iter().copied());
+            let views = of_dtype
+                .iter()
+                .map(|t| locks.view::<T>(t, "all_finite_many"))
+                .collect::<Result<Vec<_>>>()?;
             red::add_nonfinite_many(&dev, count.view_mut(), &views)
         })?;
     }

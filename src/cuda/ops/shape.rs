@@ -1,10 +1,10 @@
 //! Copies that move elements between layouts on the device: `concat` and `narrow`'s adjoint.
 
-use super::{copy_into, device_of, with_cuda_float, zeros};
+use super::{ReadLocks, copy_into, device_of, with_cuda_float, zeros};
+use crate::Result;
 use crate::cuda::CudaFloat;
 use crate::cuda::kernels::elementwise::{self as ew, Block};
-use crate::tensor::{Float, Layout, Storage, Tensor, numel};
-use crate::{Error, Result};
+use crate::tensor::{Layout, Storage, Tensor, numel};
 
 /// Dense inputs from which [`concat`] copies them all in one launch (up to four pieces the
 /// launch carries their table; more need a small upload first).
@@ -37,43 +37,25 @@ pub(crate) fn concat(tensors: &[&Tensor], axis: usize, shape: &[usize]) -> Resul
             }
             start += len;
         }
-        // The dense ones in one launch, each storage read-locked once.
+        // The dense ones in one launch.
         let dense: Vec<(usize, &Tensor)> = tensors
             .iter()
             .enumerate()
             .filter(|(_, t)| together && is_dense(t))
             .map(|(k, t)| (k, *t))
             .collect();
-        let mut guards = Vec::new();
-        let mut slot = std::collections::HashMap::new();
-        for (_, t) in &dense {
-            slot.entry(t.storage_key().0).or_insert_with(|| {
-                guards.push(t.storage_read());
-                guards.len() - 1
-            });
-        }
+        let locks = ReadLocks::new(dense.iter().map(|&(_, t)| t));
         let mut blocks = Vec::with_capacity(dense.len());
-        for (k, t) in &dense {
-            let range = t.layout().contiguous_range().expect("dense");
-            let buffer = match &*guards[slot[&t.storage_key().0]] {
-                Storage::Cuda(c) => T::buffer(c),
-                _ => None,
-            }
-            .ok_or_else(|| Error::Mismatch {
-                op: "concat",
-                detail: format!("an input is not {} on the device", T::DTYPE),
-            })?;
+        for &(k, t) in &dense {
             blocks.push(Block {
-                src: buffer.slice(range)?,
+                src: locks.view::<T>(t, "concat")?,
                 inner: t.shape()[axis] * trailing,
-                dst_offset: starts[*k] * trailing,
+                dst_offset: starts[k] * trailing,
             });
         }
         if !blocks.is_empty() {
             ew::copy_blocks(&dev, buf.view_mut(), &blocks, row)?;
         }
-        drop(blocks);
-        drop(guards);
         Tensor::from_storage(Storage::Cuda(T::wrap(buf)), shape)
     })
 }
