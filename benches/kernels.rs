@@ -376,6 +376,41 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
                 gemm::gemm_bf16_tc(dev, &g, c.view_mut(), a16.view(), w16.view(), None)
             })?,
         );
+        // A bf16 linear layer as the model runs it (the weight's bf16 copy cached): x rounded
+        // as the kernel loads it, against a cast of x and the product of the copies (what the
+        // model ran before `gemm_bf16*_fb`), and against both operands rounded on load.
+        let fused_ms = line(
+            "bf16 x f32 rounded on load",
+            time(dev, 3, || {
+                gemm::gemm_f32_bf16_tc(dev, &g, c.view_mut(), a.view(), w16.view(), None)
+            })?,
+        );
+        let cast_ms = line(
+            "bf16 x cast then product",
+            time(dev, 3, || {
+                elementwise::cast_to_bf16(dev, a16.view_mut(), a.view())?;
+                gemm::gemm_bf16_tc(dev, &g, c.view_mut(), a16.view(), w16.view(), None)
+            })?,
+        );
+        let both_ms = line(
+            "bf16 both f32 rounded on load",
+            time(dev, 3, || {
+                gemm::gemm(
+                    dev,
+                    &g,
+                    c.view_mut(),
+                    a.view(),
+                    w.view(),
+                    None,
+                    Precision::Bf16,
+                )
+            })?,
+        );
+        println!(
+            "gemm {m}x{n}x{k} bf16 rounded on load / cast first: {:.2}x faster (both operands f32: {:.2}x the bf16-copies product's time)",
+            cast_ms / fused_ms,
+            both_ms / bf16_ms
+        );
         #[cfg(feature = "cublas")]
         {
             let (cp, ap, wp) = (c.device_ptr(), a.device_ptr(), w.device_ptr());

@@ -12,7 +12,10 @@
 //               (rows ty + 16 i, columns tx + 16 j: conflict-free shared reads)
 //   gemm_f64    the same SIMT kernel in double (gradient checks and f64 parity on the GPU)
 //   gemm_tf32   tensor cores, f32 inputs rounded to TF32 (mma.sync m16n8k8), f32 accumulate
-//   gemm_bf16   tensor cores, bf16 inputs (mma.sync m16n8k16), f32 accumulate and output
+//   gemm_bf16   tensor cores, bf16 inputs (mma.sync m16n8k16), f32 accumulate and output;
+//               gemm_bf16_ff takes f32 A and B, gemm_bf16_fb f32 A and bf16 B, rounding the f32
+//               ones to bf16 as they are loaded (the same bits as cast_f32_bf16 copies, one
+//               launch and no copy instead of three launches and two copies per product)
 // The tensor-core kernels use 128 threads (2 x 2 warps, 32x32 outputs per warp) and a 64x64
 // block tile; shared tiles are stored K-contiguous for both operands (As[m][k], Bs[n][k]) so a
 // fragment register (two consecutive k) is one 32-bit load, rows padded against bank conflicts.
@@ -26,7 +29,7 @@
 //                    quads 64 apart: float4 shared reads), smem double-buffered
 //   gemm_half_f32    the same with 64x128 tiles and 128 threads, for products of <= 64 rows
 //   gemm_tf32_large  tensor cores, 128x128 tile, K step 16, 8 warps of 64x32 outputs
-//   gemm_bf16_large  the same with bf16 inputs, K step 32
+//   gemm_bf16_large  the same with bf16 inputs, K step 32 (and _ff, _fb as above)
 // All three prefetch the next K step's tile into registers while the tensor cores (or FMAs)
 // work on the current one in shared memory, so one __syncthreads per K step suffices.
 //   gemm_splitk_reduce_f32   sums the split-K partial products [splits][M][N] in a fixed order
@@ -232,10 +235,19 @@ extern "C" __global__ void __launch_bounds__(128) gemm_tf32(
     }
 }
 
-extern "C" __global__ void __launch_bounds__(128) gemm_bf16(
-    float* C, const bf16* A, const bf16* B, const float* bias, int M, int N, int K, i64 lda,
-    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+// An operand element as the bf16 tensor cores take it: bf16 as stored, f32 rounded to nearest
+// even (the same bits as a cast_f32_bf16 copy, so a product reading f32 operands directly
+// equals one reading their bf16 copies).
+__device__ __forceinline__ bf16 as_bf16(bf16 x) { return x; }
+__device__ __forceinline__ bf16 as_bf16(float x) { return f32_to_bf16(x); }
+
+// The 64x64 bf16 tensor-core kernel over operands stored as EA and EB (bf16 or f32).
+template <typename EA, typename EB>
+__device__ __forceinline__ void gemm_bf16_small(float* C, const EA* A, const EB* B,
+                                                const float* bias, int M, int N, int K, i64 lda,
+                                                i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC,
+                                                int batch, int transA, int transB, float alpha,
+                                                float beta, int act) {
     // K step 32 (two m16n8k16 steps); rows of 32 bf16 padded by 8 (80 bytes = 20 words).
     __shared__ __align__(16) bf16 As[64][32 + 8];
     __shared__ __align__(16) bf16 Bs[64][32 + 8];
@@ -244,8 +256,8 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16(
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
     const int m0 = blockIdx.y * 64, n0 = blockIdx.x * 64;
     for (int z = blockIdx.z; z < batch; z += gridDim.z) {
-        const bf16* Az = A + z * sA;
-        const bf16* Bz = B + z * sB;
+        const EA* Az = A + z * sA;
+        const EB* Bz = B + z * sB;
         float acc[2][4][4] = {};
         for (int k0 = 0; k0 < K; k0 += 32) {
 #pragma unroll
@@ -255,13 +267,13 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16(
                 if (transA) { k = e >> 6; m = e & 63; } else { m = e >> 5; k = e & 31; }
                 bf16 a = 0;
                 if (m0 + m < M && k0 + k < K)
-                    a = transA ? Az[(k0 + k) * lda + m0 + m] : Az[(m0 + m) * lda + k0 + k];
+                    a = as_bf16(transA ? Az[(k0 + k) * lda + m0 + m] : Az[(m0 + m) * lda + k0 + k]);
                 As[m][k] = a;
                 int n;
                 if (transB) { n = e >> 5; k = e & 31; } else { k = e >> 6; n = e & 63; }
                 bf16 b = 0;
                 if (n0 + n < N && k0 + k < K)
-                    b = transB ? Bz[(n0 + n) * ldb + k0 + k] : Bz[(k0 + k) * ldb + n0 + n];
+                    b = as_bf16(transB ? Bz[(n0 + n) * ldb + k0 + k] : Bz[(k0 + k) * ldb + n0 + n]);
                 Bs[n][k] = b;
             }
             __syncthreads();
@@ -303,6 +315,32 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16(
         store_warp_tile(acc, C + z * sC + (i64)m0 * ldc + n0, M - m0, N - n0, ldc, wm, wn, alpha,
                         beta, bias ? bias + n0 : nullptr, act);
     }
+}
+
+extern "C" __global__ void __launch_bounds__(128) gemm_bf16(
+    float* C, const bf16* A, const bf16* B, const float* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
+    float beta, int act) {
+    gemm_bf16_small<bf16, bf16>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
+                                transB, alpha, beta, act);
+}
+
+// bf16 products of f32 operands, rounded as they are loaded (no cast_f32_bf16 copies).
+extern "C" __global__ void __launch_bounds__(128) gemm_bf16_ff(
+    float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
+    float beta, int act) {
+    gemm_bf16_small<float, float>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
+                                transB, alpha, beta, act);
+}
+
+// x W^T with x in f32 (rounded as loaded) and B (the weight) already in bf16.
+extern "C" __global__ void __launch_bounds__(128) gemm_bf16_fb(
+    float* C, const float* A, const bf16* B, const float* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
+    float beta, int act) {
+    gemm_bf16_small<float, bf16>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
+                                transB, alpha, beta, act);
 }
 
 // ------------------------------------------------------------------------------------------ large tiles
@@ -507,6 +545,43 @@ __device__ __forceinline__ void load_words_bf16(u32 (&w)[8], const bf16* src, i6
     }
 }
 
+// load_words_bf16 for an f32 operand: 16 elements rounded to bf16 as they are loaded (what
+// cast_f32_bf16 then load_words_bf16 would give, without the copy).
+__device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
+    return (u32)f32_to_bf16(lo) | ((u32)f32_to_bf16(hi) << 16);
+}
+
+__device__ __forceinline__ void load_words_bf16(u32 (&w)[8], const float* src, i64 ld, bool kcontig,
+                                                TileMap mp, int rows_left, int k_left) {
+    const bool row_in = mp.row < rows_left;
+    if (kcontig) {
+        const float* p = src + (i64)mp.row * ld + mp.kk;
+        if (row_in && mp.kk + 16 <= k_left && (((u64)p) & 15) == 0) {
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                const float4 v = reinterpret_cast<const float4*>(p)[q];
+                w[2 * q] = pack_bf16(v.x, v.y);
+                w[2 * q + 1] = pack_bf16(v.z, v.w);
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const float lo = (row_in && mp.kk + 2 * i < k_left) ? p[2 * i] : 0.0f;
+                const float hi = (row_in && mp.kk + 2 * i + 1 < k_left) ? p[2 * i + 1] : 0.0f;
+                w[i] = pack_bf16(lo, hi);
+            }
+        }
+    } else {
+        const float* p = src + (i64)mp.kk * ld + mp.row;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const float lo = (row_in && mp.kk + 2 * i < k_left) ? p[(i64)(2 * i) * ld] : 0.0f;
+            const float hi = (row_in && mp.kk + 2 * i + 1 < k_left) ? p[(i64)(2 * i + 1) * ld] : 0.0f;
+            w[i] = pack_bf16(lo, hi);
+        }
+    }
+}
+
 // Two 16-byte stores of a thread's 8 words at S[row][kk] (rows of 20 words: 16-byte aligned).
 __device__ __forceinline__ void store_words(u32* tile, TileMap mp, int kk_words, const u32 (&w)[8]) {
     uint4* d = reinterpret_cast<uint4*>(tile + mp.row * 20 + kk_words);
@@ -581,9 +656,10 @@ __device__ __forceinline__ void mma_tile_step(float (&acc)[4][4][4], const u32* 
     }
 }
 
-// The large tensor-core kernel over E = float (TF32, K step 16) or bf16 (K step 32).
-template <typename E, bool BF16>
-__device__ __forceinline__ void gemm_tc_large(float* C, const E* A, const E* B, const float* bias,
+// The large tensor-core kernel: TF32 (K step 16) over f32 operands, or bf16 (K step 32) over
+// operands stored as EA and EB (bf16, or f32 rounded as loaded).
+template <typename EA, typename EB, bool BF16>
+__device__ __forceinline__ void gemm_tc_large(float* C, const EA* A, const EB* B, const float* bias,
                                               int M, int N, int K, i64 lda, i64 ldb, i64 ldc,
                                               i64 sA, i64 sB, i64 sC, int batch, int transA,
                                               int transB, float alpha, float beta, int act) {
@@ -598,16 +674,16 @@ __device__ __forceinline__ void gemm_tc_large(float* C, const E* A, const E* B, 
     const TileMap ma = tile_map(a_kc, PER), mb = tile_map(b_kc, PER);
     const int ktiles = (K + BK - 1) / BK;
     for (int z = blockIdx.z; z < batch; z += gridDim.z) {
-        const E* Az = A + z * sA;
-        const E* Bz = B + z * sB;
+        const EA* Az = A + z * sA;
+        const EB* Bz = B + z * sB;
         // The tile's (row 0, k k0) in each operand.
         auto a_at = [&](int k0) { return a_kc ? Az + (i64)m0 * lda + k0 : Az + (i64)k0 * lda + m0; };
         auto b_at = [&](int k0) { return b_kc ? Bz + (i64)n0 * ldb + k0 : Bz + (i64)k0 * ldb + n0; };
         u32 wa[8], wb[8];
         auto load = [&](int k0) {
             if (BF16) {
-                load_words_bf16(wa, reinterpret_cast<const bf16*>(a_at(k0)), lda, a_kc, ma, M - m0, K - k0);
-                load_words_bf16(wb, reinterpret_cast<const bf16*>(b_at(k0)), ldb, b_kc, mb, N - n0, K - k0);
+                load_words_bf16(wa, a_at(k0), lda, a_kc, ma, M - m0, K - k0);
+                load_words_bf16(wb, b_at(k0), ldb, b_kc, mb, N - n0, K - k0);
             } else {
                 load_words_tf32(wa, reinterpret_cast<const float*>(a_at(k0)), lda, a_kc, ma, M - m0, K - k0);
                 load_words_tf32(wb, reinterpret_cast<const float*>(b_at(k0)), ldb, b_kc, mb, N - n0, K - k0);
@@ -642,7 +718,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) gemm_tf32_large(
     float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
     float beta, int act) {
-    gemm_tc_large<float, false>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
+    gemm_tc_large<float, float, false>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
                                 transB, alpha, beta, act);
 }
 
@@ -650,8 +726,26 @@ extern "C" __global__ void __launch_bounds__(256, 2) gemm_bf16_large(
     float* C, const bf16* A, const bf16* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
     float beta, int act) {
-    gemm_tc_large<bf16, true>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
-                              transB, alpha, beta, act);
+    gemm_tc_large<bf16, bf16, true>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch,
+                                    transA, transB, alpha, beta, act);
+}
+
+// gemm_bf16_large over f32 operands, rounded as they are loaded (no cast_f32_bf16 copies).
+extern "C" __global__ void __launch_bounds__(256, 2) gemm_bf16_large_ff(
+    float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
+    float beta, int act) {
+    gemm_tc_large<float, float, true>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch,
+                                      transA, transB, alpha, beta, act);
+}
+
+// gemm_bf16_large with A in f32 (rounded as loaded) and B already in bf16 (a weight's copy).
+extern "C" __global__ void __launch_bounds__(256, 2) gemm_bf16_large_fb(
+    float* C, const float* A, const bf16* B, const float* bias, int M, int N, int K, i64 lda,
+    i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
+    float beta, int act) {
+    gemm_tc_large<float, bf16, true>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch,
+                                     transA, transB, alpha, beta, act);
 }
 
 // ------------------------------------------------------------------------------------------ split K

@@ -242,8 +242,8 @@ fn gemm_bf16_large_matches_cpu() {
     run("gemm_bf16_large_matches_cpu", "bf16", LARGE);
 }
 
-/// `Precision::Bf16` on f32 operands: both cast on the device (strided and batched layouts
-/// included), then the bf16 kernels, split K included.
+/// `Precision::Bf16` on f32 operands: rounded to bf16 as the kernels load them (batched
+/// layouts included), split K included.
 #[test]
 fn gemm_bf16_large_products_of_f32_operands_match_cpu() {
     for plan in [
@@ -260,6 +260,119 @@ fn gemm_bf16_large_products_of_f32_operands_match_cpu() {
             plan,
         );
     }
+}
+
+/// The kernels that round f32 operands to bf16 as they load them (`gemm_bf16_ff`,
+/// `gemm_bf16_fb` and their large-tile versions) against casting the operands to bf16 copies
+/// first and running `gemm_bf16` / `gemm_bf16_large` on the copies: the same roundings (to
+/// nearest even) and the same accumulation order, so the same bits. `b_bf16`: B is given in
+/// bf16 (a weight's cached copy, the `_fb` kernels), else in f32 (the `_ff` ones).
+fn same_as_cast_copies(test: &str, plans: &[Plan], b_bf16: bool) {
+    let Some(dev) = gpu(test) else { return };
+    let to16 =
+        |v: &[f32]| -> Vec<half::bf16> { v.iter().map(|&x| half::bf16::from_f32(x)).collect() };
+    for &plan in plans {
+        for (ci, g) in cases(plan).into_iter().enumerate() {
+            let (na, nb) = g.operand_extents();
+            let nc = g.batch * g.m * g.n;
+            let a = rand_vec(ci as u64 * 5 + 1, na, -1.0, 1.0);
+            let b = rand_vec(ci as u64 * 5 + 2, nb, -1.0, 1.0);
+            let c0 = rand_vec(ci as u64 * 5 + 3, nc, -1.0, 1.0);
+            let bias = (g.beta != 0.0).then(|| dev.htod(&rand_vec(98, g.n, -1.0, 1.0)).unwrap());
+            let (ad, bd) = (dev.htod(&a).unwrap(), dev.htod(&b).unwrap());
+            let (a16, b16) = (dev.htod(&to16(&a)).unwrap(), dev.htod(&to16(&b)).unwrap());
+            let mut fused = dev.htod(&c0).unwrap();
+            let mut copies = dev.htod(&c0).unwrap();
+            let bv = || bias.as_ref().map(|v| v.view());
+            if b_bf16 {
+                gemm::gemm_f32_bf16_planned(
+                    &dev,
+                    &g,
+                    plan,
+                    fused.view_mut(),
+                    ad.view(),
+                    b16.view(),
+                    bv(),
+                )
+                .unwrap();
+            } else {
+                gemm::gemm_planned(
+                    &dev,
+                    &g,
+                    plan,
+                    fused.view_mut(),
+                    ad.view(),
+                    bd.view(),
+                    bv(),
+                    Precision::Bf16,
+                )
+                .unwrap();
+            }
+            gemm::gemm_bf16_planned(
+                &dev,
+                &g,
+                plan,
+                copies.view_mut(),
+                a16.view(),
+                b16.view(),
+                bv(),
+            )
+            .unwrap();
+            let (f, c) = (fused.to_host().unwrap(), copies.to_host().unwrap());
+            let differ = f
+                .iter()
+                .zip(&c)
+                .position(|(x, y)| x.to_bits() != y.to_bits());
+            assert!(
+                differ.is_none(),
+                "{test}: {plan:?} {g:?}: element {} is {} rounding on load, {} from bf16 copies",
+                differ.unwrap(),
+                f[differ.unwrap()],
+                c[differ.unwrap()]
+            );
+        }
+    }
+}
+
+const SPLIT3: Plan = Plan {
+    tile: Tile::Large,
+    splits: 3,
+};
+
+#[test]
+fn gemm_bf16_ff_equals_products_of_bf16_copies() {
+    same_as_cast_copies(
+        "gemm_bf16_ff_equals_products_of_bf16_copies",
+        &[SMALL],
+        false,
+    );
+}
+
+#[test]
+fn gemm_bf16_large_ff_equals_products_of_bf16_copies() {
+    same_as_cast_copies(
+        "gemm_bf16_large_ff_equals_products_of_bf16_copies",
+        &[LARGE, SPLIT3],
+        false,
+    );
+}
+
+#[test]
+fn gemm_bf16_fb_equals_products_of_bf16_copies() {
+    same_as_cast_copies(
+        "gemm_bf16_fb_equals_products_of_bf16_copies",
+        &[SMALL],
+        true,
+    );
+}
+
+#[test]
+fn gemm_bf16_large_fb_equals_products_of_bf16_copies() {
+    same_as_cast_copies(
+        "gemm_bf16_large_fb_equals_products_of_bf16_copies",
+        &[LARGE, SPLIT3],
+        true,
+    );
 }
 
 #[test]

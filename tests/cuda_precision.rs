@@ -115,4 +115,35 @@ fn gemm_tf32_large_and_gemm_bf16_large_carry_the_model_close_to_f32() {
             assert!(any_differs && l != l32, "{p:?}: identical to f32");
         }
     }
+    if let Device::Cuda(ordinal) = dev {
+        bf16_linear_is_one_launch(ordinal, dev);
+    }
+}
+
+/// A linear layer with bf16 products is one kernel launch once its weight's bf16 copy exists:
+/// the kernel rounds the f32 input as it loads it (before `gemm_bf16*_fb`, a cast of the
+/// input came first). Called from the test above: the precision is process-wide.
+fn bf16_linear_is_one_launch(ordinal: usize, dev: Device) {
+    let cd = aoanet::cuda::CudaDevice::get(ordinal).unwrap();
+    let f32t = |shape: &[usize], seed| {
+        randt(shape, -1.0, 1.0, seed)
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_device(dev)
+            .unwrap()
+    };
+    let (x, w, b) = (f32t(&[50, 64], 31), f32t(&[96, 64], 32), f32t(&[96], 33));
+    set_matmul_precision(Precision::Bf16);
+    let first = x.linear(&w, Some(&b)).unwrap(); // makes the weight's bf16 copy
+    let before = cd.launches();
+    let again = x.linear(&w, Some(&b)).unwrap();
+    let launches = cd.launches() - before;
+    set_matmul_precision(Precision::F32);
+    assert_eq!(launches, 1, "a bf16 linear layer took {launches} launches");
+    assert_eq!(first.to_vec_f32(), again.to_vec_f32());
+    let want = x.linear(&w, Some(&b)).unwrap().to_vec_f32();
+    for (i, (g, f)) in again.to_vec_f32().iter().zip(&want).enumerate() {
+        // 64 products of bf16-rounded terms (relative 2^-8 each) of size ≤ 1.
+        assert!((g - f).abs() <= 0.1, "bf16 linear element {i}: {g} vs f32 {f}");
+    }
 }

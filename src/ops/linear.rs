@@ -5,7 +5,7 @@
 //! any rank fold into `[rows, in]`.
 //!
 //! Backward, with `G = ∂y` folded to `[rows, out]`:
-//! - `∂x = G W`;
+//! - `∂x = G W`, also through `weights.rs` (the same bits as a matmul);
 //! - `∂W = Gᵀ x`, returned deferred ([`Grad::Outer`]): a weight used at every decoder step
 //!   then gets one GEMM over all steps instead of one per step;
 //! - `∂b = Σ_rows G`.
@@ -74,8 +74,13 @@ impl Tensor {
         }
         Ok(out.record_grads("linear", &inputs, move |g| {
             let g2 = g.reshape(&[rows, output])?;
+            // `G W` through the weight's cached form: on the CPU its packing for skinny
+            // products, on a GPU with bf16 products its bf16 copy (a plain matmul would pack
+            // or round W again at each of the decoder's steps).
             let gx = if needs_x {
-                Some(Grad::Dense(g2.matmul(&w)?.reshape(&in_shape)?))
+                Some(Grad::Dense(
+                    weight_product(&g2, &w, false)?.reshape(&in_shape)?,
+                ))
             } else {
                 None
             };

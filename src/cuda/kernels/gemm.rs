@@ -26,6 +26,14 @@ pub mod raw {
     fn gemm_bf16(c: CudaViewMut<'_, f32>, a: CudaView<'_, half::bf16>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
         trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+    /// `gemm_bf16` on f32 operands, rounded to bf16 as the kernel loads them.
+    fn gemm_bf16_ff(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
+        m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+    /// `gemm_bf16` on an f32 A (rounded as loaded) and a bf16 B.
+    fn gemm_bf16_fb(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
+        m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
     /// SIMT f32 GEMM with 64×128 tiles (128 threads).
     fn gemm_half_f32(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
@@ -40,6 +48,14 @@ pub mod raw {
         trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
     /// bf16 tensor-core GEMM with 128×128 tiles (256 threads).
     fn gemm_bf16_large(c: CudaViewMut<'_, f32>, a: CudaView<'_, half::bf16>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
+        m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+    /// `gemm_bf16_large` on f32 operands, rounded to bf16 as the kernel loads them.
+    fn gemm_bf16_large_ff(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
+        m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+    /// `gemm_bf16_large` on an f32 A (rounded as loaded) and a bf16 B.
+    fn gemm_bf16_large_fb(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
         trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
     /// Sums split-K partial products `[splits, m, n]` in order and applies the epilogue.
@@ -57,8 +73,8 @@ pub enum Precision {
     F32,
     /// Tensor cores with TF32 inputs (10-bit mantissa), f32 accumulation.
     Tf32,
-    /// Tensor cores with bf16 inputs (7-bit mantissa): both operands are rounded to bf16 on
-    /// the device (to nearest even) for each product, then multiplied with f32 accumulation.
+    /// Tensor cores with bf16 inputs (7-bit mantissa): f32 operands are rounded to bf16 (to
+    /// nearest even) as the kernel loads them, then multiplied with f32 accumulation.
     Bf16,
 }
 
@@ -424,13 +440,8 @@ pub fn gemm_planned<T: CudaFloat>(
         )
     };
     if precision == Precision::Bf16 {
-        // The operands' bf16 copies keep their layouts: the elements the product reads, cast.
-        let (ea, eb) = g.operand_extents();
-        let mut a16 = dev.alloc::<half::bf16>(ea)?;
-        let mut b16 = dev.alloc::<half::bf16>(eb)?;
-        super::elementwise::cast_to_bf16(dev, a16.view_mut(), a.slice(..ea)?)?;
-        super::elementwise::cast_to_bf16(dev, b16.view_mut(), b.slice(..eb)?)?;
-        return gemm_bf16_planned(dev, g, plan, c, a16.view(), b16.view(), bias);
+        // One launch: the kernel rounds both operands as it loads them.
+        return launch_planned(dev, g, plan, c, a, b, bias, bf16_kernel_ff(plan.tile));
     }
     let kernel = f32_kernel(plan.tile, precision == Precision::Tf32);
     launch_planned(dev, g, plan, c, a, b, bias, kernel)
@@ -439,15 +450,15 @@ pub fn gemm_planned<T: CudaFloat>(
 /// Launches `kernel` (with its block size and tile) for the checked product `g`, through split
 /// K when `plan` says so.
 #[allow(clippy::too_many_arguments)]
-fn launch_planned<E: crate::cuda::DeviceType>(
+fn launch_planned<EA: crate::cuda::DeviceType, EB: crate::cuda::DeviceType>(
     dev: &Arc<CudaDevice>,
     g: &Gemm,
     plan: Plan,
     c: CudaViewMut<'_, f32>,
-    a: CudaView<'_, E>,
-    b: CudaView<'_, E>,
+    a: CudaView<'_, EA>,
+    b: CudaView<'_, EB>,
     bias: Option<CudaView<'_, f32>>,
-    (kernel, threads, tile): (GemmKernel<E>, u32, Tile),
+    (kernel, threads, tile): (GemmKernel<EA, EB>, u32, Tile),
 ) -> Result<()> {
     with_split_k(dev, g, plan, c, bias, |g, c, bias| {
         launch_gemm!(
@@ -465,14 +476,15 @@ fn launch_planned<E: crate::cuda::DeviceType>(
     })
 }
 
-/// The launch wrapper of a GEMM kernel with operands of type `E` and an f32 output (all of
-/// `kernels/gemm.cu` but `gemm_f64`): the shape, strides and epilogue of [`launch_gemm!`].
-type GemmKernel<E> = for<'c, 'a, 'b, 'd> unsafe fn(
+/// The launch wrapper of a GEMM kernel with operands of types `EA` and `EB` and an f32 output
+/// (all of `kernels/gemm.cu` but `gemm_f64`): the shape, strides and epilogue of
+/// [`launch_gemm!`].
+type GemmKernel<EA, EB = EA> = for<'c, 'a, 'b, 'd> unsafe fn(
     &CudaDevice,
     LaunchCfg,
     CudaViewMut<'c, f32>,
-    CudaView<'a, E>,
-    CudaView<'b, E>,
+    CudaView<'a, EA>,
+    CudaView<'b, EB>,
     Option<CudaView<'d, f32>>,
     i32,
     i32,
@@ -509,6 +521,22 @@ fn bf16_kernel(tile: Tile) -> (GemmKernel<half::bf16>, u32, Tile) {
     match tile {
         Tile::Small => (raw::gemm_bf16, 128, Tile::Small),
         Tile::Half | Tile::Large => (raw::gemm_bf16_large, 256, Tile::Large),
+    }
+}
+
+/// The bf16 kernel for `tile` over f32 operands rounded as loaded.
+fn bf16_kernel_ff(tile: Tile) -> (GemmKernel<f32>, u32, Tile) {
+    match tile {
+        Tile::Small => (raw::gemm_bf16_ff, 128, Tile::Small),
+        Tile::Half | Tile::Large => (raw::gemm_bf16_large_ff, 256, Tile::Large),
+    }
+}
+
+/// The bf16 kernel for `tile` over an f32 A rounded as loaded and a bf16 B.
+fn bf16_kernel_fb(tile: Tile) -> (GemmKernel<f32, half::bf16>, u32, Tile) {
+    match tile {
+        Tile::Small => (raw::gemm_bf16_fb, 128, Tile::Small),
+        Tile::Half | Tile::Large => (raw::gemm_bf16_large_fb, 256, Tile::Large),
     }
 }
 
@@ -586,4 +614,36 @@ pub fn gemm_bf16_planned(
         return Ok(());
     }
     launch_planned(dev, g, plan, c, a, b, bias, bf16_kernel(plan.tile))
+}
+
+/// The bf16 tensor-core product of an f32 `a`, rounded to bf16 as the kernel loads it, and a
+/// bf16 `b` (a weight's cached copy): the same bits as casting `a` first and calling
+/// [`gemm_bf16_tc`], in one launch. Tile and K split of [`Gemm::plan`].
+pub fn gemm_f32_bf16_tc(
+    dev: &Arc<CudaDevice>,
+    g: &Gemm,
+    c: CudaViewMut<'_, f32>,
+    a: CudaView<'_, f32>,
+    b: CudaView<'_, half::bf16>,
+    bias: Option<CudaView<'_, f32>>,
+) -> Result<()> {
+    let plan = g.plan(dev.multiprocessors()? as usize);
+    gemm_f32_bf16_planned(dev, g, plan, c, a, b, bias)
+}
+
+/// [`gemm_f32_bf16_tc`] with an explicit [`Plan`].
+pub fn gemm_f32_bf16_planned(
+    dev: &Arc<CudaDevice>,
+    g: &Gemm,
+    plan: Plan,
+    c: CudaViewMut<'_, f32>,
+    a: CudaView<'_, f32>,
+    b: CudaView<'_, half::bf16>,
+    bias: Option<CudaView<'_, f32>>,
+) -> Result<()> {
+    g.check(c.len(), a.len(), b.len(), bias.map(|v| v.len()))?;
+    if g.m * g.n * g.batch == 0 {
+        return Ok(());
+    }
+    launch_planned(dev, g, plan, c, a, b, bias, bf16_kernel_fb(plan.tile))
 }

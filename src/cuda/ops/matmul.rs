@@ -154,8 +154,8 @@ pub(crate) fn matmul(
 
 /// `x · Wᵀ` (`transposed`) or `x · W` for a 2-D `x [M, K]` and a 2-D weight, plus `bias [N]`
 /// in the epilogue when given (no graph): one GEMM launch reading `W` in place. With
-/// [`Precision::Bf16`], `W`'s bf16 copy comes from a cache ([`bf16_weight`]) and only `x` is
-/// rounded per product. Shapes are validated by the caller.
+/// [`Precision::Bf16`], `W`'s bf16 copy comes from a cache ([`bf16_weight`]) and the kernel
+/// rounds `x` as it loads it. Shapes are validated by the caller.
 pub(crate) fn weight_product(
     x: &Tensor,
     w: &Tensor,
@@ -222,19 +222,18 @@ pub(crate) fn weight_product(
     if matmul_precision() == Precision::Bf16 && x.dtype() == DType::F32 {
         let (ex, ew) = g.operand_extents();
         let w16 = bf16_weight(w, ow.offset, ew)?;
-        let mut x16 = dev.alloc::<half::bf16>(ex)?;
-        with_buffer::<f32, _>(x, "linear", |xb| {
-            cast_to_bf16(&dev, x16.view_mut(), xb.slice(ox.offset..ox.offset + ex)?)
-        })?;
-        let run = |bv: Option<CudaView<'_, f32>>| {
-            output::<f32>(&dev, &[m, n], |o| {
-                k::gemm_bf16_tc(&dev, &g, o, x16.view(), w16.view(), bv)
-            })
-        };
-        return match bias {
-            Some(b) => with_dense::<f32, _>(b, "linear", |bv| run(Some(bv))),
-            None => run(None),
-        };
+        return with_buffer::<f32, _>(x, "linear", |xb| {
+            let xv = xb.slice(ox.offset..ox.offset + ex)?;
+            let run = |bv: Option<CudaView<'_, f32>>| {
+                output::<f32>(&dev, &[m, n], |o| {
+                    k::gemm_f32_bf16_tc(&dev, &g, o, xv, w16.view(), bv)
+                })
+            };
+            match bias {
+                Some(b) => with_dense::<f32, _>(b, "linear", |bv| run(Some(bv))),
+                None => run(None),
+            }
+        });
     }
     with_cuda_float!(x.dtype(), "linear", T => {
         with_buffer::<T, _>(x, "linear", |xb| {
