@@ -144,6 +144,9 @@ fn bf16_linear_is_one_launch(ordinal: usize, dev: Device) {
     let want = x.linear(&w, Some(&b)).unwrap().to_vec_f32();
     for (i, (g, f)) in again.to_vec_f32().iter().zip(&want).enumerate() {
         // 64 products of bf16-rounded terms (relative 2^-8 each) of size ≤ 1.
-        assert!((g - f).abs() <= 0.1, "bf16 linear element {i}: {g} vs f32 {f}");
+        assert!(
+            (g - f).abs() <= 0.1,
+            "bf16 linear element {i}: {g} vs f32 {f}"
+        );
     }
 }
