@@ -313,7 +313,12 @@ template <typename T>
 __device__ __forceinline__ void sum_many_impl(T* out, const SumSources& src, int count, i64 n) {
     GRID_STRIDE(i, n) {
         T acc = ((const T*)src.p[0])[i];
-        for (int k = 1; k < count; ++k) acc += ((const T*)src.p[k])[i];
+        // Unrolled to constant indices: a loop up to `count` indexes the parameter table
+        // dynamically, which makes the compiler copy it to local memory (ptxas: a 128-byte
+        // stack frame) and read each address from there.
+#pragma unroll
+        for (int k = 1; k < SUM_MAX; ++k)
+            if (k < count) acc += ((const T*)src.p[k])[i];
         out[i] = acc;
     }
 }

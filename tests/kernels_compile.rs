@@ -31,7 +31,8 @@ fn compile_family(name: &str) {
     }
     let src = nvrtc::source(name).unwrap();
     for arch in ARCHS {
-        let out = nvrtc::compile(src, arch).unwrap_or_else(|e| panic!("{e}"));
+        let (out, kernels) =
+            nvrtc::compile_with_resources(src, arch).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             out.log.is_empty(),
             "kernels/{name}.cu for {arch}: NVRTC printed:\n{}",
@@ -40,6 +41,22 @@ fn compile_family(name: &str) {
         assert!(
             out.cubin.len() > 64,
             "kernels/{name}.cu for {arch}: empty CUBIN"
+        );
+        // No kernel touches local memory: a spill or a stack frame (a by-value table indexed
+        // with a loop variable gave sum_many 128 bytes of one) is a slow path nobody meant.
+        let local: Vec<String> = kernels
+            .iter()
+            .filter(|k| k.stack_bytes > 0 || k.spill_bytes != (0, 0))
+            .map(|k| format!("{k:?}"))
+            .collect();
+        assert!(
+            local.is_empty(),
+            "kernels/{name}.cu for {arch}: kernels using local memory:\n{}",
+            local.join("\n")
+        );
+        assert!(
+            kernels.iter().all(|k| k.registers > 0),
+            "kernels/{name}.cu for {arch}: a kernel without a register count: {kernels:?}"
         );
     }
 }

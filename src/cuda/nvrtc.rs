@@ -156,6 +156,82 @@ impl Program {
 /// Compiles one family for `arch` (`"sm_80"`, `"sm_90"`, ...). The error names the file and
 /// holds NVRTC's full log.
 pub fn compile(src: &KernelSource, arch: &str) -> Result<Compiled> {
+    compile_with(src, arch, &[])
+}
+
+/// What ptxas reports of one kernel's use of the GPU's resources.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelResources {
+    /// The kernel (`extern "C"` name).
+    pub kernel: String,
+    /// Registers per thread.
+    pub registers: u32,
+    /// Bytes of local memory per thread for the stack frame (locals indexed at run time,
+    /// such as a by-value parameter array read with a loop index).
+    pub stack_bytes: u32,
+    /// Bytes per thread of registers spilled to local memory, stored and loaded.
+    pub spill_bytes: (u32, u32),
+}
+
+/// [`compile`], plus ptxas's report of every kernel's registers, stack frame and spills
+/// (`--ptxas-options=-v`); the returned log holds only what NVRTC printed besides that report.
+pub fn compile_with_resources(
+    src: &KernelSource,
+    arch: &str,
+) -> Result<(Compiled, Vec<KernelResources>)> {
+    let mut out = compile_with(src, arch, &["--ptxas-options=-v"])?;
+    let (report, rest): (Vec<&str>, Vec<&str>) =
+        out.log.lines().partition(|l| l.starts_with("ptxas"));
+    let resources = parse_ptxas_report(&report).map_err(|e| {
+        Error::Cuda(format!(
+            "kernels/{}.cu for {arch}: unreadable ptxas report ({e}):\n{}",
+            src.name,
+            report.join("\n")
+        ))
+    })?;
+    out.log = rest.join("\n").trim().to_string();
+    Ok((out, resources))
+}
+
+/// The kernels of a `ptxas -v` report: "Compiling entry function 'k'", then "N bytes stack
+/// frame, N bytes spill stores, N bytes spill loads" and "Used N registers".
+fn parse_ptxas_report(lines: &[&str]) -> std::result::Result<Vec<KernelResources>, String> {
+    // The number just before `unit` in `line` ("... 24 bytes stack frame" -> 24).
+    fn number_before(line: &str, unit: &str) -> Option<u32> {
+        let head = &line[..line.find(unit)?];
+        head.split_whitespace().last()?.parse().ok()
+    }
+    let mut found: Vec<KernelResources> = Vec::new();
+    for line in lines {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            let kernel = rest.split('\'').next().unwrap_or_default().to_string();
+            found.push(KernelResources {
+                kernel,
+                registers: 0,
+                stack_bytes: 0,
+                spill_bytes: (0, 0),
+            });
+            continue;
+        }
+        let Some(k) = found.last_mut() else { continue };
+        if line.contains("stack frame") {
+            k.stack_bytes = number_before(line, "bytes stack frame").ok_or(*line)?;
+            k.spill_bytes = (
+                number_before(line, "bytes spill stores").ok_or(*line)?,
+                number_before(line, "bytes spill loads").ok_or(*line)?,
+            );
+        } else if line.contains("registers") {
+            k.registers = number_before(line, "registers").ok_or(*line)?;
+        }
+    }
+    if found.is_empty() {
+        return Err("no entry function".into());
+    }
+    Ok(found)
+}
+
+/// [`compile`] with `extra` options after [`options`].
+fn compile_with(src: &KernelSource, arch: &str, extra: &[&str]) -> Result<Compiled> {
     if !is_available() {
         return Err(not_found());
     }
@@ -187,7 +263,8 @@ pub fn compile(src: &KernelSource, arch: &str) -> Result<Compiled> {
     .map_err(|e| Error::Cuda(format!("{file}: nvrtcCreateProgram: {e:?}")))?;
     let prog = Program(raw);
 
-    let opts = options(arch);
+    let mut opts = options(arch);
+    opts.extend(extra.iter().map(|o| o.to_string()));
     let copts: Vec<CString> = opts
         .iter()
         .map(|o| cstr(o, "option"))
@@ -321,5 +398,48 @@ mod tests {
         assert_eq!(files.len(), 1, "one cached file, no temporary left");
         assert_eq!(first, direct);
         assert_eq!(second, direct);
+    }
+
+    #[test]
+    fn ptxas_reports_are_read_per_kernel() {
+        let report = [
+            "ptxas info    : 0 bytes gmem",
+            "ptxas info    : Compiling entry function 'a_f32' for 'sm_90'",
+            "ptxas info    : Function properties for a_f32",
+            "ptxas         .     128 bytes stack frame, 8 bytes spill stores, 4 bytes spill loads",
+            "ptxas info    : Used 32 registers, used 1 barriers, 10240 bytes smem",
+            "ptxas info    : Compile time = 36.536 ms",
+            "ptxas info    : Compiling entry function 'b' for 'sm_90'",
+            "ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads",
+            "ptxas info    : Used 255 registers, used 0 barriers",
+        ];
+        let k = parse_ptxas_report(&report).unwrap();
+        assert_eq!(
+            k,
+            vec![
+                KernelResources {
+                    kernel: "a_f32".into(),
+                    registers: 32,
+                    stack_bytes: 128,
+                    spill_bytes: (8, 4),
+                },
+                KernelResources {
+                    kernel: "b".into(),
+                    registers: 255,
+                    stack_bytes: 0,
+                    spill_bytes: (0, 0),
+                },
+            ]
+        );
+        assert!(parse_ptxas_report(&["ptxas info    : 0 bytes gmem"]).is_err());
+        let bad = [
+            "ptxas info    : Compiling entry function 'c' for 'sm_90'",
+            "ptxas . x bytes stack frame",
+        ];
+        assert!(
+            parse_ptxas_report(&bad)
+                .unwrap_err()
+                .contains("stack frame")
+        );
     }
 }
