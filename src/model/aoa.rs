@@ -88,6 +88,34 @@ impl Encoded {
         })
     }
 
+    /// The decoder rows of the images `images` (positions among this encoding's region rows),
+    /// in that order, each image with all its `group` rows, still sharing one copy of the
+    /// image's regions (`group` unchanged). Beam search drops finished images this way.
+    pub fn select_images(&self, images: &[usize]) -> Result<Encoded> {
+        let count = self.att_feats.shape()[0];
+        if let Some(&bad) = images.iter().find(|&&i| i >= count) {
+            return Err(Error::invalid(format!(
+                "Encoded::select_images: image {bad} of {count}"
+            )));
+        }
+        let rows: Vec<usize> = images
+            .iter()
+            .flat_map(|&i| i * self.group..(i + 1) * self.group)
+            .collect();
+        Ok(Encoded {
+            mean_feats: self.mean_feats.index_select(0, &rows)?,
+            att_feats: self.att_feats.index_select(0, images)?,
+            p_att_feats: self.p_att_feats.index_select(0, images)?,
+            kv: self.kv.select_rows(images)?,
+            mask: self
+                .mask
+                .as_ref()
+                .map(|m| m.index_rows(images))
+                .transpose()?,
+            group: self.group,
+        })
+    }
+
     /// Each decoder row repeated `n` times consecutively (row `i` → rows `i·n .. i·n + n`):
     /// one encoding per image shared by its captions, as upstream self-critical.pytorch does.
     /// Only the per-row global feature is copied; the regions are shared (`group` grows `n`
@@ -506,6 +534,53 @@ mod tests {
             // Dropout was active in training mode: it changed the result.
             assert_eq!(close(&a.0, &eval.0), !train);
         }
+    }
+
+    /// Dropping images from an expanded encoding keeps their rows sharing regions, and a step
+    /// over them gives what a step over copied regions gives.
+    #[test]
+    fn selected_images_keep_sharing_their_regions() {
+        let mut c = AoaConfig::small(11, 6);
+        c.rnn_size = 16;
+        c.input_encoding_size = 16;
+        c.num_heads = 2;
+        c.refiner_layers = 1;
+        let mut rng = Philox::new(4);
+        let feats = Tensor::randn(&[3, 4, 6], DType::F64, &mut rng);
+        let masks = Tensor::from_vec(
+            vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+            &[3, 4],
+        )
+        .unwrap();
+        let m = AoaModel::new(c, DType::F64, 9).unwrap();
+        let mut ctx = Ctx::eval(&mut rng);
+        let enc = m
+            .encode(&feats, Some(&masks), None, &mut ctx, None)
+            .unwrap()
+            .expand(2)
+            .unwrap();
+        let picked = enc.select_images(&[2, 0]).unwrap();
+        assert_eq!((picked.group, picked.batch()), (2, 4));
+        let copied = enc.select_rows(&[4, 5, 0, 1]).unwrap();
+        assert_eq!(copied.group, 1);
+        let words = [3, 5, 7, 1];
+        let state = m.try_init_state(4).unwrap();
+        let step = |e: &Encoded| {
+            let mut rng = Philox::new(5);
+            let mut ctx = Ctx::eval(&mut rng);
+            crate::autograd::no_grad(|| m.step(&words, e, &state, &mut ctx))
+                .unwrap()
+                .logprobs
+                .to_vec_f64()
+        };
+        let (a, b) = (step(&picked), step(&copied));
+        assert!(
+            a.iter()
+                .zip(&b)
+                .all(|(x, y)| (x - y).abs() <= 1e-12 * (1.0 + y.abs())),
+            "shared and copied regions disagree"
+        );
+        assert!(enc.select_images(&[3]).is_err());
     }
 
     #[test]

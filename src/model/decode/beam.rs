@@ -253,7 +253,18 @@ impl<'a> Search<'a> {
         let first_att = self.attention_rows(first.attention.as_ref(), images)?;
         let expand: Vec<usize> = (0..images * beam).map(|r| r / beam).collect();
         let mut state = first.state.select_rows(&expand)?;
-        let mut enc_rows = enc.select_rows(&expand)?;
+        // An image's beams are queries against one copy of its regions (as captions in
+        // training): a beam-th of the key and value reads of copying them per beam.
+        // (An encoding whose rows already share regions gets a copy per row first, so that
+        // an image of the search is one row of region tensors.)
+        let own;
+        let enc = if enc.group == 1 {
+            enc
+        } else {
+            own = enc.select_rows(&(0..images).collect::<Vec<_>>())?;
+            &own
+        };
+        let mut enc_rows = enc.expand(beam)?;
         let mut lp = first_lp.select(&expand);
         let mut att: Vec<Vec<f32>> = expand.iter().map(|&i| first_att[i].clone()).collect();
 
@@ -283,7 +294,8 @@ impl<'a> Search<'a> {
             let mut parents = Vec::with_capacity(live.len() * beam);
             let mut words = Vec::with_capacity(live.len() * beam);
             let mut steps = Vec::new();
-            let mut enc_keep = Vec::with_capacity(live.len() * beam);
+            // Positions in `live` of the images that go on.
+            let mut kept = Vec::with_capacity(live.len());
             let mut still_live = Vec::with_capacity(live.len());
             for (k, &image) in live.iter().enumerate() {
                 let search = &mut searches[image];
@@ -316,7 +328,7 @@ impl<'a> Search<'a> {
                     steps.retain(|&r| r < block);
                 } else {
                     still_live.push(image);
-                    enc_keep.extend(k * beam..(k + 1) * beam);
+                    kept.push(k);
                 }
             }
             let dropped = still_live.len() != live.len();
@@ -325,7 +337,7 @@ impl<'a> Search<'a> {
                 break;
             }
             if dropped {
-                enc_rows = enc_rows.select_rows(&enc_keep)?;
+                enc_rows = enc_rows.select_images(&kept)?;
             }
             state = state.select_rows(&parents)?;
             // Rows that do not step keep their parent's log-probabilities (groups that have
