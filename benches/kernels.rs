@@ -117,6 +117,7 @@ fn memory_bound(dev: &Arc<CudaDevice>, peak: f64) -> Result<()> {
             lse.view(),
             td.view(),
             None,
+            None,
             rows,
             v,
             0.2,

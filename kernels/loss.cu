@@ -8,8 +8,9 @@
 //            = w * [ (1-s) log(1-s) + s log(s/(V-1)) - (1-s) lp_y - s/(V-1) (sum_k lp_k - lp_y) ]
 //   with sum_k lp_k = sum_k x_k - V lse (terms q log q are 0 when q = 0).
 // Backward: d row_loss / d x_k = w (softmax_k - q_k); the kernel writes
-//   dlogits = scale * w * (softmax - q), where `scale` carries the upstream gradient and the
-//   1 / sum(mask) of the token mean.
+//   dlogits = upstream * scale * w * (softmax - q), where `scale` is the 1 / sum(mask) of the
+//   token mean and `upstream` points at the loss's upstream gradient on the device (null: 1),
+//   so that the backward pass never waits for the GPU to read it.
 //
 // Kernels (wrappers: src/cuda/kernels/loss.rs; tests: tests/cuda_loss.rs):
 //   label_smooth_fwd_f32   row_loss[r] and lse[r] (saved for backward; may be null)
@@ -22,8 +23,9 @@
 //   smoothed_kl_fwd_{f32,f64}  row_loss[r] = w_r (C - q_other sum_k lp_k - (q_y - q_other) lp_y)
 //                              (double; 0 where w_r = 0, and no read of the other classes when
 //                              q_other = 0, so -inf there cannot make 0 * -inf = NaN)
-//   smoothed_kl_bwd_{f32,f64}  grad[r, k] = scale w_r q_k  (q_k = q_y at the target, q_other
-//                              elsewhere; 0 where w_r = 0), every element written
+//   smoothed_kl_bwd_{f32,f64}  grad[r, k] = upstream scale w_r q_k  (q_k = q_y at the target,
+//                              q_other elsewhere; 0 where w_r = 0), every element written;
+//                              upstream is read on the device (null: 1)
 // C = sum_k q_k log q_k, q_y, q_other and scale (= -upstream / sum w) come from the host in f64.
 
 #include "common.cuh"
@@ -87,14 +89,16 @@ extern "C" __global__ void label_smooth_fwd_f32(float* row_loss, float* lse_out,
 }
 
 extern "C" __global__ void label_smooth_bwd_f32(float* dlogits, const float* logits, const float* lse,
-                                                const int* targets, const float* weights, i64 rows,
-                                                int vocab, float smoothing, float scale) {
+                                                const int* targets, const float* weights,
+                                                const float* upstream, i64 rows, int vocab,
+                                                float smoothing, float scale) {
+    const float up = upstream ? *upstream : 1.0f;
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
         const float* xr = logits + r * vocab;
         float* dr = dlogits + r * vocab;
         const float l = lse[r];
         const int y = targets[r];
-        const float w = scale * (weights ? weights[r] : 1.0f);
+        const float w = up * scale * (weights ? weights[r] : 1.0f);
         const float conf = 1.0f - smoothing;
         const float other = vocab > 1 ? smoothing / (vocab - 1) : 0.0f;
         for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
@@ -148,8 +152,10 @@ extern "C" __global__ void smoothed_kl_fwd_f64(double* row_loss, const double* l
 
 template <typename T>
 __device__ __forceinline__ void smoothed_kl_bwd_impl(T* grad, const int* targets,
-                                                     const double* weights, i64 rows, int classes,
-                                                     double scale, double q_y, double q_other) {
+                                                     const double* weights, const T* upstream,
+                                                     i64 rows, int classes, double scale,
+                                                     double q_y, double q_other) {
+    if (upstream) scale *= (double)*upstream;
     const i64 n = rows * classes;
     GRID_STRIDE(e, n) {
         const i64 r = e / classes;
@@ -165,12 +171,13 @@ __device__ __forceinline__ void smoothed_kl_bwd_impl(T* grad, const int* targets
 }
 
 extern "C" __global__ void smoothed_kl_bwd_f32(float* grad, const int* targets, const double* weights,
-                                               i64 rows, int classes, double scale, double q_y,
-                                               double q_other) {
-    smoothed_kl_bwd_impl(grad, targets, weights, rows, classes, scale, q_y, q_other);
+                                               const float* upstream, i64 rows, int classes,
+                                               double scale, double q_y, double q_other) {
+    smoothed_kl_bwd_impl(grad, targets, weights, upstream, rows, classes, scale, q_y, q_other);
 }
 extern "C" __global__ void smoothed_kl_bwd_f64(double* grad, const int* targets,
-                                               const double* weights, i64 rows, int classes,
-                                               double scale, double q_y, double q_other) {
-    smoothed_kl_bwd_impl(grad, targets, weights, rows, classes, scale, q_y, q_other);
+                                               const double* weights, const double* upstream,
+                                               i64 rows, int classes, double scale, double q_y,
+                                               double q_other) {
+    smoothed_kl_bwd_impl(grad, targets, weights, upstream, rows, classes, scale, q_y, q_other);
 }

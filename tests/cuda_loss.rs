@@ -55,7 +55,16 @@ fn label_smooth_fwd_f32_and_bwd_match_cpu() {
             .map(|r| if r % 4 == 3 { 0.0 } else { 1.0 })
             .collect();
         let scale = 1.0 / w.iter().sum::<f32>();
-        let (want_l, want_d) = reference(&x, &y, &w, v, f64::from(s), f64::from(scale));
+        // The upstream gradient, read on the device: the gradient scales with it.
+        let upstream = 0.5f32;
+        let (want_l, want_d) = reference(
+            &x,
+            &y,
+            &w,
+            v,
+            f64::from(s),
+            f64::from(scale) * f64::from(upstream),
+        );
         let (xd, yd, wd) = (
             dev.htod(&x).unwrap(),
             dev.htod(&y).unwrap(),
@@ -85,6 +94,7 @@ fn label_smooth_fwd_f32_and_bwd_match_cpu() {
             1e-5,
         );
         let mut d = dev.alloc::<f32>(rows * v).unwrap();
+        let up = dev.htod(&[upstream]).unwrap();
         loss::backward(
             &dev,
             d.view_mut(),
@@ -92,6 +102,7 @@ fn label_smooth_fwd_f32_and_bwd_match_cpu() {
             lse.view(),
             yd.view(),
             Some(wd.view()),
+            Some(up.view()),
             rows,
             v,
             s,
@@ -141,6 +152,7 @@ fn label_smooth_bwd_f32_without_weights_is_softmax_minus_q() {
         xd.view(),
         lse.view(),
         yd.view(),
+        None,
         None,
         rows,
         v,

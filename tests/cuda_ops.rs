@@ -1299,6 +1299,43 @@ fn smoothed_kl_fwd_f32_and_smoothed_kl_bwd_f32_label_smoothing_and_lm_loss() {
     }
 }
 
+/// The loss straight from logits (on a GPU in f32: `label_smooth_fwd_f32` / `_bwd_f32`, which
+/// never form the log-probabilities; the upstream gradient of `op_matches_cpu`'s random
+/// projection is read on the device) against the CPU's composed `log_softmax` + loss.
+#[test]
+fn label_smooth_fwd_f32_from_logits_matches_the_composed_loss() {
+    let Some(dev) = cuda("label_smooth_fwd_f32_from_logits_matches_the_composed_loss") else {
+        return;
+    };
+    use aoanet::train::label_smoothing_loss_from_logits;
+    for dtype in DTYPES {
+        let targets = vec![0, 3, 6, 1, 0, 2];
+        let mask = Tensor::from_vec(vec![1.0, 1.0, 0.0, 1.0, 0.5, 1.0], &[2, 3]).unwrap();
+        for eps in [0.0, 0.2] {
+            let (t, m) = (targets.clone(), mask.clone());
+            op_matches_cpu(
+                &format!("label_smoothing_from_logits {eps}"),
+                dev,
+                dtype,
+                &[randt(&[2, 3, 7], -2.0, 2.0, 21)],
+                Tol::SUMS,
+                move |x, d| label_smoothing_loss_from_logits(&x[0], &t, &m.to_device(d)?, eps),
+            );
+        }
+        let t: Vec<usize> = (0..40).map(|r| (r * 2371) % 9488).collect();
+        op_matches_cpu(
+            "label_smoothing_from_logits 9488",
+            dev,
+            dtype,
+            &[randt(&[40, 9488], -3.0, 3.0, 22)],
+            Tol::SUMS,
+            move |x, _| {
+                label_smoothing_loss_from_logits(&x[0], &t, &Tensor::ones(&[40], DType::F32), 0.2)
+            },
+        );
+    }
+}
+
 #[test]
 fn smoothed_kl_fwd_f64_and_smoothed_kl_bwd_f64_with_minus_infinity() {
     let Some(dev) = cuda("smoothed_kl_fwd_f64_and_smoothed_kl_bwd_f64_with_minus_infinity") else {

@@ -384,6 +384,48 @@ impl AoaModel {
         ss_prob: f64,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
+        let outputs = self.teacher_forced(enc, labels, len, ss_prob, ctx)?;
+        let lp = self.logprobs(&outputs)?;
+        self.pad_steps(lp, len)
+    }
+
+    /// [`AoaModel::forward_xe`] without the final `log_softmax`: the logits `[R, L−1, V+1]`
+    /// (steps after an early stop are zeros), for
+    /// [`crate::train::label_smoothing_loss_from_logits`], which fuses the `log_softmax` into
+    /// the loss on a GPU.
+    pub fn forward_xe_logits(
+        &self,
+        enc: &Encoded,
+        labels: &[usize],
+        len: usize,
+        ss_prob: f64,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let outputs = self.teacher_forced(enc, labels, len, ss_prob, ctx)?;
+        let logits = self.logit.forward(&outputs)?;
+        self.pad_steps(logits, len)
+    }
+
+    /// `x [R, steps, V+1]` followed by zeros up to `len − 1` steps.
+    fn pad_steps(&self, x: Tensor, len: usize) -> Result<Tensor> {
+        let (rows, steps, classes) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        if steps == len - 1 {
+            return Ok(x);
+        }
+        let pad = Tensor::zeros_on(&[rows, len - 1 - steps, classes], self.dtype, x.device())?;
+        Tensor::concat(&[&x, &pad], 1)
+    }
+
+    /// The decoder's outputs `[R, steps, D]` of teacher forcing (with scheduled sampling):
+    /// fewer than `len − 1` steps after an early stop.
+    fn teacher_forced(
+        &self,
+        enc: &Encoded,
+        labels: &[usize],
+        len: usize,
+        ss_prob: f64,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
         let rows = enc.batch();
         if len < 2 || labels.len() != rows * len {
             return Err(Error::shape(
@@ -425,14 +467,8 @@ impl AoaModel {
             outputs.push(out.output.unsqueeze(1)?);
             state = out.state;
         }
-        let steps = outputs.len();
         let parts: Vec<&Tensor> = outputs.iter().collect();
-        let lp = self.logprobs(&Tensor::concat(&parts, 1)?)?;
-        if steps == len - 1 {
-            return Ok(lp);
-        }
-        let pad = Tensor::zeros_on(&[rows, len - 1 - steps, classes], self.dtype, lp.device())?;
-        Tensor::concat(&[&lp, &pad], 1)
+        Tensor::concat(&parts, 1)
     }
 
     /// Total number of parameters.

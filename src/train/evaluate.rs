@@ -5,7 +5,7 @@
 
 use super::batch::BatchTensors;
 use super::decoding::{Caption, decode_images};
-use super::loss::{label_smoothing_loss, lm_loss};
+use super::loss::label_smoothing_loss_from_logits;
 use super::scoring::Scoring;
 use crate::autograd::no_grad;
 use crate::data::{Dataset, Loader, LoaderConfig, Mode, Split, Vocab};
@@ -217,12 +217,8 @@ fn validation_loss(
         let enc = model
             .encode(&t.att_feats, t.att_masks.as_ref(), None, &mut ctx, None)?
             .expand(batch.seq_per_img)?;
-        let lp = model.forward_xe(&enc, &t.labels, t.width, 0.0, &mut ctx)?;
-        let loss = if smoothing > 0.0 {
-            label_smoothing_loss(&lp, &t.targets, &t.mask, smoothing)?
-        } else {
-            lm_loss(&lp, &t.targets, &t.mask)?
-        };
-        loss.item()
+        // As the trainer computes it (fused with the log_softmax on a GPU).
+        let logits = model.forward_xe_logits(&enc, &t.labels, t.width, 0.0, &mut ctx)?;
+        label_smoothing_loss_from_logits(&logits, &t.targets, &t.mask, smoothing)?.item()
     })
 }

@@ -139,6 +139,83 @@ fn mask_total(op: &'static str, mask: &[f64]) -> Result<f64> {
     }
 }
 
+/// The reference's loss of the model's scores: [`label_smoothing_loss`] of
+/// `log_softmax(logits)` over the last axis ([`lm_loss`]'s with `smoothing` 0), for `logits`
+/// `[.., K]`. The trainer's cross-entropy stage uses this form: on a CUDA device, f32 logits
+/// go through two fused kernels that never form the `[rows, K]` log-probabilities (forward:
+/// log-sum-exp and KL per row; backward: `(softmax − q)·w / Σw`); elsewhere it is the
+/// composed `log_softmax` then [`label_smoothing_loss`], to the bit.
+pub fn label_smoothing_loss_from_logits(
+    logits: &Tensor,
+    targets: &[usize],
+    mask: &Tensor,
+    smoothing: f64,
+) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if logits.is_cuda() && logits.dtype() == crate::tensor::DType::F32 {
+        const OP: &str = "label_smoothing_from_logits";
+        let checked = Checked::new(OP, logits, targets, mask, smoothing)?;
+        return crate::cuda::ops::smoothed_kl_loss_from_logits(
+            OP,
+            logits,
+            targets,
+            &checked.mask,
+            smoothing,
+            checked.total,
+        );
+    }
+    let op = if smoothing > 0.0 {
+        "label_smoothing"
+    } else {
+        "lm_loss"
+    };
+    smoothed_kl(op, &logits.log_softmax()?, targets, mask, smoothing)
+}
+
+/// The checked inputs of a smoothed loss over `x [.., classes]`.
+struct Checked {
+    classes: usize,
+    rows: usize,
+    /// The mask values.
+    mask: Vec<f64>,
+    /// Their sum (> 0).
+    total: f64,
+}
+
+impl Checked {
+    fn new(
+        op: &'static str,
+        x: &Tensor,
+        targets: &[usize],
+        mask: &Tensor,
+        smoothing: f64,
+    ) -> Result<Checked> {
+        if x.rank() < 2 {
+            return Err(Error::shape(
+                op,
+                &[x.shape()],
+                "scores [.., classes] of rank ≥ 2",
+            ));
+        }
+        let classes = x.shape()[x.rank() - 1];
+        let rows = numel(&x.shape()[..x.rank() - 1]);
+        if !(0.0..1.0).contains(&smoothing) || (smoothing > 0.0 && classes < 2) {
+            return Err(Error::invalid(format!(
+                "{op}: smoothing {smoothing} must be in [0, 1) (and needs at least 2 classes)"
+            )));
+        }
+        check_targets(op, targets, rows, classes)?;
+        let m = mask_values(op, x, mask)?;
+        let total = mask_total(op, &m)?;
+        Ok(Checked {
+            classes,
+            rows,
+            mask: m,
+            total,
+        })
+    }
+}
+
 fn smoothed_kl(
     op: &'static str,
     logprobs: &Tensor,
@@ -146,23 +223,12 @@ fn smoothed_kl(
     mask: &Tensor,
     smoothing: f64,
 ) -> Result<Tensor> {
-    if logprobs.rank() < 2 {
-        return Err(Error::shape(
-            op,
-            &[logprobs.shape()],
-            "log-probabilities [.., classes] of rank ≥ 2",
-        ));
-    }
-    let classes = logprobs.shape()[logprobs.rank() - 1];
-    let rows = numel(&logprobs.shape()[..logprobs.rank() - 1]);
-    if !(0.0..1.0).contains(&smoothing) || (smoothing > 0.0 && classes < 2) {
-        return Err(Error::invalid(format!(
-            "{op}: smoothing {smoothing} must be in [0, 1) (and needs at least 2 classes)"
-        )));
-    }
-    check_targets(op, targets, rows, classes)?;
-    let m = mask_values(op, logprobs, mask)?;
-    let total = mask_total(op, &m)?;
+    let Checked {
+        classes,
+        rows,
+        mask: m,
+        total,
+    } = Checked::new(op, logprobs, targets, mask, smoothing)?;
     let q = Smoothed::new(smoothing, classes);
     #[cfg(feature = "cuda")]
     if logprobs.is_cuda() {
@@ -479,5 +545,32 @@ mod tests {
         let b = lm_loss(&lp.to_dtype(DType::F32).unwrap(), &targets, &mask).unwrap();
         assert_eq!(b.dtype(), DType::F32);
         assert!((a.item().unwrap() - b.item().unwrap()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn loss_from_logits_is_the_composed_loss_to_the_bit() {
+        let mut g = crate::rng::Philox::new(12);
+        let x = Tensor::randn(&[2, 3, 9], crate::tensor::DType::F32, &mut g).requiring_grad();
+        let mask = Tensor::from_vec(vec![1.0f32, 1.0, 0.0, 1.0, 0.5, 1.0], &[2, 3]).unwrap();
+        let targets = [0, 3, 8, 1, 0, 2];
+        for eps in [0.0, 0.2] {
+            let run = |fused: bool| {
+                x.zero_grad();
+                let l = if fused {
+                    label_smoothing_loss_from_logits(&x, &targets, &mask, eps).unwrap()
+                } else {
+                    label_smoothing_loss(&x.log_softmax().unwrap(), &targets, &mask, eps).unwrap()
+                };
+                l.mul_scalar(0.75).unwrap().backward().unwrap();
+                (l.to_vec_f64(), x.grad().unwrap().to_vec_f64())
+            };
+            assert_eq!(run(true), run(false), "smoothing {eps}");
+        }
+        let e = label_smoothing_loss_from_logits(&x, &[0, 9, 0, 0, 0, 0], &mask, 0.2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("target 9"), "{e}");
+        let zeros = Tensor::zeros(&[2, 3], crate::tensor::DType::F32);
+        assert!(label_smoothing_loss_from_logits(&x, &targets, &zeros, 0.2).is_err());
     }
 }

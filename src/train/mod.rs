@@ -34,7 +34,9 @@ pub use adam::{Adam, AdamConfig, AdamParamState, AdamState, zero_grad};
 pub use checkpoint::{Checkpoint, TrainState};
 pub use evaluate::{EvalOptions, SplitEval, evaluate_split};
 pub use history::HistoryRecord;
-pub use loss::{label_smoothing_loss, lm_loss, reward_loss, reward_mask};
+pub use loss::{
+    label_smoothing_loss, label_smoothing_loss_from_logits, lm_loss, reward_loss, reward_mask,
+};
 pub use options::{Baseline, Stage, TrainOptions};
 pub use schedule::{
     PlateauConfig, PlateauMode, ReduceLrOnPlateau, ScheduledSampling, StepDecay, ThresholdMode,

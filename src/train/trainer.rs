@@ -8,12 +8,13 @@
 //! XE:    lr = 2e-4·0.8^⌊epoch/3⌋, ss = min(0.05·⌊epoch/5⌋, 0.5)
 //!        encode each image once, expand to its 5 caption rows (--encode-per-caption: encode
 //!        the replicated rows, the reference's semantics), teacher forcing with scheduled
-//!        sampling, label-smoothed loss
+//!        sampling, label-smoothed loss (from the logits: fused with log_softmax on a GPU)
 //! SCST:  5 samples per image (dropout on) with differentiable log-probabilities; the greedy
 //!        baseline (dropout off, no graph) or the mean of the other samples; reward CIDEr-D
 //!        on token ids with the training frequencies (scored on a second thread while the
 //!        greedy decode runs); RewardCriterion
-//! both:  backward, non-finite check, Adam with the ±0.1 clamp, zero the gradients;
+//! both:  backward, then one non-finite check of the loss and every gradient (on a GPU the
+//!        step's only wait), Adam with the ±0.1 clamp, zero the gradients;
 //!        iteration += 1, epoch += 1 if the batch took the split's last image
 //! ```
 //!
@@ -33,7 +34,7 @@ use super::checkpoint::{
 use super::decoding::{greedy_rows, sample_rows};
 use super::evaluate::{EvalOptions, SplitEval, evaluate_split, write_text};
 use super::history::{self, HistoryRecord};
-use super::loss::{label_smoothing_loss, lm_loss, reward_loss};
+use super::loss::{label_smoothing_loss_from_logits, reward_loss};
 use super::options::{Baseline, Stage, TrainOptions};
 use super::rewards::{RewardScorer, advantages};
 use super::schedule::ReduceLrOnPlateau;
@@ -930,17 +931,21 @@ impl Trainer {
             }
         };
         let t1 = Instant::now();
+        // Backward before the loss is read: on a GPU, reading it waits for the forward pass
+        // to finish, and the host would stop queueing the backward's kernels meanwhile. The
+        // loss and the gradients are then checked after one wait, the loss first.
+        loss.backward()?;
         let mut value = loss.item()?;
         if hook.is_some_and(|(_, w)| w == NanTarget::Loss) {
             value = f64::NAN;
         }
         if !value.is_finite() {
+            zero_grad(&self.params);
             return Err(Error::NonFinite(format!(
                 "the loss is {value} at iteration {number} (epoch {})",
                 self.state.epoch
             )));
         }
-        loss.backward()?;
         if hook.is_some_and(|(_, w)| w == NanTarget::Gradient)
             && let Some((_, p)) = self.params.first()
             && let Some(g) = p.grad()
@@ -955,6 +960,7 @@ impl Trainer {
                 if let Some(g) = p.grad()
                     && !g.all_finite()?
                 {
+                    zero_grad(&self.params);
                     return Err(Error::NonFinite(format!(
                         "the gradient of {name} at iteration {number} (epoch {})",
                         self.state.epoch
@@ -1001,14 +1007,16 @@ impl Trainer {
         let ss = self.ss_prob();
         let enc = self.encode_rows(t, batch.seq_per_img)?;
         let mut ctx = Ctx::train(&mut self.rng);
-        let lp = self
+        let logits = self
             .model
-            .forward_xe(&enc, &t.labels, t.width, ss, &mut ctx)?;
-        let loss = if self.opts.label_smoothing > 0.0 {
-            label_smoothing_loss(&lp, &t.targets, &t.mask, self.opts.label_smoothing)?
-        } else {
-            lm_loss(&lp, &t.targets, &t.mask)?
-        };
+            .forward_xe_logits(&enc, &t.labels, t.width, ss, &mut ctx)?;
+        // `lm_loss` when the smoothing is 0; fused with the log_softmax on a GPU.
+        let loss = label_smoothing_loss_from_logits(
+            &logits,
+            &t.targets,
+            &t.mask,
+            self.opts.label_smoothing,
+        )?;
         self.phases.forward += t0.elapsed().as_secs_f64();
         Ok(loss)
     }

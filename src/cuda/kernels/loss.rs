@@ -12,9 +12,10 @@ pub mod raw {
         /// Per-row loss and log-sum-exp.
         fn label_smooth_fwd_f32(row_loss: CudaViewMut<'_, f32>, lse_out: Option<CudaViewMut<'_, f32>>, logits: CudaView<'_, f32>,
             targets: CudaView<'_, i32>, weights: Option<CudaView<'_, f32>>, rows: i64, vocab: i32, smoothing: f32);
-        /// `dlogits = scale · w · (softmax - q)`.
+        /// `dlogits = upstream · scale · w · (softmax - q)`.
         fn label_smooth_bwd_f32(dlogits: CudaViewMut<'_, f32>, logits: CudaView<'_, f32>, lse: CudaView<'_, f32>,
-            targets: CudaView<'_, i32>, weights: Option<CudaView<'_, f32>>, rows: i64, vocab: i32, smoothing: f32, scale: f32);
+            targets: CudaView<'_, i32>, weights: Option<CudaView<'_, f32>>, upstream: Option<CudaView<'_, f32>>,
+            rows: i64, vocab: i32, smoothing: f32, scale: f32);
     }
 
     crate::__aoanet_cuda_float_kernels! { "loss";
@@ -22,9 +23,9 @@ pub mod raw {
         /// log-probabilities, in f64.
         fn smoothed_kl_fwd<T>(row_loss: CudaViewMut<'_, f64>, lp: CudaView<'_, T>, targets: CudaView<'_, i32>,
             weights: CudaView<'_, f64>, rows: i64, classes: i32, q_y: f64, q_other: f64, entropy_term: f64);
-        /// `smoothed_kl_bwd_f32`, `smoothed_kl_bwd_f64`: `grad[r, k] = scale · w_r · q_k`.
+        /// `smoothed_kl_bwd_f32`, `smoothed_kl_bwd_f64`: `grad[r, k] = upstream · scale · w_r · q_k`.
         fn smoothed_kl_bwd<T>(grad: CudaViewMut<'_, T>, targets: CudaView<'_, i32>, weights: CudaView<'_, f64>,
-            rows: i64, classes: i32, scale: f64, q_y: f64, q_other: f64);
+            upstream: Option<CudaView<'_, T>>, rows: i64, classes: i32, scale: f64, q_y: f64, q_other: f64);
     }
 }
 
@@ -79,12 +80,15 @@ pub fn smoothed_kl_forward<T: CudaFloat>(
     }
 }
 
-/// `grad [rows, classes]` (every element written) `= scale · w_r · q_k`.
+/// `grad [rows, classes]` (every element written) `= upstream · scale · w_r · q_k`, with the
+/// upstream gradient (one element) read on the device (`None`: 1).
+#[allow(clippy::too_many_arguments)]
 pub fn smoothed_kl_backward<T: CudaFloat>(
     dev: &CudaDevice,
     grad: CudaViewMut<'_, T>,
     targets: CudaView<'_, i32>,
     weights: CudaView<'_, f64>,
+    upstream: Option<CudaView<'_, T>>,
     classes: usize,
     scale: f64,
     q: SmoothedTargets,
@@ -92,6 +96,9 @@ pub fn smoothed_kl_backward<T: CudaFloat>(
     let rows = targets.len();
     check_len("smoothed_kl backward", "grad", grad.len(), rows * classes)?;
     check_len("smoothed_kl backward", "weights", weights.len(), rows)?;
+    if let Some(u) = &upstream {
+        check_len("smoothed_kl backward", "upstream", u.len(), 1)?;
+    }
     if rows * classes == 0 {
         return Ok(());
     }
@@ -105,6 +112,7 @@ pub fn smoothed_kl_backward<T: CudaFloat>(
             grad,
             targets,
             weights,
+            upstream,
             rows as i64,
             c,
             scale,
@@ -181,7 +189,8 @@ pub fn forward(
     }
 }
 
-/// `dlogits [rows, vocab]` (overwritten) `= scale · w_r · (softmax - q)`.
+/// `dlogits [rows, vocab]` (overwritten) `= upstream · scale · w_r · (softmax - q)`, with the
+/// upstream gradient (one element) read on the device (`None`: 1).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     dev: &CudaDevice,
@@ -190,6 +199,7 @@ pub fn backward(
     lse: CudaView<'_, f32>,
     targets: CudaView<'_, i32>,
     weights: Option<CudaView<'_, f32>>,
+    upstream: Option<CudaView<'_, f32>>,
     rows: usize,
     vocab: usize,
     smoothing: f32,
@@ -210,6 +220,9 @@ pub fn backward(
         rows * vocab,
     )?;
     check_len("label_smooth backward", "lse", lse.len(), rows)?;
+    if let Some(u) = &upstream {
+        check_len("label_smooth backward", "upstream", u.len(), 1)?;
+    }
     if rows == 0 {
         return Ok(());
     }
@@ -223,6 +236,7 @@ pub fn backward(
             lse,
             targets,
             weights,
+            upstream,
             rows as i64,
             v,
             smoothing,

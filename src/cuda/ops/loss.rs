@@ -1,6 +1,9 @@
 //! `train::label_smoothing_loss` and `lm_loss` on the device: the per-row KL from the
 //! log-probabilities in one kernel (accumulated in f64, as the CPU does), its deterministic
-//! sum, and the gradient in one kernel.
+//! sum, and the gradient in one kernel; the same loss straight from logits
+//! (`train::label_smoothing_loss_from_logits`); and the reward loss. No backward reads its
+//! upstream gradient on the host: the kernels take it from device memory, so a backward pass
+//! never waits for the GPU.
 
 use super::{device_of, output, upload_ids, with_cuda_float, with_dense};
 use crate::Result;
@@ -45,9 +48,10 @@ pub(crate) fn smoothed_kl(
     }
 }
 
-/// The gradient `scale · w_r · q_k` shaped `shape` (the log-probabilities'), on `dev` of `like`.
+/// The gradient `upstream · scale · w_r · q_k` shaped `shape` (the log-probabilities'), on
+/// the device of `upstream` (the loss's 0-d upstream gradient, read there: no wait for it).
 pub(crate) fn smoothed_kl_backward(
-    like: &Tensor,
+    upstream: &Tensor,
     shape: &[usize],
     targets: &[usize],
     weights: &[f64],
@@ -55,11 +59,15 @@ pub(crate) fn smoothed_kl_backward(
     q: SmoothedTargets,
     scale: f64,
 ) -> Result<Tensor> {
-    let dev = device_of(like)?;
+    let dev = device_of(upstream)?;
     let t = upload_ids(&dev, "label_smoothing", targets)?;
     let w = dev.htod(weights)?;
-    with_cuda_float!(like.dtype(), "label_smoothing", T => {
-        output::<T>(&dev, shape, |o| k::smoothed_kl_backward(&dev, o, t.view(), w.view(), classes, scale, q))
+    with_cuda_float!(upstream.dtype(), "label_smoothing", T => {
+        with_dense::<T, _>(upstream, "label_smoothing", |up| {
+            output::<T>(&dev, shape, |o| {
+                k::smoothed_kl_backward(&dev, o, t.view(), w.view(), Some(up), classes, scale, q)
+            })
+        })
     })
 }
 
@@ -78,10 +86,79 @@ pub(crate) fn smoothed_kl_loss(
     let loss = smoothed_kl(lp, targets, &weights, classes, q, total)?;
     let (targets, shape) = (targets.to_vec(), lp.shape().to_vec());
     Ok(loss.record(op, &[lp], move |g| {
-        let scale = -g.item()? / total;
         Ok(vec![Some(smoothed_kl_backward(
-            g, &shape, &targets, &weights, classes, q, scale,
+            g,
+            &shape,
+            &targets,
+            &weights,
+            classes,
+            q,
+            -1.0 / total,
         )?)])
+    }))
+}
+
+/// `train::label_smoothing_loss` of `log_softmax(logits)` for f32 logits on a CUDA device, in
+/// two kernels that never form the log-probabilities: per row the log-sum-exp and the KL
+/// (`label_smooth_fwd_f32`), and backward `(softmax − q)·w / total` times the upstream
+/// gradient read on the device (`label_smooth_bwd_f32`). `weights` are the mask values
+/// (checked by the caller) and `total` their sum. The rows' losses are summed in f32 (the
+/// composed path sums them in f64).
+pub(crate) fn smoothed_kl_loss_from_logits(
+    op: &'static str,
+    logits: &Tensor,
+    targets: &[usize],
+    weights: &[f64],
+    smoothing: f64,
+    total: f64,
+) -> Result<Tensor> {
+    let dev = device_of(logits)?;
+    let (rows, vocab) = (targets.len(), *logits.shape().last().unwrap_or(&0));
+    let t = upload_ids(&dev, op, targets)?;
+    let w32: Vec<f32> = weights.iter().map(|&v| v as f32).collect();
+    let w = dev.htod(&w32)?;
+    let mut row_loss = dev.alloc::<f32>(rows)?;
+    let mut lse = dev.alloc::<f32>(rows)?;
+    with_dense::<f32, _>(logits, op, |lv| {
+        k::forward(
+            &dev,
+            row_loss.view_mut(),
+            Some(lse.view_mut()),
+            lv,
+            t.view(),
+            Some(w.view()),
+            rows,
+            vocab,
+            smoothing as f32,
+        )
+    })?;
+    let mut sum = dev.alloc::<f32>(1)?;
+    red::sum_all(&dev, sum.view_mut(), row_loss.view())?;
+    let loss = output::<f32>(&dev, &[], |o| {
+        ew::unary(&dev, o, sum.view(), Unary::Scale(1.0 / total))
+    })?;
+    let (x, shape) = (logits.clone(), logits.shape().to_vec());
+    Ok(loss.record(op, &[logits], move |g| {
+        let grad = with_dense::<f32, _>(&x, op, |lv| {
+            with_dense::<f32, _>(g, op, |up| {
+                output::<f32>(&dev, &shape, |o| {
+                    k::backward(
+                        &dev,
+                        o,
+                        lv,
+                        lse.view(),
+                        t.view(),
+                        Some(w.view()),
+                        Some(up),
+                        rows,
+                        vocab,
+                        smoothing as f32,
+                        (1.0 / total) as f32,
+                    )
+                })
+            })
+        })?;
+        Ok(vec![Some(grad)])
     }))
 }
 
@@ -99,8 +176,12 @@ pub(crate) fn reward_loss(lp: &Tensor, coef: Vec<f64>, total: f64) -> Result<Ten
             .mul_scalar(1.0 / total)?
             .to_dtype(dtype)
     })?;
+    // The upstream gradient multiplies on the device (no wait to read it); `c / total` first,
+    // which for the usual upstream 1 gives the bits of `c · (1 / total)`.
+    let c = c.mul_scalar(1.0 / total)?;
     Ok(loss.record("reward_loss", &[lp], move |g| {
-        let scale = g.item()? / total;
-        Ok(vec![Some(c.mul_scalar(scale)?.to_dtype(dtype)?)])
+        Ok(vec![Some(
+            c.mul(&g.to_dtype(DType::F64)?)?.to_dtype(dtype)?,
+        )])
     }))
 }

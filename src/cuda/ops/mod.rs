@@ -41,7 +41,7 @@ pub(crate) use glu::{glu, glu_backward};
 pub(crate) use index::{gather_last, index_add, index_select, scatter_last};
 pub(crate) use layer_norm::{layer_norm, layer_norm_backward};
 pub use loss::SmoothedTargets;
-pub(crate) use loss::{reward_loss, smoothed_kl_loss};
+pub(crate) use loss::{reward_loss, smoothed_kl_loss, smoothed_kl_loss_from_logits};
 pub(crate) use lstm::{lstm_cell, lstm_cell_backward};
 pub(crate) use matmul::{StridedMat, matmul, weight_product};
 pub use matmul::{matmul_precision, set_matmul_precision};
