@@ -2,7 +2,8 @@
 //! twice from one seed, one of them moved to the GPU, the same batch, the same Philox streams
 //! (dropout ON: the masks must be identical on both devices for this to pass), then
 //! - XE: encode, teacher-forced log-probabilities (with scheduled sampling in one variant),
-//!   the label-smoothed loss, backward, Adam with the ±0.1 clamp; two steps;
+//!   the label-smoothed loss, backward, Adam with the ±0.1 clamp; two steps, the second as
+//!   the trainer runs it (masks on the host beside device features, the loss from the logits);
 //! - SCST: sampling 5 captions per image, the reward loss, backward, Adam.
 //!
 //! Losses, every parameter gradient and every parameter after the step are compared. One
@@ -25,7 +26,9 @@ use aoanet::Philox;
 use aoanet::model::{AoaConfig, AoaModel, DecodeOptions, SampleMethod, sample};
 use aoanet::nn::{Ctx, Module};
 use aoanet::tensor::{DType, Device, Tensor};
-use aoanet::train::{Adam, AdamConfig, label_smoothing_loss, reward_loss};
+use aoanet::train::{
+    Adam, AdamConfig, label_smoothing_loss, label_smoothing_loss_from_logits, reward_loss,
+};
 use cuda_util::{assert_tensors_close, cuda, randt};
 
 /// A small model: every module of the full one (refiner with AoA, LSTM decoder, AoA context),
@@ -102,23 +105,40 @@ fn tol(dtype: DType) -> ((f64, f64), (f64, f64)) {
     }
 }
 
-/// One XE step on `m` (on its device); returns the loss value.
+/// One XE step on `m` (on its device); returns the loss value. Odd seeds take the trainer's
+/// path: masks on the host beside device features, and the loss from the logits (fused with
+/// the log_softmax on a GPU in f32); even seeds put the masks on the device and take the loss
+/// of the log-probabilities.
 fn xe_step(m: &AoaModel, opt: &mut Adam, dtype: DType, ss_prob: f64, seed: u64) -> f64 {
     let dev = m.device();
     let (feats, masks, labels, lmask) = batch();
+    let trainers_path = seed % 2 == 1;
     let to = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(dev).unwrap();
+    let on_host = |t: &Tensor| t.to_dtype(dtype).unwrap();
+    let (masks, lmask) = if trainers_path {
+        (on_host(&masks), on_host(&lmask))
+    } else {
+        (to(&masks), to(&lmask))
+    };
     let mut rng = Philox::new(seed);
     let mut ctx = Ctx::train(&mut rng);
     let enc = m
-        .encode(&to(&feats), Some(&to(&masks)), None, &mut ctx, None)
+        .encode(&to(&feats), Some(&masks), None, &mut ctx, None)
         .unwrap()
         .expand(SPI)
         .unwrap();
-    let lp = m.forward_xe(&enc, &labels, LEN, ss_prob, &mut ctx).unwrap();
     let targets: Vec<usize> = (0..IMAGES * SPI)
         .flat_map(|r| labels[r * LEN + 1..(r + 1) * LEN].to_vec())
         .collect();
-    let loss = label_smoothing_loss(&lp, &targets, &to(&lmask), 0.2).unwrap();
+    let loss = if trainers_path {
+        let logits = m
+            .forward_xe_logits(&enc, &labels, LEN, ss_prob, &mut ctx)
+            .unwrap();
+        label_smoothing_loss_from_logits(&logits, &targets, &lmask, 0.2).unwrap()
+    } else {
+        let lp = m.forward_xe(&enc, &labels, LEN, ss_prob, &mut ctx).unwrap();
+        label_smoothing_loss(&lp, &targets, &lmask, 0.2).unwrap()
+    };
     assert_eq!(loss.device(), dev);
     let value = loss.item().unwrap();
     let params = m.named_parameters();

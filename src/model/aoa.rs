@@ -194,6 +194,10 @@ impl AoaModel {
     /// real region; `None` when every image has all N regions), and `fc_feats [B, F]` (only
     /// needed when `mean_feats` is off). `trace` receives the intermediates under the parity
     /// fixtures' names.
+    ///
+    /// `att_masks` may be on the host while the features are on a GPU (the trainer's batches
+    /// are): the region counts and the attention kernels' byte mask then come from the host
+    /// copy, and nothing waits for the GPU (a mask on the GPU is read back once).
     pub fn encode(
         &self,
         att_feats: &Tensor,
@@ -238,6 +242,17 @@ impl AoaModel {
             }
             None => (att_feats.clone(), None),
         };
+        // The attention's mask, and the mask on the features' device for the products below.
+        let device = att_feats.device();
+        let (mask, masks) = match masks {
+            Some(m) if m.device() == Device::Cpu && device != Device::Cpu => {
+                let mask = AttentionMask::from_host_valid(&m, device)?;
+                let on_device = mask.valid().clone();
+                (Some(mask), Some(on_device))
+            }
+            Some(m) => (Some(AttentionMask::from_valid(&m)?), Some(m)),
+            None => (None, None),
+        };
         // att_embed = Linear → ReLU → Dropout, padded rows exactly zero (pack_wrapper).
         let mut a = self
             .drop_lm
@@ -248,7 +263,6 @@ impl AoaModel {
         if let Some(t) = trace.as_deref_mut() {
             t.push(("att_embed".into(), a.clone()));
         }
-        let mask = masks.as_ref().map(AttentionMask::from_valid).transpose()?;
         let refined = match &self.refiner {
             Some(r) => r.forward(&a, mask.as_ref(), ctx, trace.as_deref_mut())?,
             None => a,

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Ctx, Dropout, LayerNorm, Linear, Module, join};
 use crate::rng::Philox;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Device, Tensor};
 use crate::{Error, Result};
 
 /// Whether attention may use the fused CUDA kernels: on unless `AOANET_FUSED_ATTENTION=0`
@@ -121,6 +121,30 @@ impl AttentionMask {
         let (b, n) = (valid.shape()[0], valid.shape()[1]);
         let padding = valid.neg()?.add_scalar(1.0)?.reshape(&[b, 1, 1, n])?;
         Ok(AttentionMask::new(padding, valid))
+    }
+
+    /// From a `[B, N]` mask held on the host, for attention on `device`: the mask is uploaded,
+    /// and the fused kernels' byte mask is made from the host values (a mask read back from a
+    /// GPU waits for every kernel queued before it).
+    pub fn from_host_valid(valid: &Tensor, device: Device) -> Result<Self> {
+        if valid.device() != Device::Cpu {
+            return Err(Error::invalid(format!(
+                "AttentionMask::from_host_valid: the mask is on {}, not the host",
+                valid.device()
+            )));
+        }
+        let mask = AttentionMask::from_valid(&valid.to_device(device)?)?;
+        #[cfg(feature = "cuda")]
+        if device != Device::Cpu {
+            let host: Vec<u8> = valid
+                .to_vec_f64()
+                .iter()
+                .map(|&x| u8::from(x != 0.0))
+                .collect();
+            let device = crate::cuda::ops::upload_bytes(&mask.valid, &host)?;
+            let _ = mask.key_bytes.set(KeyBytes { host, device });
+        }
+        Ok(mask)
     }
 
     fn new(padding: Tensor, valid: Tensor) -> Self {

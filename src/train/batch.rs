@@ -8,7 +8,8 @@ use crate::tensor::{DType, Device, Tensor};
 pub struct BatchTensors {
     /// Region features `[B, N, F]`.
     pub att_feats: Tensor,
-    /// `[B, N]` (1 = real region), `None` when every image has `N` regions.
+    /// `[B, N]` (1 = real region), `None` when every image has `N` regions; on the host
+    /// ([`crate::model::AoaModel::encode`] uploads it without reading anything back).
     pub att_masks: Option<Tensor>,
     /// The labels `[B·S × T]`, row-major.
     pub labels: Vec<usize>,
@@ -16,12 +17,13 @@ pub struct BatchTensors {
     pub width: usize,
     /// The targets `labels[:, 1:]`, `[B·S × (T−1)]`.
     pub targets: Vec<usize>,
-    /// The loss mask `masks[:, 1:]`, `[B·S, T−1]`.
+    /// The loss mask `masks[:, 1:]`, `[B·S, T−1]`, in `dtype` on the host: the losses read
+    /// it there (reading it back from a GPU would wait for every kernel queued before).
     pub mask: Tensor,
 }
 
 impl BatchTensors {
-    /// Converts `batch` (features and masks in `dtype`, on `device`).
+    /// Converts `batch`: features in `dtype` on `device`, masks in `dtype` on the host.
     pub fn new(batch: &Batch, dtype: DType, device: Device) -> Result<BatchTensors> {
         let b = batch.images();
         let att_feats = Tensor::from_slice(&batch.att_feats, &[b, batch.max_regions, batch.dim])?
@@ -30,11 +32,7 @@ impl BatchTensors {
         let att_masks = batch
             .att_masks
             .as_ref()
-            .map(|m| {
-                Tensor::from_slice(m, &[b, batch.max_regions])?
-                    .to_dtype(dtype)?
-                    .to_device(device)
-            })
+            .map(|m| Tensor::from_slice(m, &[b, batch.max_regions])?.to_dtype(dtype))
             .transpose()?;
         let width = batch.label_width();
         let rows = batch.rows();
@@ -51,9 +49,7 @@ impl BatchTensors {
             labels,
             width,
             targets,
-            mask: Tensor::from_vec(mask, &[rows, width - 1])?
-                .to_dtype(dtype)?
-                .to_device(device)?,
+            mask: Tensor::from_vec(mask, &[rows, width - 1])?.to_dtype(dtype)?,
         })
     }
 
