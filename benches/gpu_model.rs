@@ -48,7 +48,10 @@ use aoanet::model::{AoaConfig, AoaModel, DecodeOptions, SampleMethod, beam_searc
 use aoanet::nn::{Ctx, Module};
 use aoanet::rng::Philox;
 use aoanet::tensor::{DType, Device, Tensor};
-use aoanet::train::{Adam, AdamConfig, adam::zero_grad, label_smoothing_loss, reward_loss};
+use aoanet::train::{
+    Adam, AdamConfig, adam::zero_grad, label_smoothing_loss, label_smoothing_loss_from_logits,
+    reward_loss,
+};
 
 /// What sections share: the device and the model (built on first use).
 struct Shared {
@@ -206,6 +209,13 @@ fn captions(rows: usize, len: usize) -> (Vec<usize>, Vec<usize>, Tensor) {
 /// One cross-entropy training step as the reference trains: 10 images × 5 captions, 36
 /// regions of 2048-d, 16 tokens (+ BOS/EOS), dropout on, label smoothing 0.2, backward, the
 /// ±0.1 clamp and Adam, all on the device.
+///
+/// Timed as the trainer runs it (`Trainer::step`): the loss from the logits (fused with the
+/// log_softmax), the loss mask on the host, backward, then the step's one wait (the loss and
+/// the gradients' NaN check), Adam. Baseline in the same run: the step as it ran before
+/// (log-probabilities, then the loss with the mask on the device, the loss read before the
+/// backward: two waits). Then the trainer's step once more with a synchronise after each
+/// phase, for the phase times and how long the host took to queue each phase.
 fn train_xe_step(shared: &mut Shared) {
     let (dev, device) = (shared.dev.clone(), shared.device());
     let m = shared.model();
@@ -214,15 +224,11 @@ fn train_xe_step(shared: &mut Shared) {
     let feats = features(TRAIN_IMAGES, 2, device);
     let len = 18;
     let (labels, targets, mask) = captions(TRAIN_IMAGES * 5, len);
-    let mask = mask.to_device(device).unwrap();
+    let device_mask = mask.to_device(device).unwrap();
     dev.reset_peak_memory();
-    let counts_before = dev.launch_counts();
-    let mut phases = [f64::INFINITY; 4];
-    // When the host had queued each phase's last kernel (before the phase's synchronise):
-    // close to the phase's time means the host's launches bound the step, not the GPU.
-    let mut issue = [0.0f64; 2];
-    // The forward of one step, with the same dropout stream every time.
-    let xe_logprobs = || {
+    // The forward of one step up to the decoder's outputs, with the same dropout stream
+    // every time; `logits` picks what it returns.
+    let forward = |logits: bool| {
         let mut drng = Philox::new(4);
         let mut ctx = Ctx::train(&mut drng);
         let enc = m
@@ -230,22 +236,51 @@ fn train_xe_step(shared: &mut Shared) {
             .unwrap()
             .expand(5)
             .unwrap();
-        m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap()
+        if logits {
+            m.forward_xe_logits(&enc, &labels, len, 0.0, &mut ctx)
+                .unwrap()
+        } else {
+            m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap()
+        }
     };
+    let trainer_loss =
+        || label_smoothing_loss_from_logits(&forward(true), &targets, &mask, 0.2).unwrap();
+    let finish = |opt: &mut Adam| {
+        let grads: Vec<Tensor> = params.iter().filter_map(|(_, p)| p.grad()).collect();
+        assert!(Tensor::all_finite_many(&grads.iter().collect::<Vec<_>>()).unwrap());
+        opt.step(&params).unwrap();
+        zero_grad(&params);
+    };
+    let counts_before = dev.launch_counts();
     let (wall, launches) = best_of(&dev, || {
+        let loss = trainer_loss();
+        loss.backward().unwrap();
+        assert!(loss.item().unwrap().is_finite());
+        finish(&mut opt);
+    });
+    print_launch_mix(&dev, &counts_before, reps() + 1);
+    let (old_wall, old_launches) = best_of(&dev, || {
+        let lp = forward(false);
+        let loss = label_smoothing_loss(&lp, &targets, &device_mask, 0.2).unwrap();
+        assert!(loss.item().unwrap().is_finite());
+        loss.backward().unwrap();
+        finish(&mut opt);
+    });
+    let mut phases = [f64::INFINITY; 4];
+    // When the host had queued each phase's last kernel (before the phase's synchronise):
+    // close to the phase's time means the host's launches bound the step, not the GPU.
+    let mut issue = [0.0f64; 2];
+    best_of(&dev, || {
         let t0 = Instant::now();
-        let lp = xe_logprobs();
-        // Before the loss: it reads the mask back to the host, which waits for the GPU.
+        let loss = trainer_loss();
         let i0 = Instant::now();
-        let loss = label_smoothing_loss(&lp, &targets, &mask, 0.2).unwrap();
         dev.synchronize().unwrap();
         let t1 = Instant::now();
         loss.backward().unwrap();
         let i1 = Instant::now();
         dev.synchronize().unwrap();
         let t2 = Instant::now();
-        opt.step(&params).unwrap();
-        zero_grad(&params);
+        finish(&mut opt);
         dev.synchronize().unwrap();
         let t3 = Instant::now();
         let total = (t3 - t0).as_secs_f64();
@@ -260,33 +295,36 @@ fn train_xe_step(shared: &mut Shared) {
         }
     });
     println!(
-        "train.xe_step f32{}: {:.1} ms per step (best of {}; {:.1} ms with phase syncs): \
-         forward {:.1} ms, backward {:.1} ms, adam {:.1} ms; {:.1} TFLOP/s on ~{XE_STEP_GFLOP} \
+        "train.xe_step f32{}: {:.1} ms per step (best of {}); {:.1} TFLOP/s on ~{XE_STEP_GFLOP} \
          GFLOP; {launches} kernel launches; {}",
         tf32_label(),
         1e3 * wall,
         reps(),
-        1e3 * phases[3],
-        1e3 * phases[0],
-        1e3 * phases[1],
-        1e3 * phases[2],
         XE_STEP_GFLOP / wall / 1e3,
         memory(&dev)
     );
     println!(
-        "  host issue time (until the phase's last launch; the forward's before the loss): \
-         forward {:.1} of {:.1} ms, \
-         backward {:.1} of {:.1} ms",
-        1e3 * issue[0],
-        1e3 * phases[0],
-        1e3 * issue[1],
-        1e3 * phases[1]
+        "  baseline, the step as before (log-probabilities, loss with a device mask read before \
+         the backward): {:.1} ms, {old_launches} launches; {:.2}x faster now",
+        1e3 * old_wall,
+        old_wall / wall
     );
-    print_launch_mix(&dev, &counts_before, reps() + 1);
+    println!(
+        "  with a synchronise after each phase: {:.1} ms: forward {:.1} ms (host issue {:.1}), \
+         backward {:.1} ms (host issue {:.1}), NaN check + adam {:.1} ms",
+        1e3 * phases[3],
+        1e3 * phases[0],
+        1e3 * issue[0],
+        1e3 * phases[1],
+        1e3 * issue[1],
+        1e3 * phases[2]
+    );
     // The graph one step records (ops, not launches: views launch nothing, a GEMM with its
     // epilogue is one).
-    let loss = label_smoothing_loss(&xe_logprobs(), &targets, &mask, 0.2).unwrap();
-    println!("  the step's graph: {}", common::census_line(&loss, 24));
+    println!(
+        "  the step's graph: {}",
+        common::census_line(&trainer_loss(), 24)
+    );
 }
 
 /// Adam with the ±0.1 clamp over the whole model's gradients: one launch for all 79
