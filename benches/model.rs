@@ -63,6 +63,10 @@ const SECTIONS: &[Section<Shared>] = &[
         run: train_xe_step,
     },
     Section {
+        name: "train.overhead",
+        run: train_overhead,
+    },
+    Section {
         name: "decode.encode",
         run: decode_encode,
     },
@@ -277,6 +281,82 @@ fn train_xe_step(shared: &mut Shared) {
         peak_rss_mb()
     );
     println!("  the step's graph: {census}");
+}
+
+/// The library's own cost per op, apart from arithmetic: the reference's XE step (5 captions
+/// per image, 18 tokens, 6 refiner layers, 8 heads: the same ops in the same number) for 2
+/// images of 4 regions at widths of 8, where the products and kernels cost next to nothing,
+/// so that the
+/// time is the shape checks, allocations, graph recording and backward bookkeeping around
+/// each op. A GPU pays the same per op on the host, plus the launch: this is the floor of a
+/// GPU step's host time that fewer ops (fusion) lowers and faster kernels do not.
+fn train_overhead(_: &mut Shared) {
+    use aoanet::nn::Module;
+    use aoanet::train::{Adam, AdamConfig, adam::zero_grad, label_smoothing_loss_from_logits};
+    let mut c = AoaConfig::reference(20);
+    c.rnn_size = 8;
+    c.input_encoding_size = 8;
+    c.att_feat_size = 8;
+    let m = AoaModel::new(c, DType::F32, 0).unwrap();
+    let params = m.named_parameters();
+    let mut opt = Adam::new(AdamConfig::default()).unwrap();
+    let feats = Tensor::uniform(&[2, 4, 8], 0.0, 1.0, DType::F32, &mut Philox::new(2));
+    let (len, rows) = (18, 10);
+    let labels: Vec<usize> = (0..rows * len)
+        .map(|i| {
+            if i % len == 0 || i % len > 14 {
+                0
+            } else {
+                1 + i % 19
+            }
+        })
+        .collect();
+    let targets: Vec<usize> = (0..rows)
+        .flat_map(|r| labels[r * len + 1..(r + 1) * len].to_vec())
+        .collect();
+    let mask = Tensor::ones(&[rows, len - 1], DType::F32);
+    let xe_loss = || {
+        let mut drng = Philox::new(4);
+        let mut ctx = Ctx::train(&mut drng);
+        let enc = m
+            .encode(&feats, None, None, &mut ctx, None)
+            .unwrap()
+            .expand(5)
+            .unwrap();
+        let logits = m
+            .forward_xe_logits(&enc, &labels, len, 0.0, &mut ctx)
+            .unwrap();
+        label_smoothing_loss_from_logits(&logits, &targets, &mask, 0.2).unwrap()
+    };
+    let ops: usize = aoanet::autograd::op_census(&xe_loss()).values().sum();
+    let mut phases = [f64::INFINITY; 3];
+    best_of(|| {
+        let t0 = Instant::now();
+        let loss = xe_loss();
+        let t1 = Instant::now();
+        loss.backward().unwrap();
+        let t2 = Instant::now();
+        opt.step(&params).unwrap();
+        zero_grad(&params);
+        if (t2 - t0).as_secs_f64() < phases[0] + phases[1] {
+            phases = [
+                (t1 - t0).as_secs_f64(),
+                (t2 - t1).as_secs_f64(),
+                t2.elapsed().as_secs_f64(),
+            ];
+        }
+    });
+    println!(
+        "train.overhead: the XE step at width 8: forward {:.2} ms, backward {:.2} ms ({ops} \
+         recorded ops: {:.1} µs per op forward, {:.1} µs per op backward), adam over {} \
+         tensors {:.2} ms",
+        1e3 * phases[0],
+        1e3 * phases[1],
+        1e6 * phases[0] / ops as f64,
+        1e6 * phases[1] / ops as f64,
+        params.len(),
+        1e3 * phases[2]
+    );
 }
 
 fn main() {
