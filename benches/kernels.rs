@@ -383,7 +383,7 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
         let fused_ms = line(
             "bf16 x f32 rounded on load",
             time(dev, 3, || {
-                gemm::gemm_f32_bf16_tc(dev, &g, c.view_mut(), a.view(), w16.view(), None)
+                gemm::gemm_bf16_tc(dev, &g, c.view_mut(), a.view(), w16.view(), None)
             })?,
         );
         let cast_ms = line(

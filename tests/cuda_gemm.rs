@@ -285,7 +285,7 @@ fn same_as_cast_copies(test: &str, plans: &[Plan], b_bf16: bool) {
             let mut copies = dev.htod(&c0).unwrap();
             let bv = || bias.as_ref().map(|v| v.view());
             if b_bf16 {
-                gemm::gemm_f32_bf16_planned(
+                gemm::gemm_bf16_planned(
                     &dev,
                     &g,
                     plan,

@@ -511,6 +511,16 @@ impl Module for AoaModel {
 mod tests {
     use super::*;
 
+    /// 11 words, 6-d features, width 16, 2 heads, one refiner layer.
+    fn tiny_config() -> AoaConfig {
+        let mut c = AoaConfig::small(11, 6);
+        c.rnn_size = 16;
+        c.input_encoding_size = 16;
+        c.num_heads = 2;
+        c.refiner_layers = 1;
+        c
+    }
+
     /// Captions sharing their image's regions (`expand`, `group` > 1) give what one copy of
     /// the regions per caption gives (`select_rows`, `group` 1): log-probabilities, gradients
     /// down to the refiner, and the per-row attention maps; in eval mode and in training mode,
@@ -518,11 +528,7 @@ mod tests {
     /// each caption the mask its own copy of the regions would get.
     #[test]
     fn shared_regions_equal_copied_regions() {
-        let mut c = AoaConfig::small(11, 6);
-        c.rnn_size = 16;
-        c.input_encoding_size = 16;
-        c.num_heads = 2;
-        c.refiner_layers = 1;
+        let c = tiny_config();
         let mut rng = Philox::new(2);
         let feats = Tensor::randn(&[2, 4, 6], DType::F64, &mut rng);
         let masks =
@@ -590,11 +596,7 @@ mod tests {
     /// over them gives what a step over copied regions gives.
     #[test]
     fn selected_images_keep_sharing_their_regions() {
-        let mut c = AoaConfig::small(11, 6);
-        c.rnn_size = 16;
-        c.input_encoding_size = 16;
-        c.num_heads = 2;
-        c.refiner_layers = 1;
+        let c = tiny_config();
         let mut rng = Philox::new(4);
         let feats = Tensor::randn(&[3, 4, 6], DType::F64, &mut rng);
         let masks = Tensor::from_vec(

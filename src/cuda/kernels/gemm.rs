@@ -479,7 +479,7 @@ fn launch_planned<EA: crate::cuda::DeviceType, EB: crate::cuda::DeviceType>(
 /// The launch wrapper of a GEMM kernel with operands of types `EA` and `EB` and an f32 output
 /// (all of `kernels/gemm.cu` but `gemm_f64`): the shape, strides and epilogue of
 /// [`launch_gemm!`].
-type GemmKernel<EA, EB = EA> = for<'c, 'a, 'b, 'd> unsafe fn(
+pub type GemmKernel<EA, EB = EA> = for<'c, 'a, 'b, 'd> unsafe fn(
     &CudaDevice,
     LaunchCfg,
     CudaViewMut<'c, f32>,
@@ -585,13 +585,36 @@ fn with_split_k<'c>(
     }
 }
 
-/// The same product with bf16 operands on tensor cores (f32 accumulation and output), with the
-/// tile and K split of [`Gemm::plan`].
-pub fn gemm_bf16_tc(
+/// What the bf16 tensor-core kernels take for `A`: bf16, or f32 rounded to bf16 (to nearest
+/// even) as the kernel loads it — the same bits as a cast first, without the cast's launch
+/// and copy.
+pub trait Bf16Operand: crate::cuda::DeviceType {
+    /// The kernel for `tile` with `A` of this type and a bf16 `B`, its block size and the tile
+    /// it computes.
+    #[doc(hidden)]
+    fn kernel(tile: Tile) -> (GemmKernel<Self, half::bf16>, u32, Tile);
+}
+
+impl Bf16Operand for half::bf16 {
+    fn kernel(tile: Tile) -> (GemmKernel<Self, half::bf16>, u32, Tile) {
+        bf16_kernel(tile)
+    }
+}
+
+impl Bf16Operand for f32 {
+    fn kernel(tile: Tile) -> (GemmKernel<Self, half::bf16>, u32, Tile) {
+        bf16_kernel_fb(tile)
+    }
+}
+
+/// The same product on bf16 tensor cores (f32 accumulation and output) with `B` in bf16 (a
+/// weight's cached copy) and `A` in bf16 or f32 ([`Bf16Operand`]), with the tile and K split
+/// of [`Gemm::plan`].
+pub fn gemm_bf16_tc<A: Bf16Operand>(
     dev: &Arc<CudaDevice>,
     g: &Gemm,
     c: CudaViewMut<'_, f32>,
-    a: CudaView<'_, half::bf16>,
+    a: CudaView<'_, A>,
     b: CudaView<'_, half::bf16>,
     bias: Option<CudaView<'_, f32>>,
 ) -> Result<()> {
@@ -600,12 +623,12 @@ pub fn gemm_bf16_tc(
 }
 
 /// [`gemm_bf16_tc`] with an explicit [`Plan`].
-pub fn gemm_bf16_planned(
+pub fn gemm_bf16_planned<A: Bf16Operand>(
     dev: &Arc<CudaDevice>,
     g: &Gemm,
     plan: Plan,
     c: CudaViewMut<'_, f32>,
-    a: CudaView<'_, half::bf16>,
+    a: CudaView<'_, A>,
     b: CudaView<'_, half::bf16>,
     bias: Option<CudaView<'_, f32>>,
 ) -> Result<()> {
@@ -613,37 +636,5 @@ pub fn gemm_bf16_planned(
     if g.m * g.n * g.batch == 0 {
         return Ok(());
     }
-    launch_planned(dev, g, plan, c, a, b, bias, bf16_kernel(plan.tile))
-}
-
-/// The bf16 tensor-core product of an f32 `a`, rounded to bf16 as the kernel loads it, and a
-/// bf16 `b` (a weight's cached copy): the same bits as casting `a` first and calling
-/// [`gemm_bf16_tc`], in one launch. Tile and K split of [`Gemm::plan`].
-pub fn gemm_f32_bf16_tc(
-    dev: &Arc<CudaDevice>,
-    g: &Gemm,
-    c: CudaViewMut<'_, f32>,
-    a: CudaView<'_, f32>,
-    b: CudaView<'_, half::bf16>,
-    bias: Option<CudaView<'_, f32>>,
-) -> Result<()> {
-    let plan = g.plan(dev.multiprocessors()? as usize);
-    gemm_f32_bf16_planned(dev, g, plan, c, a, b, bias)
-}
-
-/// [`gemm_f32_bf16_tc`] with an explicit [`Plan`].
-pub fn gemm_f32_bf16_planned(
-    dev: &Arc<CudaDevice>,
-    g: &Gemm,
-    plan: Plan,
-    c: CudaViewMut<'_, f32>,
-    a: CudaView<'_, f32>,
-    b: CudaView<'_, half::bf16>,
-    bias: Option<CudaView<'_, f32>>,
-) -> Result<()> {
-    g.check(c.len(), a.len(), b.len(), bias.map(|v| v.len()))?;
-    if g.m * g.n * g.batch == 0 {
-        return Ok(());
-    }
-    launch_planned(dev, g, plan, c, a, b, bias, bf16_kernel_fb(plan.tile))
+    launch_planned(dev, g, plan, c, a, b, bias, A::kernel(plan.tile))
 }

@@ -226,7 +226,7 @@ pub(crate) fn weight_product(
             let xv = xb.slice(ox.offset..ox.offset + ex)?;
             let run = |bv: Option<CudaView<'_, f32>>| {
                 output::<f32>(&dev, &[m, n], |o| {
-                    k::gemm_f32_bf16_tc(&dev, &g, o, xv, w16.view(), bv)
+                    k::gemm_bf16_tc(&dev, &g, o, xv, w16.view(), bv)
                 })
             };
             match bias {
