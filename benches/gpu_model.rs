@@ -214,8 +214,9 @@ fn captions(rows: usize, len: usize) -> (Vec<usize>, Vec<usize>, Tensor) {
 /// log_softmax), the loss mask on the host, backward, then the step's one wait (the loss and
 /// the gradients' NaN check), Adam. Baseline in the same run: the step as it ran before
 /// (log-probabilities, then the loss with the mask on the device, the loss read before the
-/// backward: two waits). Then the trainer's step once more with a synchronise after each
-/// phase, for the phase times and how long the host took to queue each phase.
+/// backward: two waits), and the trainer's step with small uploads from pageable memory
+/// instead of the page-locked ring. Then the trainer's step once more with a synchronise
+/// after each phase, for the phase times and how long the host took to queue each phase.
 fn train_xe_step(shared: &mut Shared) {
     let (dev, device) = (shared.dev.clone(), shared.device());
     let m = shared.model();
@@ -259,6 +260,16 @@ fn train_xe_step(shared: &mut Shared) {
         finish(&mut opt);
     });
     print_launch_mix(&dev, &counts_before, reps() + 1);
+    // The same step with small uploads (each decoder step's token ids, the multi-tensor
+    // kernels' tables) sent from pageable memory instead of the page-locked ring.
+    aoanet::cuda::set_small_upload_staging(false);
+    let (pageable_wall, _) = best_of(&dev, || {
+        let loss = trainer_loss();
+        loss.backward().unwrap();
+        assert!(loss.item().unwrap().is_finite());
+        finish(&mut opt);
+    });
+    aoanet::cuda::set_small_upload_staging(true);
     let (old_wall, old_launches) = best_of(&dev, || {
         let lp = forward(false);
         let loss = label_smoothing_loss(&lp, &targets, &device_mask, 0.2).unwrap();
@@ -308,6 +319,12 @@ fn train_xe_step(shared: &mut Shared) {
          the backward): {:.1} ms, {old_launches} launches; {:.2}x faster now",
         1e3 * old_wall,
         old_wall / wall
+    );
+    println!(
+        "  small uploads from pageable memory instead of the page-locked ring: {:.1} ms \
+         ({:.2}x the ring's time)",
+        1e3 * pageable_wall,
+        pageable_wall / wall
     );
     println!(
         "  with a synchronise after each phase: {:.1} ms: forward {:.1} ms (host issue {:.1}), \

@@ -2,7 +2,7 @@
 //! back-to-back uploads, each freeing its host source right after the call, interleaved
 //! with kernels that read the uploaded data, must all arrive intact (the staging buffer is
 //! reused only after the device has read it); the buffer grows for a larger upload; small
-//! uploads bypass it.
+//! uploads go through a ring of page-locked slots instead, reused in turn once read.
 #![cfg(feature = "cuda")]
 
 mod cuda_util;
@@ -23,7 +23,7 @@ fn staged_uploads_arrive_intact_when_issued_back_to_back() {
         return;
     };
     // 256 Ki floats = 1 MiB: above the staging threshold (256 KiB); then 3 MiB (the buffer
-    // grows), then small ones (pageable path), in one queue.
+    // grows), then small ones (the ring of page-locked slots), in one queue.
     let sizes = [
         1 << 18,
         1 << 18,
@@ -64,4 +64,55 @@ fn staged_uploads_arrive_intact_when_issued_back_to_back() {
     if dev == Device::Cpu {
         eprintln!("dry run: the CPU has no staging buffer; the data checks ran");
     }
+}
+
+/// Small uploads go through the ring of page-locked slots: more of them than the ring has
+/// slots (64), behind a long product so that the device lags and slots are waited for before
+/// reuse, sizes up to one slot (64 KiB = 16 Ki floats) and one just above (pageable), each
+/// read by a kernel queued right behind it; then the same with the ring switched off.
+#[test]
+fn small_uploads_through_the_page_locked_ring_arrive_intact() {
+    let Some(dev) = cuda("small_uploads_through_the_page_locked_ring_arrive_intact") else {
+        return;
+    };
+    let sizes: Vec<usize> = (0..200)
+        .map(|i| match i % 5 {
+            0 => 1,
+            1 => 250,
+            2 => 16 * 1024,
+            3 => 16 * 1024 + 1,
+            _ => 1 + (i * 37) % 5000,
+        })
+        .collect();
+    for ring in [true, false] {
+        aoanet::cuda::set_small_upload_staging(ring);
+        // A product of a few milliseconds queued first: the uploads land behind it.
+        let big = Tensor::ones(&[1024, 1024], DType::F32)
+            .to_device(dev)
+            .unwrap();
+        let slow = big.matmul(&big).unwrap().matmul(&big).unwrap();
+        let mut checks = Vec::new();
+        for (seed, &n) in sizes.iter().enumerate() {
+            let v = data(seed, n);
+            let t = Tensor::from_vec(v.clone(), &[n])
+                .unwrap()
+                .to_device(dev)
+                .unwrap();
+            checks.push((t.add_scalar(1.0).unwrap(), t, v));
+        }
+        for (i, (plus, t, want)) in checks.iter().enumerate() {
+            assert!(
+                t.to_vec_f32() == *want,
+                "ring {ring}: upload {i} ({} floats) corrupted",
+                want.len()
+            );
+            let plus_one: Vec<f32> = want.iter().map(|x| x + 1.0).collect();
+            assert!(
+                plus.to_vec_f32() == plus_one,
+                "ring {ring}: the kernel after upload {i} read wrong data"
+            );
+        }
+        assert_eq!(slow.to_vec_f32()[0], 1024.0 * 1024.0);
+    }
+    aoanet::cuda::set_small_upload_staging(true);
 }

@@ -14,7 +14,7 @@ use super::args::LaunchCfg;
 use super::buffer::{CudaBuffer, DeviceType};
 use super::nvrtc;
 use super::pool::{Block, Pool, PoolStats, RawAlloc};
-use super::staging::{STAGED_MIN_BYTES, Staging};
+use super::staging::{SMALL_SLOT_BYTES, STAGED_MIN_BYTES, SmallStaging, Staging};
 use crate::{Error, Result};
 
 fn cuda_err(what: impl std::fmt::Display, e: impl std::fmt::Debug) -> Error {
@@ -75,6 +75,26 @@ fn staged_uploads() -> bool {
     *STAGED.get_or_init(|| std::env::var("AOANET_CUDA_STAGING").map_or(true, |v| v.trim() != "0"))
 }
 
+/// Whether small uploads go through the ring of page-locked slots (`src/cuda/staging.rs`):
+/// on unless `AOANET_CUDA_STAGE_SMALL=0`; [`set_small_upload_staging`] switches it at run time
+/// (the model bench times both ways in one run).
+static SMALL_STAGED: OnceLock<std::sync::atomic::AtomicBool> = OnceLock::new();
+
+fn small_staged() -> &'static std::sync::atomic::AtomicBool {
+    SMALL_STAGED.get_or_init(|| {
+        std::sync::atomic::AtomicBool::new(
+            std::env::var("AOANET_CUDA_STAGE_SMALL").map_or(true, |v| v.trim() != "0"),
+        )
+    })
+}
+
+/// Sends uploads of at most 64 KiB (token ids, kernels' address tables, masks) through a ring
+/// of page-locked slots (`true`, the default) or straight from pageable memory (`false`),
+/// which CUDA allows to wait for the stream's queued work. Process-wide.
+pub fn set_small_upload_staging(on: bool) {
+    small_staged().store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Whether host-to-device copies wait for the device (`AOANET_CUDA_SYNC_HTOD`, read once).
 fn sync_uploads() -> bool {
     static SYNC: OnceLock<bool> = OnceLock::new();
@@ -123,6 +143,7 @@ pub struct CudaDevice {
     functions: Mutex<HashMap<&'static str, (CudaFunction, u32, u64)>>,
     pool: Mutex<Pool<DriverAlloc>>,
     staging: Mutex<Staging>,
+    small_staging: Mutex<SmallStaging>,
     launches: std::sync::atomic::AtomicU64,
 }
 
@@ -189,6 +210,7 @@ impl CudaDevice {
             arch: format!("sm_{}{}", cc.0, cc.1),
             pool: Mutex::new(Pool::new(DriverAlloc { ctx: ctx.clone() })),
             staging: Mutex::new(Staging::new()),
+            small_staging: Mutex::new(SmallStaging::new()),
             launches: std::sync::atomic::AtomicU64::new(0),
             ctx,
             stream,
@@ -317,6 +339,17 @@ impl CudaDevice {
             // src.len() elements), allocated from the pool, whose blocks are reused in stream
             // order; the context is bound and the stream is this device's.
             return unsafe { staging.upload(bytes, dst, self.cu_stream()) };
+        }
+        if bytes.len() <= SMALL_SLOT_BYTES
+            && small_staged().load(std::sync::atomic::Ordering::Relaxed)
+            && !sync_uploads()
+        {
+            let mut ring = self
+                .small_staging
+                .lock()
+                .map_err(|_| Error::Cuda("small-upload ring poisoned".into()))?;
+            // SAFETY: as for the staged upload above.
+            return unsafe { ring.upload(bytes, dst, self.cu_stream()) };
         }
         // SAFETY: dst points to at least size_of_val(src) bytes (callers pass a buffer of
         // src.len() elements). `src` is pageable memory (nothing of ours is page-locked), and

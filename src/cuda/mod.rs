@@ -43,7 +43,9 @@ mod storage;
 
 pub use args::{KernelArg, KernelSig, LaunchCfg};
 pub use buffer::{CudaBuffer, CudaView, CudaViewMut, DeviceType};
-pub use device::{CudaDevice, available, device_count, unavailable_reason};
+pub use device::{
+    CudaDevice, available, device_count, set_small_upload_staging, unavailable_reason,
+};
 pub use pool::PoolStats;
 pub use storage::{CudaFloat, CudaStorage};
 

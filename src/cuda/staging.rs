@@ -10,6 +10,13 @@
 //! Safety of reuse: an event is recorded on the stream after each DMA out of the buffer, and
 //! the next upload (or growing or freeing the buffer) first waits for that event, so the
 //! buffer is never written while the device may still read it.
+//!
+//! Small uploads (token ids at every decoder step, the address tables of the multi-tensor
+//! kernels, key masks) go through [`SmallStaging`], a ring of page-locked slots: CUDA documents
+//! that a copy from pageable memory "may synchronize with the stream" when the driver stages
+//! it, which would make the host wait for every kernel queued before each decoder step's
+//! ids. From a slot the copy is an ordinary queued DMA; a slot is written again only after
+//! the event of its previous DMA (one ring turn earlier) has completed.
 
 use std::ffi::c_void;
 
@@ -118,6 +125,100 @@ impl Drop for Staging {
         if let Some(e) = self.event.take() {
             // SAFETY: a live event; nothing waits on it any more.
             let _ = unsafe { result::event::destroy(e) };
+        }
+    }
+}
+
+/// Uploads of at most this many bytes go through the ring of [`SmallStaging`].
+pub(crate) const SMALL_SLOT_BYTES: usize = 64 * 1024;
+/// Slots in the ring (4 MiB of page-locked memory in all, allocated on the first small upload).
+const SMALL_SLOTS: usize = 64;
+
+/// A ring of page-locked slots for small host-to-device copies, each with the event of its
+/// last DMA.
+pub(crate) struct SmallStaging {
+    buf: *mut u8,
+    events: [Option<CUevent>; SMALL_SLOTS],
+    next: usize,
+}
+
+// SAFETY: as for `Staging`: driver handles used only under the device's Mutex with its
+// context bound.
+unsafe impl Send for SmallStaging {}
+
+impl SmallStaging {
+    /// No memory yet.
+    pub(crate) const fn new() -> SmallStaging {
+        SmallStaging {
+            buf: std::ptr::null_mut(),
+            events: [None; SMALL_SLOTS],
+            next: 0,
+        }
+    }
+
+    /// Copies `src` (at most [`SMALL_SLOT_BYTES`]) into the next slot, once the device has
+    /// read that slot's previous contents, and queues its DMA to `dst` on `stream`.
+    ///
+    /// # Safety
+    /// As [`Staging::upload`]: `dst` holds `src.len()` bytes of device memory allocated in
+    /// stream order, the device's context is bound and `stream` is its stream.
+    pub(crate) unsafe fn upload(&mut self, src: &[u8], dst: u64, stream: CUstream) -> Result<()> {
+        if src.len() > SMALL_SLOT_BYTES {
+            return Err(err(
+                "small upload",
+                format!("{} bytes exceed a slot's {SMALL_SLOT_BYTES}", src.len()),
+            ));
+        }
+        if self.buf.is_null() {
+            // SAFETY: the context is bound (the caller's contract); plain page-locked memory.
+            let buf = unsafe { result::malloc_host(SMALL_SLOTS * SMALL_SLOT_BYTES, 0) }
+                .map_err(|e| err("page-lock the small-upload ring", e))?;
+            self.buf = buf.cast::<u8>();
+        }
+        let slot = self.next;
+        self.next = (slot + 1) % SMALL_SLOTS;
+        let event = match self.events[slot] {
+            Some(e) => {
+                // SAFETY: a live event of this context, recorded after the slot's last DMA.
+                unsafe { result::event::synchronize(e) }
+                    .map_err(|e| err("wait for a slot's last copy", e))?;
+                e
+            }
+            None => {
+                let e = result::event::create(CUevent_flags::CU_EVENT_DISABLE_TIMING)
+                    .map_err(|e| err("create event", e))?;
+                self.events[slot] = Some(e);
+                e
+            }
+        };
+        // SAFETY: the slot lies inside `buf` and the device no longer reads it (waited above);
+        // page-locked memory of ours cannot overlap `src`.
+        let staged = unsafe {
+            let at = self.buf.add(slot * SMALL_SLOT_BYTES);
+            std::ptr::copy_nonoverlapping(src.as_ptr(), at, src.len());
+            std::slice::from_raw_parts(at, src.len())
+        };
+        // SAFETY: `dst` holds `src.len()` bytes (the caller's contract); the slot stays
+        // allocated and unwritten until the event recorded next has completed.
+        unsafe { result::memcpy_htod_async(dst, staged, stream) }.map_err(|e| err("copy", e))?;
+        // SAFETY: a live event and the caller's stream.
+        unsafe { result::event::record(event, stream) }.map_err(|e| err("record event", e))
+    }
+}
+
+impl Drop for SmallStaging {
+    fn drop(&mut self) {
+        // Errors here have nowhere to go; the process is tearing the device down.
+        for e in self.events.iter_mut().filter_map(Option::take) {
+            // SAFETY: live events of this context; after the wait nothing reads their slots.
+            unsafe {
+                let _ = result::event::synchronize(e);
+                let _ = result::event::destroy(e);
+            }
+        }
+        if !self.buf.is_null() {
+            // SAFETY: `buf` came from `malloc_host`; every DMA out of it has completed.
+            let _ = unsafe { result::free_host(self.buf.cast::<c_void>()) };
         }
     }
 }
