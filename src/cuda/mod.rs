@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | [`device`](CudaDevice) | [`available`], [`CudaDevice::get`]: context, the one stream, module cache, pool |
 //! | [`pool`] | the caching allocator (size classes, peak bytes), tested on the CPU |
-//! | `staging` | page-locked staging of large uploads (asynchronous DMA, event-guarded reuse) |
+//! | `staging` | page-locked staging of uploads: one buffer for large ones, a ring of slots for small ones (asynchronous DMA, event-guarded reuse) |
 //! | [`buffer`] | [`CudaBuffer`] (owned, pooled) and [`CudaView`]/[`CudaViewMut`] (kernel arguments) |
 //! | [`nvrtc`] | `kernels/*.cu` embedded with `include_str!`, compiled to CUBIN per architecture |
 //! | [`args`] | [`KernelArg`]: Rust argument types that name their C types, the `kernels!` macro |
@@ -21,6 +21,16 @@
 //! Detection never panics: [`available`] first checks that `libcuda` can be loaded
 //! (`is_culib_present`), then asks the driver for its device count; [`CudaDevice::get`]
 //! returns `Error::Cuda` with the reason when there is no driver or GPU.
+//!
+//! # When the host waits for the GPU
+//! Everything is queued on one stream; the host waits only where it reads a result: a
+//! tensor copied to the host (`to_vec_*`, `item`), `Tensor::all_finite_many`, and a copy
+//! from pageable memory that the driver chooses to stage (which may wait for the queue: so
+//! uploads go through page-locked memory, `staging`). A training step is built to wait once,
+//! after its backward pass, when the trainer reads the loss and the gradients' NaN check:
+//! the losses' backwards read their upstream gradient on the device, masks stay on the host,
+//! and nothing in the forward or backward reads a device value. Decoding reads each step's
+//! word ids (the next step's embedding takes them from the host).
 //!
 //! # Dropout masks (shared with the CPU)
 //! A dropout call owns a Philox stream `(seed, stream)` and a base word offset `off`
