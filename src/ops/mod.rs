@@ -1,7 +1,7 @@
 //! Every differentiable op: its forward kernel, its backward (derived in a comment beside the
 //! code), and its tests, together in one file per family.
 //!
-//! Each op's backward is a closure recorded with [`Tensor::record`]; it runs under `no_grad`
+//! Each op's backward is a closure recorded with `Tensor::record`; it runs under `no_grad`
 //! and builds its result from other ops or from fused kernels. Every op is gradient-checked in
 //! `f64` against central differences (see [`crate::autograd::gradcheck`]), including a test
 //! that the checker fails when that op's backward is scaled by 1.001.

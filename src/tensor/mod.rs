@@ -9,7 +9,7 @@
 //! parameter's storage to another device ([`Tensor::move_to_device_`]).
 //!
 //! The device is the storage's: a CPU tensor's elements are host vectors, a CUDA tensor's a
-//! device buffer ([`Storage::Cuda`], feature `cuda`). Every op looks at its inputs' device and
+//! device buffer (`Storage::Cuda`, feature `cuda`). Every op looks at its inputs' device and
 //! runs the CPU kernel or its CUDA counterpart in `crate::cuda::ops`; [`Tensor::to_device`]
 //! copies between devices (differentiably), and creation functions have `_on(device)` forms.
 

@@ -1,4 +1,4 @@
-//! The decoding that training and evaluation need, over [`crate::model::decode`]: captions
+//! The decoding that training and evaluation need, over [`crate::model::decode()`]: captions
 //! for a batch of images (greedy or beam search), the greedy self-critical baseline, and the
 //! self-critical sampler (one caption per row with differentiable log-probabilities).
 

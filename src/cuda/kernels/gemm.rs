@@ -478,7 +478,7 @@ fn launch_planned<EA: crate::cuda::DeviceType, EB: crate::cuda::DeviceType>(
 
 /// The launch wrapper of a GEMM kernel with operands of types `EA` and `EB` and an f32 output
 /// (all of `kernels/gemm.cu` but `gemm_f64`): the shape, strides and epilogue of
-/// [`launch_gemm!`].
+/// `launch_gemm!`.
 pub type GemmKernel<EA, EB = EA> = for<'c, 'a, 'b, 'd> unsafe fn(
     &CudaDevice,
     LaunchCfg,

@@ -16,7 +16,7 @@
 //! | `loss`, `adam` | `train::label_smoothing_loss`/`lm_loss` and Adam's fused step |
 //!
 //! Conventions: inputs may be any strided view; kernels that need dense operands get them
-//! through [`with_dense`] (the storage range when already contiguous, else a device copy).
+//! through `with_dense` (the storage range when already contiguous, else a device copy).
 //! Outputs are fresh dense tensors. Everything is queued on the device's one stream, so no
 //! synchronisation is needed between launches; host reads (`to_vec`, `item`) synchronise.
 

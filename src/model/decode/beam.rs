@@ -23,7 +23,7 @@
 //!   sorted by score (stable) and the best B′ of each group kept, groups concatenated; the
 //!   first is the caption.
 //!
-//! Each row's distribution is kept as its `k` best words only ([`Candidates`]: a stable
+//! Each row's distribution is kept as its `k` best words only (`Candidates`: a stable
 //! descending sort's prefix), with `k` the number of words a step picks from per row plus the
 //! most words the step's adjustments can lower: every adjustment above only lowers a value,
 //! so a word outside that prefix can never overtake `k − (lowered words)` ≥ B′ words of it,
