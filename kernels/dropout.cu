@@ -6,6 +6,10 @@
 //   relu_dropout_{f32,f64}  the same on relu(x) (x > 0 ? x : 0, as unary relu): one pass for
 //                the ReLU + dropout pairs of the model, the values of the two ops in a row; its
 //                backward is elementwise.cu's B_RELU_SCALE_BWD on the output
+//   add_dropout_{f32,f64}  y[i] = a[i] + dropout(x)[i]: a residual connection or the decoder's
+//                `mean_feats + ctx_drop(ctx)` in one pass; both roundings explicit (no fused
+//                multiply-add), so the values of the dropout kernel followed by the add kernel;
+//                its backward is a pass-through for a and dropout_* of the gradient for x
 //   dropout_{f32,f64}  y[i] = keep(i) ? x[i] * scale : 0, where keep(i) uses word (offset + i)
 //                (rule in common.cuh: dropout_keep) and scale = 1 / (1 - p) is computed by the
 //                caller exactly as the CPU computes it (in f64, then rounded to T), so kept
@@ -32,9 +36,17 @@ extern "C" __global__ void philox_u32(u32* out, i64 n, u64 seed, u64 stream, u64
     }
 }
 
+// Products and sums rounded on their own, never contracted into a fused multiply-add: the
+// fused kernels must give the bits of the separate ones.
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+
+// y = [addend +] dropout([relu](x)); `addend` null: no addition.
 template <typename T, bool RELU>
-__device__ __forceinline__ void dropout_impl(T* y, const T* x, i64 n, float p, T scale, u64 seed,
-                                             u64 stream, u64 offset) {
+__device__ __forceinline__ void dropout_impl(T* y, const T* x, const T* addend, i64 n, float p,
+                                             T scale, u64 seed, u64 stream, u64 offset) {
     if (n <= 0) return;
     const u64 first = offset >> 2, last = (offset + (u64)n - 1) >> 2;
     const uint2 key = make_uint2((u32)seed, (u32)(seed >> 32));
@@ -48,7 +60,8 @@ __device__ __forceinline__ void dropout_impl(T* y, const T* x, i64 n, float p, T
                 const i64 i = (i64)(word - offset);
                 T v = x[i];
                 if (RELU) v = v > (T)0 ? v : (T)0;
-                y[i] = dropout_keep(words[l], p) ? v * scale : (T)0;
+                const T kept = dropout_keep(words[l], p) ? mul_rn(v, scale) : (T)0;
+                y[i] = addend ? add_rn(addend[i], kept) : kept;
             }
         }
     }
@@ -56,17 +69,27 @@ __device__ __forceinline__ void dropout_impl(T* y, const T* x, i64 n, float p, T
 
 extern "C" __global__ void dropout_f32(float* y, const float* x, i64 n, float p, float scale,
                                        u64 seed, u64 stream, u64 offset) {
-    dropout_impl<float, false>(y, x, n, p, scale, seed, stream, offset);
+    dropout_impl<float, false>(y, x, nullptr, n, p, scale, seed, stream, offset);
 }
 extern "C" __global__ void dropout_f64(double* y, const double* x, i64 n, float p, double scale,
                                        u64 seed, u64 stream, u64 offset) {
-    dropout_impl<double, false>(y, x, n, p, scale, seed, stream, offset);
+    dropout_impl<double, false>(y, x, nullptr, n, p, scale, seed, stream, offset);
 }
 extern "C" __global__ void relu_dropout_f32(float* y, const float* x, i64 n, float p,
                                             float scale, u64 seed, u64 stream, u64 offset) {
-    dropout_impl<float, true>(y, x, n, p, scale, seed, stream, offset);
+    dropout_impl<float, true>(y, x, nullptr, n, p, scale, seed, stream, offset);
 }
 extern "C" __global__ void relu_dropout_f64(double* y, const double* x, i64 n, float p,
                                             double scale, u64 seed, u64 stream, u64 offset) {
-    dropout_impl<double, true>(y, x, n, p, scale, seed, stream, offset);
+    dropout_impl<double, true>(y, x, nullptr, n, p, scale, seed, stream, offset);
+}
+extern "C" __global__ void add_dropout_f32(float* y, const float* a, const float* x, i64 n,
+                                           float p, float scale, u64 seed, u64 stream,
+                                           u64 offset) {
+    dropout_impl<float, false>(y, x, a, n, p, scale, seed, stream, offset);
+}
+extern "C" __global__ void add_dropout_f64(double* y, const double* a, const double* x, i64 n,
+                                           float p, double scale, u64 seed, u64 stream,
+                                           u64 offset) {
+    dropout_impl<double, false>(y, x, a, n, p, scale, seed, stream, offset);
 }

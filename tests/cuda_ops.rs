@@ -1825,6 +1825,53 @@ fn relu_dropout_f64_matches_relu_then_dropout_on_the_cpu() {
     );
 }
 
+/// `add_dropout_*`: `a + dropout(x)` in one kernel against the CPU (values and both
+/// gradients through `op_matches_cpu`'s random projection), and on the device against the
+/// dropout kernel followed by the add kernel: the same bits (the kernel rounds the product and
+/// the sum separately, with no fused multiply-add).
+fn add_dropout_matches(test: &str, dtype: DType) {
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    let inputs = [
+        randt(&[50, 1024], -1.0, 1.0, 93),
+        randt(&[50, 1024], -1.0, 1.0, 94),
+    ];
+    op_matches_cpu(test, dev, dtype, &inputs, Tol::TIGHT, |t, _| {
+        let mut rng = Philox::new(13);
+        let y = t[0].add_dropout(&t[1], 0.3, true, &mut rng)?;
+        assert_eq!(rng.state().offset, 50 * 1024);
+        Ok(y)
+    });
+    let on = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(dev).unwrap();
+    let (a, x) = (on(&inputs[0]), on(&inputs[1]));
+    let fused = a.add_dropout(&x, 0.3, true, &mut Philox::new(13)).unwrap();
+    let two = a
+        .add(&x.dropout(0.3, true, &mut Philox::new(13)).unwrap())
+        .unwrap();
+    let bits = |t: &Tensor| -> Vec<u64> { t.to_vec_f64().iter().map(|v| v.to_bits()).collect() };
+    assert!(
+        bits(&fused) == bits(&two),
+        "{test}: fused and two-op results differ"
+    );
+}
+
+#[test]
+fn add_dropout_f32_matches_the_cpu_and_the_two_ops() {
+    add_dropout_matches(
+        "add_dropout_f32_matches_the_cpu_and_the_two_ops",
+        DType::F32,
+    );
+}
+
+#[test]
+fn add_dropout_f64_matches_the_cpu_and_the_two_ops() {
+    add_dropout_matches(
+        "add_dropout_f64_matches_the_cpu_and_the_two_ops",
+        DType::F64,
+    );
+}
+
 /// `sum_many_*` adds its sources in order, bit for bit as one-by-one f32/f64 additions, in
 /// place or into a new buffer, across its 16-source launches; and a backward pass whose
 /// tensor collects 20 gradient pieces (one use per "step") gives the CPU's gradient.

@@ -147,8 +147,11 @@ impl DecoderCore {
         state: &DecoderState,
         ctx: &mut Ctx,
     ) -> Result<CoreOutput> {
-        let prev_ctx = self.ctx_drop.forward(&state.ctx, ctx)?;
-        let input = Tensor::concat(&[xt, &enc.mean_feats.add(&prev_ctx)?], 1)?;
+        // `mean_feats + ctx_drop(ctx)` as one op (the same values as the two).
+        let global = self
+            .ctx_drop
+            .forward_added_to(&enc.mean_feats, &state.ctx, ctx)?;
+        let input = Tensor::concat(&[xt, &global], 1)?;
         let lstm = self.att_lstm.forward(&input, &state.h, &state.c)?;
         let (rows, width) = (lstm.h.shape()[0], lstm.h.shape()[1]);
         let group = enc.group;

@@ -96,10 +96,11 @@ impl RefinerLayer {
     ) -> Result<Tensor> {
         let q = self.norms[0].forward(x)?;
         let attended = self.self_attn.forward(&q, &q, &q, mask, ctx)?.out;
-        let mut x = x.add(&self.dropout.forward(&attended, ctx)?)?;
+        // The residual additions each take one op with their dropout (the same values).
+        let mut x = self.dropout.forward_added_to(x, &attended, ctx)?;
         if let Some(ff) = &self.feed_forward {
             let h = ff.forward(&self.norms[1].forward(&x)?, ctx)?;
-            x = x.add(&self.dropout.forward(&h, ctx)?)?;
+            x = self.dropout.forward_added_to(&x, &h, ctx)?;
         }
         Ok(x)
     }

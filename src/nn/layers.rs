@@ -218,6 +218,12 @@ impl Dropout {
     pub fn forward_relu(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         x.relu_dropout(self.p, ctx.train, ctx.rng)
     }
+
+    /// `a + dropout(x)`, as one op ([`Tensor::add_dropout`]: the same values and random words
+    /// as `a.add(&self.forward(x, ctx)?)`): residual connections.
+    pub fn forward_added_to(&self, a: &Tensor, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        a.add_dropout(x, self.p, ctx.train, ctx.rng)
+    }
 }
 
 /// The position-wise feed-forward sublayer: `w_2(dropout(relu(w_1(x))))`.

@@ -123,6 +123,47 @@ impl Tensor {
     }
 }
 
+impl Tensor {
+    /// `self + x.dropout(p, train, rng)` as one op: the same values and random words as the
+    /// two ops, with one graph node and (on a GPU) one kernel instead of two. Backward: `∂self
+    /// = g` (no work), `∂x` = dropout's backward. Shapes that differ (broadcasting) take the
+    /// two ops.
+    pub fn add_dropout(&self, x: &Tensor, p: f64, train: bool, rng: &mut Philox) -> Result<Tensor> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::invalid(format!(
+                "add_dropout: probability {p} outside [0, 1]"
+            )));
+        }
+        if !train || p == 0.0 {
+            return self.add(x);
+        }
+        if self.shape() != x.shape() || p >= 1.0 {
+            return self.add(&x.dropout(p, train, rng)?);
+        }
+        super::same_kind("add_dropout", self, x)?;
+        #[cfg(feature = "cuda")]
+        if x.is_cuda() {
+            let state = rng.state();
+            *rng = Philox::from_state(crate::rng::PhiloxState {
+                offset: state.offset + x.numel() as u64,
+                ..state
+            });
+            let out = crate::cuda::ops::dropout::apply_add(self, x, p, state)?;
+            return Ok(out.record("add_dropout", &[self, x], move |g| {
+                Ok(vec![
+                    Some(g.clone()),
+                    Some(crate::cuda::ops::dropout::apply(g, p, state)?),
+                ])
+            }));
+        }
+        let m = with_float!(x.dtype(), "add_dropout", T => Tensor::from_vec(mask::<T>(x.numel(), p, rng), x.shape()))?;
+        let out = crate::autograd::no_grad(|| self.add(&x.mul(&m)?))?;
+        Ok(out.record("add_dropout", &[self, x], move |g| {
+            Ok(vec![Some(g.clone()), Some(g.mul(&m)?)])
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +214,60 @@ mod tests {
             |t| t[0].relu_dropout(0.4, true, &mut Philox::new(3)),
             &[rand(&[7, 33], 92)],
         );
+        check_op(
+            "add_dropout",
+            |t| t[0].add_dropout(&t[1], 0.4, true, &mut Philox::new(3)),
+            &[rand(&[7, 33], 93), rand(&[7, 33], 94)],
+        );
+    }
+
+    /// The fused op is an addition of a dropout: the same values bit for bit, the same words
+    /// drawn, the same gradients (both inputs); the addition alone in eval mode; a broadcast
+    /// addend and p = 1 take the two ops.
+    #[test]
+    fn add_dropout_is_an_addition_of_dropout() {
+        for dtype in [DType::F32, DType::F64] {
+            let a = rand(&[9, 130], 95)
+                .to_dtype(dtype)
+                .unwrap()
+                .requiring_grad();
+            let x = rand(&[9, 130], 96)
+                .to_dtype(dtype)
+                .unwrap()
+                .requiring_grad();
+            let g = rand(&[9, 130], 97).to_dtype(dtype).unwrap();
+            let run = |fused: bool, p: f64, train: bool| {
+                a.zero_grad();
+                x.zero_grad();
+                let mut rng = Philox::new(8);
+                let y = if fused {
+                    a.add_dropout(&x, p, train, &mut rng).unwrap()
+                } else {
+                    a.add(&x.dropout(p, train, &mut rng).unwrap()).unwrap()
+                };
+                y.backward_with(g.clone()).unwrap();
+                (
+                    y.to_vec_f64(),
+                    a.grad().unwrap().to_vec_f64(),
+                    x.grad().unwrap().to_vec_f64(),
+                    rng.state(),
+                )
+            };
+            for (p, train) in [(0.3, true), (0.3, false), (1.0, true)] {
+                assert_eq!(
+                    run(true, p, train),
+                    run(false, p, train),
+                    "{dtype} p {p} train {train}"
+                );
+            }
+        }
+        let (a, x) = (rand(&[1, 5], 98), rand(&[4, 5], 99));
+        let mut rng = Philox::new(2);
+        assert_eq!(
+            a.add_dropout(&x, 0.5, true, &mut rng).unwrap().shape(),
+            &[4, 5]
+        );
+        assert!(a.add_dropout(&x, 1.5, true, &mut rng).is_err());
     }
 
     /// The fused op is ReLU then dropout: the same values bit for bit, the same words drawn,

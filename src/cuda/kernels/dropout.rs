@@ -22,6 +22,8 @@ pub mod raw {
         fn dropout<T>(y: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, p: f32, scale: T, seed: u64, stream: u64, offset: u64);
         /// `relu_dropout_f32`, `relu_dropout_f64`: the same on `relu(x)`.
         fn relu_dropout<T>(y: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, p: f32, scale: T, seed: u64, stream: u64, offset: u64);
+        /// `add_dropout_f32`, `add_dropout_f64`: `y = a + dropout(x)`.
+        fn add_dropout<T>(y: CudaViewMut<'_, T>, a: CudaView<'_, T>, x: CudaView<'_, T>, n: i64, p: f32, scale: T, seed: u64, stream: u64, offset: u64);
     }
 }
 
@@ -53,9 +55,19 @@ pub fn philox_words(dev: &CudaDevice, out: CudaViewMut<'_, u32>, state: PhiloxSt
     }
 }
 
-/// [`dropout`], or with `relu` [`relu_dropout`].
-fn dropout_or_relu<T: CudaFloat>(
-    relu: bool,
+/// What the dropout kernels do besides dropping.
+enum Variant<'a, T> {
+    /// Nothing: [`dropout`].
+    Plain,
+    /// ReLU first: [`relu_dropout`].
+    Relu,
+    /// Add to this: [`add_dropout`].
+    AddTo(CudaView<'a, T>),
+}
+
+/// The dropout kernel of `variant`, with the checks and the scale they share.
+fn launch<T: CudaFloat>(
+    variant: Variant<'_, T>,
     dev: &CudaDevice,
     y: CudaViewMut<'_, T>,
     x: CudaView<'_, T>,
@@ -69,6 +81,9 @@ fn dropout_or_relu<T: CudaFloat>(
     }
     let n = y.len();
     check_len("dropout", "x", x.len(), n)?;
+    if let Variant::AddTo(a) = &variant {
+        check_len("add_dropout", "a", a.len(), n)?;
+    }
     if n == 0 {
         return Ok(());
     }
@@ -77,25 +92,21 @@ fn dropout_or_relu<T: CudaFloat>(
     } else {
         T::ZERO
     };
-    // SAFETY: both views hold n elements.
+    let (n_i, pf) = (n as i64, p as f32);
+    let (seed, stream, offset) = (state.seed, state.stream, state.offset);
+    // SAFETY: every view holds n elements.
     unsafe {
-        let launch = if relu {
-            raw::relu_dropout::<T>
-        } else {
-            raw::dropout::<T>
-        };
-        launch(
-            dev,
-            cfg(n),
-            y,
-            x,
-            n as i64,
-            p as f32,
-            scale,
-            state.seed,
-            state.stream,
-            state.offset,
-        )
+        match variant {
+            Variant::Plain => {
+                raw::dropout::<T>(dev, cfg(n), y, x, n_i, pf, scale, seed, stream, offset)
+            }
+            Variant::Relu => {
+                raw::relu_dropout::<T>(dev, cfg(n), y, x, n_i, pf, scale, seed, stream, offset)
+            }
+            Variant::AddTo(a) => {
+                raw::add_dropout::<T>(dev, cfg(n), y, a, x, n_i, pf, scale, seed, stream, offset)
+            }
+        }
     }
 }
 
@@ -110,7 +121,7 @@ pub fn dropout<T: CudaFloat>(
     p: f64,
     state: PhiloxState,
 ) -> Result<()> {
-    dropout_or_relu(false, dev, y, x, p, state)
+    launch(Variant::Plain, dev, y, x, p, state)
 }
 
 /// [`dropout`] of `relu(x)` in one pass: the values of the ReLU kernel followed by the dropout
@@ -122,5 +133,18 @@ pub fn relu_dropout<T: CudaFloat>(
     p: f64,
     state: PhiloxState,
 ) -> Result<()> {
-    dropout_or_relu(true, dev, y, x, p, state)
+    launch(Variant::Relu, dev, y, x, p, state)
+}
+
+/// `a + dropout(x)` in one pass: the values of [`dropout`] followed by an addition, bit for
+/// bit (the kernel rounds the product and the sum separately).
+pub fn add_dropout<T: CudaFloat>(
+    dev: &CudaDevice,
+    y: CudaViewMut<'_, T>,
+    a: CudaView<'_, T>,
+    x: CudaView<'_, T>,
+    p: f64,
+    state: PhiloxState,
+) -> Result<()> {
+    launch(Variant::AddTo(a), dev, y, x, p, state)
 }

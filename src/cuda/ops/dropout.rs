@@ -29,6 +29,18 @@ pub(crate) fn apply_relu(x: &Tensor, p: f64, state: PhiloxState) -> Result<Tenso
     })
 }
 
+/// `a + apply(x)` in one pass (no graph); `a` and `x` have one shape.
+pub(crate) fn apply_add(a: &Tensor, x: &Tensor, p: f64, state: PhiloxState) -> Result<Tensor> {
+    let dev = device_of(x)?;
+    with_cuda_float!(x.dtype(), "add_dropout", T => {
+        with_dense::<T, _>(a, "add_dropout", |av| {
+            with_dense::<T, _>(x, "add_dropout", |xv| {
+                output::<T>(&dev, x.shape(), |o| k::add_dropout(&dev, o, av, xv, p, state))
+            })
+        })
+    })
+}
+
 /// The backward of [`apply_relu`] from its output `y`: `g · scale` where `y > 0`, else 0.
 pub(crate) fn relu_backward(g: &Tensor, y: &Tensor, scale: f64) -> Result<Tensor> {
     super::binary(
