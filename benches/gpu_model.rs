@@ -314,6 +314,13 @@ fn train_xe_step(shared: &mut Shared) {
         XE_STEP_GFLOP / wall / 1e3,
         memory(&dev)
     );
+    if aoanet::cuda::ops::matmul_precision() == aoanet::cuda::kernels::gemm::Precision::Bf16 {
+        println!(
+            "  issue 8's target: an XE step under 15 ms in bf16 on an H100: {} ({})",
+            verdict(wall < 0.015),
+            dev.name()
+        );
+    }
     println!(
         "  baseline, the step as before (log-probabilities, loss with a device mask read before \
          the backward): {:.1} ms, {old_launches} launches; {:.2}x faster now",
@@ -501,6 +508,10 @@ fn decode_beam3(shared: &mut Shared) {
         no_grad(|| beam_search(m, &enc, &opts, false)).unwrap();
     });
     report("decode.beam3_500", s, launches, &dev);
+    println!(
+        "  issue 8's target: beam-3 over 500 images under 1 s: {}",
+        verdict(s < 1.0)
+    );
     print_launch_mix(&dev, &counts_before, reps() + 1);
 }
 
@@ -514,6 +525,11 @@ fn report(name: &str, wall: f64, launches: u64, dev: &CudaDevice) {
         reps(),
         memory(dev)
     );
+}
+
+/// "met" or "not met", for the lines that compare with issue 8's targets.
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "not met" }
 }
 
 /// The product precision and, when off, the fused attention, as a label suffix.
