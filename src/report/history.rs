@@ -144,8 +144,9 @@ impl HistoryRecord {
     }
 }
 
-/// A finite number as a number, the others as the strings of the module docs.
-fn number(x: f64) -> Value {
+/// A finite number as a JSON number, the others as `"NaN"`, `"Infinity"`, `"-Infinity"` (JSON
+/// has none of them); the training history writes its numbers the same way.
+pub(crate) fn number(x: f64) -> Value {
     if x.is_nan() {
         Value::String("NaN".into())
     } else if x == f64::INFINITY {
@@ -157,7 +158,8 @@ fn number(x: f64) -> Value {
     }
 }
 
-fn read_number(v: &Value) -> Option<f64> {
+/// Reads [`number`]'s output.
+pub(crate) fn read_number(v: &Value) -> Option<f64> {
     match v {
         Value::Number(x) => Some(*x),
         Value::String(s) => match s.as_str() {

@@ -12,6 +12,7 @@
 
 use super::options::Stage;
 use crate::json::{self, Value};
+use crate::report::history::{number, read_number};
 use crate::{Error, Result};
 use std::path::Path;
 
@@ -152,32 +153,6 @@ impl HistoryRecord {
             val,
             val_loss: optional("val_loss")?,
         })
-    }
-}
-
-/// A finite number as a number, the others as `"NaN"`, `"Infinity"`, `"-Infinity"`.
-fn number(x: f64) -> Value {
-    if x.is_nan() {
-        Value::from("NaN")
-    } else if x == f64::INFINITY {
-        Value::from("Infinity")
-    } else if x == f64::NEG_INFINITY {
-        Value::from("-Infinity")
-    } else {
-        Value::from(x)
-    }
-}
-
-fn read_number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(x) => Some(*x),
-        Value::String(s) => match s.as_str() {
-            "NaN" => Some(f64::NAN),
-            "Infinity" => Some(f64::INFINITY),
-            "-Infinity" => Some(f64::NEG_INFINITY),
-            _ => None,
-        },
-        _ => None,
     }
 }
 
