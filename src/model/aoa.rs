@@ -398,9 +398,7 @@ impl AoaModel {
         ss_prob: f64,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
-        let outputs = self.teacher_forced(enc, labels, len, ss_prob, ctx)?;
-        let lp = self.logprobs(&outputs)?;
-        self.pad_steps(lp, len)
+        self.teacher_forced_scores(enc, labels, len, ss_prob, ctx, true)
     }
 
     /// [`AoaModel::forward_xe`] without the final `log_softmax`: the logits `[R, L−1, V+1]`
@@ -415,9 +413,28 @@ impl AoaModel {
         ss_prob: f64,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
+        self.teacher_forced_scores(enc, labels, len, ss_prob, ctx, false)
+    }
+
+    /// The logits of teacher forcing, or (`log_softmax`) their log-probabilities, padded with
+    /// zeros to `len − 1` steps.
+    fn teacher_forced_scores(
+        &self,
+        enc: &Encoded,
+        labels: &[usize],
+        len: usize,
+        ss_prob: f64,
+        ctx: &mut Ctx,
+        log_softmax: bool,
+    ) -> Result<Tensor> {
         let outputs = self.teacher_forced(enc, labels, len, ss_prob, ctx)?;
         let logits = self.logit.forward(&outputs)?;
-        self.pad_steps(logits, len)
+        let scores = if log_softmax {
+            logits.log_softmax()?
+        } else {
+            logits
+        };
+        self.pad_steps(scores, len)
     }
 
     /// `x [R, steps, V+1]` followed by zeros up to `len − 1` steps.
