@@ -2,7 +2,7 @@
 //! back-to-back uploads, each freeing its host source right after the call, interleaved
 //! with kernels that read the uploaded data, must all arrive intact (the staging buffer is
 //! reused only after the device has read it); the buffer grows for a larger upload; small
-//! uploads go through a ring of page-locked slots instead, reused in turn once read.
+//! uploads go through a ring of page-locked memory instead, reused in turn once read.
 #![cfg(feature = "cuda")]
 
 mod cuda_util;
@@ -66,9 +66,10 @@ fn staged_uploads_arrive_intact_when_issued_back_to_back() {
     }
 }
 
-/// Small uploads go through the ring of page-locked slots: more of them than the ring has
-/// slots (64), behind a long product so that the device lags and slots are waited for before
-/// reuse, sizes up to one slot (64 KiB = 16 Ki floats) and one just above (pageable), each
+/// Uploads under 256 KiB go through the 8 MiB page-locked ring: 200 of them (about 10 MiB in
+/// all, so the ring wraps and earlier uploads are waited for before their bytes are reused)
+/// behind a long product, so that the device lags; sizes from 4 bytes to the largest the ring
+/// takes (65535 floats) and the smallest it does not (65536: the large staging buffer), each
 /// read by a kernel queued right behind it; then the same with the ring switched off.
 #[test]
 fn small_uploads_through_the_page_locked_ring_arrive_intact() {
@@ -76,11 +77,12 @@ fn small_uploads_through_the_page_locked_ring_arrive_intact() {
         return;
     };
     let sizes: Vec<usize> = (0..200)
-        .map(|i| match i % 5 {
+        .map(|i| match i % 6 {
             0 => 1,
             1 => 250,
-            2 => 16 * 1024,
-            3 => 16 * 1024 + 1,
+            2 => 65535,
+            3 => 65536,
+            4 => 16 * 1024 + 1,
             _ => 1 + (i * 37) % 5000,
         })
         .collect();

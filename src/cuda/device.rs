@@ -14,7 +14,7 @@ use super::args::LaunchCfg;
 use super::buffer::{CudaBuffer, DeviceType};
 use super::nvrtc;
 use super::pool::{Block, Pool, PoolStats, RawAlloc};
-use super::staging::{SMALL_SLOT_BYTES, STAGED_MIN_BYTES, SmallStaging, Staging};
+use super::staging::{STAGED_MIN_BYTES, SmallStaging, Staging};
 use crate::{Error, Result};
 
 fn cuda_err(what: impl std::fmt::Display, e: impl std::fmt::Debug) -> Error {
@@ -75,7 +75,7 @@ fn staged_uploads() -> bool {
     *STAGED.get_or_init(|| std::env::var("AOANET_CUDA_STAGING").map_or(true, |v| v.trim() != "0"))
 }
 
-/// Whether small uploads go through the ring of page-locked slots (`src/cuda/staging.rs`):
+/// Whether small uploads go through the ring of page-locked memory (`src/cuda/staging.rs`):
 /// on unless `AOANET_CUDA_STAGE_SMALL=0`; [`set_small_upload_staging`] switches it at run time
 /// (the model bench times both ways in one run).
 static SMALL_STAGED: OnceLock<std::sync::atomic::AtomicBool> = OnceLock::new();
@@ -88,9 +88,10 @@ fn small_staged() -> &'static std::sync::atomic::AtomicBool {
     })
 }
 
-/// Sends uploads of at most 64 KiB (token ids, kernels' address tables, masks) through a ring
-/// of page-locked slots (`true`, the default) or straight from pageable memory (`false`),
-/// which CUDA allows to wait for the stream's queued work. Process-wide.
+/// Sends uploads under 256 KiB (token ids, kernels' address tables, masks, the loss's
+/// targets) through a ring of page-locked memory (`true`, the default) or straight from
+/// pageable memory (`false`), which CUDA allows to wait for the stream's queued work.
+/// Process-wide.
 pub fn set_small_upload_staging(on: bool) {
     small_staged().store(on, std::sync::atomic::Ordering::Relaxed);
 }
@@ -340,7 +341,7 @@ impl CudaDevice {
             // order; the context is bound and the stream is this device's.
             return unsafe { staging.upload(bytes, dst, self.cu_stream()) };
         }
-        if bytes.len() <= SMALL_SLOT_BYTES
+        if bytes.len() < STAGED_MIN_BYTES
             && small_staged().load(std::sync::atomic::Ordering::Relaxed)
             && !sync_uploads()
         {

@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | [`device`](CudaDevice) | [`available`], [`CudaDevice::get`]: context, the one stream, module cache, pool |
 //! | [`pool`] | the caching allocator (size classes, peak bytes), tested on the CPU |
-//! | `staging` | page-locked staging of uploads: one buffer for large ones, a ring of slots for small ones (asynchronous DMA, event-guarded reuse) |
+//! | `staging` | page-locked staging of uploads: one buffer for large ones, a byte ring for the others (asynchronous DMA, event-guarded reuse) |
 //! | [`buffer`] | [`CudaBuffer`] (owned, pooled) and [`CudaView`]/[`CudaViewMut`] (kernel arguments) |
 //! | [`nvrtc`] | `kernels/*.cu` embedded with `include_str!`, compiled to CUBIN per architecture |
 //! | [`args`] | [`KernelArg`]: Rust argument types that name their C types, the `kernels!` macro |

@@ -11,12 +11,13 @@
 //! the next upload (or growing or freeing the buffer) first waits for that event, so the
 //! buffer is never written while the device may still read it.
 //!
-//! Small uploads (token ids at every decoder step, the address tables of the multi-tensor
-//! kernels, key masks) go through [`SmallStaging`], a ring of page-locked slots: CUDA documents
-//! that a copy from pageable memory "may synchronize with the stream" when the driver stages
-//! it, which would make the host wait for every kernel queued before each decoder step's
-//! ids. From a slot the copy is an ordinary queued DMA; a slot is written again only after
-//! the event of its previous DMA (one ring turn earlier) has completed.
+//! Smaller uploads (token ids at every decoder step, the address tables of the multi-tensor
+//! kernels, masks, the loss's targets) go through [`SmallStaging`], an 8 MiB ring of
+//! page-locked memory: CUDA documents that a copy from pageable memory "may synchronize with
+//! the stream" when the driver stages it, which would make the host wait for every kernel
+//! queued before each decoder step's ids. From the ring the copy is an ordinary queued DMA;
+//! a range of the ring is written again only after the events of the uploads it held (one
+//! ring turn earlier) have completed ([`Ring`], tested on the CPU).
 
 use std::ffi::c_void;
 
@@ -129,17 +130,101 @@ impl Drop for Staging {
     }
 }
 
-/// Uploads of at most this many bytes go through the ring of [`SmallStaging`].
-pub(crate) const SMALL_SLOT_BYTES: usize = 64 * 1024;
-/// Slots in the ring (4 MiB of page-locked memory in all, allocated on the first small upload).
-const SMALL_SLOTS: usize = 64;
+/// Uploads smaller than [`STAGED_MIN_BYTES`] go through the ring of [`SmallStaging`].
+/// Its size: at least 32 of the largest such uploads fit in it.
+const RING_BYTES: usize = 8 << 20;
+/// Ring allocations start at multiples of this (the DMA engine's preferred alignment).
+const RING_ALIGN: usize = 256;
+/// Uploads in flight at most (each holds an event until retired).
+const MAX_IN_FLIGHT: usize = 1024;
 
-/// A ring of page-locked slots for small host-to-device copies, each with the event of its
-/// last DMA.
+/// The bookkeeping of a byte ring, without the driver: where the next upload goes, and which
+/// earlier uploads must have been read by the device before it may be written.
+///
+/// Uploads take consecutive aligned ranges; one that does not fit before the end starts again
+/// at 0. Each range stays "in flight" until the device has read it; since the device reads
+/// uploads in the order they were queued (one stream), the in-flight ranges form a queue, and
+/// knowing that one has been read means every older one has too.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    capacity: usize,
+    head: usize,
+    /// In-flight ranges, oldest first, with an id the caller maps to its event.
+    in_flight: std::collections::VecDeque<(std::ops::Range<usize>, u64)>,
+    next_id: u64,
+}
+
+/// Where an upload goes, and what must be waited for first.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Placement {
+    /// The bytes it takes.
+    pub range: std::ops::Range<usize>,
+    /// Its id (the caller records an event for it).
+    pub id: u64,
+    /// The newest earlier upload whose range overlaps: wait for its event first (every
+    /// older one is then read too and retired with it). `None`: no wait.
+    pub wait_for: Option<u64>,
+    /// The ids retired by this placement (their events may be reused).
+    pub retired: Vec<u64>,
+}
+
+impl Ring {
+    /// An empty ring of `capacity` bytes.
+    pub(crate) fn new(capacity: usize) -> Ring {
+        Ring {
+            capacity,
+            head: 0,
+            in_flight: std::collections::VecDeque::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Places an upload of `len` bytes (`0 < len ≤ capacity`).
+    pub(crate) fn place(&mut self, len: usize) -> Placement {
+        assert!(
+            len > 0 && len <= self.capacity,
+            "ring upload of {len} bytes"
+        );
+        let mut start = self.head;
+        if start + len > self.capacity {
+            start = 0;
+        }
+        let range = start..start + len;
+        let overlaps = |r: &std::ops::Range<usize>| r.start < range.end && range.start < r.end;
+        let newest = self.in_flight.iter().rposition(|(r, _)| overlaps(r));
+        // Keep at most MAX_IN_FLIGHT events alive: tiny uploads would otherwise need one per
+        // 256 bytes of the ring. The oldest upload is long read by then: its wait is free.
+        let excess = (self.in_flight.len() + 1).saturating_sub(MAX_IN_FLIGHT);
+        let newest = newest.max(excess.checked_sub(1));
+        let (wait_for, retired) = match newest {
+            Some(i) => {
+                let gone: Vec<u64> = self.in_flight.drain(..=i).map(|(_, id)| id).collect();
+                (gone.last().copied(), gone)
+            }
+            None => (None, Vec::new()),
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.in_flight.push_back((range.clone(), id));
+        self.head = (range.end).div_ceil(RING_ALIGN) * RING_ALIGN;
+        Placement {
+            range,
+            id,
+            wait_for,
+            retired,
+        }
+    }
+}
+
+/// A ring of page-locked memory for small host-to-device copies ([`Ring`] places them; an
+/// event per upload marks when the device has read it).
 pub(crate) struct SmallStaging {
     buf: *mut u8,
-    events: [Option<CUevent>; SMALL_SLOTS],
-    next: usize,
+    ring: Ring,
+    /// Events of the uploads in flight, by id.
+    events: std::collections::HashMap<u64, CUevent>,
+    /// Recorded events whose uploads were retired: reused by later uploads.
+    spare: Vec<CUevent>,
 }
 
 // SAFETY: as for `Staging`: driver handles used only under the device's Mutex with its
@@ -148,57 +233,61 @@ unsafe impl Send for SmallStaging {}
 
 impl SmallStaging {
     /// No memory yet.
-    pub(crate) const fn new() -> SmallStaging {
+    pub(crate) fn new() -> SmallStaging {
         SmallStaging {
             buf: std::ptr::null_mut(),
-            events: [None; SMALL_SLOTS],
-            next: 0,
+            ring: Ring::new(RING_BYTES),
+            events: std::collections::HashMap::new(),
+            spare: Vec::new(),
         }
     }
 
-    /// Copies `src` (at most [`SMALL_SLOT_BYTES`]) into the next slot, once the device has
-    /// read that slot's previous contents, and queues its DMA to `dst` on `stream`.
+    /// Copies `src` (fewer than [`STAGED_MIN_BYTES`] bytes) into the ring, once the device has
+    /// read what was there, and queues its DMA to `dst` on `stream`.
     ///
     /// # Safety
     /// As [`Staging::upload`]: `dst` holds `src.len()` bytes of device memory allocated in
     /// stream order, the device's context is bound and `stream` is its stream.
     pub(crate) unsafe fn upload(&mut self, src: &[u8], dst: u64, stream: CUstream) -> Result<()> {
-        if src.len() > SMALL_SLOT_BYTES {
+        if src.is_empty() || src.len() >= STAGED_MIN_BYTES {
             return Err(err(
                 "small upload",
-                format!("{} bytes exceed a slot's {SMALL_SLOT_BYTES}", src.len()),
+                format!("{} bytes: not for the ring", src.len()),
             ));
         }
         if self.buf.is_null() {
             // SAFETY: the context is bound (the caller's contract); plain page-locked memory.
-            let buf = unsafe { result::malloc_host(SMALL_SLOTS * SMALL_SLOT_BYTES, 0) }
+            let buf = unsafe { result::malloc_host(RING_BYTES, 0) }
                 .map_err(|e| err("page-lock the small-upload ring", e))?;
             self.buf = buf.cast::<u8>();
         }
-        let slot = self.next;
-        self.next = (slot + 1) % SMALL_SLOTS;
-        let event = match self.events[slot] {
-            Some(e) => {
-                // SAFETY: a live event of this context, recorded after the slot's last DMA.
-                unsafe { result::event::synchronize(e) }
-                    .map_err(|e| err("wait for a slot's last copy", e))?;
-                e
+        let place = self.ring.place(src.len());
+        if let Some(id) = place.wait_for {
+            let e = self.events[&id];
+            // SAFETY: a live event of this context, recorded after that upload's DMA.
+            unsafe { result::event::synchronize(e) }
+                .map_err(|e| err("wait for an earlier copy", e))?;
+        }
+        for id in &place.retired {
+            if let Some(e) = self.events.remove(id) {
+                self.spare.push(e);
             }
-            None => {
-                let e = result::event::create(CUevent_flags::CU_EVENT_DISABLE_TIMING)
-                    .map_err(|e| err("create event", e))?;
-                self.events[slot] = Some(e);
-                e
-            }
+        }
+        let event = match self.spare.pop() {
+            Some(e) => e,
+            None => result::event::create(CUevent_flags::CU_EVENT_DISABLE_TIMING)
+                .map_err(|e| err("create event", e))?,
         };
-        // SAFETY: the slot lies inside `buf` and the device no longer reads it (waited above);
-        // page-locked memory of ours cannot overlap `src`.
+        self.events.insert(place.id, event);
+        // SAFETY: the range lies inside `buf` and the device no longer reads it (every upload
+        // that overlapped it was waited for above); page-locked memory of ours cannot overlap
+        // `src`.
         let staged = unsafe {
-            let at = self.buf.add(slot * SMALL_SLOT_BYTES);
+            let at = self.buf.add(place.range.start);
             std::ptr::copy_nonoverlapping(src.as_ptr(), at, src.len());
             std::slice::from_raw_parts(at, src.len())
         };
-        // SAFETY: `dst` holds `src.len()` bytes (the caller's contract); the slot stays
+        // SAFETY: `dst` holds `src.len()` bytes (the caller's contract); the range stays
         // allocated and unwritten until the event recorded next has completed.
         unsafe { result::memcpy_htod_async(dst, staged, stream) }.map_err(|e| err("copy", e))?;
         // SAFETY: a live event and the caller's stream.
@@ -209,16 +298,94 @@ impl SmallStaging {
 impl Drop for SmallStaging {
     fn drop(&mut self) {
         // Errors here have nowhere to go; the process is tearing the device down.
-        for e in self.events.iter_mut().filter_map(Option::take) {
-            // SAFETY: live events of this context; after the wait nothing reads their slots.
+        for (_, e) in self.events.drain() {
+            // SAFETY: live events of this context; after the wait nothing reads the ring.
             unsafe {
                 let _ = result::event::synchronize(e);
                 let _ = result::event::destroy(e);
             }
         }
+        for e in self.spare.drain(..) {
+            // SAFETY: a live event nothing waits on.
+            let _ = unsafe { result::event::destroy(e) };
+        }
         if !self.buf.is_null() {
             // SAFETY: `buf` came from `malloc_host`; every DMA out of it has completed.
             let _ = unsafe { result::free_host(self.buf.cast::<c_void>()) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_wait_only_for_what_they_overwrite() {
+        let mut r = Ring::new(1024);
+        // Consecutive aligned ranges, no waits while the ring fills.
+        let a = r.place(100);
+        assert_eq!((a.range.clone(), a.wait_for), (0..100, None));
+        let b = r.place(300);
+        assert_eq!((b.range.clone(), b.wait_for), (256..556, None));
+        let c = r.place(200);
+        assert_eq!((c.range.clone(), c.wait_for), (768..968, None));
+        // Does not fit before the end: starts at 0 and overlaps `a` only.
+        let d = r.place(200);
+        assert_eq!(d.range, 0..200);
+        assert_eq!((d.wait_for, d.retired.clone()), (Some(a.id), vec![a.id]));
+        // Overlaps `b` (256..556): wait for it; `a` is already gone.
+        let e = r.place(100);
+        assert_eq!(e.range, 256..356);
+        assert_eq!((e.wait_for, e.retired.clone()), (Some(b.id), vec![b.id]));
+        // A large one overlapping `c` and the newer `d`, `e`: wait for the newest, retire all
+        // three (the device reads in order).
+        let f = r.place(1000);
+        assert_eq!(f.range, 0..1000);
+        assert_eq!(f.wait_for, Some(e.id));
+        assert_eq!(f.retired, vec![c.id, d.id, e.id]);
+        // Only `f` is in flight now.
+        let g = r.place(1024);
+        assert_eq!((g.wait_for, g.retired.clone()), (Some(f.id), vec![f.id]));
+    }
+
+    #[test]
+    fn tiny_uploads_keep_a_bounded_number_in_flight() {
+        let mut r = Ring::new(RING_BYTES);
+        let mut in_flight = 0usize;
+        for k in 0..3 * MAX_IN_FLIGHT {
+            let p = r.place(4);
+            in_flight = in_flight + 1 - p.retired.len();
+            assert!(
+                in_flight <= MAX_IN_FLIGHT,
+                "{in_flight} in flight after {k} uploads"
+            );
+            if k >= MAX_IN_FLIGHT {
+                // The oldest goes as each new one comes.
+                assert_eq!(p.retired, vec![p.id - MAX_IN_FLIGHT as u64]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_run_never_hands_out_a_range_in_flight() {
+        let mut r = Ring::new(RING_BYTES);
+        let mut live: Vec<(std::ops::Range<usize>, u64)> = Vec::new();
+        let mut size = 1usize;
+        for _ in 0..20_000 {
+            // Sizes from 1 byte to just under STAGED_MIN_BYTES, pseudo-random.
+            size = (size * 1_103_515_245 + 12_345) % (STAGED_MIN_BYTES - 1) + 1;
+            let p = r.place(size);
+            assert!(p.range.end <= RING_BYTES && p.range.start.is_multiple_of(RING_ALIGN));
+            live.retain(|(_, id)| !p.retired.contains(id));
+            for (range, _) in &live {
+                assert!(
+                    range.end <= p.range.start || p.range.end <= range.start,
+                    "{:?} overlaps {range:?} still in flight",
+                    p.range
+                );
+            }
+            live.push((p.range, p.id));
         }
     }
 }
