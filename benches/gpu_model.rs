@@ -89,6 +89,10 @@ impl Shared {
 
 const SECTIONS: &[Section<Shared>] = &[
     Section {
+        name: "overhead.launch",
+        run: overhead_launch,
+    },
+    Section {
         name: "train.xe_step",
         run: train_xe_step,
     },
@@ -121,6 +125,61 @@ const SECTIONS: &[Section<Shared>] = &[
         run: |s| unfused(s, decode_beam3),
     },
 ];
+
+/// The fixed costs a step of many small kernels pays, for reading its times: 4000 launches of
+/// a one-element kernel back to back (how long the host takes to queue each, and the GPU to
+/// run each when they queue up), then 4000 small tensor additions (`[250, 1024]`, the
+/// decoder's width: the library's per-op host cost on top of the launch), without and with a
+/// graph recorded for backward.
+fn overhead_launch(shared: &mut Shared) {
+    let (dev, device) = (shared.dev.clone(), shared.device());
+    const N: usize = 4000;
+    let mut one = dev.alloc::<f32>(1).unwrap();
+    let mut queue_s = f64::INFINITY;
+    let mut gpu_ms = f32::INFINITY;
+    for _ in 0..3 {
+        dev.synchronize().unwrap();
+        let t = Instant::now();
+        let ms = dev
+            .time_ms(|| {
+                for _ in 0..N {
+                    aoanet::cuda::kernels::elementwise::fill(&dev, one.view_mut(), 1.0f32)?;
+                }
+                queue_s = queue_s.min(t.elapsed().as_secs_f64());
+                Ok(())
+            })
+            .unwrap();
+        gpu_ms = gpu_ms.min(ms);
+    }
+    println!(
+        "overhead.launch: a one-element kernel: {:.2} us to queue, {:.2} us on the GPU each \
+         ({N} back to back)",
+        1e6 * queue_s / N as f64,
+        1e3 * f64::from(gpu_ms) / N as f64
+    );
+    let x = Tensor::uniform(&[250, 1024], -1.0, 1.0, DType::F32, &mut Philox::new(1))
+        .to_device(device)
+        .unwrap();
+    for graph in [false, true] {
+        let a = if graph { x.requiring_grad() } else { x.clone() };
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            dev.synchronize().unwrap();
+            let t = Instant::now();
+            for _ in 0..N {
+                // Each sum (and its graph node) is dropped at once, its buffer back in the pool.
+                a.add(&a).unwrap();
+            }
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        dev.synchronize().unwrap();
+        println!(
+            "overhead.launch: a tensor addition [250, 1024]{}: {:.2} us to queue each",
+            if graph { ", recorded for backward" } else { "" },
+            1e6 * best / N as f64
+        );
+    }
+}
 
 /// Runs `section` with the fused attention kernels turned off.
 fn unfused(shared: &mut Shared, section: fn(&mut Shared)) {
