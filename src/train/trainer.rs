@@ -13,8 +13,9 @@
 //!        baseline (dropout off, no graph) or the mean of the other samples; reward CIDEr-D
 //!        on token ids with the training frequencies (scored on a second thread while the
 //!        greedy decode runs); RewardCriterion
-//! both:  backward, then one non-finite check of the loss and every gradient (on a GPU the
-//!        step's only wait), Adam with the ±0.1 clamp, zero the gradients;
+//! both:  backward, then one non-finite check of the loss and every gradient (for XE on a
+//!        GPU the step's only wait; SCST also reads each decoding step's words), Adam with
+//!        the ±0.1 clamp, zero the gradients;
 //!        iteration += 1, epoch += 1 if the batch took the split's last image
 //! ```
 //!
