@@ -161,10 +161,10 @@ pub(crate) struct Placement {
     pub range: std::ops::Range<usize>,
     /// Its id (the caller records an event for it).
     pub id: u64,
-    /// The newest earlier upload whose range overlaps: wait for its event first (every
-    /// older one is then read too and retired with it). `None`: no wait.
-    pub wait_for: Option<u64>,
-    /// The ids retired by this placement (their events may be reused).
+    /// The earlier uploads retired by this placement, oldest first: up to the newest one
+    /// whose range it overlaps (and the oldest ones beyond [`MAX_IN_FLIGHT`]). The caller
+    /// waits for the last one's event before writing (every older one is then read too) and
+    /// may reuse their events.
     pub retired: Vec<u64>,
 }
 
@@ -196,23 +196,15 @@ impl Ring {
         // 256 bytes of the ring. The oldest upload is long read by then: its wait is free.
         let excess = (self.in_flight.len() + 1).saturating_sub(MAX_IN_FLIGHT);
         let newest = newest.max(excess.checked_sub(1));
-        let (wait_for, retired) = match newest {
-            Some(i) => {
-                let gone: Vec<u64> = self.in_flight.drain(..=i).map(|(_, id)| id).collect();
-                (gone.last().copied(), gone)
-            }
-            None => (None, Vec::new()),
+        let retired = match newest {
+            Some(i) => self.in_flight.drain(..=i).map(|(_, id)| id).collect(),
+            None => Vec::new(),
         };
         let id = self.next_id;
         self.next_id += 1;
         self.in_flight.push_back((range.clone(), id));
         self.head = (range.end).div_ceil(RING_ALIGN) * RING_ALIGN;
-        Placement {
-            range,
-            id,
-            wait_for,
-            retired,
-        }
+        Placement { range, id, retired }
     }
 }
 
@@ -262,8 +254,14 @@ impl SmallStaging {
             self.buf = buf.cast::<u8>();
         }
         let place = self.ring.place(src.len());
-        if let Some(id) = place.wait_for {
-            let e = self.events[&id];
+        // The newest retired upload that has an event (one whose copy failed to queue has
+        // none, and nothing to wait for): once it is read, so are the older ones.
+        if let Some(&e) = place
+            .retired
+            .iter()
+            .rev()
+            .find_map(|id| self.events.get(id))
+        {
             // SAFETY: a live event of this context, recorded after that upload's DMA.
             unsafe { result::event::synchronize(e) }
                 .map_err(|e| err("wait for an earlier copy", e))?;
@@ -325,28 +323,26 @@ mod tests {
         let mut r = Ring::new(1024);
         // Consecutive aligned ranges, no waits while the ring fills.
         let a = r.place(100);
-        assert_eq!((a.range.clone(), a.wait_for), (0..100, None));
+        assert_eq!((a.range.clone(), a.retired.clone()), (0..100, vec![]));
         let b = r.place(300);
-        assert_eq!((b.range.clone(), b.wait_for), (256..556, None));
+        assert_eq!((b.range.clone(), b.retired.clone()), (256..556, vec![]));
         let c = r.place(200);
-        assert_eq!((c.range.clone(), c.wait_for), (768..968, None));
+        assert_eq!((c.range.clone(), c.retired.clone()), (768..968, vec![]));
         // Does not fit before the end: starts at 0 and overlaps `a` only.
         let d = r.place(200);
-        assert_eq!(d.range, 0..200);
-        assert_eq!((d.wait_for, d.retired.clone()), (Some(a.id), vec![a.id]));
+        assert_eq!((d.range.clone(), d.retired.clone()), (0..200, vec![a.id]));
         // Overlaps `b` (256..556): wait for it; `a` is already gone.
         let e = r.place(100);
-        assert_eq!(e.range, 256..356);
-        assert_eq!((e.wait_for, e.retired.clone()), (Some(b.id), vec![b.id]));
+        assert_eq!((e.range.clone(), e.retired.clone()), (256..356, vec![b.id]));
         // A large one overlapping `c` and the newer `d`, `e`: wait for the newest, retire all
         // three (the device reads in order).
         let f = r.place(1000);
-        assert_eq!(f.range, 0..1000);
-        assert_eq!(f.wait_for, Some(e.id));
-        assert_eq!(f.retired, vec![c.id, d.id, e.id]);
+        assert_eq!(
+            (f.range.clone(), f.retired.clone()),
+            (0..1000, vec![c.id, d.id, e.id])
+        );
         // Only `f` is in flight now.
-        let g = r.place(1024);
-        assert_eq!((g.wait_for, g.retired.clone()), (Some(f.id), vec![f.id]));
+        assert_eq!(r.place(1024).retired, vec![f.id]);
     }
 
     #[test]
