@@ -235,6 +235,60 @@ fn xe_training_steps_with_fused_attention_match_the_cpu() {
     xe_steps_match_with(test, config_fused(), &[DType::F32], 0.0);
 }
 
+/// An XE step as the trainer runs it (masks on the host, the loss from the logits, fused
+/// attention) queues its whole forward and backward without waiting for the GPU once; reading
+/// the loss is then the wait. A `.item()` or a read-back of a device tensor anywhere in the
+/// step would show here as a wait.
+#[test]
+fn an_xe_step_queues_forward_and_backward_without_waiting_for_the_gpu() {
+    let test = "an_xe_step_queues_forward_and_backward_without_waiting_for_the_gpu";
+    let Some(Device::Cuda(ordinal)) = cuda(test) else {
+        eprintln!("{test}: needs a GPU (the dry run has nothing to count)");
+        return;
+    };
+    let cd = aoanet::cuda::CudaDevice::get(ordinal).unwrap();
+    let dev = Device::Cuda(ordinal);
+    let m = AoaModel::new(config_fused(), DType::F32, 11).unwrap();
+    m.to_device_(dev).unwrap();
+    let (feats, masks, labels, lmask) = batch();
+    let feats = feats.to_dtype(DType::F32).unwrap().to_device(dev).unwrap();
+    let (masks, lmask) = (
+        masks.to_dtype(DType::F32).unwrap(),
+        lmask.to_dtype(DType::F32).unwrap(),
+    );
+    let targets: Vec<usize> = (0..IMAGES * SPI)
+        .flat_map(|r| labels[r * LEN + 1..(r + 1) * LEN].to_vec())
+        .collect();
+    for round in 0..2 {
+        // The first round also compiles and uploads what a first use does.
+        cd.synchronize().unwrap();
+        let before = cd.waits();
+        let mut rng = Philox::new(100 + round);
+        let mut ctx = Ctx::train(&mut rng);
+        let enc = m
+            .encode(&feats, Some(&masks), None, &mut ctx, None)
+            .unwrap()
+            .expand(SPI)
+            .unwrap();
+        let logits = m
+            .forward_xe_logits(&enc, &labels, LEN, 0.0, &mut ctx)
+            .unwrap();
+        let loss = label_smoothing_loss_from_logits(&logits, &targets, &lmask, 0.2).unwrap();
+        loss.backward().unwrap();
+        let queued = cd.waits() - before;
+        assert!(loss.item().unwrap().is_finite());
+        let read = cd.waits() - before;
+        aoanet::train::adam::zero_grad(&m.named_parameters());
+        if round == 1 {
+            assert_eq!(
+                queued, 0,
+                "the step waited {queued} times before its loss was read"
+            );
+            assert_eq!(read, 1, "reading the loss waited {} times", read - queued);
+        }
+    }
+}
+
 #[test]
 fn scst_step_samples_and_reward_loss_match_the_cpu() {
     let Some(dev) = cuda("scst_step_samples_and_reward_loss_match_the_cpu") else {

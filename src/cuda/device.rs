@@ -146,6 +146,9 @@ pub struct CudaDevice {
     staging: Mutex<Staging>,
     small_staging: Mutex<SmallStaging>,
     launches: std::sync::atomic::AtomicU64,
+    /// Times the host waited for the device to drain its queue (`synchronize`, and every
+    /// copy to the host, which synchronises).
+    waits: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -213,6 +216,7 @@ impl CudaDevice {
             staging: Mutex::new(Staging::new()),
             small_staging: Mutex::new(SmallStaging::new()),
             launches: std::sync::atomic::AtomicU64::new(0),
+            waits: std::sync::atomic::AtomicU64::new(0),
             ctx,
             stream,
             name,
@@ -272,6 +276,8 @@ impl CudaDevice {
 
     /// Waits for all queued work; reports any asynchronous kernel fault.
     pub fn synchronize(&self) -> Result<()> {
+        self.waits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.stream
             .synchronize()
             .map_err(|e| cuda_err(format!("cuda:{} synchronize", self.ordinal), e))
@@ -518,6 +524,13 @@ impl CudaDevice {
         self.launches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// How many times the host has waited for this device's queue to drain so far
+    /// ([`CudaDevice::synchronize`], reads of device memory): a training step is built to
+    /// wait once (`tests/cuda_train.rs` counts).
+    pub fn waits(&self) -> u64 {
+        self.waits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Kernels launched on this device so far (launch overhead: the bench reports launches
