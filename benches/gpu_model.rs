@@ -312,12 +312,15 @@ fn train_xe_step(shared: &mut Shared) {
         zero_grad(&params);
     };
     let counts_before = dev.launch_counts();
+    let waits_before = dev.waits();
     let (wall, launches) = best_of(&dev, || {
         let loss = trainer_loss();
         loss.backward().unwrap();
         assert!(loss.item().unwrap().is_finite());
         finish(&mut opt);
     });
+    // Per step, less best_of's own synchronise after each run.
+    let waits = (dev.waits() - waits_before) / (reps() as u64 + 1) - 1;
     print_launch_mix(&dev, &counts_before, reps() + 1);
     // The same step with small uploads (each decoder step's token ids, the multi-tensor
     // kernels' tables) sent from pageable memory instead of the page-locked ring.
@@ -329,6 +332,7 @@ fn train_xe_step(shared: &mut Shared) {
         finish(&mut opt);
     });
     aoanet::cuda::set_small_upload_staging(true);
+    let old_waits_before = dev.waits();
     let (old_wall, old_launches) = best_of(&dev, || {
         let lp = forward(false);
         let loss = label_smoothing_loss(&lp, &targets, &device_mask, 0.2).unwrap();
@@ -336,6 +340,7 @@ fn train_xe_step(shared: &mut Shared) {
         loss.backward().unwrap();
         finish(&mut opt);
     });
+    let old_waits = (dev.waits() - old_waits_before) / (reps() as u64 + 1) - 1;
     let mut phases = [f64::INFINITY; 4];
     // When the host had queued each phase's last kernel (before the phase's synchronise):
     // close to the phase's time means the host's launches bound the step, not the GPU.
@@ -366,7 +371,7 @@ fn train_xe_step(shared: &mut Shared) {
     });
     println!(
         "train.xe_step f32{}: {:.1} ms per step (best of {}); {:.1} TFLOP/s on ~{XE_STEP_GFLOP} \
-         GFLOP; {launches} kernel launches; {}",
+         GFLOP; {launches} kernel launches, {waits} waits for the GPU; {}",
         tf32_label(),
         1e3 * wall,
         reps(),
@@ -382,7 +387,7 @@ fn train_xe_step(shared: &mut Shared) {
     }
     println!(
         "  baseline, the step as before (log-probabilities, loss with a device mask read before \
-         the backward): {:.1} ms, {old_launches} launches; {:.2}x faster now",
+         the backward): {:.1} ms, {old_launches} launches, {old_waits} waits; {:.2}x faster now",
         1e3 * old_wall,
         old_wall / wall
     );
