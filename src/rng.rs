@@ -145,6 +145,15 @@ impl Philox {
         self.state
     }
 
+    /// Reserves the next `words` words of the stream for a device kernel that draws them by
+    /// offset (dropout on a GPU): returns the state they start at and advances past them, as
+    /// drawing them here would.
+    pub fn reserve(&mut self, words: u64) -> PhiloxState {
+        let start = self.state;
+        self.state.offset += words;
+        start
+    }
+
     /// A new independent generator: same seed, stream derived from this one's next word pair.
     /// Used to hand a sub-task (e.g. one dropout call) its own reproducible stream.
     pub fn fork(&mut self) -> Philox {
@@ -299,6 +308,17 @@ mod tests {
             assert_eq!(fast, slow, "start {start}");
             assert_eq!(a.state(), b.state());
         }
+    }
+
+    #[test]
+    fn reserve_skips_the_words_drawing_them_would_take() {
+        let (mut drawn, mut reserved) = (Philox::new(7), Philox::new(7));
+        let mut skipped = vec![0u32; 13];
+        drawn.fill_u32(&mut skipped);
+        let start = reserved.reserve(13);
+        assert_eq!(start, Philox::new(7).state());
+        assert_eq!(reserved.state(), drawn.state());
+        assert_eq!(reserved.word_at(start.offset + 5), skipped[5]);
     }
 
     #[test]

@@ -139,48 +139,45 @@ const RING_ALIGN: usize = 256;
 const MAX_IN_FLIGHT: usize = 1024;
 
 /// The bookkeeping of a byte ring, without the driver: where the next upload goes, and which
-/// earlier uploads must have been read by the device before it may be written.
+/// earlier uploads must have been read by the device before it may be written. Each upload
+/// carries a tag `E` (the event recorded after its copy; a number in the tests).
 ///
 /// Uploads take consecutive aligned ranges; one that does not fit before the end starts again
 /// at 0. Each range stays "in flight" until the device has read it; since the device reads
 /// uploads in the order they were queued (one stream), the in-flight ranges form a queue, and
 /// knowing that one has been read means every older one has too.
 #[derive(Debug)]
-pub(crate) struct Ring {
+pub(crate) struct Ring<E> {
     capacity: usize,
     head: usize,
-    /// In-flight ranges, oldest first, with an id the caller maps to its event.
-    in_flight: std::collections::VecDeque<(std::ops::Range<usize>, u64)>,
-    next_id: u64,
+    /// In-flight ranges with their tags, oldest first.
+    in_flight: std::collections::VecDeque<(std::ops::Range<usize>, E)>,
 }
 
 /// Where an upload goes, and what must be waited for first.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Placement {
+pub(crate) struct Placement<E> {
     /// The bytes it takes.
     pub range: std::ops::Range<usize>,
-    /// Its id (the caller records an event for it).
-    pub id: u64,
-    /// The earlier uploads retired by this placement, oldest first: up to the newest one
-    /// whose range it overlaps (and the oldest ones beyond [`MAX_IN_FLIGHT`]). The caller
-    /// waits for the last one's event before writing (every older one is then read too) and
-    /// may reuse their events.
-    pub retired: Vec<u64>,
+    /// The tags of the earlier uploads retired by this placement, oldest first: up to the
+    /// newest one whose range it overlaps (and the oldest ones beyond [`MAX_IN_FLIGHT`]). The
+    /// caller waits for the last one's event before writing (every older one is then read
+    /// too) and may reuse their events.
+    pub retired: Vec<E>,
 }
 
-impl Ring {
+impl<E> Ring<E> {
     /// An empty ring of `capacity` bytes.
-    pub(crate) fn new(capacity: usize) -> Ring {
+    pub(crate) fn new(capacity: usize) -> Ring<E> {
         Ring {
             capacity,
             head: 0,
             in_flight: std::collections::VecDeque::new(),
-            next_id: 0,
         }
     }
 
-    /// Places an upload of `len` bytes (`0 < len ≤ capacity`).
-    pub(crate) fn place(&mut self, len: usize) -> Placement {
+    /// Places an upload of `len` bytes (`0 < len ≤ capacity`) tagged `tag`.
+    pub(crate) fn place(&mut self, len: usize, tag: E) -> Placement<E> {
         assert!(
             len > 0 && len <= self.capacity,
             "ring upload of {len} bytes"
@@ -197,25 +194,26 @@ impl Ring {
         let excess = (self.in_flight.len() + 1).saturating_sub(MAX_IN_FLIGHT);
         let newest = newest.max(excess.checked_sub(1));
         let retired = match newest {
-            Some(i) => self.in_flight.drain(..=i).map(|(_, id)| id).collect(),
+            Some(i) => self.in_flight.drain(..=i).map(|(_, tag)| tag).collect(),
             None => Vec::new(),
         };
-        let id = self.next_id;
-        self.next_id += 1;
-        self.in_flight.push_back((range.clone(), id));
+        self.in_flight.push_back((range.clone(), tag));
         self.head = (range.end).div_ceil(RING_ALIGN) * RING_ALIGN;
-        Placement { range, id, retired }
+        Placement { range, retired }
+    }
+
+    /// Takes every in-flight tag (teardown).
+    fn drain(&mut self) -> impl Iterator<Item = E> + '_ {
+        self.in_flight.drain(..).map(|(_, tag)| tag)
     }
 }
 
-/// A ring of page-locked memory for small host-to-device copies ([`Ring`] places them; an
-/// event per upload marks when the device has read it).
+/// A ring of page-locked memory for small host-to-device copies ([`Ring`] places them, each
+/// tagged with the event recorded after its copy).
 pub(crate) struct SmallStaging {
     buf: *mut u8,
-    ring: Ring,
-    /// Events of the uploads in flight, by id.
-    events: std::collections::HashMap<u64, CUevent>,
-    /// Recorded events whose uploads were retired: reused by later uploads.
+    ring: Ring<CUevent>,
+    /// Events of retired uploads: reused by later uploads.
     spare: Vec<CUevent>,
 }
 
@@ -229,7 +227,6 @@ impl SmallStaging {
         SmallStaging {
             buf: std::ptr::null_mut(),
             ring: Ring::new(RING_BYTES),
-            events: std::collections::HashMap::new(),
             spare: Vec::new(),
         }
     }
@@ -253,30 +250,20 @@ impl SmallStaging {
                 .map_err(|e| err("page-lock the small-upload ring", e))?;
             self.buf = buf.cast::<u8>();
         }
-        let place = self.ring.place(src.len());
-        // The newest retired upload that has an event (one whose copy failed to queue has
-        // none, and nothing to wait for): once it is read, so are the older ones.
-        if let Some(&e) = place
-            .retired
-            .iter()
-            .rev()
-            .find_map(|id| self.events.get(id))
-        {
-            // SAFETY: a live event of this context, recorded after that upload's DMA.
-            unsafe { result::event::synchronize(e) }
-                .map_err(|e| err("wait for an earlier copy", e))?;
-        }
-        for id in &place.retired {
-            if let Some(e) = self.events.remove(id) {
-                self.spare.push(e);
-            }
-        }
         let event = match self.spare.pop() {
             Some(e) => e,
             None => result::event::create(CUevent_flags::CU_EVENT_DISABLE_TIMING)
                 .map_err(|e| err("create event", e))?,
         };
-        self.events.insert(place.id, event);
+        let place = self.ring.place(src.len(), event);
+        // Once the newest retired upload is read, so are the older ones. (An event whose copy
+        // failed to queue was never recorded: waiting on it returns at once.)
+        if let Some(&e) = place.retired.last() {
+            // SAFETY: a live event of this context.
+            unsafe { result::event::synchronize(e) }
+                .map_err(|e| err("wait for an earlier copy", e))?;
+        }
+        self.spare.extend(place.retired);
         // SAFETY: the range lies inside `buf` and the device no longer reads it (every upload
         // that overlapped it was waited for above); page-locked memory of ours cannot overlap
         // `src`.
@@ -296,7 +283,7 @@ impl SmallStaging {
 impl Drop for SmallStaging {
     fn drop(&mut self) {
         // Errors here have nowhere to go; the process is tearing the device down.
-        for (_, e) in self.events.drain() {
+        for e in self.ring.drain() {
             // SAFETY: live events of this context; after the wait nothing reads the ring.
             unsafe {
                 let _ = result::event::synchronize(e);
@@ -320,29 +307,28 @@ mod tests {
 
     #[test]
     fn uploads_wait_only_for_what_they_overwrite() {
+        // Uploads tagged a = 0, b = 1, ... as the device would be waited for.
+        let (a, b, c, d, e, f) = (0u64, 1, 2, 3, 4, 5);
         let mut r = Ring::new(1024);
         // Consecutive aligned ranges, no waits while the ring fills.
-        let a = r.place(100);
-        assert_eq!((a.range.clone(), a.retired.clone()), (0..100, vec![]));
-        let b = r.place(300);
-        assert_eq!((b.range.clone(), b.retired.clone()), (256..556, vec![]));
-        let c = r.place(200);
-        assert_eq!((c.range.clone(), c.retired.clone()), (768..968, vec![]));
+        let pa = r.place(100, a);
+        assert_eq!((pa.range, pa.retired), (0..100, vec![]));
+        let pb = r.place(300, b);
+        assert_eq!((pb.range, pb.retired), (256..556, vec![]));
+        let pc = r.place(200, c);
+        assert_eq!((pc.range, pc.retired), (768..968, vec![]));
         // Does not fit before the end: starts at 0 and overlaps `a` only.
-        let d = r.place(200);
-        assert_eq!((d.range.clone(), d.retired.clone()), (0..200, vec![a.id]));
+        let pd = r.place(200, d);
+        assert_eq!((pd.range, pd.retired), (0..200, vec![a]));
         // Overlaps `b` (256..556): wait for it; `a` is already gone.
-        let e = r.place(100);
-        assert_eq!((e.range.clone(), e.retired.clone()), (256..356, vec![b.id]));
+        let pe = r.place(100, e);
+        assert_eq!((pe.range, pe.retired), (256..356, vec![b]));
         // A large one overlapping `c` and the newer `d`, `e`: wait for the newest, retire all
         // three (the device reads in order).
-        let f = r.place(1000);
-        assert_eq!(
-            (f.range.clone(), f.retired.clone()),
-            (0..1000, vec![c.id, d.id, e.id])
-        );
+        let pf = r.place(1000, f);
+        assert_eq!((pf.range, pf.retired), (0..1000, vec![c, d, e]));
         // Only `f` is in flight now.
-        assert_eq!(r.place(1024).retired, vec![f.id]);
+        assert_eq!(r.place(1024, 6).retired, vec![f]);
     }
 
     #[test]
@@ -350,7 +336,7 @@ mod tests {
         let mut r = Ring::new(RING_BYTES);
         let mut in_flight = 0usize;
         for k in 0..3 * MAX_IN_FLIGHT {
-            let p = r.place(4);
+            let p = r.place(4, k);
             in_flight = in_flight + 1 - p.retired.len();
             assert!(
                 in_flight <= MAX_IN_FLIGHT,
@@ -358,7 +344,7 @@ mod tests {
             );
             if k >= MAX_IN_FLIGHT {
                 // The oldest goes as each new one comes.
-                assert_eq!(p.retired, vec![p.id - MAX_IN_FLIGHT as u64]);
+                assert_eq!(p.retired, vec![k - MAX_IN_FLIGHT]);
             }
         }
     }
@@ -366,14 +352,14 @@ mod tests {
     #[test]
     fn a_long_run_never_hands_out_a_range_in_flight() {
         let mut r = Ring::new(RING_BYTES);
-        let mut live: Vec<(std::ops::Range<usize>, u64)> = Vec::new();
+        let mut live: Vec<(std::ops::Range<usize>, usize)> = Vec::new();
         let mut size = 1usize;
-        for _ in 0..20_000 {
+        for k in 0..20_000 {
             // Sizes from 1 byte to just under STAGED_MIN_BYTES, pseudo-random.
             size = (size * 1_103_515_245 + 12_345) % (STAGED_MIN_BYTES - 1) + 1;
-            let p = r.place(size);
+            let p = r.place(size, k);
             assert!(p.range.end <= RING_BYTES && p.range.start.is_multiple_of(RING_ALIGN));
-            live.retain(|(_, id)| !p.retired.contains(id));
+            live.retain(|(_, tag)| !p.retired.contains(tag));
             for (range, _) in &live {
                 assert!(
                     range.end <= p.range.start || p.range.end <= range.start,
@@ -381,7 +367,7 @@ mod tests {
                     p.range
                 );
             }
-            live.push((p.range, p.id));
+            live.push((p.range, k));
         }
     }
 }

@@ -67,25 +67,14 @@ impl Encoded {
     /// The decoder rows `rows`, in that order (each with its own copy of its image's regions:
     /// the result has `group` 1).
     pub fn select_rows(&self, rows: &[usize]) -> Result<Encoded> {
-        let images: Vec<usize> = rows.iter().map(|&r| r / self.group).collect();
         if let Some(&bad) = rows.iter().find(|&&r| r >= self.batch()) {
             return Err(Error::invalid(format!(
                 "Encoded::select_rows: row {bad} of {}",
                 self.batch()
             )));
         }
-        Ok(Encoded {
-            mean_feats: self.mean_feats.index_select(0, rows)?,
-            att_feats: self.att_feats.index_select(0, &images)?,
-            p_att_feats: self.p_att_feats.index_select(0, &images)?,
-            kv: self.kv.select_rows(&images)?,
-            mask: self
-                .mask
-                .as_ref()
-                .map(|m| m.index_rows(&images))
-                .transpose()?,
-            group: 1,
-        })
+        let images: Vec<usize> = rows.iter().map(|&r| r / self.group).collect();
+        self.pick(rows, &images, 1)
     }
 
     /// The decoder rows of the images `images` (positions among this encoding's region rows),
@@ -102,8 +91,13 @@ impl Encoded {
             .iter()
             .flat_map(|&i| i * self.group..(i + 1) * self.group)
             .collect();
+        self.pick(&rows, images, self.group)
+    }
+
+    /// The decoder rows `rows` with the region rows `images`, `group` decoder rows to each.
+    fn pick(&self, rows: &[usize], images: &[usize], group: usize) -> Result<Encoded> {
         Ok(Encoded {
-            mean_feats: self.mean_feats.index_select(0, &rows)?,
+            mean_feats: self.mean_feats.index_select(0, rows)?,
             att_feats: self.att_feats.index_select(0, images)?,
             p_att_feats: self.p_att_feats.index_select(0, images)?,
             kv: self.kv.select_rows(images)?,
@@ -112,7 +106,7 @@ impl Encoded {
                 .as_ref()
                 .map(|m| m.index_rows(images))
                 .transpose()?,
-            group: self.group,
+            group,
         })
     }
 

@@ -585,13 +585,8 @@ impl MultiHeadAoa {
         let (b, nq, nk) = (qp.shape()[0], qp.shape()[1], keys.shape()[1]);
         let p = self.dropout.p();
         let dropout = (ctx.train && p > 0.0).then(|| {
-            let state = ctx.rng.state();
             // The composed path's dropout over [B, h, Nq, N] advances the stream this far.
-            let drawn = (b * self.cfg.heads * nq * nk) as u64;
-            *ctx.rng = Philox::from_state(crate::rng::PhiloxState {
-                offset: state.offset + drawn,
-                ..state
-            });
+            let state = ctx.rng.reserve((b * self.cfg.heads * nq * nk) as u64);
             (p as f32, state)
         });
         let spec = crate::cuda::ops::FusedAttention {

@@ -61,11 +61,7 @@ impl Tensor {
         if self.is_cuda() {
             // The same words as `mask` draws: element i uses word base + i; the mask is
             // regenerated from the saved state for the backward.
-            let state = rng.state();
-            *rng = Philox::from_state(crate::rng::PhiloxState {
-                offset: state.offset + self.numel() as u64,
-                ..state
-            });
+            let state = rng.reserve(self.numel() as u64);
             let out = crate::cuda::ops::dropout::apply(self, p, state)?;
             return Ok(out.record("dropout", &[self], move |g| {
                 Ok(vec![Some(crate::cuda::ops::dropout::apply(g, p, state)?)])
@@ -97,11 +93,7 @@ impl Tensor {
         let scale = 1.0 / (1.0 - p);
         #[cfg(feature = "cuda")]
         if self.is_cuda() {
-            let state = rng.state();
-            *rng = Philox::from_state(crate::rng::PhiloxState {
-                offset: state.offset + self.numel() as u64,
-                ..state
-            });
+            let state = rng.reserve(self.numel() as u64);
             let out = crate::cuda::ops::dropout::apply_relu(self, p, state)?;
             let y = out.clone();
             return Ok(out.record("relu_dropout", &[self], move |g| {
@@ -143,11 +135,7 @@ impl Tensor {
         super::same_kind("add_dropout", self, x)?;
         #[cfg(feature = "cuda")]
         if x.is_cuda() {
-            let state = rng.state();
-            *rng = Philox::from_state(crate::rng::PhiloxState {
-                offset: state.offset + x.numel() as u64,
-                ..state
-            });
+            let state = rng.reserve(x.numel() as u64);
             let out = crate::cuda::ops::dropout::apply_add(self, x, p, state)?;
             return Ok(out.record("add_dropout", &[self, x], move |g| {
                 Ok(vec![

@@ -7,29 +7,26 @@
 
 use super::{device_of, output, upload_ids, with_cuda_float, with_dense};
 use crate::Result;
-use crate::cuda::CudaStorage;
 use crate::cuda::kernels::elementwise::{self as ew, Unary};
 use crate::cuda::kernels::{loss as k, reduce as red};
+use crate::cuda::{CudaBuffer, CudaStorage};
 use crate::tensor::{DType, Storage, Tensor};
 
 pub use k::SmoothedTargets;
 
 /// `Σ_r w_r · KL_r / total` as a 0-d tensor in `lp`'s dtype on its device, for
-/// log-probabilities `lp` with rows of `classes`, host targets and weights (checked by the
-/// caller) and `total = Σ w` (no graph).
-pub(crate) fn smoothed_kl(
+/// log-probabilities `lp` with rows of `classes`, the targets and weights on the device and
+/// `total = Σ w` (no graph).
+fn smoothed_kl(
     lp: &Tensor,
-    targets: &[usize],
-    weights: &[f64],
+    t: &CudaBuffer<i32>,
+    w: &CudaBuffer<f64>,
     classes: usize,
     q: SmoothedTargets,
     total: f64,
 ) -> Result<Tensor> {
     let dev = device_of(lp)?;
-    let rows = targets.len();
-    let t = upload_ids(&dev, "label_smoothing", targets)?;
-    let w = dev.htod(weights)?;
-    let mut row_loss = dev.alloc::<f64>(rows)?;
+    let mut row_loss = dev.alloc::<f64>(t.len())?;
     with_cuda_float!(lp.dtype(), "label_smoothing", T => {
         with_dense::<T, _>(lp, "label_smoothing", |lv| {
             k::smoothed_kl_forward(&dev, row_loss.view_mut(), lv, t.view(), w.view(), classes, q)
@@ -50,18 +47,17 @@ pub(crate) fn smoothed_kl(
 
 /// The gradient `upstream · scale · w_r · q_k` shaped `shape` (the log-probabilities'), on
 /// the device of `upstream` (the loss's 0-d upstream gradient, read there: no wait for it).
-pub(crate) fn smoothed_kl_backward(
+#[allow(clippy::too_many_arguments)]
+fn smoothed_kl_backward(
     upstream: &Tensor,
     shape: &[usize],
-    targets: &[usize],
-    weights: &[f64],
+    t: &CudaBuffer<i32>,
+    w: &CudaBuffer<f64>,
     classes: usize,
     q: SmoothedTargets,
     scale: f64,
 ) -> Result<Tensor> {
     let dev = device_of(upstream)?;
-    let t = upload_ids(&dev, "label_smoothing", targets)?;
-    let w = dev.htod(weights)?;
     with_cuda_float!(upstream.dtype(), "label_smoothing", T => {
         with_dense::<T, _>(upstream, "label_smoothing", |up| {
             output::<T>(&dev, shape, |o| {
@@ -73,7 +69,7 @@ pub(crate) fn smoothed_kl_backward(
 
 /// `train::label_smoothing_loss` / `lm_loss` for log-probabilities on a CUDA device, with its
 /// backward recorded: `op` names the node; `weights` are the mask values (checked by the
-/// caller) and `total` their sum.
+/// caller) and `total` their sum. The targets and weights are uploaded once, for both passes.
 pub(crate) fn smoothed_kl_loss(
     op: &'static str,
     lp: &Tensor,
@@ -83,14 +79,17 @@ pub(crate) fn smoothed_kl_loss(
     q: SmoothedTargets,
     total: f64,
 ) -> Result<Tensor> {
-    let loss = smoothed_kl(lp, targets, &weights, classes, q, total)?;
-    let (targets, shape) = (targets.to_vec(), lp.shape().to_vec());
+    let dev = device_of(lp)?;
+    let t = upload_ids(&dev, op, targets)?;
+    let w = dev.htod(&weights)?;
+    let loss = smoothed_kl(lp, &t, &w, classes, q, total)?;
+    let shape = lp.shape().to_vec();
     Ok(loss.record(op, &[lp], move |g| {
         Ok(vec![Some(smoothed_kl_backward(
             g,
             &shape,
-            &targets,
-            &weights,
+            &t,
+            &w,
             classes,
             q,
             -1.0 / total,
