@@ -35,21 +35,33 @@ __device__ __forceinline__ float bf16_to_f32(bf16 x) { return __int_as_float(((u
 
 // Round to nearest even, NaN stays NaN (cvt.rn.bf16.f32 needs sm_80, our oldest target).
 __device__ __forceinline__ bf16 f32_to_bf16(float x) {
+#ifdef AOANET_CUDA_EMU
+    return emu_f32_to_bf16(x);
+#else
     unsigned short r;
     asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x));
     return r;
+#endif
 }
 
 __device__ __forceinline__ float f16_to_f32(f16 x) {
+#ifdef AOANET_CUDA_EMU
+    return emu_f16_to_f32(x);
+#else
     float r;
     asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"(x));
     return r;
+#endif
 }
 
 __device__ __forceinline__ f16 f32_to_f16(float x) {
+#ifdef AOANET_CUDA_EMU
+    return emu_f32_to_f16(x);
+#else
     unsigned short r;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x));
     return r;
+#endif
 }
 
 // ------------------------------------------------------------------------------------------

@@ -159,9 +159,39 @@ __device__ __forceinline__ void store_warp_tile(float (&acc)[IM][IN][4], float* 
 }
 
 __device__ __forceinline__ u32 f32_to_tf32(float x) {
+#ifdef AOANET_CUDA_EMU
+    return emu_f32_to_tf32(x);
+#else
     u32 r;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
     return r;
+#endif
+}
+
+// D += A B for one warp: A 16x8 (tf32, 4 registers a lane), B 8x8 (2), D 16x8 f32 (4), in the
+// fragment layout of the PTX ISA's mma.m16n8k8 (the CPU emulator, cuda-emu/, reproduces it).
+__device__ __forceinline__ void mma_m16n8k8_tf32(float* d, const u32* a, const u32* b) {
+#ifdef AOANET_CUDA_EMU
+    emu_mma_m16n8k8_tf32(d, a, b);
+#else
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+// D += A B for one warp: A 16x16 (bf16 pairs, 4 registers a lane), B 16x8 (2), D 16x8 f32 (4),
+// as mma.m16n8k16.
+__device__ __forceinline__ void mma_m16n8k16_bf16(float* d, const u32* a, const u32* b) {
+#ifdef AOANET_CUDA_EMU
+    emu_mma_m16n8k16_bf16(d, a, b);
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 extern "C" __global__ void __launch_bounds__(128) gemm_tf32(
@@ -219,12 +249,7 @@ extern "C" __global__ void __launch_bounds__(128) gemm_tf32(
 #pragma unroll
                     for (int in = 0; in < 4; ++in) {
                         float* d = acc[im][in];
-                        asm volatile(
-                            "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
-                            "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                            : "r"(a[im][0]), "r"(a[im][1]), "r"(a[im][2]), "r"(a[im][3]),
-                              "r"(b[in][0]), "r"(b[in][1]));
+                        mma_m16n8k8_tf32(d, a[im], b[in]);
                     }
             }
             __syncthreads();
@@ -301,12 +326,7 @@ __device__ __forceinline__ void gemm_bf16_small(float* C, const EA* A, const EB*
 #pragma unroll
                     for (int in = 0; in < 4; ++in) {
                         float* d = acc[im][in];
-                        asm volatile(
-                            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                            "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                            : "r"(a[im][0]), "r"(a[im][1]), "r"(a[im][2]), "r"(a[im][3]),
-                              "r"(b[in][0]), "r"(b[in][1]));
+                        mma_m16n8k16_bf16(d, a[im], b[in]);
                     }
             }
             __syncthreads();
@@ -597,6 +617,10 @@ __device__ __forceinline__ void store_words(u32* tile, TileMap mp, int kk_words,
 
 // ldmatrix.sync.aligned.m8n8.x4.shared.b16 from the generic address of a shared word.
 __device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], const u32* p) {
+#ifdef AOANET_CUDA_EMU
+    emu_ldmatrix_x4(r, p);
+    return;
+#endif
     u32 addr;
     asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(addr) : "l"(p));
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
@@ -637,21 +661,10 @@ __device__ __forceinline__ void mma_tile_step(float (&acc)[4][4][4], const u32* 
 #pragma unroll
             for (int in = 0; in < 4; ++in) {
                 float* d = acc[im][in];
-                if (BF16) {
-                    asm volatile(
-                        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                        : "r"(a[im][0]), "r"(a[im][1]), "r"(a[im][2]), "r"(a[im][3]),
-                          "r"(b[in][0]), "r"(b[in][1]));
-                } else {
-                    asm volatile(
-                        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
-                        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                        : "r"(a[im][0]), "r"(a[im][1]), "r"(a[im][2]), "r"(a[im][3]),
-                          "r"(b[in][0]), "r"(b[in][1]));
-                }
+                if (BF16)
+                    mma_m16n8k16_bf16(d, a[im], b[in]);
+                else
+                    mma_m16n8k8_tf32(d, a[im], b[in]);
             }
     }
 }
