@@ -97,6 +97,15 @@ fn gemm_tf32_large_and_gemm_bf16_large_carry_the_model_close_to_f32() {
             "{p:?}: loss {l} vs {l32}"
         );
         let mut any_differs = false;
+        // Some gradients are zero in exact arithmetic (a key projection's bias: it adds the
+        // same score to every region, which the softmax cancels) and hold only rounding
+        // noise, which coarser products enlarge: compare those against a floor relative to
+        // the largest gradient instead of their own norm.
+        let floor = g32
+            .iter()
+            .map(|(_, b)| b.iter().map(|y| y * y).sum::<f64>().sqrt())
+            .fold(0.0, f64::max)
+            * 1e-4;
         for ((name, a), (_, b)) in g.iter().zip(&g32) {
             let diff: f64 = a
                 .iter()
@@ -107,7 +116,7 @@ fn gemm_tf32_large_and_gemm_bf16_large_carry_the_model_close_to_f32() {
             let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
             any_differs |= diff > 0.0;
             assert!(
-                diff <= grad_tol * norm + 1e-9,
+                diff <= grad_tol * norm.max(floor),
                 "{p:?}: gradient of {name} off by {diff:.3e} (norm {norm:.3e})"
             );
         }
@@ -115,16 +124,15 @@ fn gemm_tf32_large_and_gemm_bf16_large_carry_the_model_close_to_f32() {
             assert!(any_differs && l != l32, "{p:?}: identical to f32");
         }
     }
-    if let Device::Cuda(ordinal) = dev {
-        bf16_linear_is_one_launch(ordinal, dev);
+    if matches!(dev, Device::Cuda(_)) {
+        bf16_linear_is_one_launch(dev);
     }
 }
 
 /// A linear layer with bf16 products is one kernel launch once its weight's bf16 copy exists:
 /// the kernel rounds the f32 input as it loads it (before `gemm_bf16*_fb`, a cast of the
 /// input came first). Called from the test above: the precision is process-wide.
-fn bf16_linear_is_one_launch(ordinal: usize, dev: Device) {
-    let cd = aoanet::cuda::CudaDevice::get(ordinal).unwrap();
+fn bf16_linear_is_one_launch(dev: Device) {
     let f32t = |shape: &[usize], seed| {
         randt(shape, -1.0, 1.0, seed)
             .to_dtype(DType::F32)
@@ -135,9 +143,9 @@ fn bf16_linear_is_one_launch(ordinal: usize, dev: Device) {
     let (x, w, b) = (f32t(&[50, 64], 31), f32t(&[96, 64], 32), f32t(&[96], 33));
     set_matmul_precision(Precision::Bf16);
     let first = x.linear(&w, Some(&b)).unwrap(); // makes the weight's bf16 copy
-    let before = cd.launches();
+    let before = aoanet::cuda::launches_on_this_thread();
     let again = x.linear(&w, Some(&b)).unwrap();
-    let launches = cd.launches() - before;
+    let launches = aoanet::cuda::launches_on_this_thread() - before;
     set_matmul_precision(Precision::F32);
     assert_eq!(launches, 1, "a bf16 linear layer took {launches} launches");
     assert_eq!(first.to_vec_f32(), again.to_vec_f32());

@@ -262,7 +262,7 @@ fn an_xe_step_queues_forward_and_backward_without_waiting_for_the_gpu() {
     for round in 0..2 {
         // The first round also compiles and uploads what a first use does.
         cd.synchronize().unwrap();
-        let before = cd.waits();
+        let before = aoanet::cuda::waits_on_this_thread();
         let mut rng = Philox::new(100 + round);
         let mut ctx = Ctx::train(&mut rng);
         let enc = m
@@ -275,9 +275,9 @@ fn an_xe_step_queues_forward_and_backward_without_waiting_for_the_gpu() {
             .unwrap();
         let loss = label_smoothing_loss_from_logits(&logits, &targets, &lmask, 0.2).unwrap();
         loss.backward().unwrap();
-        let queued = cd.waits() - before;
+        let queued = aoanet::cuda::waits_on_this_thread() - before;
         assert!(loss.item().unwrap().is_finite());
-        let read = cd.waits() - before;
+        let read = aoanet::cuda::waits_on_this_thread() - before;
         aoanet::train::adam::zero_grad(&m.named_parameters());
         if round == 1 {
             assert_eq!(

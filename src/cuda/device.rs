@@ -49,6 +49,31 @@ fn probe() -> std::result::Result<usize, String> {
 
 static PROBE: OnceLock<std::result::Result<usize, String>> = OnceLock::new();
 
+thread_local! {
+    /// Launches and waits this thread made, on any device: what a test counts of its own
+    /// work while other tests of the same process use the device too.
+    static THREAD_COUNTS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+fn count_on_this_thread(launches: u64, waits: u64) {
+    THREAD_COUNTS.with(|c| {
+        let (l, w) = c.get();
+        c.set((l + launches, w + waits));
+    });
+}
+
+/// Kernels this thread has launched so far, on any device ([`CudaDevice::launches`] counts
+/// every thread's).
+pub fn launches_on_this_thread() -> u64 {
+    THREAD_COUNTS.with(|c| c.get().0)
+}
+
+/// Times this thread has waited for a device so far ([`CudaDevice::waits`] counts every
+/// thread's).
+pub fn waits_on_this_thread() -> u64 {
+    THREAD_COUNTS.with(|c| c.get().1)
+}
+
 /// Number of usable CUDA devices; 0 without a driver or GPU. Never panics.
 pub fn device_count() -> usize {
     *PROBE.get_or_init(probe).as_ref().unwrap_or(&0)
@@ -278,6 +303,7 @@ impl CudaDevice {
     pub fn synchronize(&self) -> Result<()> {
         self.waits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        count_on_this_thread(0, 1);
         self.stream
             .synchronize()
             .map_err(|e| cuda_err(format!("cuda:{} synchronize", self.ordinal), e))
@@ -523,6 +549,7 @@ impl CudaDevice {
         .map_err(|e| cuda_err(format!("launch {kernel} grid {g:?} block {b:?}"), e))?;
         self.launches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        count_on_this_thread(1, 0);
         Ok(())
     }
 

@@ -54,7 +54,8 @@ mod storage;
 pub use args::{KernelArg, KernelSig, LaunchCfg};
 pub use buffer::{CudaBuffer, CudaView, CudaViewMut, DeviceType};
 pub use device::{
-    CudaDevice, available, device_count, set_small_upload_staging, unavailable_reason,
+    CudaDevice, available, device_count, launches_on_this_thread, set_small_upload_staging,
+    unavailable_reason, waits_on_this_thread,
 };
 pub use pool::PoolStats;
 pub use storage::{CudaFloat, CudaStorage};
