@@ -9,7 +9,8 @@
 // The device: one "GPU", compute capability 9.0 (NVRTC compiles for sm_90 as for an H100; the
 // cubin is checked to be an ELF image naming the function, then the host build of the same
 // source runs). Memory: device pointers are host addresses; each allocation ends at a
-// PROT_NONE page, so a kernel that runs past the end of a buffer faults at once. Every queued
+// PROT_NONE page, so a kernel that runs past the end of a buffer faults at once (with the
+// library's exact pool, AOANET_CUDA_POOL=exact, every buffer is its own allocation). Every queued
 // operation runs to completion when it is queued (one in-order stream, as the library uses),
 // so events are complete when recorded and waits return at once. Launches run block by block
 // on the calling thread; each CUDA thread of a block is a fiber (see `Block`).
@@ -490,12 +491,13 @@ EXPORT CUresult cuEventElapsedTime_v2(float* ms, CUevent a, CUevent b) {
     return cuEventElapsedTime(ms, a, b);
 }
 
-// Device memory: each allocation is its own mapping, ending where a PROT_NONE page begins
-// (the start 256-byte aligned, as cuMemAlloc's), so reads or writes past its end fault.
+// Device memory: each allocation is its own mapping, ending where a PROT_NONE page begins, so
+// reads or writes past its end fault. The start is 16-byte aligned (a float4), not 256 as
+// cuMemAlloc's, so that an overrun of more than 15 bytes reaches the page.
 EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* out, size_t bytes) {
     if (bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     const size_t page = page_size();
-    const size_t used = (bytes + 255) & ~size_t(255);
+    const size_t used = (bytes + 15) & ~size_t(15);
     const size_t data_pages = (used + page - 1) / page * page;
     const size_t map_bytes = data_pages + page;
     void* m = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -121,6 +121,14 @@ pub fn set_small_upload_staging(on: bool) {
     small_staged().store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Whether device buffers are allocated at their exact size and freed at once
+/// (`AOANET_CUDA_POOL=exact`, read once; see `src/cuda/pool.rs`): the checking mode that
+/// `cuda-emu/test` uses.
+fn exact_pool() -> bool {
+    static EXACT: OnceLock<bool> = OnceLock::new();
+    *EXACT.get_or_init(|| std::env::var("AOANET_CUDA_POOL").is_ok_and(|v| v.trim() == "exact"))
+}
+
 /// Whether host-to-device copies wait for the device (`AOANET_CUDA_SYNC_HTOD`, read once).
 fn sync_uploads() -> bool {
     static SYNC: OnceLock<bool> = OnceLock::new();
@@ -237,7 +245,11 @@ impl CudaDevice {
         Ok(CudaDevice {
             ordinal,
             arch: format!("sm_{}{}", cc.0, cc.1),
-            pool: Mutex::new(Pool::new(DriverAlloc { ctx: ctx.clone() })),
+            pool: Mutex::new(if exact_pool() {
+                Pool::exact(DriverAlloc { ctx: ctx.clone() })
+            } else {
+                Pool::new(DriverAlloc { ctx: ctx.clone() })
+            }),
             staging: Mutex::new(Staging::new()),
             small_staging: Mutex::new(SmallStaging::new()),
             launches: std::sync::atomic::AtomicU64::new(0),

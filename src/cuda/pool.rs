@@ -8,6 +8,12 @@
 //! Size classes: 512 bytes minimum; powers of two up to 1 MiB; above that, multiples of
 //! 2 MiB (so a large block wastes under 2 MiB instead of up to half).
 //!
+//! [`Pool::exact`] is the checking mode (`AOANET_CUDA_POOL=exact`): every block is exactly
+//! the requested size and goes back to the driver when freed, so a kernel that reads past a
+//! buffer's end, or reads a freed buffer, touches memory outside any allocation. On a GPU that
+//! is slow and may go unnoticed; under `cuda-emu` (whose allocations end at an inaccessible
+//! page) it faults at the access.
+//!
 //! The bookkeeping is generic over [`RawAlloc`] so it is tested on the CPU with a fake driver.
 
 use std::collections::BTreeMap;
@@ -67,6 +73,8 @@ pub struct Pool<A: RawAlloc> {
     raw: A,
     free: BTreeMap<usize, Vec<u64>>,
     stats: PoolStats,
+    /// Exact sizes, nothing cached (see the module documentation).
+    exact: bool,
 }
 
 impl<A: RawAlloc> Pool<A> {
@@ -76,13 +84,27 @@ impl<A: RawAlloc> Pool<A> {
             raw,
             free: BTreeMap::new(),
             stats: PoolStats::default(),
+            exact: false,
+        }
+    }
+
+    /// A pool that caches nothing: each block is exactly the requested size (at least one
+    /// byte) and is given back to the driver when freed (see the module documentation).
+    pub fn exact(raw: A) -> Self {
+        Pool {
+            exact: true,
+            ..Pool::new(raw)
         }
     }
 
     /// A block of at least `bytes` bytes. On a driver failure (out of memory) the cache is
     /// released and the request tried once more.
     pub fn alloc(&mut self, bytes: usize) -> Result<Block> {
-        let class = size_class(bytes);
+        let class = if self.exact {
+            bytes.max(1)
+        } else {
+            size_class(bytes)
+        };
         self.stats.requests += 1;
         let ptr = if let Some(ptr) = self.free.get_mut(&class).and_then(Vec::pop) {
             self.stats.cache_hits += 1;
@@ -107,7 +129,12 @@ impl<A: RawAlloc> Pool<A> {
     /// Returns a block to the cache.
     pub fn free(&mut self, block: Block) {
         self.stats.in_use -= block.class;
-        self.free.entry(block.class).or_default().push(block.ptr);
+        if self.exact {
+            self.raw.free(block.ptr);
+            self.stats.reserved -= block.class;
+        } else {
+            self.free.entry(block.class).or_default().push(block.ptr);
+        }
     }
 
     /// Gives every cached (not live) block back to the driver.
@@ -178,6 +205,28 @@ mod tests {
         for b in [1usize, 100, 4097, 3 << 20, 123_456_789] {
             assert!(size_class(b) >= b);
         }
+    }
+
+    #[test]
+    fn the_exact_pool_allocates_exact_sizes_and_caches_nothing() {
+        let mut p = Pool::exact(Fake {
+            limit: usize::MAX,
+            ..Fake::default()
+        });
+        let a = p.alloc(1000).unwrap();
+        let b = p.alloc(0).unwrap();
+        assert_eq!((a.class, b.class), (1000, 1));
+        assert_eq!(p.raw.live.get(&a.ptr), Some(&1000));
+        p.free(a);
+        assert!(!p.raw.live.contains_key(&a.ptr), "freed at once");
+        let c = p.alloc(1000).unwrap();
+        assert_ne!(c.ptr, a.ptr, "nothing reused");
+        p.free(b);
+        p.free(c);
+        let s = p.stats();
+        assert_eq!((s.in_use, s.reserved, s.cache_hits), (0, 0, 0));
+        assert_eq!((s.peak_in_use, s.requests), (1001, 3));
+        assert!(p.raw.live.is_empty());
     }
 
     #[test]
