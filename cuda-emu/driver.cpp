@@ -15,6 +15,7 @@
 // so events are complete when recorded and waits return at once. Launches run block by block
 // on the calling thread; each CUDA thread of a block is a fiber (see `Block`).
 
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -280,7 +281,51 @@ extern "C" void* emu_warp_slot(int lane) {
     return &b->slots[(warp * 32 + size_t(lane)) * 64];
 }
 
+namespace {
+
+thread_local const EmuGrid* t_grid = nullptr;
+struct sigaction g_previous_segv;
+
+// A fault inside a kernel (an access past the end of a buffer reaches the guard page after
+// it, or a freed buffer's unmapped pages) names the kernel, block and thread, then lets the
+// previous handler (Rust's stack-overflow check, then the default: the process dies) see it.
+void on_fault(int sig, siginfo_t* info, void*) {
+    const EmuGrid* g = t_grid;
+    const Block* b = t_block;
+    if (g && b) {
+        char msg[512];
+        const Fiber& f = b->fibers[b->current];
+        const int n = std::snprintf(
+            msg, sizeof msg,
+            "cuda-emu: %s: block (%u,%u,%u) thread (%u,%u,%u) accessed %p, outside every "
+            "live device allocation (past a buffer's end, or freed)\n",
+            g->name, blockIdx.x, blockIdx.y, blockIdx.z, f.tid.x, f.tid.y, f.tid.z, info->si_addr);
+        if (n > 0) {
+            ssize_t ignored = write(2, msg, size_t(n) < sizeof msg ? size_t(n) : sizeof msg - 1);
+            (void)ignored;
+        }
+    }
+    sigaction(sig, &g_previous_segv, nullptr);
+}
+
+void install_fault_handler() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        struct sigaction sa;
+        std::memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fault;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &g_previous_segv);
+    });
+}
+
+}  // namespace
+
 extern "C" int emu_run_grid(const EmuGrid* g, void (*body)(void*), void* ctx) {
+    install_fault_handler();
+    const EmuGrid* outer_grid = t_grid;
+    t_grid = g;
     Block block;
     block.body = body;
     block.ctx = ctx;
@@ -296,6 +341,7 @@ extern "C" int emu_run_grid(const EmuGrid* g, void (*body)(void*), void* ctx) {
                 if (!run_block(block, *g)) rc = CUDA_ERROR_LAUNCH_FAILED;
             }
     t_block = outer;
+    t_grid = outer_grid;
     return rc;
 }
 
