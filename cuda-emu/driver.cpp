@@ -716,33 +716,43 @@ EXPORT CUresult cuLaunchKernel(CUfunction h, unsigned gx, unsigned gy, unsigned 
     return k->launch(k->fn, params, &g);
 }
 
+namespace {
+
+struct ErrorText {
+    CUresult code;
+    const char* name;
+    const char* text;
+};
+
+const ErrorText kErrors[] = {
+    {CUDA_SUCCESS, "CUDA_SUCCESS", "no error"},
+    {CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {CUDA_ERROR_INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
+    {CUDA_ERROR_INVALID_IMAGE, "CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"},
+    {CUDA_ERROR_INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
+    {CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES",
+     "too many resources requested for launch"},
+    {CUDA_ERROR_LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED",
+     "unspecified launch failure (cuda-emu: see stderr)"},
+    {CUDA_ERROR_NOT_SUPPORTED, "CUDA_ERROR_NOT_SUPPORTED", "operation not supported (by cuda-emu)"},
+};
+
+const ErrorText& error_text(CUresult e) {
+    static const ErrorText unknown{CUDA_ERROR_UNKNOWN, "CUDA_ERROR_UNKNOWN", "unknown error"};
+    for (const ErrorText& t : kErrors)
+        if (t.code == e) return t;
+    return unknown;
+}
+
+}  // namespace
+
 EXPORT CUresult cuGetErrorString(CUresult e, const char** s) {
-    switch (e) {
-        case CUDA_SUCCESS: *s = "no error"; break;
-        case CUDA_ERROR_INVALID_VALUE: *s = "invalid argument"; break;
-        case CUDA_ERROR_OUT_OF_MEMORY: *s = "out of memory"; break;
-        case CUDA_ERROR_INVALID_IMAGE: *s = "device kernel image is invalid"; break;
-        case CUDA_ERROR_INVALID_HANDLE: *s = "invalid resource handle"; break;
-        case CUDA_ERROR_NOT_FOUND: *s = "named symbol not found"; break;
-        case CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: *s = "too many resources requested for launch"; break;
-        case CUDA_ERROR_LAUNCH_FAILED: *s = "unspecified launch failure (cuda-emu: see stderr)"; break;
-        case CUDA_ERROR_NOT_SUPPORTED: *s = "operation not supported (by cuda-emu)"; break;
-        default: *s = "unknown error"; break;
-    }
+    *s = error_text(e).text;
     return CUDA_SUCCESS;
 }
 EXPORT CUresult cuGetErrorName(CUresult e, const char** s) {
-    switch (e) {
-        case CUDA_SUCCESS: *s = "CUDA_SUCCESS"; break;
-        case CUDA_ERROR_INVALID_VALUE: *s = "CUDA_ERROR_INVALID_VALUE"; break;
-        case CUDA_ERROR_OUT_OF_MEMORY: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
-        case CUDA_ERROR_INVALID_IMAGE: *s = "CUDA_ERROR_INVALID_IMAGE"; break;
-        case CUDA_ERROR_INVALID_HANDLE: *s = "CUDA_ERROR_INVALID_HANDLE"; break;
-        case CUDA_ERROR_NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; break;
-        case CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: *s = "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES"; break;
-        case CUDA_ERROR_LAUNCH_FAILED: *s = "CUDA_ERROR_LAUNCH_FAILED"; break;
-        case CUDA_ERROR_NOT_SUPPORTED: *s = "CUDA_ERROR_NOT_SUPPORTED"; break;
-        default: *s = "CUDA_ERROR_UNKNOWN"; break;
-    }
+    *s = error_text(e).name;
     return CUDA_SUCCESS;
 }

@@ -132,7 +132,7 @@ inline unsigned __ballot_sync(unsigned mask, int pred) {
     return r;
 }
 inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
-inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) == (mask & __ballot_sync(mask, 1)); }
+inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mask, !pred) == 0; }
 
 // ---- bit casts and rounding intrinsics ------------------------------------------------------
 
@@ -239,22 +239,38 @@ inline unsigned short emu_f32_to_f16(float x) { return emu_bits<unsigned short>(
 inline float emu_bf16_lo(unsigned w) { return emu_bits<float>(w << 16); }
 inline float emu_bf16_hi(unsigned w) { return emu_bits<float>(w & 0xffff0000u); }
 
-// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (fragments as in the PTX ISA, "Matrix
-// Fragments for mma.m16n8k16"): lane L = 4 g + t holds A rows g and g + 8, columns 2t, 2t + 1
-// (registers 0, 1) and 2t + 8, 2t + 9 (registers 2, 3), the lower column in the low half; B
-// rows (k) 2t, 2t + 1 (register 0) and 2t + 8, 2t + 9 (register 1) of column g; D rows g
-// (d0, d1) and g + 8 (d2, d3), columns 2t, 2t + 1. Products are exact in f32; sums in k order.
-inline void emu_mma_m16n8k16_bf16(float* d, const unsigned* a, const unsigned* b) {
+// One warp's D += A B (A 16 x K, B K x 8, D 16 x 8 f32): every lane publishes its four A and
+// two B registers, `gather(registers of lane l, l / 4, l % 4, A, B)` places each lane's
+// elements, then each lane computes its own four D entries: rows g (d0, d1) and g + 8 (d2,
+// d3), columns 2t and 2t + 1, for lane 4 g + t. Products are exact in f32 for bf16 and tf32
+// inputs; the sums run in k order (the hardware's order is unspecified).
+template <int K, typename Gather>
+inline void emu_mma(float* d, const unsigned* a, const unsigned* b, Gather gather) {
     const int lane = emu_lane();
     unsigned* mine = static_cast<unsigned*>(emu_warp_slot(lane));
     for (int i = 0; i < 4; ++i) mine[i] = a[i];
     mine[4] = b[0];
     mine[5] = b[1];
     emu_warp_sync(0xffffffffu);
-    float A[16][16], B[16][8];
-    for (int l = 0; l < 32; ++l) {
-        const unsigned* s = static_cast<const unsigned*>(emu_warp_slot(l));
-        const int g = l >> 2, t = l & 3;
+    float A[16][K], B[K][8];
+    for (int l = 0; l < 32; ++l)
+        gather(static_cast<const unsigned*>(emu_warp_slot(l)), l >> 2, l & 3, A, B);
+    emu_warp_sync(0xffffffffu);
+    const int g = lane >> 2, t = lane & 3;
+    for (int i = 0; i < 4; ++i) {
+        const int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
+        float acc = d[i];
+        for (int k = 0; k < K; ++k) acc += A[row][k] * B[k][col];
+        d[i] = acc;
+    }
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (fragments as in the PTX ISA, "Matrix
+// Fragments for mma.m16n8k16"): lane L = 4 g + t holds A rows g and g + 8, columns 2t, 2t + 1
+// (registers 0, 1) and 2t + 8, 2t + 9 (registers 2, 3), the lower column in the low half; B
+// rows (k) 2t, 2t + 1 (register 0) and 2t + 8, 2t + 9 (register 1) of column g.
+inline void emu_mma_m16n8k16_bf16(float* d, const unsigned* a, const unsigned* b) {
+    emu_mma<16>(d, a, b, [](const unsigned* s, int g, int t, float (&A)[16][16], float (&B)[16][8]) {
         for (int r = 0; r < 4; ++r) {
             const int row = g + ((r & 1) ? 8 : 0), col = 2 * t + ((r & 2) ? 8 : 0);
             A[row][col] = emu_bf16_lo(s[r]);
@@ -264,44 +280,19 @@ inline void emu_mma_m16n8k16_bf16(float* d, const unsigned* a, const unsigned* b
             B[2 * t + 8 * r][g] = emu_bf16_lo(s[4 + r]);
             B[2 * t + 8 * r + 1][g] = emu_bf16_hi(s[4 + r]);
         }
-    }
-    emu_warp_sync(0xffffffffu);
-    const int g = lane >> 2, t = lane & 3;
-    for (int i = 0; i < 4; ++i) {
-        const int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
-        float acc = d[i];
-        for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];
-        d[i] = acc;
-    }
+    });
 }
 
 // mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32: lane L = 4 g + t holds A (g, t), (g + 8,
-// t), (g, t + 4), (g + 8, t + 4) in registers 0..3; B rows t and t + 4 of column g; D as
-// m16n8k16. The low 13 bits of each tf32 register are ignored.
+// t), (g, t + 4), (g + 8, t + 4) in registers 0..3; B rows t and t + 4 of column g. The low
+// 13 bits of each tf32 register are ignored.
 inline void emu_mma_m16n8k8_tf32(float* d, const unsigned* a, const unsigned* b) {
-    const int lane = emu_lane();
-    unsigned* mine = static_cast<unsigned*>(emu_warp_slot(lane));
-    for (int i = 0; i < 4; ++i) mine[i] = a[i];
-    mine[4] = b[0];
-    mine[5] = b[1];
-    emu_warp_sync(0xffffffffu);
-    float A[16][8], B[8][8];
-    for (int l = 0; l < 32; ++l) {
-        const unsigned* s = static_cast<const unsigned*>(emu_warp_slot(l));
-        const int g = l >> 2, t = l & 3;
+    emu_mma<8>(d, a, b, [](const unsigned* s, int g, int t, float (&A)[16][8], float (&B)[8][8]) {
         for (int r = 0; r < 4; ++r)
             A[g + ((r & 1) ? 8 : 0)][t + ((r & 2) ? 4 : 0)] = emu_bits<float>(s[r] & 0xffffe000u);
         B[t][g] = emu_bits<float>(s[4] & 0xffffe000u);
         B[t + 4][g] = emu_bits<float>(s[5] & 0xffffe000u);
-    }
-    emu_warp_sync(0xffffffffu);
-    const int g = lane >> 2, t = lane & 3;
-    for (int i = 0; i < 4; ++i) {
-        const int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
-        float acc = d[i];
-        for (int k = 0; k < 8; ++k) acc += A[row][k] * B[k][col];
-        d[i] = acc;
-    }
+    });
 }
 
 // ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane L gives the address of row L % 8 of matrix
