@@ -443,7 +443,7 @@ EXPORT CUresult cuDeviceGet(CUdevice* d, int ordinal) {
     return CUDA_SUCCESS;
 }
 EXPORT CUresult cuDeviceGetName(char* name, int len, CUdevice) {
-    std::snprintf(name, size_t(len), "cuda-emu (kernels on the CPU)");
+    std::snprintf(name, size_t(len), "cuda-emu: kernels on the CPU");
     return CUDA_SUCCESS;
 }
 EXPORT CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice) {

@@ -66,8 +66,24 @@ impl DeviceArgs {
             }
             (p, _) => return Err(format!("--precision {p}: expected f32, tf32 or bf16")),
         }
-        eprintln!("device: {device}, {} products", self.precision);
+        eprintln!(
+            "device: {device}{}, {} products",
+            device_name(device),
+            self.precision
+        );
         Ok(device)
+    }
+}
+
+/// " (the GPU's name)" for a CUDA device, so the log says which driver answered (a real GPU,
+/// or `cuda-emu`'s CPU stand-in when it is on the library path); empty for the CPU.
+fn device_name(device: Device) -> String {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => aoanet::cuda::CudaDevice::get(ordinal)
+            .map(|d| format!(" ({})", d.name()))
+            .unwrap_or_default(),
+        _ => String::new(),
     }
 }
 
