@@ -13,7 +13,8 @@
 // library's exact pool, AOANET_CUDA_POOL=exact, every buffer is its own allocation). Every queued
 // operation runs to completion when it is queued (one in-order stream, as the library uses),
 // so events are complete when recorded and waits return at once. Launches run block by block
-// on the calling thread; each CUDA thread of a block is a fiber (see `Block`).
+// on the calling thread (launches from different host threads run concurrently, as the
+// library's tests make them); each CUDA thread of a block is a fiber (see `Block`).
 
 #include <signal.h>
 #include <sys/mman.h>
@@ -377,7 +378,7 @@ struct Allocation {
     size_t bytes;
 };
 
-std::mutex g_lock;  // one device, one queue: every operation runs under it
+std::mutex g_lock;  // the allocation table and the modules' function tables
 std::map<uintptr_t, Allocation> g_allocations;
 size_t g_allocated = 0;
 const size_t kDeviceBytes = size_t(80) << 30;
@@ -654,6 +655,7 @@ EXPORT CUresult cuModuleUnload(CUmodule h) {
     return CUDA_SUCCESS;
 }
 EXPORT CUresult cuModuleGetFunction(CUfunction* out, CUmodule h, const char* name) {
+    std::lock_guard<std::mutex> l(g_lock);
     Module* m = static_cast<Module*>(h);
     auto found = m->functions.find(name);
     if (found != m->functions.end()) {
@@ -709,7 +711,8 @@ EXPORT CUresult cuLaunchKernel(CUfunction h, unsigned gx, unsigned gy, unsigned 
     }
     if (smem > unsigned(f->max_dynamic_smem)) return CUDA_ERROR_INVALID_VALUE;
     EmuGrid g{{gx, gy, gz}, {bx, by, bz}, k->name};
-    std::lock_guard<std::mutex> l(g_lock);
+    // No lock: launches from different host threads run at once (the library's tests do,
+    // each on its own buffers); one thread's operations stay in its order.
     if (env_flag("AOANET_CUDA_EMU_TRACE"))
         std::fprintf(stderr, "cuda-emu: %s grid (%u,%u,%u) block (%u,%u,%u)\n", k->name, gx, gy, gz,
                      bx, by, bz);
