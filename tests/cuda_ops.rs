@@ -570,6 +570,63 @@ fn count_nonfinite_f32_all_finite_many_over_gradients() {
     assert!(!Tensor::all_finite_many(&[&good[0], &t]).unwrap());
 }
 
+/// A training step's loss and its gradients' check read together: the scalar's value (f32
+/// and f64, also a one-element view at an offset into a larger tensor) and the finiteness of
+/// every gradient, equal to `item` and `all_finite_many`, in one wait on a GPU.
+#[test]
+fn count_nonfinite_f32_item_and_all_finite_in_one_read() {
+    let Some(dev) = cuda("count_nonfinite_f32_item_and_all_finite_in_one_read") else {
+        return;
+    };
+    let grads: Vec<Tensor> = (0..4)
+        .map(|i| {
+            randt(&[300 + 100 * i], -1.0, 1.0, 90 + i as u64)
+                .to_dtype(DTYPES[i % 2])
+                .unwrap()
+                .to_device(dev)
+                .unwrap()
+        })
+        .collect();
+    let mut bad = grads[3].to_vec_f64();
+    bad[17] = f64::INFINITY;
+    let bad = Tensor::from_vec(bad, &[grads[3].numel()])
+        .unwrap()
+        .to_dtype(grads[3].dtype())
+        .unwrap()
+        .to_device(dev)
+        .unwrap();
+    for dtype in DTYPES {
+        let losses = randt(&[5], 0.5, 3.0, 99)
+            .to_dtype(dtype)
+            .unwrap()
+            .to_device(dev)
+            .unwrap();
+        let loss = losses.narrow(0, 3, 1).unwrap().reshape(&[]).unwrap();
+        for (with_bad, refs) in [
+            (false, grads.iter().collect::<Vec<_>>()),
+            (true, grads[..3].iter().chain([&bad]).collect()),
+            (false, Vec::new()),
+        ] {
+            let want = (
+                loss.item().unwrap(),
+                Tensor::all_finite_many(&refs).unwrap(),
+            );
+            assert_eq!(want.1, !with_bad);
+            let before = aoanet::cuda::waits_on_this_thread();
+            let got = loss.item_and_all_finite(&refs).unwrap();
+            if matches!(dev, Device::Cuda(_)) {
+                assert_eq!(
+                    aoanet::cuda::waits_on_this_thread() - before,
+                    1,
+                    "{dtype} one wait"
+                );
+            }
+            assert_eq!(got, want, "{dtype}, a bad gradient: {with_bad}");
+        }
+    }
+    assert!(grads[0].item_and_all_finite(&[]).is_err(), "not a scalar");
+}
+
 // ------------------------------------------------------------------------------- products
 
 #[test]

@@ -239,6 +239,21 @@ impl Tensor {
         }
         Ok(true)
     }
+
+    /// This one-element tensor's value ([`Tensor::item`]) and whether every element of
+    /// `tensors` is finite ([`Tensor::all_finite_many`]), read together: on a GPU one copy to
+    /// the host for both (a training step's loss and its gradients' check: one wait).
+    pub fn item_and_all_finite(&self, tensors: &[&Tensor]) -> Result<(f64, bool)> {
+        if self.is_cuda()
+            && matches!(
+                self.dtype(),
+                crate::tensor::DType::F32 | crate::tensor::DType::F64
+            )
+        {
+            return on_cuda!(gpu::item_and_all_finite_many(self, tensors));
+        }
+        Ok((self.item()?, Tensor::all_finite_many(tensors)?))
+    }
 }
 
 #[cfg(test)]
@@ -257,6 +272,20 @@ mod tests {
             let c = Tensor::from_vec(vec![0.0, bad], &[2]).unwrap();
             assert!(!Tensor::all_finite_many(&[&a, &c, &b]).unwrap(), "{bad}");
         }
+    }
+
+    #[test]
+    fn item_and_all_finite_reads_both() {
+        let loss = Tensor::from_vec(vec![2.5f32], &[]).unwrap();
+        let good = Tensor::from_vec(vec![1.0f64, -2.0], &[2]).unwrap();
+        let bad = Tensor::from_vec(vec![1.0f32, f32::NAN], &[2]).unwrap();
+        assert_eq!(loss.item_and_all_finite(&[&good]).unwrap(), (2.5, true));
+        assert_eq!(
+            loss.item_and_all_finite(&[&good, &bad]).unwrap(),
+            (2.5, false)
+        );
+        assert_eq!(loss.item_and_all_finite(&[]).unwrap(), (2.5, true));
+        assert!(good.item_and_all_finite(&[]).is_err(), "not one element");
     }
 
     #[test]

@@ -934,9 +934,17 @@ impl Trainer {
         let t1 = Instant::now();
         // Backward before the loss is read: on a GPU, reading it waits for the forward pass
         // to finish, and the host would stop queueing the backward's kernels meanwhile. The
-        // loss and the gradients are then checked after one wait, the loss first.
+        // loss and the gradients' finiteness are then read together: one wait per step.
         loss.backward()?;
-        let mut value = loss.item()?;
+        if hook.is_some_and(|(_, w)| w == NanTarget::Gradient)
+            && let Some((_, p)) = self.params.first()
+            && let Some(g) = p.grad()
+        {
+            p.set_grad(Some(g.mul_scalar(f64::NAN)?));
+        }
+        let grads: Vec<Tensor> = self.params.iter().filter_map(|(_, p)| p.grad()).collect();
+        let (mut value, grads_finite) =
+            loss.item_and_all_finite(&grads.iter().collect::<Vec<_>>())?;
         if hook.is_some_and(|(_, w)| w == NanTarget::Loss) {
             value = f64::NAN;
         }
@@ -947,16 +955,9 @@ impl Trainer {
                 self.state.epoch
             )));
         }
-        if hook.is_some_and(|(_, w)| w == NanTarget::Gradient)
-            && let Some((_, p)) = self.params.first()
-            && let Some(g) = p.grad()
-        {
-            p.set_grad(Some(g.mul_scalar(f64::NAN)?));
-        }
-        // One check over all gradients (on a GPU: one wait, not one per parameter); only
-        // when it fails are they checked one by one, to name the parameter.
-        let grads: Vec<Tensor> = self.params.iter().filter_map(|(_, p)| p.grad()).collect();
-        if !Tensor::all_finite_many(&grads.iter().collect::<Vec<_>>())? {
+        // One check over all gradients above; only when it fails are they checked one by
+        // one, to name the parameter.
+        if !grads_finite {
             for (name, p) in &self.params {
                 if let Some(g) = p.grad()
                     && !g.all_finite()?

@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | this one | storage access, device copies, casts, `full`, `update_`, in-place accumulation |
 //! | `elementwise` | unary and broadcasting binary ops, masks, `where` |
-//! | `reduce` | sums, means, max with argmax, `sum_to`, `argmax_last`, `sample_rows`, `topk_rows`, `all_finite`, `all_finite_many` |
+//! | `reduce` | sums, means, max with argmax, `sum_to`, `argmax_last`, `sample_rows`, `topk_rows`, `all_finite`, `all_finite_many`, `item_and_all_finite_many` |
 //! | `shape` | `concat`, the adjoint of `narrow` |
 //! | `matmul` | batched products of strided views, `weight_product` (+ bias epilogue) |
 //! | `softmax`, `layer_norm`, `glu`, `index`, `dropout`, `lstm` | the op of that name |
@@ -46,8 +46,8 @@ pub(crate) use lstm::{lstm_cell, lstm_cell_backward};
 pub(crate) use matmul::{StridedMat, matmul, weight_product};
 pub use matmul::{matmul_precision, set_matmul_precision};
 pub(crate) use reduce::{
-    MaxIndex, all_finite, all_finite_many, argmax_last, max_axis, sample_rows, scatter_axis,
-    sum_all, sum_axis, sum_to, topk_rows,
+    MaxIndex, all_finite, all_finite_many, argmax_last, item_and_all_finite_many, max_axis,
+    sample_rows, scatter_axis, sum_all, sum_axis, sum_to, topk_rows,
 };
 pub(crate) use shape::{concat, pad_into};
 pub(crate) use softmax::{softmax, softmax_backward};

@@ -175,17 +175,67 @@ pub(crate) fn topk_rows(x: &Tensor, k: usize) -> Result<(Vec<f32>, Vec<i32>)> {
 }
 
 /// Whether every element of every tensor (all on one CUDA device) is finite: one counter on
-/// the device, one launch per tensor, one read-back.
+/// the device, one launch per dtype, one read-back.
 pub(crate) fn all_finite_many(xs: &[&Tensor]) -> Result<bool> {
     let Some(first) = xs.first() else {
         return Ok(true);
     };
-    let dev: Arc<CudaDevice> = device_of(first)?;
+    let count = count_nonfinite_many(&device_of(first)?, xs, 1)?;
+    Ok(count.to_host()?[0] == 0)
+}
+
+/// The value of the one-element f32 or f64 `scalar` and whether every element of `xs` is
+/// finite, read together: the count of non-finite elements and the scalar's bytes are put
+/// side by side on the device and copied back at once, so a training step reads its loss and
+/// checks its gradients with one wait.
+pub(crate) fn item_and_all_finite_many(scalar: &Tensor, xs: &[&Tensor]) -> Result<(f64, bool)> {
+    if scalar.numel() != 1 {
+        return Err(Error::shape(
+            "item_and_all_finite",
+            &[scalar.shape()],
+            "exactly one element",
+        ));
+    }
+    let dev: Arc<CudaDevice> = device_of(scalar)?;
+    if let Some(x) = xs.iter().find(|x| x.device() != scalar.device()) {
+        return Err(Error::Mismatch {
+            op: "item_and_all_finite",
+            detail: format!(
+                "a scalar on {} and a tensor on {}",
+                scalar.device(),
+                x.device()
+            ),
+        });
+    }
+    // Words: [count, unused, the scalar's 4 or 8 bytes from word 2] (8-byte aligned for f64).
+    let packed = count_nonfinite_many(&dev, xs, 4)?;
+    let scalar = dense(scalar)?;
+    let bytes = scalar.dtype().size();
+    with_cuda_float!(scalar.dtype(), "item_and_all_finite", T => {
+        let locks = ReadLocks::new([&scalar]);
+        let view = locks.view::<T>(&scalar, "item_and_all_finite")?;
+        dev.copy_dtod(view.device_ptr(), packed.device_ptr() + 8, bytes)
+    })?;
+    let words = packed.to_host()?;
+    let value = match scalar.dtype() {
+        DType::F32 => f64::from(f32::from_bits(words[2])),
+        _ => f64::from_bits(u64::from(words[2]) | u64::from(words[3]) << 32),
+    };
+    Ok((value, words[0] == 0))
+}
+
+/// A zeroed `u32` buffer of `len` words whose first counts the non-finite elements of `xs`
+/// (f32 or f64, dense copies of strided ones), one launch per dtype; nothing is read back.
+fn count_nonfinite_many(
+    dev: &Arc<CudaDevice>,
+    xs: &[&Tensor],
+    len: usize,
+) -> Result<CudaBuffer<u32>> {
     for x in xs {
-        if x.device() != first.device() {
+        if x.device() != xs[0].device() {
             return Err(Error::Mismatch {
                 op: "all_finite_many",
-                detail: format!("tensors on {} and {}", first.device(), x.device()),
+                detail: format!("tensors on {} and {}", xs[0].device(), x.device()),
             });
         }
         if !matches!(x.dtype(), DType::F32 | DType::F64) {
@@ -195,9 +245,8 @@ pub(crate) fn all_finite_many(xs: &[&Tensor]) -> Result<bool> {
             });
         }
     }
-    // Dense operands (a copy only for a strided one), then one launch per dtype.
     let operands: Vec<Tensor> = xs.iter().map(|x| dense(x)).collect::<Result<_>>()?;
-    let mut count = dev.zeros::<u32>(1)?;
+    let mut count = dev.zeros::<u32>(len)?;
     for dtype in [DType::F32, DType::F64] {
         let of_dtype: Vec<&Tensor> = operands.iter().filter(|t| t.dtype() == dtype).collect();
         if of_dtype.is_empty() {
@@ -209,10 +258,10 @@ pub(crate) fn all_finite_many(xs: &[&Tensor]) -> Result<bool> {
                 .iter()
                 .map(|t| locks.view::<T>(t, "all_finite_many"))
                 .collect::<Result<Vec<_>>>()?;
-            red::add_nonfinite_many(&dev, count.view_mut(), &views)
+            red::add_nonfinite_many(dev, count.slice_mut(..1)?, &views)
         })?;
     }
-    Ok(count.to_host()?[0] == 0)
+    Ok(count)
 }
 
 pub(crate) fn all_finite(x: &Tensor) -> Result<bool> {
