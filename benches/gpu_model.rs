@@ -298,9 +298,9 @@ fn captions(rows: usize, len: usize) -> (Vec<usize>, Vec<usize>, Tensor) {
 ///
 /// Timed as the trainer runs it (`Trainer::step`): the loss from the logits (fused with the
 /// log_softmax), the loss mask on the host, backward, then the step's one wait (the loss and
-/// the gradients' NaN check), Adam. Baseline in the same run: the step as it ran before
-/// (log-probabilities, then the loss with the mask on the device, the loss read before the
-/// backward: two waits), and the trainer's step with small uploads from pageable memory
+/// the gradients' NaN check read together), Adam. Baseline in the same run: the step as it ran
+/// before session 5 (log-probabilities, then the loss with the mask on the device, the loss
+/// read before the backward, the gradients' check read apart: three waits), and the trainer's step with small uploads from pageable memory
 /// instead of the page-locked ring. Then the trainer's step once more with a synchronise
 /// after each phase, for the phase times and how long the host took to queue each phase.
 fn train_xe_step(shared: &mut Shared) {
@@ -332,32 +332,34 @@ fn train_xe_step(shared: &mut Shared) {
     };
     let trainer_loss =
         || label_smoothing_loss_from_logits(&forward(true), &targets, &mask, 0.2).unwrap();
+    let grads = || -> Vec<Tensor> { params.iter().filter_map(|(_, p)| p.grad()).collect() };
+    // The gradients' check (its own read), then Adam: the step before the combined read.
     let finish = |opt: &mut Adam| {
-        let grads: Vec<Tensor> = params.iter().filter_map(|(_, p)| p.grad()).collect();
-        assert!(Tensor::all_finite_many(&grads.iter().collect::<Vec<_>>()).unwrap());
+        assert!(Tensor::all_finite_many(&grads().iter().collect::<Vec<_>>()).unwrap());
+        opt.step(&params).unwrap();
+        zero_grad(&params);
+    };
+    // The trainer's step: backward, then the loss and the gradients' check in one read, Adam.
+    let trainer_step = |opt: &mut Adam| {
+        let loss = trainer_loss();
+        loss.backward().unwrap();
+        let (value, finite) = loss
+            .item_and_all_finite(&grads().iter().collect::<Vec<_>>())
+            .unwrap();
+        assert!(value.is_finite() && finite);
         opt.step(&params).unwrap();
         zero_grad(&params);
     };
     let counts_before = dev.launch_counts();
     let waits_before = dev.waits();
-    let (wall, launches) = best_of(&dev, || {
-        let loss = trainer_loss();
-        loss.backward().unwrap();
-        assert!(loss.item().unwrap().is_finite());
-        finish(&mut opt);
-    });
+    let (wall, launches) = best_of(&dev, || trainer_step(&mut opt));
     // Per step, less best_of's own synchronise after each run.
     let waits = (dev.waits() - waits_before) / (reps() as u64 + 1) - 1;
     print_launch_mix(&dev, &counts_before, reps() + 1);
     // The same step with small uploads (each decoder step's token ids, the multi-tensor
     // kernels' tables) sent from pageable memory instead of the page-locked ring.
     aoanet::cuda::set_small_upload_staging(false);
-    let (pageable_wall, _) = best_of(&dev, || {
-        let loss = trainer_loss();
-        loss.backward().unwrap();
-        assert!(loss.item().unwrap().is_finite());
-        finish(&mut opt);
-    });
+    let (pageable_wall, _) = best_of(&dev, || trainer_step(&mut opt));
     aoanet::cuda::set_small_upload_staging(true);
     let old_waits_before = dev.waits();
     let (old_wall, old_launches) = best_of(&dev, || {

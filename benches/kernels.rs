@@ -11,6 +11,11 @@
 //! events; inputs are random (never zeros) and, for the memory-bound kernels, several times
 //! larger than the L2 cache. Peaks: 3.0 TB/s (H100, measured copy) or 4.3 TB/s (H200).
 //! Without a GPU it prints why and exits 0.
+//!
+//! Smoke mode: `AOANET_BENCH_SMOKE=1` divides every size by 64 (head sizes and widths that a
+//! kernel requires stay) to check that the bench runs from end to end; CI runs it on
+//! `cuda-emu`, where the figures mean nothing (the labels keep the full sizes' names); each
+//! figure is then one call.
 
 use std::sync::Arc;
 
@@ -21,6 +26,16 @@ use aoanet::cuda::kernels::{adam, dropout, elementwise, layernorm, loss, lstm, s
 use aoanet::cuda::{CudaBuffer, CudaDevice};
 use aoanet::rng::{Philox, PhiloxState};
 
+/// Whether sizes are divided by 64 (`AOANET_BENCH_SMOKE`, see the module docs).
+fn smoke() -> bool {
+    std::env::var_os("AOANET_BENCH_SMOKE").is_some_and(|v| v != "0")
+}
+
+/// `full`, or `full / 64` (at least 1) in smoke mode.
+fn size(full: usize) -> usize {
+    if smoke() { (full / 64).max(1) } else { full }
+}
+
 fn random(dev: &Arc<CudaDevice>, n: usize, seed: u64) -> Result<CudaBuffer<f32>> {
     let mut v = vec![0f32; n];
     Philox::new(seed).fill_uniform_f32(&mut v);
@@ -30,17 +45,19 @@ fn random(dev: &Arc<CudaDevice>, n: usize, seed: u64) -> Result<CudaBuffer<f32>>
     dev.htod(&v)
 }
 
-/// Median milliseconds per call of `f` (7 samples of `reps` calls, after 2 warm-up samples).
+/// Median milliseconds per call of `f` (7 samples of `reps` calls, after 2 warm-up samples;
+/// one call in smoke mode).
 fn time(dev: &CudaDevice, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let (reps, warm, total) = if smoke() { (1, 0, 1) } else { (reps, 2, 9) };
     let mut samples = Vec::new();
-    for s in 0..9 {
+    for s in 0..total {
         let ms = dev.time_ms(|| {
             for _ in 0..reps {
                 f()?;
             }
             Ok(())
         })?;
-        if s >= 2 {
+        if s >= warm {
             samples.push(f64::from(ms) / reps as f64);
         }
     }
@@ -57,7 +74,7 @@ fn mem_line(name: &str, ms: f64, bytes: f64, peak_tbs: f64) {
 }
 
 fn memory_bound(dev: &Arc<CudaDevice>, peak: f64) -> Result<()> {
-    let n = 64 << 20; // 64 Mi floats = 256 MiB per operand
+    let n = size(64 << 20); // 64 Mi floats = 256 MiB per operand
     let x = random(dev, n, 1)?;
     let mut y = random(dev, n, 2)?;
     let t = time(dev, 5, || {
@@ -74,7 +91,7 @@ fn memory_bound(dev: &Arc<CudaDevice>, peak: f64) -> Result<()> {
     })?;
     mem_line("dropout_f32 (64Mi)", t, 2.0 * 4.0 * n as f64, peak);
 
-    let (rows, v) = (850usize, 9488usize); // 50 images x 17 steps, AoANet's vocabulary
+    let (rows, v) = (size(850), size(9488)); // 50 images x 17 steps, AoANet's vocabulary
     let logits = random(dev, rows * v, 3)?;
     let mut probs = dev.alloc::<f32>(rows * v)?;
     let t = time(dev, 20, || {
@@ -131,7 +148,7 @@ fn memory_bound(dev: &Arc<CudaDevice>, peak: f64) -> Result<()> {
         peak,
     );
 
-    let (r, d) = (5000usize, 1024usize); // 50 images x 100 regions
+    let (r, d) = (size(5000), 1024usize); // 50 images x 100 regions
     let xl = random(dev, r * d, 4)?;
     let g = random(dev, d, 5)?;
     let mut yl = dev.alloc::<f32>(r * d)?;
@@ -157,7 +174,7 @@ fn memory_bound(dev: &Arc<CudaDevice>, peak: f64) -> Result<()> {
         peak,
     );
 
-    let (b, h) = (250usize, 1024usize);
+    let (b, h) = (size(250), 1024usize);
     let gx = random(dev, b * 4 * h, 6)?;
     let gh = random(dev, b * 4 * h, 7)?;
     let mut hh = dev.alloc::<f32>(b * h)?;
@@ -189,7 +206,7 @@ fn memory_bound(dev: &Arc<CudaDevice>, peak: f64) -> Result<()> {
         peak,
     );
 
-    let np = 60 << 20; // about AoANet's parameter count scaled up to fill the GPU
+    let np = size(60 << 20); // about AoANet's parameter count scaled up to fill the GPU
     let mut p = random(dev, np, 8)?;
     let mut m = dev.zeros::<f32>(np)?;
     let mut vv = dev.zeros::<f32>(np)?;
@@ -322,6 +339,7 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
         (50, 4096, 3072),
         (50, 9488, 1024),
     ] {
+        let (m, n, k) = (size(m), size(n), size(k));
         let a = random(dev, m * k, 10)?;
         let w = random(dev, n * k, 11)?;
         let mut c = dev.alloc::<f32>(m * n)?;
@@ -478,6 +496,7 @@ fn attn(dev: &Arc<CudaDevice>) -> Result<()> {
         ("refiner 50x64x64", 50usize, 64usize, 64usize),
         ("decoder 250x1x64", 250, 1, 64),
     ] {
+        let b = size(b);
         let (h, dh) = (8usize, 128usize);
         let w = h * dh;
         let mut a = Attention::contiguous(b, h, nq, nk, dh);
@@ -549,6 +568,9 @@ fn main() -> Result<()> {
     } else {
         3.0
     };
+    if smoke() {
+        println!("bench kernels: smoke mode, every size / 64: the figures mean nothing");
+    }
     println!(
         "bench device: {} ({}), {} SMs, bandwidth peak used {peak} TB/s",
         dev.name(),
