@@ -22,6 +22,9 @@
 //   copy_blocks_small_{f32,f64}  the same for up to CB_SMALL pieces with the table passed by
 //                           value (no upload: a concat of two pieces is then one launch and
 //                           nothing else)
+//   split_blocks{,_small}_{f32,f64}  the adjoint (concat's backward): the table's pieces are
+//                           dense destinations, row o of piece k read from
+//                           src[offset + o * src_row_stride ..]
 //   cast_f32_f64 / cast_f64_f32     f32 <-> f64 (to_dtype on the device)
 //   cast_f32_bf16 / cast_bf16_f32   dtype conversion (round to nearest even)
 //   permute0213_f32         [d0,d1,d2,d3] -> [d0,d2,d1,d3]   (split / merge attention heads)
@@ -214,28 +217,43 @@ extern "C" __global__ void copy_strided_f64(double* dst, const double* src, i64 
 #define CB_SLOT 5
 #define CB_CHUNK 8192
 
-template <typename T>
-__device__ __forceinline__ void copy_blocks_impl(T* dst, const u64* table, int pieces,
-                                                 i64 dst_row_stride) {
+// SPLIT false: the table's pieces are sources, copied into rows of `rows` (concat); SPLIT
+// true: they are destinations, filled from rows of `rows` (split, concat's adjoint).
+template <typename T, bool SPLIT>
+__device__ __forceinline__ void copy_blocks_impl(T* rows, const u64* table, int pieces,
+                                                 i64 row_stride) {
     const i64 block = blockIdx.x;
     const u64* s = table + (i64)multi_tensor_slot(table, pieces, CB_SLOT, 4, block) * CB_SLOT;
-    const T* src = (const T*)s[0];
+    T* piece = (T*)s[0];
     const i64 n = (i64)s[1], inner = (i64)s[2], offset = (i64)s[3];
     const i64 start = (block - (i64)s[4]) * CB_CHUNK;
     const i64 end = start + CB_CHUNK < n ? start + CB_CHUNK : n;
     for (i64 e = start + threadIdx.x; e < end; e += blockDim.x) {
         const i64 o = e / inner;
-        dst[offset + o * dst_row_stride + (e - o * inner)] = src[e];
+        const i64 r = offset + o * row_stride + (e - o * inner);
+        if (SPLIT)
+            piece[e] = rows[r];
+        else
+            rows[r] = piece[e];
     }
 }
 
 extern "C" __global__ void copy_blocks_f32(float* dst, const u64* table, int pieces,
                                            i64 dst_row_stride) {
-    copy_blocks_impl(dst, table, pieces, dst_row_stride);
+    copy_blocks_impl<float, false>(dst, table, pieces, dst_row_stride);
 }
 extern "C" __global__ void copy_blocks_f64(double* dst, const u64* table, int pieces,
                                            i64 dst_row_stride) {
-    copy_blocks_impl(dst, table, pieces, dst_row_stride);
+    copy_blocks_impl<double, false>(dst, table, pieces, dst_row_stride);
+}
+
+extern "C" __global__ void split_blocks_f32(const float* src, const u64* table, int pieces,
+                                            i64 src_row_stride) {
+    copy_blocks_impl<float, true>((float*)src, table, pieces, src_row_stride);
+}
+extern "C" __global__ void split_blocks_f64(const double* src, const u64* table, int pieces,
+                                            i64 src_row_stride) {
+    copy_blocks_impl<double, true>((double*)src, table, pieces, src_row_stride);
 }
 
 #define CB_SMALL 4
@@ -245,11 +263,20 @@ struct SmallBlocks {
 
 extern "C" __global__ void copy_blocks_small_f32(float* dst, SmallBlocks table, int pieces,
                                                  i64 dst_row_stride) {
-    copy_blocks_impl(dst, table.w, pieces, dst_row_stride);
+    copy_blocks_impl<float, false>(dst, table.w, pieces, dst_row_stride);
 }
 extern "C" __global__ void copy_blocks_small_f64(double* dst, SmallBlocks table, int pieces,
                                                  i64 dst_row_stride) {
-    copy_blocks_impl(dst, table.w, pieces, dst_row_stride);
+    copy_blocks_impl<double, false>(dst, table.w, pieces, dst_row_stride);
+}
+
+extern "C" __global__ void split_blocks_small_f32(const float* src, SmallBlocks table, int pieces,
+                                                  i64 src_row_stride) {
+    copy_blocks_impl<float, true>((float*)src, table.w, pieces, src_row_stride);
+}
+extern "C" __global__ void split_blocks_small_f64(const double* src, SmallBlocks table,
+                                                  int pieces, i64 src_row_stride) {
+    copy_blocks_impl<double, true>((double*)src, table.w, pieces, src_row_stride);
 }
 
 // ------------------------------------------------------------------------------------------

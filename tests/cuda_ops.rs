@@ -1826,6 +1826,94 @@ fn copy_blocks_f64_concatenates_dense_pieces_in_one_launch() {
     );
 }
 
+/// A concatenation's backward splits the upstream gradient into every input's gradient in one
+/// launch (`split_blocks*`, the adjoint of `copy_blocks*`): 2 to 4 pieces carry their table in
+/// the launch, more upload it; along the last, a middle and the first axis; the gradients
+/// equal the CPU's (which copies each piece), bit for bit (a copy).
+fn split_of_dense_gradient(test: &str, dtype: DType, counts: &[usize]) {
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    for &pieces in counts {
+        for (axis, shape) in [(1usize, [6usize, 3, 5]), (0, [2, 3, 5]), (2, [4, 3, 7])] {
+            let inputs: Vec<Tensor> = (0..pieces)
+                .map(|k| {
+                    let mut s = shape;
+                    s[axis] += k % 3; // unequal sizes along the axis
+                    randt(&s, -1.0, 1.0, 200 + k as u64)
+                        .to_dtype(dtype)
+                        .unwrap()
+                })
+                .collect();
+            let mut out_shape = shape;
+            out_shape[axis] = inputs.iter().map(|t| t.shape()[axis]).sum();
+            let upstream = randt(&out_shape, -1.0, 1.0, 300).to_dtype(dtype).unwrap();
+            let grads_on = |device: Device| -> (Vec<Vec<f64>>, u64) {
+                let leaves: Vec<Tensor> = inputs
+                    .iter()
+                    .map(|t| t.to_device(device).unwrap().requiring_grad())
+                    .collect();
+                let refs: Vec<&Tensor> = leaves.iter().collect();
+                let y = Tensor::concat(&refs, axis as isize).unwrap();
+                let g = upstream.to_device(device).unwrap();
+                let before = aoanet::cuda::launches_on_this_thread();
+                y.backward_with(g).unwrap();
+                let launches = aoanet::cuda::launches_on_this_thread() - before;
+                let grads = leaves
+                    .iter()
+                    .map(|l| l.grad().unwrap().to_vec_f64())
+                    .collect();
+                (grads, launches)
+            };
+            let (want, _) = grads_on(Device::Cpu);
+            let (got, launches) = grads_on(dev);
+            assert_eq!(got, want, "{test}: {pieces} pieces along axis {axis}");
+            if matches!(dev, Device::Cuda(_)) {
+                assert_eq!(
+                    launches, 1,
+                    "{test}: launches of the backward, {pieces} pieces"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn split_blocks_small_f32_splits_two_to_four_gradients_in_one_launch() {
+    split_of_dense_gradient(
+        "split_blocks_small_f32_splits_two_to_four_gradients_in_one_launch",
+        DType::F32,
+        &[2, 3, 4],
+    );
+}
+
+#[test]
+fn split_blocks_small_f64_splits_two_to_four_gradients_in_one_launch() {
+    split_of_dense_gradient(
+        "split_blocks_small_f64_splits_two_to_four_gradients_in_one_launch",
+        DType::F64,
+        &[2, 4],
+    );
+}
+
+#[test]
+fn split_blocks_f32_splits_many_gradients_in_one_launch() {
+    split_of_dense_gradient(
+        "split_blocks_f32_splits_many_gradients_in_one_launch",
+        DType::F32,
+        &[5, 17],
+    );
+}
+
+#[test]
+fn split_blocks_f64_splits_many_gradients_in_one_launch() {
+    split_of_dense_gradient(
+        "split_blocks_f64_splits_many_gradients_in_one_launch",
+        DType::F64,
+        &[17],
+    );
+}
+
 /// ReLU and dropout fused on the device (`relu_dropout_*`; backward `binary` with the
 /// ReLU-scale code): equal to the CPU's fused op, which equals ReLU then dropout, values and
 /// gradients, and the generator advanced by the element count on both devices.

@@ -170,6 +170,11 @@ impl Tensor {
         };
         let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[ax]).collect();
         Ok(out.record("concat", tensors, move |g| {
+            if g.is_cuda() {
+                // One launch for every input's gradient (dense copies, as below).
+                let pieces: Vec<Tensor> = on_cuda!(gpu::split(g, ax, &sizes))?;
+                return Ok(pieces.into_iter().map(Some).collect());
+            }
             let mut start = 0;
             let mut grads = Vec::with_capacity(sizes.len());
             for &n in &sizes {

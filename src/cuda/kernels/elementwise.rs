@@ -29,6 +29,10 @@ pub mod raw {
         fn sum_many<T>(out: CudaViewMut<'_, T>, src: SumSources, count: i32, n: i64);
         /// `copy_blocks_small_f32`, `copy_blocks_small_f64`: the same, the table by value.
         fn copy_blocks_small<T>(dst: CudaViewMut<'_, T>, table: SmallBlocks, pieces: i32, dst_row_stride: i64);
+        /// `split_blocks_f32`, `split_blocks_f64`: rows of `src` into dense pieces, one launch.
+        fn split_blocks<T>(src: CudaView<'_, T>, table: CudaView<'_, u64>, pieces: i32, src_row_stride: i64);
+        /// `split_blocks_small_f32`, `split_blocks_small_f64`: the same, the table by value.
+        fn split_blocks_small<T>(src: CudaView<'_, T>, table: SmallBlocks, pieces: i32, src_row_stride: i64);
     }
 
     crate::__aoanet_cuda_kernels! { "elementwise";
@@ -463,6 +467,81 @@ pub fn copy_blocks<T: CudaFloat>(
     // was checked against dst above; the table is on the device before the kernel (same
     // stream).
     unsafe { raw::copy_blocks(dev, cfg, dst, table.view(), count, dst_row_stride as i64) }
+}
+
+/// One dense piece of [`split_blocks`]: `dst.len() / inner` rows of `inner` elements.
+#[derive(Debug)]
+pub struct SplitPiece<'a, T> {
+    /// The piece's elements, row-major, written by the split.
+    pub dst: CudaViewMut<'a, T>,
+    /// Elements per row (at least 1).
+    pub inner: usize,
+    /// Where its first row starts in the source.
+    pub src_offset: usize,
+}
+
+/// The adjoint of [`copy_blocks`], in one launch: row `o` of each piece is read from
+/// `src[src_offset + o · src_row_stride ..][..inner]` (a concatenation's gradient split into
+/// its inputs' gradients).
+pub fn split_blocks<T: CudaFloat>(
+    dev: &Arc<CudaDevice>,
+    src: CudaView<'_, T>,
+    pieces: &mut [SplitPiece<'_, T>],
+    src_row_stride: usize,
+) -> Result<()> {
+    for (k, p) in pieces.iter().enumerate() {
+        let n = p.dst.len();
+        if n == 0 {
+            continue;
+        }
+        if p.inner == 0 || !n.is_multiple_of(p.inner) || p.inner > src_row_stride {
+            return Err(Error::invalid(format!(
+                "cuda split_blocks: piece {k} has {n} elements in rows of {} (row stride {})",
+                p.inner, src_row_stride
+            )));
+        }
+        let last = p.src_offset + (n / p.inner - 1) * src_row_stride + p.inner;
+        check_len("split_blocks", &format!("src (piece {k})"), src.len(), last)?;
+    }
+    let live: Vec<&SplitPiece<'_, T>> = pieces.iter().filter(|p| !p.dst.is_empty()).collect();
+    let (first, grid) = multi_tensor_blocks(
+        "split_blocks",
+        live.iter().map(|p| p.dst.len()),
+        COPY_BLOCKS_CHUNK,
+    )?;
+    if live.is_empty() {
+        return Ok(());
+    }
+    let table: Vec<u64> = live
+        .iter()
+        .zip(first)
+        .flat_map(|(p, first)| {
+            [
+                p.dst.device_ptr(),
+                p.dst.len() as u64,
+                p.inner as u64,
+                p.src_offset as u64,
+                first,
+            ]
+        })
+        .collect();
+    let count = to_i32("split_blocks", "piece count", live.len())?;
+    let cfg = LaunchCfg::linear(grid, 256);
+    if live.len() <= COPY_BLOCKS_SMALL {
+        let mut small = SmallBlocks {
+            w: [0; COPY_BLOCKS_SLOT * COPY_BLOCKS_SMALL],
+        };
+        small.w[..table.len()].copy_from_slice(&table);
+        // SAFETY: as below, with the table in the launch's parameters.
+        return unsafe {
+            raw::split_blocks_small(dev, cfg, src, small, count, src_row_stride as i64)
+        };
+    }
+    let table = dev.htod(&table)?;
+    // SAFETY: each piece's destination is a distinct view borrowed mutably for this call and
+    // every source index was checked against src above; the table is on the device before
+    // the kernel (same stream).
+    unsafe { raw::split_blocks(dev, cfg, src, table.view(), count, src_row_stride as i64) }
 }
 
 /// Sources of one `sum_many` launch (`SUM_MAX` in `kernels/elementwise.cu`).

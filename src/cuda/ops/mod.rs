@@ -49,7 +49,7 @@ pub(crate) use reduce::{
     MaxIndex, all_finite, all_finite_many, argmax_last, item_and_all_finite_many, max_axis,
     sample_rows, scatter_axis, sum_all, sum_axis, sum_to, topk_rows,
 };
-pub(crate) use shape::{concat, pad_into};
+pub(crate) use shape::{concat, pad_into, split};
 pub(crate) use softmax::{softmax, softmax_backward};
 pub(crate) mod dropout;
 

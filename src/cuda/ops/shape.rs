@@ -1,9 +1,10 @@
-//! Copies that move elements between layouts on the device: `concat` and `narrow`'s adjoint.
+//! Copies that move elements between layouts on the device: `concat`, its adjoint `split`,
+//! and `narrow`'s adjoint.
 
 use super::{ReadLocks, copy_into, device_of, with_cuda_float, zeros};
 use crate::Result;
 use crate::cuda::CudaFloat;
-use crate::cuda::kernels::elementwise::{self as ew, Block};
+use crate::cuda::kernels::elementwise::{self as ew, Block, SplitPiece};
 use crate::tensor::{Layout, Storage, Tensor, numel};
 
 /// Dense inputs from which [`concat`] copies them all in one launch (up to four pieces the
@@ -57,6 +58,57 @@ pub(crate) fn concat(tensors: &[&Tensor], axis: usize, shape: &[usize]) -> Resul
             ew::copy_blocks(&dev, buf.view_mut(), &blocks, row)?;
         }
         Tensor::from_storage(Storage::Cuda(T::wrap(buf)), shape)
+    })
+}
+
+/// Dense copies of the consecutive pieces of `g` of `sizes` along `axis` (concat's backward):
+/// one launch for all of them when `g` is dense (`split_blocks`), else a strided copy each.
+pub(crate) fn split(g: &Tensor, axis: usize, sizes: &[usize]) -> Result<Vec<Tensor>> {
+    if g.layout().contiguous_range().is_none() {
+        let mut start = 0;
+        return sizes
+            .iter()
+            .map(|&n| {
+                let piece = g.narrow(axis as isize, start, n)?.contiguous();
+                start += n;
+                piece
+            })
+            .collect();
+    }
+    let dev = device_of(g)?;
+    let trailing: usize = g.shape()[axis + 1..].iter().product();
+    let row = g.shape()[axis] * trailing;
+    with_cuda_float!(g.dtype(), "split", T => {
+        let shapes: Vec<Vec<usize>> = sizes
+            .iter()
+            .map(|&n| {
+                let mut s = g.shape().to_vec();
+                s[axis] = n;
+                s
+            })
+            .collect();
+        let mut bufs = shapes
+            .iter()
+            .map(|s| dev.alloc::<T>(numel(s)))
+            .collect::<Result<Vec<_>>>()?;
+        let locks = ReadLocks::new([g]);
+        let src = locks.view::<T>(g, "split")?;
+        let mut start = 0;
+        let mut pieces = Vec::with_capacity(sizes.len());
+        for (buf, &n) in bufs.iter_mut().zip(sizes) {
+            pieces.push(SplitPiece {
+                dst: buf.view_mut(),
+                inner: n * trailing,
+                src_offset: start * trailing,
+            });
+            start += n;
+        }
+        ew::split_blocks(&dev, src, &mut pieces, row)?;
+        drop(pieces);
+        bufs.into_iter()
+            .zip(&shapes)
+            .map(|(b, s)| Tensor::from_storage(Storage::Cuda(T::wrap(b)), s))
+            .collect()
     })
 }
 
