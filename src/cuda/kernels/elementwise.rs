@@ -405,6 +405,69 @@ unsafe impl KernelArg for SmallBlocks {
     }
 }
 
+/// A `copy_blocks`/`split_blocks` launch: its table (5 words per nonempty piece), piece count
+/// and grid.
+struct BlockTable {
+    words: Vec<u64>,
+    count: i32,
+    cfg: LaunchCfg,
+}
+
+impl BlockTable {
+    /// The launch for `pieces` (address, length, row length, offset in the strided tensor),
+    /// each checked against the strided tensor's `len` and `row_stride`; `None` when every
+    /// piece is empty.
+    fn new(
+        op: &'static str,
+        side: &str,
+        pieces: &[(u64, usize, usize, usize)],
+        len: usize,
+        row_stride: usize,
+    ) -> Result<Option<BlockTable>> {
+        for (k, &(_, n, inner, offset)) in pieces.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            if inner == 0 || !n.is_multiple_of(inner) || inner > row_stride {
+                return Err(Error::invalid(format!(
+                    "cuda {op}: piece {k} has {n} elements in rows of {inner} (row stride \
+                     {row_stride})"
+                )));
+            }
+            let last = offset + (n / inner - 1) * row_stride + inner;
+            check_len(op, &format!("{side} (piece {k})"), len, last)?;
+        }
+        let live: Vec<_> = pieces.iter().filter(|p| p.1 > 0).collect();
+        let (first, grid) = multi_tensor_blocks(op, live.iter().map(|p| p.1), COPY_BLOCKS_CHUNK)?;
+        if live.is_empty() {
+            return Ok(None);
+        }
+        let words = live
+            .iter()
+            .zip(first)
+            .flat_map(|(&&(ptr, n, inner, offset), first)| {
+                [ptr, n as u64, inner as u64, offset as u64, first]
+            })
+            .collect();
+        Ok(Some(BlockTable {
+            words,
+            count: to_i32(op, "piece count", live.len())?,
+            cfg: LaunchCfg::linear(grid, 256),
+        }))
+    }
+
+    /// The table by value, when it has at most `COPY_BLOCKS_SMALL` pieces.
+    fn small(&self) -> Option<SmallBlocks> {
+        (self.count as usize <= COPY_BLOCKS_SMALL).then(|| {
+            let mut small = SmallBlocks {
+                w: [0; COPY_BLOCKS_SLOT * COPY_BLOCKS_SMALL],
+            };
+            small.w[..self.words.len()].copy_from_slice(&self.words);
+            small
+        })
+    }
+}
+
 /// Copies every piece into `dst` in one launch: row `o` of a piece goes to
 /// `dst[dst_offset + o · dst_row_stride ..][..inner]` (a concatenation: the pieces' windows
 /// must not overlap, and each row fits in `dst_row_stride`).
@@ -414,59 +477,24 @@ pub fn copy_blocks<T: CudaFloat>(
     pieces: &[Block<'_, T>],
     dst_row_stride: usize,
 ) -> Result<()> {
-    for (k, p) in pieces.iter().enumerate() {
-        let n = p.src.len();
-        if n == 0 {
-            continue;
-        }
-        if p.inner == 0 || !n.is_multiple_of(p.inner) || p.inner > dst_row_stride {
-            return Err(Error::invalid(format!(
-                "cuda copy_blocks: piece {k} has {n} elements in rows of {} (row stride {})",
-                p.inner, dst_row_stride
-            )));
-        }
-        let last = p.dst_offset + (n / p.inner - 1) * dst_row_stride + p.inner;
-        check_len("copy_blocks", &format!("dst (piece {k})"), dst.len(), last)?;
-    }
-    let live: Vec<&Block<'_, T>> = pieces.iter().filter(|p| !p.src.is_empty()).collect();
-    let (first, grid) = multi_tensor_blocks(
-        "copy_blocks",
-        live.iter().map(|p| p.src.len()),
-        COPY_BLOCKS_CHUNK,
-    )?;
-    if live.is_empty() {
-        return Ok(());
-    }
-    let table: Vec<u64> = live
+    let described: Vec<_> = pieces
         .iter()
-        .zip(first)
-        .flat_map(|(p, first)| {
-            [
-                p.src.device_ptr(),
-                p.src.len() as u64,
-                p.inner as u64,
-                p.dst_offset as u64,
-                first,
-            ]
-        })
+        .map(|p| (p.src.device_ptr(), p.src.len(), p.inner, p.dst_offset))
         .collect();
-    let count = to_i32("copy_blocks", "piece count", live.len())?;
-    let cfg = LaunchCfg::linear(grid, 256);
-    if live.len() <= COPY_BLOCKS_SMALL {
-        let mut small = SmallBlocks {
-            w: [0; COPY_BLOCKS_SLOT * COPY_BLOCKS_SMALL],
-        };
-        small.w[..table.len()].copy_from_slice(&table);
+    let Some(t) = BlockTable::new("copy_blocks", "dst", &described, dst.len(), dst_row_stride)?
+    else {
+        return Ok(());
+    };
+    let stride = dst_row_stride as i64;
+    if let Some(small) = t.small() {
         // SAFETY: as below, with the table in the launch's parameters.
-        return unsafe {
-            raw::copy_blocks_small(dev, cfg, dst, small, count, dst_row_stride as i64)
-        };
+        return unsafe { raw::copy_blocks_small(dev, t.cfg, dst, small, t.count, stride) };
     }
-    let table = dev.htod(&table)?;
+    let table = dev.htod(&t.words)?;
     // SAFETY: each piece's source is a view borrowed for this call and every destination index
     // was checked against dst above; the table is on the device before the kernel (same
     // stream).
-    unsafe { raw::copy_blocks(dev, cfg, dst, table.view(), count, dst_row_stride as i64) }
+    unsafe { raw::copy_blocks(dev, t.cfg, dst, table.view(), t.count, stride) }
 }
 
 /// One dense piece of [`split_blocks`]: `dst.len() / inner` rows of `inner` elements.
@@ -489,59 +517,24 @@ pub fn split_blocks<T: CudaFloat>(
     pieces: &mut [SplitPiece<'_, T>],
     src_row_stride: usize,
 ) -> Result<()> {
-    for (k, p) in pieces.iter().enumerate() {
-        let n = p.dst.len();
-        if n == 0 {
-            continue;
-        }
-        if p.inner == 0 || !n.is_multiple_of(p.inner) || p.inner > src_row_stride {
-            return Err(Error::invalid(format!(
-                "cuda split_blocks: piece {k} has {n} elements in rows of {} (row stride {})",
-                p.inner, src_row_stride
-            )));
-        }
-        let last = p.src_offset + (n / p.inner - 1) * src_row_stride + p.inner;
-        check_len("split_blocks", &format!("src (piece {k})"), src.len(), last)?;
-    }
-    let live: Vec<&SplitPiece<'_, T>> = pieces.iter().filter(|p| !p.dst.is_empty()).collect();
-    let (first, grid) = multi_tensor_blocks(
-        "split_blocks",
-        live.iter().map(|p| p.dst.len()),
-        COPY_BLOCKS_CHUNK,
-    )?;
-    if live.is_empty() {
-        return Ok(());
-    }
-    let table: Vec<u64> = live
+    let described: Vec<_> = pieces
         .iter()
-        .zip(first)
-        .flat_map(|(p, first)| {
-            [
-                p.dst.device_ptr(),
-                p.dst.len() as u64,
-                p.inner as u64,
-                p.src_offset as u64,
-                first,
-            ]
-        })
+        .map(|p| (p.dst.device_ptr(), p.dst.len(), p.inner, p.src_offset))
         .collect();
-    let count = to_i32("split_blocks", "piece count", live.len())?;
-    let cfg = LaunchCfg::linear(grid, 256);
-    if live.len() <= COPY_BLOCKS_SMALL {
-        let mut small = SmallBlocks {
-            w: [0; COPY_BLOCKS_SLOT * COPY_BLOCKS_SMALL],
-        };
-        small.w[..table.len()].copy_from_slice(&table);
+    let Some(t) = BlockTable::new("split_blocks", "src", &described, src.len(), src_row_stride)?
+    else {
+        return Ok(());
+    };
+    let stride = src_row_stride as i64;
+    if let Some(small) = t.small() {
         // SAFETY: as below, with the table in the launch's parameters.
-        return unsafe {
-            raw::split_blocks_small(dev, cfg, src, small, count, src_row_stride as i64)
-        };
+        return unsafe { raw::split_blocks_small(dev, t.cfg, src, small, t.count, stride) };
     }
-    let table = dev.htod(&table)?;
+    let table = dev.htod(&t.words)?;
     // SAFETY: each piece's destination is a distinct view borrowed mutably for this call and
     // every source index was checked against src above; the table is on the device before
     // the kernel (same stream).
-    unsafe { raw::split_blocks(dev, cfg, src, table.view(), count, src_row_stride as i64) }
+    unsafe { raw::split_blocks(dev, t.cfg, src, table.view(), t.count, stride) }
 }
 
 /// Sources of one `sum_many` launch (`SUM_MAX` in `kernels/elementwise.cu`).
