@@ -271,12 +271,13 @@ fn features(images: usize, seed: u64, device: Device) -> Tensor {
 /// `[rows, len]`, targets (labels shifted) and the mask `[rows, len − 1]`.
 fn captions(rows: usize, len: usize) -> (Vec<usize>, Vec<usize>, Tensor) {
     let mut rng = Philox::new(3);
+    let vocab = config().vocab_size as u32;
     let mut labels = vec![0usize; rows * len];
     let mut mask = vec![0f32; rows * (len - 1)];
     for r in 0..rows {
         let words = 9 + rng.below(8) as usize;
         for t in 1..=words {
-            labels[r * len + t] = 1 + rng.below(config().vocab_size as u32) as usize;
+            labels[r * len + t] = 1 + rng.below(vocab) as usize;
         }
         for t in 0..=words {
             mask[r * (len - 1) + t] = 1.0;

@@ -406,9 +406,13 @@ CUresult check_range(const char* what, uintptr_t p, size_t n) {
     return CUDA_ERROR_INVALID_VALUE;
 }
 
-bool env_flag(const char* name) {
-    const char* v = std::getenv(name);
-    return v && *v && std::strcmp(v, "0") != 0;
+// Whether AOANET_CUDA_EMU_TRACE asks for a line per launch (read once, not per launch).
+bool trace_launches() {
+    static const bool on = [] {
+        const char* v = std::getenv("AOANET_CUDA_EMU_TRACE");
+        return v && *v && std::strcmp(v, "0") != 0;
+    }();
+    return on;
 }
 
 }  // namespace
@@ -713,7 +717,7 @@ EXPORT CUresult cuLaunchKernel(CUfunction h, unsigned gx, unsigned gy, unsigned 
     EmuGrid g{{gx, gy, gz}, {bx, by, bz}, k->name};
     // No lock: launches from different host threads run at once (the library's tests do,
     // each on its own buffers); one thread's operations stay in its order.
-    if (env_flag("AOANET_CUDA_EMU_TRACE"))
+    if (trace_launches())
         std::fprintf(stderr, "cuda-emu: %s grid (%u,%u,%u) block (%u,%u,%u)\n", k->name, gx, gy, gz,
                      bx, by, bz);
     return k->launch(k->fn, params, &g);
