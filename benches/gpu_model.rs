@@ -475,7 +475,7 @@ fn train_adam(shared: &mut Shared) {
 }
 
 /// The kernels launched since `before`, per call of a workload that ran `calls` times, most
-/// launched first (what a fusion or a CUDA graph would have to absorb).
+/// launched first, every kernel (what a fusion or a CUDA graph would have to absorb).
 fn print_launch_mix(dev: &CudaDevice, before: &[(&'static str, u64)], calls: usize) {
     let old = |k: &str| before.iter().find(|(n, _)| *n == k).map_or(0, |e| e.1);
     let mut mix: Vec<(&'static str, u64)> = dev
@@ -487,7 +487,6 @@ fn print_launch_mix(dev: &CudaDevice, before: &[(&'static str, u64)], calls: usi
     mix.sort_by_key(|e| std::cmp::Reverse(e.1));
     let line: Vec<String> = mix
         .iter()
-        .take(16)
         .map(|(k, n)| format!("{k} {:.0}", *n as f64 / calls as f64))
         .collect();
     println!("  launches per call by kernel: {}", line.join(", "));
