@@ -168,6 +168,9 @@ inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
 template <typename T>
 inline T __ldg(const T* p) { return *p; }
+// A load that bypasses L1 on a GPU (`ld.global.cg`): one coherent memory here.
+template <typename T>
+inline T __ldcg(const T* p) { return *p; }
 
 // CUDA's min and max accept mixed integer and floating types (device overloads).
 template <typename A, typename B>

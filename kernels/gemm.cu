@@ -32,11 +32,11 @@
 //   gemm_bf16_large  the same with bf16 inputs, K step 32 (and _ff, _fb as above)
 // All three prefetch the next K step's tile into registers while the tensor cores (or FMAs)
 // work on the current one in shared memory, so one __syncthreads per K step suffices.
-//   gemm_splitk_reduce_f32   sums the split-K partial products [splits][M][N] in a fixed order
-//                    and applies the epilogue (deterministic, unlike atomics): the wrapper
-//                    splits K when fewer than 1.5 blocks per SM would run
-//                    (Gemm::plan in src/cuda/kernels/gemm.rs).
-// Grid: x = column tiles, y = row tiles, z = grid-stride over the batch.
+// Split K (every kernel but gemm_f64): when fewer than 1.5 blocks per SM would run, the
+// wrapper splits K into slices (Gemm::plan in src/cuda/kernels/gemm.rs), one grid z per slice;
+// the last block of each tile to finish sums the slices in a fixed order and applies the
+// epilogue (deterministic, unlike atomics), in the same launch (see "split K" below).
+// Grid: x = column tiles, y = row tiles, z = grid-stride over the batch (or the K slices).
 
 #include "common.cuh"
 
@@ -53,13 +53,57 @@ __device__ __forceinline__ T epilogue(T acc, const T* crow_elem, T alpha, T beta
     return v;
 }
 
+// ------------------------------------------------------------------------------------------ split K
+//
+// A product whose tiles are too few to fill the GPU splits K into slices (the wrapper's plan,
+// Gemm::plan): with P non-null, `batch` counts slices (grid z), A and B step sA and sB elements
+// from one slice to the next, and C, ldc, alpha, beta, bias and act describe the whole product
+// (sC is unused). Block (x, y, z) stores slice z of tile (x, y), unscaled, into P[z] ([M][N],
+// leading dim N); the tile's last block to finish (an atomic count per tile in `counters`) sums
+// the slices in slice order (the same bits whichever block finishes last) and writes C through
+// the epilogue. `counters` holds a zero per tile of the grid, and the last block sets its count
+// back to zero, so one buffer of counters serves product after product on a stream. One launch
+// where a separate reduction kernel used to follow every split product.
+
+// After a block's slices are stored (split mode only): the last block of tile (m0, n0), of
+// BM x BN outputs, sums the slices into C.
+template <typename T, int BM, int BN>
+__device__ __forceinline__ void finish_split(T* C, const T* P, const T* bias, int M, int N,
+                                             i64 ldc, int slices, T alpha, T beta, int act,
+                                             int* counters, int m0, int n0) {
+    if (!P) return;
+    __shared__ int last;
+    // Each thread's stores reach the whole device before the block's count does.
+    __threadfence();
+    __syncthreads();
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    if (threadIdx.x == 0) {
+        const int done = (slices - (int)blockIdx.z + (int)gridDim.z - 1) / (int)gridDim.z;
+        last = atomicAdd(&counters[tile], done) + done == slices;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();  // the other blocks' slices are read after their counts
+    const int rows = min(BM, M - m0), cols = min(BN, N - n0);
+    const i64 mn = (i64)M * N;
+    for (int e = threadIdx.x; e < rows * cols; e += blockDim.x) {
+        const int m = m0 + e / cols, n = n0 + e % cols;
+        const T* p = P + (i64)m * N + n;
+        T acc = (T)0;
+        for (int s = 0; s < slices; ++s) acc += __ldcg(p + s * mn);  // L2: written by other SMs
+        T* c = C + (i64)m * ldc + n;
+        *c = epilogue(acc, c, alpha, beta, bias, n, act);
+    }
+    if (threadIdx.x == 0) counters[tile] = 0;
+}
+
 // ------------------------------------------------------------------------------------------ SIMT
 
 template <typename T>
 __device__ __forceinline__ void gemm_simt(T* C, const T* A, const T* B, const T* bias, int M, int N,
                                           int K, i64 lda, i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC,
                                           int batch, int transA, int transB, T alpha, T beta,
-                                          int act) {
+                                          int act, T* P, int* counters) {
     __shared__ T As[16][64 + 4];
     __shared__ T Bs[16][64 + 4];
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
@@ -67,7 +111,6 @@ __device__ __forceinline__ void gemm_simt(T* C, const T* A, const T* B, const T*
     for (int z = blockIdx.z; z < batch; z += gridDim.z) {
         const T* Az = A + z * sA;
         const T* Bz = B + z * sB;
-        T* Cz = C + z * sC;
         T acc[4][4] = {};
         for (int k0 = 0; k0 < K; k0 += 16) {
 #pragma unroll
@@ -102,35 +145,43 @@ __device__ __forceinline__ void gemm_simt(T* C, const T* A, const T* B, const T*
             }
             __syncthreads();  // the tiles are overwritten by the next k step
         }
+        // Entry z of C through the epilogue, or (split K) slice z as it is into P.
+        auto store = [&](T* Cz, i64 ld, T al, T be, const T* bi, int ac) {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int m = m0 + ty + 16 * i;
-            if (m >= M) continue;
+            for (int i = 0; i < 4; ++i) {
+                const int m = m0 + ty + 16 * i;
+                if (m >= M) continue;
 #pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int n = n0 + tx + 16 * j;
-                if (n >= N) continue;
-                T* c = Cz + m * ldc + n;
-                *c = epilogue(acc[i][j], c, alpha, beta, bias, n, act);
+                for (int j = 0; j < 4; ++j) {
+                    const int n = n0 + tx + 16 * j;
+                    if (n >= N) continue;
+                    T* c = Cz + m * ld + n;
+                    *c = epilogue(acc[i][j], c, al, be, bi, n, ac);
+                }
             }
-        }
+        };
+        if (P)
+            store(P + (i64)z * M * N, N, (T)1, (T)0, nullptr, ACT_NONE);
+        else
+            store(C + z * sC, ldc, alpha, beta, bias, act);
     }
+    finish_split<T, 64, 64>(C, P, bias, M, N, ldc, batch, alpha, beta, act, counters, m0, n0);
 }
 
 extern "C" __global__ void __launch_bounds__(256) gemm_f32(
     float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+    float beta, int act, float* P, int* counters) {
     gemm_simt(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA, transB, alpha, beta,
-              act);
+              act, P, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256) gemm_f64(
     double* C, const double* A, const double* B, const double* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, double alpha,
-    double beta, int act) {
+    double beta, int act, double* P, int* counters) {
     gemm_simt(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA, transB, alpha, beta,
-              act);
+              act, P, counters);
 }
 
 // ------------------------------------------------------------------------------------------ tensor cores
@@ -156,6 +207,30 @@ __device__ __forceinline__ void store_warp_tile(float (&acc)[IM][IN][4], float* 
                     *c = epilogue(acc[im][in][r], c, alpha, beta, bias, n, act);
                 }
             }
+}
+
+// A warp's accumulators of batch entry z through the epilogue into C, or (split K) as they are
+// into slice z of P. Written in whichever form each kernel compiles without local memory
+// (tests/kernels_compile.rs): the compiler spilled the 64x64 TF32 kernel's registers with two inlined
+// stores and the 128x128 ones' with one store of selected arguments.
+template <int IM, int IN>
+__device__ __forceinline__ void store_tc_tile(float (&acc)[IM][IN][4], float* C, float* P, int M,
+                                              int N, i64 ldc, i64 sC, int z, int m0, int n0,
+                                              int wm, int wn, float alpha, float beta,
+                                              const float* bias, int act) {
+    const bool split = P != nullptr;
+    float* slice = split ? P + (i64)z * M * N + (i64)m0 * N + n0 : nullptr;
+    float* entry = C + z * sC + (i64)m0 * ldc + n0;
+    const float* bias_n0 = bias ? bias + n0 : nullptr;
+    if (IM == 2) {  // the 64x64 kernels: one store
+        store_warp_tile(acc, split ? slice : entry, M - m0, N - n0, split ? (i64)N : ldc, wm, wn,
+                        split ? 1.0f : alpha, split ? 0.0f : beta, split ? nullptr : bias_n0,
+                        split ? ACT_NONE : act);
+    } else if (split) {  // the 128x128 kernels: two
+        store_warp_tile(acc, slice, M - m0, N - n0, (i64)N, wm, wn, 1.0f, 0.0f, nullptr, ACT_NONE);
+    } else {
+        store_warp_tile(acc, entry, M - m0, N - n0, ldc, wm, wn, alpha, beta, bias_n0, act);
+    }
 }
 
 __device__ __forceinline__ u32 f32_to_tf32(float x) {
@@ -197,7 +272,7 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float* d, const u32* a, const 
 extern "C" __global__ void __launch_bounds__(128) gemm_tf32(
     float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+    float beta, int act, float* P, int* counters) {
     // K step 16 (two m16n8k8 steps); rows padded to 20 words: fragment loads hit 32 banks.
     __shared__ u32 As[64][16 + 4];
     __shared__ u32 Bs[64][16 + 4];
@@ -255,9 +330,9 @@ extern "C" __global__ void __launch_bounds__(128) gemm_tf32(
             __syncthreads();
         }
         // the tile's origin: local (m, n) below are relative to (m0, n0)
-        store_warp_tile(acc, C + z * sC + (i64)m0 * ldc + n0, M - m0, N - n0, ldc, wm, wn, alpha,
-                        beta, bias ? bias + n0 : nullptr, act);
+        store_tc_tile(acc, C, P, M, N, ldc, sC, z, m0, n0, wm, wn, alpha, beta, bias, act);
     }
+    finish_split<float, 64, 64>(C, P, bias, M, N, ldc, batch, alpha, beta, act, counters, m0, n0);
 }
 
 // An operand element as the bf16 tensor cores take it: bf16 as stored, f32 rounded to nearest
@@ -272,7 +347,7 @@ __device__ __forceinline__ void gemm_bf16_small(float* C, const EA* A, const EB*
                                                 const float* bias, int M, int N, int K, i64 lda,
                                                 i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC,
                                                 int batch, int transA, int transB, float alpha,
-                                                float beta, int act) {
+                                                float beta, int act, float* P, int* counters) {
     // K step 32 (two m16n8k16 steps); rows of 32 bf16 padded by 8 (80 bytes = 20 words).
     __shared__ __align__(16) bf16 As[64][32 + 8];
     __shared__ __align__(16) bf16 Bs[64][32 + 8];
@@ -332,35 +407,35 @@ __device__ __forceinline__ void gemm_bf16_small(float* C, const EA* A, const EB*
             __syncthreads();
         }
         // the tile's origin: local (m, n) below are relative to (m0, n0)
-        store_warp_tile(acc, C + z * sC + (i64)m0 * ldc + n0, M - m0, N - n0, ldc, wm, wn, alpha,
-                        beta, bias ? bias + n0 : nullptr, act);
+        store_tc_tile(acc, C, P, M, N, ldc, sC, z, m0, n0, wm, wn, alpha, beta, bias, act);
     }
+    finish_split<float, 64, 64>(C, P, bias, M, N, ldc, batch, alpha, beta, act, counters, m0, n0);
 }
 
 extern "C" __global__ void __launch_bounds__(128) gemm_bf16(
     float* C, const bf16* A, const bf16* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+    float beta, int act, float* P, int* counters) {
     gemm_bf16_small<bf16, bf16>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
-                                transB, alpha, beta, act);
+                                transB, alpha, beta, act, P, counters);
 }
 
 // bf16 products of f32 operands, rounded as they are loaded (no cast_f32_bf16 copies).
 extern "C" __global__ void __launch_bounds__(128) gemm_bf16_ff(
     float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+    float beta, int act, float* P, int* counters) {
     gemm_bf16_small<float, float>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
-                                transB, alpha, beta, act);
+                                transB, alpha, beta, act, P, counters);
 }
 
 // x W^T with x in f32 (rounded as loaded) and B (the weight) already in bf16.
 extern "C" __global__ void __launch_bounds__(128) gemm_bf16_fb(
     float* C, const float* A, const bf16* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+    float beta, int act, float* P, int* counters) {
     gemm_bf16_small<float, bf16>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
-                                transB, alpha, beta, act);
+                                transB, alpha, beta, act, P, counters);
 }
 
 // ------------------------------------------------------------------------------------------ large tiles
@@ -375,7 +450,7 @@ __device__ __forceinline__ void gemm_simt_big(float* C, const float* A, const fl
                                               const float* bias, int M, int N, int K, i64 lda,
                                               i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch,
                                               int transA, int transB, float alpha, float beta,
-                                              int act) {
+                                              int act, float* P, int* counters) {
     constexpr int PB = 128 / BM;  // staging passes over the 8 x 128 B tile
     __shared__ __align__(16) float As[2][8][BM + 4];
     __shared__ __align__(16) float Bs[2][8][128 + 4];
@@ -464,36 +539,43 @@ __device__ __forceinline__ void gemm_simt_big(float* C, const float* A, const fl
             if (more) store(cur ^ 1);
             __syncthreads();
         }
-        float* Cz = C + z * sC;
+        // Entry z of C through the epilogue, or (split K) slice z as it is into P.
+        auto store_tile = [&](float* Cz, i64 ld, float al, float be, const float* bi, int ac) {
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            const int m = m0 + (i < 4 ? ty * 4 + i : BM / 2 + ty * 4 + i - 4);
-            if (m >= M) continue;
+            for (int i = 0; i < 8; ++i) {
+                const int m = m0 + (i < 4 ? ty * 4 + i : BM / 2 + ty * 4 + i - 4);
+                if (m >= M) continue;
 #pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                const int n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
-                if (n >= N) continue;
-                float* c = Cz + (i64)m * ldc + n;
-                *c = epilogue(acc[i][j], c, alpha, beta, bias, n, act);
+                for (int j = 0; j < 8; ++j) {
+                    const int n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
+                    if (n >= N) continue;
+                    float* c = Cz + (i64)m * ld + n;
+                    *c = epilogue(acc[i][j], c, al, be, bi, n, ac);
+                }
             }
-        }
+        };
+        if (P)
+            store_tile(P + (i64)z * M * N, N, 1.0f, 0.0f, nullptr, ACT_NONE);
+        else
+            store_tile(C + z * sC, ldc, alpha, beta, bias, act);
     }
+    finish_split<float, BM, 128>(C, P, bias, M, N, ldc, batch, alpha, beta, act, counters, m0, n0);
 }
 
 extern "C" __global__ void __launch_bounds__(256, 2) gemm_large_f32(
     float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+    float beta, int act, float* P, int* counters) {
     gemm_simt_big<128>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA, transB,
-                       alpha, beta, act);
+                       alpha, beta, act, P, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(128, 4) gemm_half_f32(
     float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+    float beta, int act, float* P, int* counters) {
     gemm_simt_big<64>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA, transB,
-                      alpha, beta, act);
+                      alpha, beta, act, P, counters);
 }
 
 // One thread's share of a 128-row tile of an operand for the tensor-core kernels: 8 words
@@ -675,7 +757,8 @@ template <typename EA, typename EB, bool BF16>
 __device__ __forceinline__ void gemm_tc_large(float* C, const EA* A, const EB* B, const float* bias,
                                               int M, int N, int K, i64 lda, i64 ldb, i64 ldc,
                                               i64 sA, i64 sB, i64 sC, int batch, int transA,
-                                              int transB, float alpha, float beta, int act) {
+                                              int transB, float alpha, float beta, int act,
+                                              float* P, int* counters) {
     __shared__ __align__(16) u32 As[LARGE_TC_SMEM_WORDS];
     __shared__ __align__(16) u32 Bs[LARGE_TC_SMEM_WORDS];
     constexpr int BK = BF16 ? 32 : 16;  // elements of K per step: 16 words per row either way
@@ -722,58 +805,41 @@ __device__ __forceinline__ void gemm_tc_large(float* C, const EA* A, const EB* B
             }
             __syncthreads();
         }
-        store_warp_tile(acc, C + z * sC + (i64)m0 * ldc + n0, M - m0, N - n0, ldc, wm, wn, alpha,
-                        beta, bias ? bias + n0 : nullptr, act);
+        store_tc_tile(acc, C, P, M, N, ldc, sC, z, m0, n0, wm, wn, alpha, beta, bias, act);
     }
+    finish_split<float, 128, 128>(C, P, bias, M, N, ldc, batch, alpha, beta, act, counters, m0, n0);
 }
 
 extern "C" __global__ void __launch_bounds__(256, 2) gemm_tf32_large(
     float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+    float beta, int act, float* P, int* counters) {
     gemm_tc_large<float, float, false>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch, transA,
-                                transB, alpha, beta, act);
+                                transB, alpha, beta, act, P, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256, 2) gemm_bf16_large(
     float* C, const bf16* A, const bf16* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+    float beta, int act, float* P, int* counters) {
     gemm_tc_large<bf16, bf16, true>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch,
-                                    transA, transB, alpha, beta, act);
+                                    transA, transB, alpha, beta, act, P, counters);
 }
 
 // gemm_bf16_large over f32 operands, rounded as they are loaded (no cast_f32_bf16 copies).
 extern "C" __global__ void __launch_bounds__(256, 2) gemm_bf16_large_ff(
     float* C, const float* A, const float* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+    float beta, int act, float* P, int* counters) {
     gemm_tc_large<float, float, true>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch,
-                                      transA, transB, alpha, beta, act);
+                                      transA, transB, alpha, beta, act, P, counters);
 }
 
 // gemm_bf16_large with A in f32 (rounded as loaded) and B already in bf16 (a weight's copy).
 extern "C" __global__ void __launch_bounds__(256, 2) gemm_bf16_large_fb(
     float* C, const float* A, const bf16* B, const float* bias, int M, int N, int K, i64 lda,
     i64 ldb, i64 ldc, i64 sA, i64 sB, i64 sC, int batch, int transA, int transB, float alpha,
-    float beta, int act) {
+    float beta, int act, float* P, int* counters) {
     gemm_tc_large<float, bf16, true>(C, A, B, bias, M, N, K, lda, ldb, ldc, sA, sB, sC, batch,
-                                     transA, transB, alpha, beta, act);
-}
-
-// ------------------------------------------------------------------------------------------ split K
-
-// C = act(alpha * sum_s P[s] + beta * C + bias) with P [splits][M][N] the partial products of
-// K slices, summed in slice order (the same bits on every run).
-extern "C" __global__ void gemm_splitk_reduce_f32(float* C, const float* P, const float* bias,
-                                                  int M, int N, i64 ldc, int splits, float alpha,
-                                                  float beta, int act) {
-    const i64 mn = (i64)M * N;
-    GRID_STRIDE(i, mn) {
-        float acc = 0.0f;
-        for (int s = 0; s < splits; ++s) acc += P[s * mn + i];
-        const int m = (int)(i / N), n = (int)(i % N);
-        float* c = C + (i64)m * ldc + n;
-        *c = epilogue(acc, c, alpha, beta, bias, n, act);
-    }
+                                     transA, transB, alpha, beta, act, P, counters);
 }

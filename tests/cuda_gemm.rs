@@ -376,19 +376,95 @@ fn gemm_bf16_large_fb_equals_products_of_bf16_copies() {
 }
 
 #[test]
-fn gemm_splitk_reduce_f32_matches_cpu() {
-    // Split K under each kind of slice product.
+fn split_k_matches_cpu_under_every_kind_of_kernel() {
+    // The slices and their sum (by the last block of each tile) under each kernel family.
     for (which, tile) in [
         ("f32", Tile::Small),
         ("f32", Tile::Half),
+        ("f32", Tile::Large),
+        ("tf32", Tile::Small),
         ("tf32", Tile::Large),
         ("bf16", Tile::Small),
+        ("bf16-products", Tile::Large),
     ] {
         run(
-            "gemm_splitk_reduce_f32_matches_cpu",
+            "split_k_matches_cpu_under_every_kind_of_kernel",
             which,
             Plan { tile, splits: 3 },
         );
+    }
+}
+
+#[test]
+fn split_k_is_one_launch_and_leaves_its_counters_ready() {
+    let test = "split_k_is_one_launch_and_leaves_its_counters_ready";
+    let Some(dev) = gpu(test) else { return };
+    // A product with the whole epilogue in 4 slices, then one whose grid has more tiles
+    // (2060) than a lent buffer of counters holds, so it gets its own.
+    let big = Gemm::new(64, 64 * 1030, 32, false, false);
+    for (g, plan) in [
+        (
+            with_epilogue(Gemm::new(37, 300, 96, false, true)),
+            Plan {
+                tile: Tile::Half,
+                splits: 4,
+            },
+        ),
+        (
+            big,
+            Plan {
+                tile: Tile::Small,
+                splits: 2,
+            },
+        ),
+    ] {
+        let a = rand_vec(1, g.m * g.k, -1.0, 1.0);
+        let b = rand_vec(2, g.k * g.n, -1.0, 1.0);
+        let c0 = rand_vec(3, g.m * g.n, -1.0, 1.0);
+        let bias = (g.beta != 0.0).then(|| rand_vec(4, g.n, -1.0, 1.0));
+        let (ad, bd) = (dev.htod(&a).unwrap(), dev.htod(&b).unwrap());
+        let biasd = bias.as_ref().map(|v| dev.htod(v).unwrap());
+        let a64: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
+        let b64: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
+        let want = reference(&g, &a64, &b64, &c0, bias.as_deref());
+        // Three times in a row: each launch must find its counters zero again, and the sum in
+        // slice order gives the same bits every time.
+        let mut first: Option<Vec<f32>> = None;
+        for _ in 0..3 {
+            let mut cd = dev.htod(&c0).unwrap();
+            let before = aoanet::cuda::launches_on_this_thread();
+            gemm::gemm_planned(
+                &dev,
+                &g,
+                plan,
+                cd.view_mut(),
+                ad.view(),
+                bd.view(),
+                biasd.as_ref().map(|v| v.view()),
+                Precision::F32,
+            )
+            .unwrap();
+            assert_eq!(
+                aoanet::cuda::launches_on_this_thread() - before,
+                1,
+                "{plan:?}: one launch"
+            );
+            let got = cd.to_host().unwrap();
+            assert_close(
+                &format!("{plan:?} {g:?}"),
+                &got,
+                &want,
+                2e-7 * g.k as f64,
+                1e-6,
+            );
+            match &first {
+                None => first = Some(got),
+                Some(f) => assert!(
+                    f.iter().zip(&got).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{plan:?}: a repeated split product changed"
+                ),
+            }
+        }
     }
 }
 

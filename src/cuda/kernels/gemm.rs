@@ -3,10 +3,15 @@
 use std::sync::Arc;
 
 use super::{check_len, to_i32};
-use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
+use std::sync::Mutex;
+
+use crate::cuda::{CudaBuffer, CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::{Error, Result};
 
-/// The raw launches.
+/// The raw launches. Every GEMM kernel ends with `partials` and `counters`: both absent for a
+/// plain product; for a split-K product (`batch` counts K slices, C and the epilogue describe
+/// the whole product) the slices' workspace `[batch, m, n]` and one zero counter per tile of
+/// the grid, left zero again by the launch (`kernels/gemm.cu`, "split K").
 pub mod raw {
     use crate::cuda::{CudaView, CudaViewMut};
 
@@ -14,53 +19,61 @@ pub mod raw {
     /// `gemm_f32`, `gemm_f64`: the SIMT GEMM.
     fn gemm<T>(c: CudaViewMut<'_, T>, a: CudaView<'_, T>, b: CudaView<'_, T>, bias: Option<CudaView<'_, T>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: T, beta: T, act: i32);
+        trans_a: i32, trans_b: i32, alpha: T, beta: T, act: i32, partials: Option<CudaViewMut<'_, T>>,
+        counters: Option<CudaViewMut<'_, i32>>);
     }
 
     crate::__aoanet_cuda_kernels! { "gemm";
     /// Tensor-core GEMM on f32 inputs rounded to TF32.
     fn gemm_tf32(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32, partials: Option<CudaViewMut<'_, f32>>,
+        counters: Option<CudaViewMut<'_, i32>>);
     /// Tensor-core GEMM on bf16 inputs, f32 accumulation and output.
     fn gemm_bf16(c: CudaViewMut<'_, f32>, a: CudaView<'_, half::bf16>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32, partials: Option<CudaViewMut<'_, f32>>,
+        counters: Option<CudaViewMut<'_, i32>>);
     /// `gemm_bf16` on f32 operands, rounded to bf16 as the kernel loads them.
     fn gemm_bf16_ff(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32, partials: Option<CudaViewMut<'_, f32>>,
+        counters: Option<CudaViewMut<'_, i32>>);
     /// `gemm_bf16` on an f32 A (rounded as loaded) and a bf16 B.
     fn gemm_bf16_fb(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32, partials: Option<CudaViewMut<'_, f32>>,
+        counters: Option<CudaViewMut<'_, i32>>);
     /// SIMT f32 GEMM with 64×128 tiles (128 threads).
     fn gemm_half_f32(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32, partials: Option<CudaViewMut<'_, f32>>,
+        counters: Option<CudaViewMut<'_, i32>>);
     /// SIMT f32 GEMM with 128×128 tiles (256 threads).
     fn gemm_large_f32(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32, partials: Option<CudaViewMut<'_, f32>>,
+        counters: Option<CudaViewMut<'_, i32>>);
     /// TF32 tensor-core GEMM with 128×128 tiles (256 threads).
     fn gemm_tf32_large(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32, partials: Option<CudaViewMut<'_, f32>>,
+        counters: Option<CudaViewMut<'_, i32>>);
     /// bf16 tensor-core GEMM with 128×128 tiles (256 threads).
     fn gemm_bf16_large(c: CudaViewMut<'_, f32>, a: CudaView<'_, half::bf16>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32, partials: Option<CudaViewMut<'_, f32>>,
+        counters: Option<CudaViewMut<'_, i32>>);
     /// `gemm_bf16_large` on f32 operands, rounded to bf16 as the kernel loads them.
     fn gemm_bf16_large_ff(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32, partials: Option<CudaViewMut<'_, f32>>,
+        counters: Option<CudaViewMut<'_, i32>>);
     /// `gemm_bf16_large` on an f32 A (rounded as loaded) and a bf16 B.
     fn gemm_bf16_large_fb(c: CudaViewMut<'_, f32>, a: CudaView<'_, f32>, b: CudaView<'_, half::bf16>, bias: Option<CudaView<'_, f32>>,
         m: i32, n: i32, k: i32, lda: i64, ldb: i64, ldc: i64, s_a: i64, s_b: i64, s_c: i64, batch: i32,
-        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32);
-    /// Sums split-K partial products `[splits, m, n]` in order and applies the epilogue.
-    fn gemm_splitk_reduce_f32(c: CudaViewMut<'_, f32>, partials: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>,
-        m: i32, n: i32, ldc: i64, splits: i32, alpha: f32, beta: f32, act: i32);
+        trans_a: i32, trans_b: i32, alpha: f32, beta: f32, act: i32, partials: Option<CudaViewMut<'_, f32>>,
+        counters: Option<CudaViewMut<'_, i32>>);
     }
 }
 
@@ -104,7 +117,8 @@ impl Tile {
 }
 
 /// How a product is laid over the GPU: its tile and the number of slices K is split into
-/// (each slice a partial product into a workspace, summed by `gemm_splitk_reduce_f32`).
+/// (each slice a partial product into a workspace; the last block of each tile to finish sums
+/// them and applies the epilogue, in the same launch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
     /// The block tile.
@@ -286,8 +300,9 @@ impl Gemm {
         Plan { tile, splits }
     }
 
-    /// The per-slice product of a split-K plan: `splits` batched products of K / splits,
-    /// writing contiguous `[splits, m, n]` partials with no epilogue.
+    /// The launch shape of a split-K plan: `splits` slices of K / splits as the batch (grid
+    /// z), each stepping through A and B by a slice; C, `ldc` and the epilogue stay the whole
+    /// product's (the kernel writes the slices to the workspace, then C).
     fn split_k(&self, splits: usize) -> Result<Gemm> {
         if splits == 0 || !self.k.is_multiple_of(splits) || (splits > 1 && self.batch != 1) {
             return Err(Error::invalid(format!(
@@ -298,14 +313,10 @@ impl Gemm {
         let kc = self.k / splits;
         Ok(Gemm {
             k: kc,
-            ldc: self.n,
             batch: splits,
             stride_a: if self.trans_a { kc * self.lda } else { kc },
             stride_b: if self.trans_b { kc } else { kc * self.ldb },
-            stride_c: self.m * self.n,
-            alpha: 1.0,
-            beta: 0.0,
-            act: Act::None,
+            stride_c: 0,
             ..*self
         })
     }
@@ -343,13 +354,18 @@ impl Gemm {
 
 /// Launches one GEMM kernel with the shape, strides and epilogue of a checked [`Gemm`].
 macro_rules! launch_gemm {
-    ($kernel:path, $dev:expr, $g:expr, $cfg:expr, $c:expr, $a:expr, $b:expr, $bias:expr, $alpha:expr, $beta:expr) => {{
+    ($kernel:path, $dev:expr, $g:expr, $cfg:expr, $c:expr, $a:expr, $b:expr, $bias:expr, $alpha:expr, $beta:expr, $split:expr) => {{
         let g: &Gemm = $g;
         let (m, n, k, batch) = g.ints()?;
         let cfg = $cfg;
+        let (partials, counters) = match $split {
+            Some((p, n)) => (Some(p), Some(n)),
+            None => (None, None),
+        };
         // SAFETY: the caller checked every operand's extent for `g` against its length
         // (`Gemm::check`, or `Gemm::split_k` of a checked product, whose slices stay inside
-        // it), and `cfg` has the block size the kernel is written for.
+        // it, with a workspace of `batch·m·n` and a zero counter per tile of `cfg`), and
+        // `cfg` has the block size the kernel is written for.
         unsafe {
             $kernel(
                 $dev,
@@ -373,6 +389,8 @@ macro_rules! launch_gemm {
                 $alpha,
                 $beta,
                 g.act as i32,
+                partials,
+                counters,
             )
         }
     }};
@@ -426,7 +444,8 @@ pub fn gemm_planned<T: CudaFloat>(
             b,
             bias,
             alpha,
-            beta
+            beta,
+            None
         );
     }
     // SAFETY: a `CudaView<T>` with T = f32 (IS_F64 is false only for f32) is a
@@ -447,8 +466,9 @@ pub fn gemm_planned<T: CudaFloat>(
     launch_planned(dev, g, plan, c, a, b, bias, kernel)
 }
 
-/// Launches `kernel` (with its block size and tile) for the checked product `g`, through split
-/// K when `plan` says so.
+/// Launches `kernel` (with its block size and tile) for the checked product `g`: one launch,
+/// also when `plan` splits K (the slices go to a workspace, and the last block of each tile
+/// sums them into C).
 #[allow(clippy::too_many_arguments)]
 fn launch_planned<EA: crate::cuda::DeviceType, EB: crate::cuda::DeviceType>(
     dev: &Arc<CudaDevice>,
@@ -460,26 +480,97 @@ fn launch_planned<EA: crate::cuda::DeviceType, EB: crate::cuda::DeviceType>(
     bias: Option<CudaView<'_, f32>>,
     (kernel, threads, tile): (GemmKernel<EA, EB>, u32, Tile),
 ) -> Result<()> {
-    with_split_k(dev, g, plan, c, bias, |g, c, bias| {
-        launch_gemm!(
-            kernel,
-            dev,
-            g,
-            g.cfg_tiled(threads, tile)?,
-            c,
-            a,
-            b,
-            bias,
-            g.alpha,
-            g.beta
-        )
-    })
+    if plan.splits == 1 {
+        let cfg = g.cfg_tiled(threads, tile)?;
+        return launch_gemm!(kernel, dev, g, cfg, c, a, b, bias, g.alpha, g.beta, None);
+    }
+    let slices = g.split_k(plan.splits)?;
+    let cfg = slices.cfg_tiled(threads, tile)?;
+    let tiles = cfg.grid.0 as usize * cfg.grid.1 as usize;
+    let mut partials = dev.alloc::<f32>(plan.splits * g.m * g.n)?;
+    let mut counters = SplitCounters::lend(dev, tiles)?;
+    let split = Some((partials.view_mut(), counters.view_mut(tiles)?));
+    launch_gemm!(
+        kernel, dev, &slices, cfg, c, a, b, bias, g.alpha, g.beta, split
+    )
+}
+
+/// Counters per tile of a split-K launch, zero before it and again after it (the last block
+/// of each tile resets its count). Lent one buffer per launch and taken back as soon as the
+/// launch is queued: a device runs all its launches on its one stream, in order, so the next
+/// borrower's kernel runs after the last one has reset them, and host threads queueing at the
+/// same time hold different buffers.
+struct SplitCounters {
+    ordinal: usize,
+    buffer: Option<CudaBuffer<i32>>,
+}
+
+/// Counters per lent buffer: more tiles than a planned split product has (K is split only
+/// when the tiles give fewer than 1.5 blocks per SM); an explicit plan with more gets a buffer
+/// of its own.
+const COUNTERS_PER_BUFFER: usize = 1024;
+
+/// Zeroed counter buffers not lent out, with their device's ordinal.
+static SPARE_COUNTERS: Mutex<Vec<(usize, CudaBuffer<i32>)>> = Mutex::new(Vec::new());
+
+impl SplitCounters {
+    /// At least `tiles` zero counters on `dev`: a spare buffer, or a new one zeroed on the
+    /// stream (one for this launch only when `tiles` exceeds [`COUNTERS_PER_BUFFER`]).
+    fn lend(dev: &Arc<CudaDevice>, tiles: usize) -> Result<Self> {
+        let ordinal = dev.ordinal();
+        if tiles > COUNTERS_PER_BUFFER {
+            return Ok(SplitCounters {
+                ordinal,
+                buffer: Some(dev.zeros::<i32>(tiles)?),
+            });
+        }
+        let spare = {
+            let mut spare = SPARE_COUNTERS
+                .lock()
+                .map_err(|_| Error::Cuda("split-K counters poisoned".into()))?;
+            spare
+                .iter()
+                .position(|(o, _)| *o == ordinal)
+                .map(|i| spare.swap_remove(i).1)
+        };
+        let buffer = match spare {
+            Some(b) => b,
+            None => dev.zeros::<i32>(COUNTERS_PER_BUFFER)?,
+        };
+        Ok(SplitCounters {
+            ordinal,
+            buffer: Some(buffer),
+        })
+    }
+
+    /// The first `tiles` counters.
+    fn view_mut(&mut self, tiles: usize) -> Result<CudaViewMut<'_, i32>> {
+        self.buffer
+            .as_mut()
+            .expect("lent until dropped")
+            .view_mut()
+            .slice_mut(..tiles)
+    }
+}
+
+impl Drop for SplitCounters {
+    fn drop(&mut self) {
+        let Some(buffer) = self.buffer.take() else {
+            return;
+        };
+        // A buffer sized for one launch is freed; a poisoned list only loses the buffer.
+        if buffer.len() == COUNTERS_PER_BUFFER
+            && let Ok(mut spare) = SPARE_COUNTERS.lock()
+        {
+            spare.push((self.ordinal, buffer));
+        }
+    }
 }
 
 /// The launch wrapper of a GEMM kernel with operands of types `EA` and `EB` and an f32 output
 /// (all of `kernels/gemm.cu` but `gemm_f64`): the shape, strides and epilogue of
 /// `launch_gemm!`.
-pub type GemmKernel<EA, EB = EA> = for<'c, 'a, 'b, 'd> unsafe fn(
+pub type GemmKernel<EA, EB = EA> = for<'c, 'a, 'b, 'd, 'e, 'f> unsafe fn(
     &CudaDevice,
     LaunchCfg,
     CudaViewMut<'c, f32>,
@@ -501,6 +592,8 @@ pub type GemmKernel<EA, EB = EA> = for<'c, 'a, 'b, 'd> unsafe fn(
     f32,
     f32,
     i32,
+    Option<CudaViewMut<'e, f32>>,
+    Option<CudaViewMut<'f, i32>>,
 ) -> Result<()>;
 
 /// The kernel for an f32 product with `tile` on SIMT FMAs or (`tf32`) TF32 tensor cores, its
@@ -537,51 +630,6 @@ fn bf16_kernel_fb(tile: Tile) -> (GemmKernel<f32, half::bf16>, u32, Tile) {
     match tile {
         Tile::Small => (raw::gemm_bf16_fb, 128, Tile::Small),
         Tile::Half | Tile::Large => (raw::gemm_bf16_large_fb, 256, Tile::Large),
-    }
-}
-
-/// Runs `product(g', c', bias')` directly (`plan.splits == 1`), or as `splits` partial
-/// products of K slices into a workspace followed by `gemm_splitk_reduce_f32`, which adds the
-/// epilogue. `g` is checked.
-fn with_split_k<'c>(
-    dev: &Arc<CudaDevice>,
-    g: &Gemm,
-    plan: Plan,
-    c: CudaViewMut<'c, f32>,
-    bias: Option<CudaView<'_, f32>>,
-    product: impl for<'w> FnOnce(&Gemm, CudaViewMut<'w, f32>, Option<CudaView<'w, f32>>) -> Result<()>,
-) -> Result<()> {
-    if plan.splits == 1 {
-        return product(g, c, bias);
-    }
-    let slices = g.split_k(plan.splits)?;
-    let mut partials = dev.alloc::<f32>(plan.splits * g.m * g.n)?;
-    product(&slices, partials.view_mut(), None)?;
-    let n = g.n;
-    let len = g.m * n;
-    let threads = 256u32;
-    let blocks = len.div_ceil(threads as usize).min(65535 * 4) as u32;
-    // SAFETY: `partials` holds splits·m·n elements, C was checked for m×n with ldc, bias for
-    // n; any block count is valid for the grid-stride kernel.
-    unsafe {
-        raw::gemm_splitk_reduce_f32(
-            dev,
-            LaunchCfg {
-                grid: (blocks, 1, 1),
-                block: (threads, 1, 1),
-                smem: 0,
-            },
-            c,
-            partials.view(),
-            bias,
-            to_i32("gemm", "m", g.m)?,
-            to_i32("gemm", "n", n)?,
-            g.ldc as i64,
-            to_i32("gemm", "splits", plan.splits)?,
-            g.alpha,
-            g.beta,
-            g.act as i32,
-        )
     }
 }
 
