@@ -230,9 +230,17 @@ const XE_STEP_GFLOP: f64 = 245.0;
 
 /// Best wall time in seconds of `reps()` runs of `f` after one warm-up, each ended by a
 /// device synchronise (so queued kernels are counted), and the kernels one run launched.
-fn best_of(dev: &CudaDevice, mut f: impl FnMut()) -> (f64, u64) {
+fn best_of(dev: &CudaDevice, f: impl FnMut()) -> (f64, u64) {
+    let (best, launches, _) = best_of_with_mix(dev, f);
+    (best, launches)
+}
+
+/// [`best_of`], and the launch counts by kernel after the warm-up (for [`print_launch_mix`]
+/// over the timed runs: a warm-up also runs first-use work, such as Adam's zeroed moments).
+fn best_of_with_mix(dev: &CudaDevice, mut f: impl FnMut()) -> (f64, u64, Vec<(&'static str, u64)>) {
     f();
     dev.synchronize().unwrap();
+    let counts = dev.launch_counts();
     let mut best = f64::INFINITY;
     let mut launches = 0;
     for _ in 0..reps() {
@@ -242,7 +250,7 @@ fn best_of(dev: &CudaDevice, mut f: impl FnMut()) -> (f64, u64) {
         best = best.min(t.elapsed().as_secs_f64());
         launches = dev.launches() - l;
     }
-    (best, launches)
+    (best, launches, counts)
 }
 
 /// "peak X MiB live, Y MiB reserved" since the section's start.
@@ -351,12 +359,11 @@ fn train_xe_step(shared: &mut Shared) {
         opt.step(&params).unwrap();
         zero_grad(&params);
     };
-    let counts_before = dev.launch_counts();
     let waits_before = dev.waits();
-    let (wall, launches) = best_of(&dev, || trainer_step(&mut opt));
+    let (wall, launches, warm_counts) = best_of_with_mix(&dev, || trainer_step(&mut opt));
     // Per step, less best_of's own synchronise after each run.
     let waits = (dev.waits() - waits_before) / (reps() as u64 + 1) - 1;
-    print_launch_mix(&dev, &counts_before, reps() + 1);
+    print_launch_mix(&dev, &warm_counts, reps());
     // The same step with small uploads (each decoder step's token ids, the multi-tensor
     // kernels' tables) sent from pageable memory instead of the page-locked ring.
     aoanet::cuda::set_small_upload_staging(false);
@@ -510,8 +517,7 @@ fn train_scst_step(shared: &mut Shared) {
         ..DecodeOptions::greedy(16)
     };
     dev.reset_peak_memory();
-    let counts_before = dev.launch_counts();
-    let (wall, launches) = best_of(&dev, || {
+    let (wall, launches, warm_counts) = best_of_with_mix(&dev, || {
         let mut rng = Philox::new(6);
         let mut ctx = Ctx::train(&mut rng);
         let enc = m
@@ -535,7 +541,7 @@ fn train_scst_step(shared: &mut Shared) {
         reps(),
         memory(&dev)
     );
-    print_launch_mix(&dev, &counts_before, reps() + 1);
+    print_launch_mix(&dev, &warm_counts, reps());
 }
 
 fn decode_encode(shared: &mut Shared) {
@@ -564,8 +570,7 @@ fn decode_greedy(shared: &mut Shared) {
     let feats = features(decode_images(), 1, device);
     let opts = DecodeOptions::greedy(20);
     dev.reset_peak_memory();
-    let counts_before = dev.launch_counts();
-    let (s, launches) = best_of(&dev, || {
+    let (s, launches, warm_counts) = best_of_with_mix(&dev, || {
         no_grad(|| {
             let mut rng = Philox::new(0);
             let mut ctx = Ctx::eval(&mut rng);
@@ -574,7 +579,7 @@ fn decode_greedy(shared: &mut Shared) {
         });
     });
     report("decode.greedy500", s, launches, &dev);
-    print_launch_mix(&dev, &counts_before, reps() + 1);
+    print_launch_mix(&dev, &warm_counts, reps());
 }
 
 /// Beam search with 3 beams over 500 images, encoding included. The search itself is host
@@ -586,8 +591,7 @@ fn decode_beam3(shared: &mut Shared) {
     let feats = features(decode_images(), 1, device);
     let opts = DecodeOptions::beam(3, 20);
     dev.reset_peak_memory();
-    let counts_before = dev.launch_counts();
-    let (s, launches) = best_of(&dev, || {
+    let (s, launches, warm_counts) = best_of_with_mix(&dev, || {
         let enc = no_grad(|| {
             m.encode(
                 &feats,
@@ -605,7 +609,7 @@ fn decode_beam3(shared: &mut Shared) {
         "  issue 8's target: beam-3 over 500 images under 1 s: {}",
         verdict(s < 1.0)
     );
-    print_launch_mix(&dev, &counts_before, reps() + 1);
+    print_launch_mix(&dev, &warm_counts, reps());
 }
 
 fn report(name: &str, wall: f64, launches: u64, dev: &CudaDevice) {

@@ -6,9 +6,10 @@
 // versions through the tensor ops in tests/cuda_ops.rs), each in f32 and f64:
 //   layernorm_fwd_*           y, and per row the mean and std saved for backward (may be null)
 //   layernorm_bwd_*           dx (overwritten) from dy, x, gamma and the saved mean/std
-//   layernorm_bwd_params_*    per-chunk partial sums of dgamma, dbeta ([chunks, D]); the
-//                             wrapper reduces them over chunks and ADDS into the parameter
-//                             gradients (gradient accumulation rule: parameters +=).
+//   layernorm_bwd_params_*    per-chunk partial sums of dgamma, dbeta ([chunks, D]), stored,
+//                             or (`accumulate`) added to what the buffers hold: with one chunk
+//                             the wrapper passes the gradients themselves (no reduction
+//                             launch), else it sums the chunks into them in a fixed order.
 //
 // Backward, per row, with r = 1 / (std + eps), xc = x - mean, a = dy * gamma (D = cols):
 //   d(xc_i r)/dx_j = (delta_ij - 1/D) r + xc_i dr/dx_j,  dr/dx_j = -r^2 xc_j / ((D-1) std)
@@ -96,13 +97,14 @@ extern "C" __global__ void layernorm_bwd_f64(double* dx, const double* dy, const
 }
 
 // Block (x: columns, y: chunk of rows). Thread handles column j of rows
-// [chunk * rows_per_chunk, ...) and writes partial sums for that chunk. Deterministic: no
-// atomics; the wrapper sums the [chunks, cols] partials in a fixed order.
+// [chunk * rows_per_chunk, ...) and writes (or adds) partial sums for that chunk.
+// Deterministic: no atomics; the wrapper sums the [chunks, cols] partials in a fixed order.
 template <typename T>
 __device__ __forceinline__ void layernorm_bwd_params_impl(T* dgamma_part, T* dbeta_part,
                                                           const T* dy, const T* x, const T* mean,
                                                           const T* stdv, i64 rows, int cols,
-                                                          i64 rows_per_chunk, T eps) {
+                                                          i64 rows_per_chunk, T eps,
+                                                          int accumulate) {
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
     const i64 chunk = blockIdx.y;
     if (j >= cols) return;
@@ -115,23 +117,25 @@ __device__ __forceinline__ void layernorm_bwd_params_impl(T* dgamma_part, T* dbe
         g += d * xhat;
         b += d;
     }
-    dgamma_part[chunk * cols + j] = g;
-    dbeta_part[chunk * cols + j] = b;
+    T* pg = dgamma_part + chunk * cols + j;
+    T* pb = dbeta_part + chunk * cols + j;
+    *pg = accumulate ? *pg + g : g;
+    *pb = accumulate ? *pb + b : b;
 }
 
 extern "C" __global__ void layernorm_bwd_params_f32(float* dgamma_part, float* dbeta_part,
                                                     const float* dy, const float* x,
                                                     const float* mean, const float* stdv,
                                                     i64 rows, int cols, i64 rows_per_chunk,
-                                                    float eps) {
+                                                    float eps, int accumulate) {
     layernorm_bwd_params_impl(dgamma_part, dbeta_part, dy, x, mean, stdv, rows, cols,
-                              rows_per_chunk, eps);
+                              rows_per_chunk, eps, accumulate);
 }
 extern "C" __global__ void layernorm_bwd_params_f64(double* dgamma_part, double* dbeta_part,
                                                     const double* dy, const double* x,
                                                     const double* mean, const double* stdv,
                                                     i64 rows, int cols, i64 rows_per_chunk,
-                                                    double eps) {
+                                                    double eps, int accumulate) {
     layernorm_bwd_params_impl(dgamma_part, dbeta_part, dy, x, mean, stdv, rows, cols,
-                              rows_per_chunk, eps);
+                              rows_per_chunk, eps, accumulate);
 }

@@ -3,7 +3,7 @@
 
 mod cuda_util;
 
-use aoanet::cuda::kernels::layernorm::{self, EPS};
+use aoanet::cuda::kernels::layernorm::{self, EPS, ParamGrads, ROWS_PER_CHUNK};
 use cuda_util::{assert_close, gpu, rand_vec};
 
 struct Ref {
@@ -61,6 +61,12 @@ fn reference(x: &[f32], g: &[f32], b: &[f32], dy: &[f32], rows: usize, d: usize)
 const SHAPES: [(usize, usize); 4] = [(5, 2), (7, 33), (130, 1024), (3, 2047)];
 
 fn run(test: &str, check_params: bool) {
+    for params in [ParamGrads::Accumulate, ParamGrads::Overwrite] {
+        run_with(test, check_params, params);
+    }
+}
+
+fn run_with(test: &str, check_params: bool, params: ParamGrads) {
     let Some(dev) = gpu(test) else { return };
     for (rows, d) in SHAPES {
         let mut x = rand_vec(rows as u64 * 3 + d as u64, rows * d, -2.0, 2.0);
@@ -109,11 +115,18 @@ fn run(test: &str, check_params: bool) {
             1e-5,
         );
         let mut dx = dev.alloc::<f32>(rows * d).unwrap();
-        // Parameter gradients accumulate: start from 1 and expect 1 + the gradient.
-        let mut dg = dev.htod(&vec![1.0f32; d]).unwrap();
-        let mut db = dev.htod(&vec![1.0f32; d]).unwrap();
+        // Accumulated parameter gradients start from 1 and end at 1 + the gradient;
+        // overwritten ones start from NaN, which must not show.
+        let start = match params {
+            ParamGrads::Accumulate => 1.0f32,
+            ParamGrads::Overwrite => f32::NAN,
+        };
+        let mut dg = dev.htod(&vec![start; d]).unwrap();
+        let mut db = dev.htod(&vec![start; d]).unwrap();
+        let launches = aoanet::cuda::launches_on_this_thread();
         layernorm::backward(
             &dev,
+            params,
             dx.view_mut(),
             dg.view_mut(),
             db.view_mut(),
@@ -127,20 +140,38 @@ fn run(test: &str, check_params: bool) {
             EPS,
         )
         .unwrap();
+        // One chunk of rows: the input gradient and the parameter gradients, summed in place;
+        // more: also the two column sums of the chunks' partial sums.
+        let want_launches = if rows <= ROWS_PER_CHUNK { 2 } else { 4 };
+        assert_eq!(
+            aoanet::cuda::launches_on_this_thread() - launches,
+            want_launches,
+            "{rows} rows"
+        );
         if check_params {
-            let plus1 = |v: &[f64]| v.iter().map(|x| x + 1.0).collect::<Vec<_>>();
+            let expected = |v: &[f64]| {
+                v.iter()
+                    .map(|x| {
+                        x + if params == ParamGrads::Accumulate {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            };
             // Sums over up to 130 rows of O(3) terms in f32.
             assert_close(
                 "layernorm dgamma",
                 &dg.to_host().unwrap(),
-                &plus1(&want.dg),
+                &expected(&want.dg),
                 1e-4,
                 1e-5,
             );
             assert_close(
                 "layernorm dbeta",
                 &db.to_host().unwrap(),
-                &plus1(&want.db),
+                &expected(&want.db),
                 1e-4,
                 1e-5,
             );
@@ -164,6 +195,41 @@ fn layernorm_bwd_f32_matches_cpu() {
 #[test]
 fn layernorm_bwd_params_f32_accumulates_like_cpu() {
     run("layernorm_bwd_params_f32_accumulates_like_cpu", true);
+}
+
+#[test]
+fn no_rows_give_zero_or_unchanged_parameter_gradients() {
+    let Some(dev) = gpu("no_rows_give_zero_or_unchanged_parameter_gradients") else {
+        return;
+    };
+    let empty = dev.alloc::<f32>(0).unwrap();
+    for (params, want) in [
+        (ParamGrads::Accumulate, 1.0f32),
+        (ParamGrads::Overwrite, 0.0),
+    ] {
+        let mut dx = dev.alloc::<f32>(0).unwrap();
+        let mut dg = dev.htod(&[1.0f32; 3]).unwrap();
+        let mut db = dev.htod(&[1.0f32; 3]).unwrap();
+        let gamma = dev.htod(&[1.0f32; 3]).unwrap();
+        layernorm::backward(
+            &dev,
+            params,
+            dx.view_mut(),
+            dg.view_mut(),
+            db.view_mut(),
+            empty.view(),
+            empty.view(),
+            gamma.view(),
+            empty.view(),
+            empty.view(),
+            0,
+            3,
+            EPS,
+        )
+        .unwrap();
+        assert_eq!(dg.to_host().unwrap(), vec![want; 3], "{params:?}");
+        assert_eq!(db.to_host().unwrap(), vec![want; 3], "{params:?}");
+    }
 }
 
 #[test]

@@ -17,9 +17,10 @@ pub mod raw {
         fn layernorm_bwd<T>(dx: CudaViewMut<'_, T>, dy: CudaView<'_, T>, x: CudaView<'_, T>, gamma: CudaView<'_, T>,
             mean: CudaView<'_, T>, stdv: CudaView<'_, T>, rows: i64, cols: i32, eps: T);
         /// `layernorm_bwd_params_f32`, `layernorm_bwd_params_f64`: per-chunk partial parameter
-        /// gradients `[chunks, cols]`.
+        /// gradients `[chunks, cols]`, stored or (`accumulate` != 0) added.
         fn layernorm_bwd_params<T>(dgamma_part: CudaViewMut<'_, T>, dbeta_part: CudaViewMut<'_, T>, dy: CudaView<'_, T>,
-            x: CudaView<'_, T>, mean: CudaView<'_, T>, stdv: CudaView<'_, T>, rows: i64, cols: i32, rows_per_chunk: i64, eps: T);
+            x: CudaView<'_, T>, mean: CudaView<'_, T>, stdv: CudaView<'_, T>, rows: i64, cols: i32, rows_per_chunk: i64, eps: T,
+            accumulate: i32);
     }
 }
 
@@ -84,10 +85,24 @@ pub fn forward<T: CudaFloat>(
     }
 }
 
-/// Gradients: `dx` overwritten; `dgamma`, `dbeta` ACCUMULATED (+=).
+/// How [`backward`] writes the parameter gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamGrads {
+    /// Add to what `dgamma` and `dbeta` hold (gradient accumulation).
+    Accumulate,
+    /// Overwrite them (they may hold anything: a fresh allocation needs no zeroing).
+    Overwrite,
+}
+
+/// Rows per partial sum of the parameter gradients: at most this many rows (the decoder's 50
+/// queries) take one launch for them, more take a partial-sum launch and two column sums.
+pub const ROWS_PER_CHUNK: usize = 64;
+
+/// Gradients: `dx` overwritten; `dgamma`, `dbeta` as `params` says.
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: CudaFloat>(
     dev: &std::sync::Arc<CudaDevice>,
+    params: ParamGrads,
     dx: CudaViewMut<'_, T>,
     dgamma: CudaViewMut<'_, T>,
     dbeta: CudaViewMut<'_, T>,
@@ -113,7 +128,12 @@ pub fn backward<T: CudaFloat>(
     }
     check_len("layernorm backward", "mean", mean.len(), rows)?;
     check_len("layernorm backward", "std", std.len(), rows)?;
+    let accumulate = params == ParamGrads::Accumulate;
     if rows == 0 {
+        if !accumulate {
+            super::elementwise::fill(dev, dgamma, T::ZERO)?;
+            super::elementwise::fill(dev, dbeta, T::ZERO)?;
+        }
         return Ok(());
     }
     // SAFETY: sizes checked above.
@@ -132,11 +152,9 @@ pub fn backward<T: CudaFloat>(
             T::from_f64(eps),
         )?;
     }
-    // Parameter gradients: partial sums over chunks of rows, then a deterministic column sum.
-    let per_chunk = 64usize;
-    let chunks = rows.div_ceil(per_chunk);
-    let mut gp = dev.alloc::<T>(chunks * cols)?;
-    let mut bp = dev.alloc::<T>(chunks * cols)?;
+    // Parameter gradients: partial sums over chunks of rows, then a deterministic column sum;
+    // one chunk is summed straight into the gradients.
+    let chunks = rows.div_ceil(ROWS_PER_CHUNK);
     let cfg = LaunchCfg {
         grid: (cols.div_ceil(128) as u32, chunks as u32, 1),
         block: (128, 1, 1),
@@ -147,8 +165,30 @@ pub fn backward<T: CudaFloat>(
             "cuda layernorm backward: {rows} rows is too many"
         )));
     }
-    // SAFETY: the partial buffers hold chunks·cols elements; the grid covers exactly the
-    // columns (guarded in the kernel) and the chunks.
+    // SAFETY (both launches): the partial buffers, or with one chunk the gradients, hold
+    // chunks·cols elements; the grid covers exactly the columns (guarded in the kernel) and
+    // the chunks.
+    if chunks == 1 {
+        return unsafe {
+            raw::layernorm_bwd_params(
+                dev,
+                cfg,
+                dgamma,
+                dbeta,
+                dy,
+                x,
+                mean,
+                std,
+                rows as i64,
+                c,
+                ROWS_PER_CHUNK as i64,
+                T::from_f64(eps),
+                i32::from(accumulate),
+            )
+        };
+    }
+    let mut gp = dev.alloc::<T>(chunks * cols)?;
+    let mut bp = dev.alloc::<T>(chunks * cols)?;
     unsafe {
         raw::layernorm_bwd_params(
             dev,
@@ -161,10 +201,11 @@ pub fn backward<T: CudaFloat>(
             std,
             rows as i64,
             c,
-            per_chunk as i64,
+            ROWS_PER_CHUNK as i64,
             T::from_f64(eps),
+            0,
         )?;
     }
-    reduce::sum_cols(dev, dgamma, gp.view(), chunks, cols, true)?;
-    reduce::sum_cols(dev, dbeta, bp.view(), chunks, cols, true)
+    reduce::sum_cols(dev, dgamma, gp.view(), chunks, cols, accumulate)?;
+    reduce::sum_cols(dev, dbeta, bp.view(), chunks, cols, accumulate)
 }

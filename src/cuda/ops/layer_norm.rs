@@ -1,6 +1,6 @@
 //! The reference LayerNorm on the device (unbiased std, eps added to the std).
 
-use super::{device_of, output, with_buffer_mut, with_cuda_float, with_dense, zeros};
+use super::{device_of, output, with_buffer_mut, with_cuda_float, with_dense};
 use crate::Result;
 use crate::cuda::kernels::layernorm as ln;
 use crate::tensor::Tensor;
@@ -46,9 +46,9 @@ pub(crate) fn layer_norm_backward(
     let n = a.numel();
     let rows = x.numel() / n;
     with_cuda_float!(g.dtype(), "layer_norm", T => {
-        // The kernels ADD into the parameter gradients: start from zeros.
-        let ga = zeros::<T>(&dev, &[n])?;
-        let gb = zeros::<T>(&dev, &[n])?;
+        // Fresh parameter gradients, overwritten by the kernels (no zeroing first).
+        let ga = output::<T>(&dev, &[n], |_| Ok(()))?;
+        let gb = output::<T>(&dev, &[n], |_| Ok(()))?;
         let gx = with_dense::<T, _>(g, "layer_norm", |gv| {
             with_dense::<T, _>(x, "layer_norm", |xv| {
                 with_dense::<T, _>(a, "layer_norm", |av| {
@@ -57,7 +57,7 @@ pub(crate) fn layer_norm_backward(
                             with_buffer_mut::<T, _>(&ga, "layer_norm", |gab| {
                                 with_buffer_mut::<T, _>(&gb, "layer_norm", |gbb| {
                                     output::<T>(&dev, x.shape(), |o| {
-                                        ln::backward(&dev, o, gab.view_mut(), gbb.view_mut(), gv, xv, av, mv, sv, rows, n, eps)
+                                        ln::backward(&dev, ln::ParamGrads::Overwrite, o, gab.view_mut(), gbb.view_mut(), gv, xv, av, mv, sv, rows, n, eps)
                                     })
                                 })
                             })
