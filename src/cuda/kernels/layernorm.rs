@@ -165,10 +165,9 @@ pub fn backward<T: CudaFloat>(
             "cuda layernorm backward: {rows} rows is too many"
         )));
     }
-    // SAFETY (both launches): the partial buffers, or with one chunk the gradients, hold
-    // chunks·cols elements; the grid covers exactly the columns (guarded in the kernel) and
-    // the chunks.
     if chunks == 1 {
+        // SAFETY: the gradients hold cols = chunks·cols elements (checked above); the grid
+        // covers exactly the columns (guarded in the kernel) and the one chunk.
         return unsafe {
             raw::layernorm_bwd_params(
                 dev,
@@ -189,6 +188,8 @@ pub fn backward<T: CudaFloat>(
     }
     let mut gp = dev.alloc::<T>(chunks * cols)?;
     let mut bp = dev.alloc::<T>(chunks * cols)?;
+    // SAFETY: the partial buffers hold chunks·cols elements; the grid covers exactly the
+    // columns (guarded in the kernel) and the chunks.
     unsafe {
         raw::layernorm_bwd_params(
             dev,
