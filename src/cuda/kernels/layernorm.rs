@@ -165,15 +165,22 @@ pub fn backward<T: CudaFloat>(
             "cuda layernorm backward: {rows} rows is too many"
         )));
     }
-    if chunks == 1 {
-        // SAFETY: the gradients hold cols = chunks·cols elements (checked above); the grid
-        // covers exactly the columns (guarded in the kernel) and the one chunk.
-        return unsafe {
+    // The partial sums of each chunk into `dg`, `db` (`[chunks, cols]`), stored or added.
+    let partial_sums = |dg: CudaViewMut<'_, T>, db: CudaViewMut<'_, T>, add: bool| {
+        check_len(
+            "layernorm backward",
+            "partial sums",
+            dg.len().min(db.len()),
+            chunks * cols,
+        )?;
+        // SAFETY: both buffers hold chunks·cols elements (checked); the grid covers exactly
+        // the columns (guarded in the kernel) and the chunks.
+        unsafe {
             raw::layernorm_bwd_params(
                 dev,
                 cfg,
-                dgamma,
-                dbeta,
+                dg,
+                db,
                 dy,
                 x,
                 mean,
@@ -182,31 +189,16 @@ pub fn backward<T: CudaFloat>(
                 c,
                 ROWS_PER_CHUNK as i64,
                 T::from_f64(eps),
-                i32::from(accumulate),
+                i32::from(add),
             )
-        };
+        }
+    };
+    if chunks == 1 {
+        return partial_sums(dgamma, dbeta, accumulate);
     }
     let mut gp = dev.alloc::<T>(chunks * cols)?;
     let mut bp = dev.alloc::<T>(chunks * cols)?;
-    // SAFETY: the partial buffers hold chunks·cols elements; the grid covers exactly the
-    // columns (guarded in the kernel) and the chunks.
-    unsafe {
-        raw::layernorm_bwd_params(
-            dev,
-            cfg,
-            gp.view_mut(),
-            bp.view_mut(),
-            dy,
-            x,
-            mean,
-            std,
-            rows as i64,
-            c,
-            ROWS_PER_CHUNK as i64,
-            T::from_f64(eps),
-            0,
-        )?;
-    }
+    partial_sums(gp.view_mut(), bp.view_mut(), false)?;
     reduce::sum_cols(dev, dgamma, gp.view(), chunks, cols, accumulate)?;
     reduce::sum_cols(dev, dbeta, bp.view(), chunks, cols, accumulate)
 }
