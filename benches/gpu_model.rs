@@ -517,6 +517,7 @@ fn train_scst_step(shared: &mut Shared) {
         ..DecodeOptions::greedy(16)
     };
     dev.reset_peak_memory();
+    let waits_before = dev.waits();
     let (wall, launches, warm_counts) = best_of_with_mix(&dev, || {
         let mut rng = Philox::new(6);
         let mut ctx = Ctx::train(&mut rng);
@@ -532,9 +533,12 @@ fn train_scst_step(shared: &mut Shared) {
         opt.step(&params).unwrap();
         zero_grad(&params);
     });
+    // Per step, less best_of's own synchronise after each run.
+    let waits = (dev.waits() - waits_before) / (reps() as u64 + 1) - 1;
     println!(
         "train.scst_step f32{}: {:.1} ms per step of {} sampled captions (best of {}); \
-         {launches} kernel launches; {}",
+         {launches} kernel launches, {waits} waits for the GPU (the sampling loop reads each \
+         step's words); {}",
         tf32_label(),
         1e3 * wall,
         TRAIN_IMAGES * 5,
