@@ -27,6 +27,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <numeric>
+#include <utility>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -321,6 +323,42 @@ void install_fault_handler() {
     });
 }
 
+// The order a grid's blocks run in. A GPU promises none, so a kernel whose result depends on
+// it is wrong; in grid order (x fastest, then y, z: the default) such a kernel can pass every
+// test. AOANET_CUDA_EMU_BLOCK_ORDER=reverse runs them last to first, and `shuffle` (or
+// `shuffle:SEED`) in a permutation i -> (a i + c) mod n drawn from the seed, the kernel's name
+// and the grid's size, so a failure repeats whatever else runs beside it. Read once.
+struct BlockOrder {
+    uint64_t blocks, a = 1, c = 0;
+    bool reverse = false;
+
+    explicit BlockOrder(const EmuGrid& g)
+        : blocks(uint64_t(g.grid[0]) * g.grid[1] * g.grid[2]) {
+        static const std::pair<int, uint64_t> mode = [] {
+            const char* v = std::getenv("AOANET_CUDA_EMU_BLOCK_ORDER");
+            if (!v || !*v || std::strcmp(v, "forward") == 0) return std::make_pair(0, uint64_t(0));
+            if (std::strcmp(v, "reverse") == 0) return std::make_pair(1, uint64_t(0));
+            if (std::strncmp(v, "shuffle", 7) == 0)
+                return std::make_pair(2, v[7] == ':' ? uint64_t(std::strtoull(v + 8, nullptr, 10)) : uint64_t(1));
+            std::fprintf(stderr, "cuda-emu: AOANET_CUDA_EMU_BLOCK_ORDER=%s: use forward, reverse "
+                                 "or shuffle[:seed]\n", v);
+            std::abort();
+        }();
+        if (mode.first == 1) reverse = true;
+        if (mode.first != 2 || blocks < 2) return;
+        uint64_t h = mode.second * 0x9e3779b97f4a7c15ull + blocks;
+        for (const char* p = g.name; *p; ++p) h = (h ^ uint64_t((unsigned char)*p)) * 0x100000001b3ull;
+        c = h % blocks;
+        a = (h >> 17) % blocks | 1;
+        while (std::gcd(a, blocks) != 1) a += 2;  // a multiplier prime to n: a permutation
+    }
+
+    uint64_t at(uint64_t i) const {
+        if (reverse) return blocks - 1 - i;
+        return uint64_t((unsigned __int128)a * i % blocks + c) % blocks;
+    }
+};
+
 }  // namespace
 
 extern "C" int emu_run_grid(const EmuGrid* g, void (*body)(void*), void* ctx) {
@@ -335,12 +373,13 @@ extern "C" int emu_run_grid(const EmuGrid* g, void (*body)(void*), void* ctx) {
     blockDim = {g->block[0], g->block[1], g->block[2]};
     gridDim = {g->grid[0], g->grid[1], g->grid[2]};
     int rc = CUDA_SUCCESS;
-    for (unsigned z = 0; z < g->grid[2] && rc == CUDA_SUCCESS; ++z)
-        for (unsigned y = 0; y < g->grid[1] && rc == CUDA_SUCCESS; ++y)
-            for (unsigned x = 0; x < g->grid[0] && rc == CUDA_SUCCESS; ++x) {
-                blockIdx = {x, y, z};
-                if (!run_block(block, *g)) rc = CUDA_ERROR_LAUNCH_FAILED;
-            }
+    const BlockOrder order(*g);
+    for (uint64_t i = 0; i < order.blocks && rc == CUDA_SUCCESS; ++i) {
+        const uint64_t b = order.at(i);
+        blockIdx = {unsigned(b % g->grid[0]), unsigned(b / g->grid[0] % g->grid[1]),
+                    unsigned(b / g->grid[0] / g->grid[1])};
+        if (!run_block(block, *g)) rc = CUDA_ERROR_LAUNCH_FAILED;
+    }
     t_block = outer;
     t_grid = outer_grid;
     return rc;
