@@ -4,7 +4,10 @@
 
 mod cuda_util;
 
+use std::sync::Arc;
+
 use aoanet::cuda::kernels::gemm::{self, Act, Gemm, Plan, Precision, Tile};
+use aoanet::cuda::{CudaBuffer, CudaDevice};
 use cuda_util::{assert_close, gpu, rand_vec};
 
 /// f64 reference of `act(alpha · op(A) op(B) + beta · C + bias)` over the batch.
@@ -102,6 +105,29 @@ const LARGE: Plan = Plan {
     splits: 1,
 };
 
+/// `gemm_planned` on device buffers of f32 operands (`ab`: A and B).
+fn f32_product(
+    dev: &Arc<CudaDevice>,
+    g: &Gemm,
+    plan: Plan,
+    c: &mut CudaBuffer<f32>,
+    ab: (&CudaBuffer<f32>, &CudaBuffer<f32>),
+    bias: Option<&CudaBuffer<f32>>,
+    precision: Precision,
+) {
+    gemm::gemm_planned(
+        dev,
+        g,
+        plan,
+        c.view_mut(),
+        ab.0.view(),
+        ab.1.view(),
+        bias.map(|v| v.view()),
+        precision,
+    )
+    .unwrap();
+}
+
 fn run(test: &str, which: &str, plan: Plan) {
     let Some(dev) = gpu(test) else { return };
     for (ci, g) in cases(plan).into_iter().enumerate() {
@@ -146,17 +172,7 @@ fn run(test: &str, which: &str, plan: Plan) {
                     "bf16-products" => Precision::Bf16,
                     _ => Precision::F32,
                 };
-                gemm::gemm_planned(
-                    &dev,
-                    &g,
-                    plan,
-                    cd.view_mut(),
-                    ad.view(),
-                    bd.view(),
-                    biasd.as_ref().map(|v| v.view()),
-                    p,
-                )
-                .unwrap();
+                f32_product(&dev, &g, plan, &mut cd, (&ad, &bd), biasd.as_ref(), p);
                 // TF32: the reference takes the operands as the kernel rounds them
                 // (`cvt.rna.tf32.f32`), so only the f32 accumulation differs and the bound is
                 // the bf16 one; a kernel that truncated instead of rounding, or skipped the
@@ -433,17 +449,15 @@ fn split_k_is_one_launch_and_leaves_its_counters_ready() {
         for _ in 0..3 {
             let mut cd = dev.htod(&c0).unwrap();
             let before = aoanet::cuda::launches_on_this_thread();
-            gemm::gemm_planned(
+            f32_product(
                 &dev,
                 &g,
                 plan,
-                cd.view_mut(),
-                ad.view(),
-                bd.view(),
-                biasd.as_ref().map(|v| v.view()),
+                &mut cd,
+                (&ad, &bd),
+                biasd.as_ref(),
                 Precision::F32,
-            )
-            .unwrap();
+            );
             assert_eq!(
                 aoanet::cuda::launches_on_this_thread() - before,
                 1,
