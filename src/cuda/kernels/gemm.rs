@@ -1,10 +1,8 @@
 //! Batched GEMM with transposes and a bias/ReLU epilogue (`kernels/gemm.cu`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::{check_len, to_i32};
-use std::sync::Mutex;
-
 use crate::cuda::{CudaBuffer, CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::{Error, Result};
 
