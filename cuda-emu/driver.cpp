@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -180,6 +181,65 @@ void resume(Block& b, unsigned i) {
     emu_switch(&b.sched_sp, b.fibers[i].sp);
 }
 
+// The order a block's threads run in between two barriers. On a GPU they run at once, so a
+// kernel whose result depends on that order (a thread reads what another wrote with no
+// barrier between) is wrong; in index order (the default) the reader runs after every
+// lower-numbered writer and such a missing barrier passes. AOANET_CUDA_EMU_THREAD_ORDER=reverse
+// runs them last to first, and `shuffle` (or `shuffle:SEED`) in a new permutation
+// i -> (a i + c) mod n each round (from the seed, the block and the round), so a read before
+// another thread's write is caught whichever thread is lower. Read once.
+struct ThreadOrder {
+    enum Mode { Forward, Reverse, Shuffle };
+    Mode mode = Forward;
+    uint64_t seed = 1;
+
+    static const ThreadOrder& get() {
+        static const ThreadOrder order = [] {
+            ThreadOrder o;
+            const char* v = std::getenv("AOANET_CUDA_EMU_THREAD_ORDER");
+            if (!v || !*v || std::strcmp(v, "forward") == 0) return o;
+            if (std::strcmp(v, "reverse") == 0) {
+                o.mode = Reverse;
+                return o;
+            }
+            if (std::strncmp(v, "shuffle", 7) == 0 && (v[7] == 0 || v[7] == ':')) {
+                o.mode = Shuffle;
+                if (v[7] == ':') o.seed = std::strtoull(v + 8, nullptr, 10);
+                return o;
+            }
+            std::fprintf(stderr, "cuda-emu: AOANET_CUDA_EMU_THREAD_ORDER=%s: use forward, "
+                                 "reverse or shuffle[:seed]\n", v);
+            std::abort();
+        }();
+        return order;
+    }
+};
+
+// Thread `i` of the `n` to run in round `round` of a block (see ThreadOrder).
+struct RoundOrder {
+    unsigned n, a = 1, c = 0;
+    bool reverse = false;
+
+    RoundOrder(unsigned threads, uint64_t block, uint64_t round) : n(threads) {
+        const ThreadOrder& o = ThreadOrder::get();
+        if (o.mode == ThreadOrder::Reverse) reverse = true;
+        if (o.mode != ThreadOrder::Shuffle || n < 2) return;
+        uint64_t h = (o.seed * 0x9e3779b97f4a7c15ull) ^ (block * 0xbf58476d1ce4e5b9ull) ^
+                     (round * 0x94d049bb133111ebull);
+        h ^= h >> 31;
+        h *= 0xd6e8feb86659fd39ull;
+        h ^= h >> 29;
+        c = unsigned(h % n);
+        a = unsigned((h >> 20) % n) | 1;
+        while (std::gcd(a, n) != 1) a += 2;  // a multiplier prime to n: a permutation
+    }
+
+    unsigned at(unsigned i) const {
+        if (reverse) return n - 1 - i;
+        return unsigned((uint64_t(a) * i + c) % n);
+    }
+};
+
 // Runs one block; false (with a message) if its threads deadlock at a barrier.
 bool run_block(Block& b, const EmuGrid& g) {
     const unsigned n = g.block[0] * g.block[1] * g.block[2];
@@ -192,9 +252,14 @@ bool run_block(Block& b, const EmuGrid& g) {
         f.sp = initial_sp(t_stacks.top(i));
         f.state = State::Runnable;
     }
-    for (;;) {
-        for (unsigned i = 0; i < n; ++i)
+    const uint64_t block_id =
+        blockIdx.x + uint64_t(g.grid[0]) * (blockIdx.y + uint64_t(g.grid[1]) * blockIdx.z);
+    for (uint64_t round = 0;; ++round) {
+        const RoundOrder order(n, block_id, round);
+        for (unsigned k = 0; k < n; ++k) {
+            const unsigned i = order.at(k);
             if (b.fibers[i].state == State::Runnable) resume(b, i);
+        }
         // Every fiber now waits at a barrier or has returned.
         bool released = false;
         for (unsigned w = 0; w < warps; ++w) {
@@ -452,6 +517,75 @@ bool trace_launches() {
         return v && *v && std::strcmp(v, "0") != 0;
     }();
     return on;
+}
+
+// AOANET_CUDA_EMU_PROFILE=FILE (or `-`, standard error): at exit, a table of the CPU time
+// each kernel took here, its launches and its blocks, most time first. The times are the
+// emulator's, not a GPU's (tensor-core instructions cost far more here, memory far less), but
+// a kernel whose share stands out against the work it does, or whose launches run fewer
+// blocks than an H100 has SMs (132) for a long time, is worth a look on the GPU. Read once.
+struct KernelProfile {
+    uint64_t launches = 0, blocks = 0, threads = 0, narrow = 0;
+    double secs = 0, narrow_secs = 0;
+};
+
+std::mutex g_profile_lock;
+
+std::unordered_map<std::string, KernelProfile>& profile_table() {
+    static std::unordered_map<std::string, KernelProfile> t;
+    return t;
+}
+
+const char* profile_path() {
+    static const char* path = [] {
+        const char* v = std::getenv("AOANET_CUDA_EMU_PROFILE");
+        return v && *v ? v : nullptr;
+    }();
+    return path;
+}
+
+bool profiling() { return profile_path() != nullptr; }
+
+void write_profile() {
+    std::lock_guard<std::mutex> lock(g_profile_lock);
+    std::vector<std::pair<std::string, KernelProfile>> rows(profile_table().begin(),
+                                                           profile_table().end());
+    std::sort(rows.begin(), rows.end(),
+              [](const auto& a, const auto& b) { return a.second.secs > b.second.secs; });
+    double total = 0;
+    for (const auto& r : rows) total += r.second.secs;
+    const bool to_stderr = std::strcmp(profile_path(), "-") == 0;
+    FILE* f = to_stderr ? stderr : std::fopen(profile_path(), "w");
+    if (!f) {
+        std::fprintf(stderr, "cuda-emu: AOANET_CUDA_EMU_PROFILE=%s: cannot write: %s\n",
+                     profile_path(), std::strerror(errno));
+        return;
+    }
+    std::fprintf(f, "# cuda-emu profile: CPU seconds per kernel (not GPU time), %.3f s in all\n"
+                    "# kernel launches blocks/launch threads/block seconds share "
+                    "narrow_launches(<132 blocks) narrow_seconds\n", total);
+    for (const auto& [name, p] : rows)
+        std::fprintf(f, "%s %llu %.1f %.0f %.4f %.1f%% %llu %.4f\n", name.c_str(),
+                     (unsigned long long)p.launches, double(p.blocks) / double(p.launches),
+                     double(p.threads) / double(p.launches), p.secs,
+                     total > 0 ? 100.0 * p.secs / total : 0.0, (unsigned long long)p.narrow,
+                     p.narrow_secs);
+    if (!to_stderr) std::fclose(f);
+}
+
+void profile_launch(const char* name, uint64_t blocks, uint64_t threads, double secs) {
+    static std::once_flag once;
+    std::call_once(once, [] { std::atexit(write_profile); });
+    std::lock_guard<std::mutex> lock(g_profile_lock);
+    KernelProfile& p = profile_table()[name];
+    p.launches += 1;
+    p.blocks += blocks;
+    p.threads += threads;
+    p.secs += secs;
+    if (blocks < 132) {
+        p.narrow += 1;
+        p.narrow_secs += secs;
+    }
 }
 
 // Whether AOANET_CUDA_EMU_HOST_ONLY asks to check launches without running them: results are
@@ -772,7 +906,13 @@ EXPORT CUresult cuLaunchKernel(CUfunction h, unsigned gx, unsigned gy, unsigned 
         std::fprintf(stderr, "cuda-emu: %s grid (%u,%u,%u) block (%u,%u,%u)\n", k->name, gx, gy, gz,
                      bx, by, bz);
     if (host_only()) return CUDA_SUCCESS;
-    return k->launch(k->fn, params, &g);
+    if (!profiling()) return k->launch(k->fn, params, &g);
+    const auto start = std::chrono::steady_clock::now();
+    const CUresult rc = k->launch(k->fn, params, &g);
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    profile_launch(k->name, uint64_t(gx) * gy * gz, threads, secs);
+    return rc;
 }
 
 namespace {

@@ -1,8 +1,9 @@
 // selftest.cpp: the emulator's own semantics, through the driver API as cudarc calls it —
 // what the kernels' tests (tests/cuda_*.rs) do not reach: deadlock detection, launch bounds,
 // copies outside an allocation, threads that return before a barrier, warp shuffles with a
-// width, ballots and barrier reductions. Built and run by cuda-emu/build; exits non-zero on
-// the first failed check.
+// width, ballots and barrier reductions, and the order threads run in between barriers
+// (AOANET_CUDA_EMU_THREAD_ORDER, read from the environment as the driver reads it). Built and
+// run by cuda-emu/build (once per thread order); exits non-zero on the first failed check.
 
 #include <cstdio>
 #include <cstdlib>
@@ -60,12 +61,21 @@ extern "C" __global__ void st_deadlock(int* out) {
         out[0] = __shfl_sync(0xffffffffu, 1, 0);
 }
 
+// Records the order the threads run in, twice, with a barrier between: out[0] counts,
+// out[1 + k] is the k-th thread to get there.
+extern "C" __global__ void st_order(int* out) {
+    out[1 + atomicAdd(&out[0], 1)] = (int)threadIdx.x;
+    __syncthreads();
+    out[1 + atomicAdd(&out[0], 1)] = (int)threadIdx.x;
+}
+
 extern "C" __global__ void __launch_bounds__(64) st_bounded(int* out) { out[threadIdx.x] = 1; }
 
 EMU_KERNEL(st_shuffles, 1024)
 EMU_KERNEL(st_barriers, 1024)
 EMU_KERNEL(st_deadlock, 1024)
 EMU_KERNEL(st_bounded, (64))
+EMU_KERNEL(st_order, 1024)
 
 // ---- checks ------------------------------------------------------------------------------------
 
@@ -84,7 +94,7 @@ static int failures = 0;
 // A module image with the test kernels' names (the stand-in checks names against the image).
 static void* module() {
     std::vector<unsigned char> image(64, 0);
-    const char names[] = "st_shuffles\0st_barriers\0st_deadlock\0st_bounded";
+    const char names[] = "st_shuffles\0st_barriers\0st_deadlock\0st_bounded\0st_order";
     image.insert(image.end(), names, names + sizeof names);
     std::memcpy(image.data(), "\x7f" "ELF\x02", 5);
     const unsigned long long shoff = image.size();  // no section headers: size = shoff
@@ -129,6 +139,33 @@ int main() {
     CHECK(launch(m, "st_deadlock", 32, args) == 719, "a deadlock fails the launch");
     CHECK(launch(m, "st_bounded", 64, args) == 0, "64 threads within the bound");
     CHECK(launch(m, "st_bounded", 128, args) == 701, "128 threads past __launch_bounds__(64)");
+
+    // The order of the threads between barriers, as AOANET_CUDA_EMU_THREAD_ORDER asks.
+    const char* mode = std::getenv("AOANET_CUDA_EMU_THREAD_ORDER");
+    const std::string order = mode && *mode ? std::string(mode) : "forward";
+    const int n = 64;
+    std::vector<int> ran(1 + 2 * n, 0);
+    cuMemcpyHtoDAsync_v2(buf, ran.data(), sizeof(int), nullptr);
+    CHECK(launch(m, "st_order", n, args) == 0, "order launch");
+    cuMemcpyDtoHAsync_v2(ran.data(), buf, ran.size() * sizeof(int), nullptr);
+    CHECK(ran[0] == 2 * n, "every thread counted twice: %d", ran[0]);
+    bool rounds_differ = false, moved = false;
+    for (int round = 0; round < 2; ++round) {
+        std::vector<int> seen(n, 0);
+        for (int k = 0; k < n; ++k) {
+            const int t = ran[1 + round * n + k];
+            CHECK(t >= 0 && t < n && !seen[t]++, "round %d, place %d: thread %d twice", round, k, t);
+            if (order == "forward") CHECK(t == k, "forward, round %d: place %d ran %d", round, k, t);
+            if (order == "reverse")
+                CHECK(t == n - 1 - k, "reverse, round %d: place %d ran %d", round, k, t);
+            moved |= t != k;
+            rounds_differ |= round == 1 && t != ran[1 + k];
+        }
+    }
+    if (order.rfind("shuffle", 0) == 0) {
+        CHECK(moved, "shuffle: threads ran in index order");
+        CHECK(rounds_differ, "shuffle: both rounds ran in one order");
+    }
 
     std::vector<int> big(1000);
     CHECK(cuMemcpyHtoDAsync_v2(buf, big.data(), big.size() * sizeof(int), nullptr) == 1,
