@@ -531,9 +531,11 @@ struct KernelProfile {
 
 std::mutex g_profile_lock;
 
+// Never destroyed: the table is read by an atexit handler, which may run after the static
+// destructors of objects constructed later than its registration.
 std::unordered_map<std::string, KernelProfile>& profile_table() {
-    static std::unordered_map<std::string, KernelProfile> t;
-    return t;
+    static auto* t = new std::unordered_map<std::string, KernelProfile>();
+    return *t;
 }
 
 const char* profile_path() {

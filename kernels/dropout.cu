@@ -15,6 +15,11 @@
 //                caller exactly as the CPU computes it (in f64, then rounded to T), so kept
 //                elements equal the CPU's bit for bit. The backward of dropout is the same call
 //                on dy with the same (seed, stream, offset): the mask is regenerated, never stored.
+//   dropout_steps_{f32,f64}  dropout of x [outer, steps, width] where step t drew its own
+//                words: segment (o, t), `width` elements, uses words
+//                offset + t * step_stride + o * width + [0, width): the masks of `steps`
+//                dropouts drawn one after another, `step_stride` words apart (the decoder's
+//                output dropout, drawn at every step and applied once to all steps' outputs).
 //
 // Each thread computes one Philox block (4 words) and handles the up to 4 elements that use
 // it, so each word is computed once.
@@ -92,4 +97,44 @@ extern "C" __global__ void add_dropout_f64(double* y, const double* a, const dou
                                            float p, double scale, u64 seed, u64 stream,
                                            u64 offset) {
     dropout_impl<double, false>(y, x, a, n, p, scale, seed, stream, offset);
+}
+
+// One thread per Philox block a segment can touch: floor(w0 / 4) .. floor((w0 + width - 1) / 4),
+// at most width / 4 + 2 of them; a thread past its segment's last block does nothing.
+template <typename T>
+__device__ __forceinline__ void dropout_steps_impl(T* y, const T* x, i64 outer, i64 steps,
+                                                   i64 width, float p, T scale, u64 seed,
+                                                   u64 stream, u64 offset, u64 step_stride) {
+    if (outer <= 0 || steps <= 0 || width <= 0) return;
+    const i64 per_segment = width / 4 + 2;
+    const i64 total = outer * steps * per_segment;
+    const uint2 key = make_uint2((u32)seed, (u32)(seed >> 32));
+    GRID_STRIDE(e, total) {
+        const i64 segment = e / per_segment, j = e % per_segment;
+        const i64 o = segment / steps, t = segment % steps;
+        const u64 w0 = offset + (u64)t * step_stride + (u64)o * (u64)width;
+        const u64 b = (w0 >> 2) + (u64)j;
+        if (4 * b > w0 + (u64)width - 1) continue;
+        const uint4 w = philox4x32_10(make_uint4((u32)b, (u32)(b >> 32), (u32)stream, (u32)(stream >> 32)), key);
+        const u32 words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int l = 0; l < 4; ++l) {
+            const u64 word = 4 * b + l;
+            if (word >= w0 && word < w0 + (u64)width) {
+                const i64 i = segment * width + (i64)(word - w0);
+                y[i] = dropout_keep(words[l], p) ? mul_rn(x[i], scale) : (T)0;
+            }
+        }
+    }
+}
+
+extern "C" __global__ void dropout_steps_f32(float* y, const float* x, i64 outer, i64 steps,
+                                             i64 width, float p, float scale, u64 seed,
+                                             u64 stream, u64 offset, u64 step_stride) {
+    dropout_steps_impl<float>(y, x, outer, steps, width, p, scale, seed, stream, offset, step_stride);
+}
+extern "C" __global__ void dropout_steps_f64(double* y, const double* x, i64 outer, i64 steps,
+                                             i64 width, float p, double scale, u64 seed,
+                                             u64 stream, u64 offset, u64 step_stride) {
+    dropout_steps_impl<double>(y, x, outer, steps, width, p, scale, seed, stream, offset, step_stride);
 }

@@ -10,6 +10,14 @@
 //   index_select_*     out[o, k, i] = x[o, ids[k], i]   for x viewed as [outer, len, inner]
 //   index_add_*        gx[o, ids[k], i] += g[o, k, i]   (index_select's adjoint; gx is zeroed or
 //                      accumulated by the caller), in k order
+//   scatter_rows_*     out[dest[k], :] += src[j] for j = start[k] .. start[k+1] - 1, in that
+//                      order, for each k < unique: a table of u64 words [dest[unique],
+//                      start[unique + 1], src[tokens]], src holding the addresses of rows of
+//                      `row` elements. The gradient of an embedding used at every decoding
+//                      step, in one launch: the host groups the steps' tokens by id keeping
+//                      their order, so each element adds the same values in the same order as
+//                      embedding_bwd step after step (the same bits), with a thread per
+//                      (id, column) instead of one per column walking every token
 //   gather_last_*      out[r] = x[r, ids[r]]
 //   scatter_last_*     gx[r, j] = (j == ids[r]) ? g[r] : 0   (writes every element)
 //
@@ -60,6 +68,28 @@ extern "C" __global__ void embedding_bwd_f32(float* dtable, const float* dout, c
 extern "C" __global__ void embedding_bwd_f64(double* dtable, const double* dout, const int* ids,
                                              i64 n, int dim, int vocab) {
     embedding_bwd_impl(dtable, dout, ids, n, dim, vocab);
+}
+
+template <typename T>
+__device__ __forceinline__ void scatter_rows_impl(T* out, const u64* table, i64 unique, i64 row) {
+    const u64* dest = table;
+    const u64* start = table + unique;
+    const u64* src = start + unique + 1;
+    const i64 total = unique * row;
+    GRID_STRIDE(e, total) {
+        const i64 k = e / row, d = e % row;
+        T* o = out + (i64)dest[k] * row + d;
+        T acc = *o;
+        for (u64 j = start[k]; j < start[k + 1]; ++j) acc += ((const T*)src[j])[d];
+        *o = acc;
+    }
+}
+
+extern "C" __global__ void scatter_rows_f32(float* out, const u64* table, i64 unique, i64 row) {
+    scatter_rows_impl(out, table, unique, row);
+}
+extern "C" __global__ void scatter_rows_f64(double* out, const u64* table, i64 unique, i64 row) {
+    scatter_rows_impl(out, table, unique, row);
 }
 
 template <typename T>

@@ -53,3 +53,107 @@ fn embedding_bwd_f32_scatter_adds_in_token_order() {
     let want: Vec<f64> = cpu.iter().map(|&v| f64::from(v)).collect();
     assert_close("embedding bwd", &dt.to_host().unwrap(), &want, 0.0, 0.0);
 }
+
+#[test]
+fn scatter_rows_f32_sums_many_pieces_in_one_launch_with_the_bits_of_one_per_piece() {
+    let Some(dev) =
+        gpu("scatter_rows_f32_sums_many_pieces_in_one_launch_with_the_bits_of_one_per_piece")
+    else {
+        return;
+    };
+    // 17 pieces of 50 ids (an embedding at every decoding step), ids repeated within and
+    // across pieces, one piece empty, rows of 300 (not a multiple of a block).
+    let (vocab, dim) = (97usize, 300usize);
+    let ids: Vec<Vec<usize>> = (0..17)
+        .map(|p| {
+            let n = if p == 5 { 0 } else { 50 };
+            (0..n)
+                .map(|t| (t * 7 + p * 11) % 23 + (t % 4) * 19)
+                .collect()
+        })
+        .collect();
+    let values: Vec<Vec<f32>> = ids
+        .iter()
+        .enumerate()
+        .map(|(p, i)| rand_vec(10 + p as u64, i.len() * dim, -1.0, 1.0))
+        .collect();
+    let init = rand_vec(4, vocab * dim, -1.0, 1.0);
+    let on_dev: Vec<_> = values.iter().map(|v| dev.htod(v).unwrap()).collect();
+
+    // One launch for all pieces.
+    let mut many = dev.htod(&init).unwrap();
+    let pieces: Vec<embedding::RowsPiece<'_, f32>> = ids
+        .iter()
+        .zip(&on_dev)
+        .map(|(i, v)| embedding::RowsPiece {
+            ids: i,
+            values: v.view(),
+        })
+        .collect();
+    let before = aoanet::cuda::launches_on_this_thread();
+    embedding::scatter_rows(&dev, many.view_mut(), vocab, dim, &pieces).unwrap();
+    assert_eq!(
+        aoanet::cuda::launches_on_this_thread() - before,
+        1,
+        "one launch for every piece"
+    );
+
+    // One embedding_bwd per piece, in piece order.
+    let mut each = dev.htod(&init).unwrap();
+    for (i, v) in ids.iter().zip(&on_dev) {
+        if i.is_empty() {
+            continue;
+        }
+        let id32: Vec<i32> = i.iter().map(|&x| x as i32).collect();
+        let idd = dev.htod(&id32).unwrap();
+        embedding::backward(&dev, each.view_mut(), v.view(), idd.view(), vocab, dim).unwrap();
+    }
+    let got = many.to_host().unwrap();
+    assert_eq!(
+        got,
+        each.to_host().unwrap(),
+        "the bits of one launch per piece"
+    );
+
+    // And the sequential CPU loop in the same order; untouched rows keep their values.
+    let mut cpu = init.clone();
+    for (i, v) in ids.iter().zip(&values) {
+        for (t, &id) in i.iter().enumerate() {
+            for d in 0..dim {
+                cpu[id * dim + d] += v[t * dim + d];
+            }
+        }
+    }
+    assert_eq!(got, cpu);
+    assert!(ids.iter().flatten().all(|&i| i < vocab));
+    assert!(
+        (0..vocab).any(|r| !ids.iter().flatten().any(|&i| i == r)),
+        "some rows untouched"
+    );
+}
+
+#[test]
+fn scatter_rows_refuses_bad_rows_and_sizes() {
+    let Some(dev) = gpu("scatter_rows_refuses_bad_rows_and_sizes") else {
+        return;
+    };
+    let (vocab, dim) = (4usize, 3usize);
+    let mut out = dev.htod(&vec![0.0f32; vocab * dim]).unwrap();
+    let v = dev.htod(&vec![1.0f32; 2 * dim]).unwrap();
+    let bad_id = [embedding::RowsPiece {
+        ids: &[1, 4],
+        values: v.view(),
+    }];
+    let err = embedding::scatter_rows(&dev, out.view_mut(), vocab, dim, &bad_id).unwrap_err();
+    assert!(err.to_string().contains("row 4 out of range"), "{err}");
+    let short = [embedding::RowsPiece {
+        ids: &[1, 2, 3],
+        values: v.view(),
+    }];
+    assert!(embedding::scatter_rows(&dev, out.view_mut(), vocab, dim, &short).is_err());
+    assert_eq!(
+        out.to_host().unwrap(),
+        vec![0.0f32; vocab * dim],
+        "nothing written"
+    );
+}

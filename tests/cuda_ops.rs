@@ -14,6 +14,7 @@
 mod cuda_util;
 
 use aoanet::Philox;
+use aoanet::rng::PhiloxState;
 use aoanet::tensor::{DType, Device, Tensor};
 use cuda_util::{Tol, assert_tensors_close, cuda, op_matches_cpu, randt};
 
@@ -2102,4 +2103,67 @@ fn sum_many_f32_adds_in_order_like_one_by_one() {
 #[test]
 fn sum_many_f64_adds_in_order_like_one_by_one() {
     sum_many_matches("sum_many_f64_adds_in_order_like_one_by_one", DType::F64);
+}
+
+/// `dropout_steps` on the device: the CPU's values and gradient, bit for bit, with equally
+/// spaced draws (one launch each way) and with unequal spacing (one launch per step), and the
+/// values of one dropout per step on the device.
+fn dropout_steps_matches(test: &str, dtype: DType) {
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    let (outer, steps, width) = (50, 7, 1030);
+    let mut rng = Philox::new(31);
+    let spaced: Vec<PhiloxState> = (0..steps)
+        .map(|_| {
+            rng.reserve(3 * 1024 + 2); // a step's other draws, the same each step
+            rng.reserve((outer * width) as u64)
+        })
+        .collect();
+    let unequal: Vec<PhiloxState> = (0..steps)
+        .map(|t| {
+            rng.reserve(t as u64 + 1);
+            rng.reserve((outer * width) as u64)
+        })
+        .collect();
+    let x = randt(&[outer, steps, width], -1.0, 1.0, 95);
+    for (name, draws) in [("equally spaced", &spaced), ("unequally spaced", &unequal)] {
+        let what = format!("{test}, draws {name}");
+        op_matches_cpu(&what, dev, dtype, &[x.clone()], Tol::EXACT, |t, _| {
+            t[0].dropout_steps(0.5, draws)
+        });
+        let on = x.to_dtype(dtype).unwrap().to_device(dev).unwrap();
+        let before = aoanet::cuda::launches_on_this_thread();
+        let all = on.dropout_steps(0.5, draws).unwrap();
+        let launches = aoanet::cuda::launches_on_this_thread() - before;
+        if dev != Device::Cpu {
+            // Unequal spacing falls back to a copy and a dropout per step.
+            let one = std::ptr::eq(draws, &spaced);
+            assert_eq!(launches == 1, one, "{what}: {launches} launches");
+        }
+        for (t, &d) in draws.iter().enumerate() {
+            let slice = on.narrow(1, t, 1).unwrap().contiguous().unwrap();
+            let one = slice
+                .dropout(0.5, true, &mut Philox::from_state(d))
+                .unwrap();
+            let got = all.narrow(1, t, 1).unwrap().contiguous().unwrap();
+            assert_eq!(got.to_vec_f64(), one.to_vec_f64(), "{what}: step {t}");
+        }
+    }
+}
+
+#[test]
+fn dropout_steps_f32_matches_the_cpu_and_one_dropout_per_step() {
+    dropout_steps_matches(
+        "dropout_steps_f32_matches_the_cpu_and_one_dropout_per_step",
+        DType::F32,
+    );
+}
+
+#[test]
+fn dropout_steps_f64_matches_the_cpu_and_one_dropout_per_step() {
+    dropout_steps_matches(
+        "dropout_steps_f64_matches_the_cpu_and_one_dropout_per_step",
+        DType::F64,
+    );
 }

@@ -199,15 +199,12 @@ impl Pending {
         }
         if !self.rows.is_empty() {
             let dtype = self.rows[0].1.dtype();
-            let mut out = match total.take() {
+            let out = match total.take() {
                 Some(t) if exclusively_owned(&t) => t,
                 Some(t) => t.deep_copy()?,
                 None => Tensor::zeros_on(&shape, dtype, self.rows[0].1.device())?,
             };
-            for (ids, values) in &self.rows {
-                out = scatter_add_rows(out, ids, values)?;
-            }
-            total = Some(out);
+            total = Some(scatter_add_pieces(out, &self.rows)?);
         }
         total.ok_or_else(|| Error::invalid("backward: an empty gradient"))
     }
@@ -312,6 +309,61 @@ fn add_slices<T: Float>(dst: &mut [T], src: &[T]) {
     }
 }
 
+/// Adds each piece's `values` rows into `out` at its rows `ids`, piece after piece: on a GPU in
+/// one launch (an embedding used at every decoding step collects a piece per step), elsewhere
+/// one piece at a time; the same bits either way.
+fn scatter_add_pieces(out: Tensor, pieces: &[(Vec<usize>, Tensor)]) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if out.is_cuda()
+        && pieces.len() > 1
+        && pieces
+            .iter()
+            .all(|(_, v)| v.device() == out.device() && v.dtype() == out.dtype())
+    {
+        let out = if exclusively_owned(&out) {
+            out
+        } else {
+            out.deep_copy()?
+        };
+        let row: usize = numel(&out.shape()[1..]);
+        let rows = out.shape()[0];
+        for (ids, values) in pieces {
+            check_rows("scatter_add_rows", out.shape(), rows, row, ids, values)?;
+        }
+        crate::cuda::ops::scatter_add_rows_many_(&out, pieces)?;
+        return Ok(out);
+    }
+    let mut out = out;
+    for (ids, values) in pieces {
+        out = scatter_add_rows(out, ids, values)?;
+    }
+    Ok(out)
+}
+
+/// Checks one piece of a scatter: one row of values per id, every id a row of `out`.
+fn check_rows(
+    op: &'static str,
+    shape: &[usize],
+    rows: usize,
+    row: usize,
+    ids: &[usize],
+    values: &Tensor,
+) -> Result<()> {
+    if values.numel() != ids.len() * row {
+        return Err(Error::shape(
+            op,
+            &[shape, values.shape()],
+            "one row of values per id",
+        ));
+    }
+    if let Some(&bad) = ids.iter().find(|&&i| i >= rows) {
+        return Err(Error::invalid(format!(
+            "{op}: row {bad} out of range for {rows} rows"
+        )));
+    }
+    Ok(())
+}
+
 /// Adds `values` rows into `out` at rows `ids` (in place when `out` is exclusively owned).
 fn scatter_add_rows(out: Tensor, ids: &[usize], values: &Tensor) -> Result<Tensor> {
     let out = if exclusively_owned(&out) {
@@ -321,18 +373,7 @@ fn scatter_add_rows(out: Tensor, ids: &[usize], values: &Tensor) -> Result<Tenso
     };
     let row: usize = numel(&out.shape()[1..]);
     let rows = out.shape()[0];
-    if values.numel() != ids.len() * row {
-        return Err(Error::shape(
-            "scatter_add_rows",
-            &[out.shape(), values.shape()],
-            "one row of values per id",
-        ));
-    }
-    if let Some(&bad) = ids.iter().find(|&&i| i >= rows) {
-        return Err(Error::invalid(format!(
-            "scatter_add_rows: row {bad} out of range for {rows} rows"
-        )));
-    }
+    check_rows("scatter_add_rows", out.shape(), rows, row, ids, values)?;
     #[cfg(feature = "cuda")]
     if out.is_cuda() {
         crate::cuda::ops::scatter_add_rows_(&out, ids, values)?;

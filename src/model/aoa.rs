@@ -4,7 +4,7 @@
 
 use super::AoaConfig;
 use super::categorical::Rows;
-use super::decoder::{CoreOutput, DecoderCore, DecoderState};
+use super::decoder::{CoreOutput, DecoderCore, DecoderState, OutputDropout};
 use super::refiner::Refiner;
 use crate::nn::{AttentionMask, Ctx, Dropout, Embedding, KeyValues, Linear, Module, join};
 use crate::rng::Philox;
@@ -336,7 +336,7 @@ impl AoaModel {
         state: &DecoderState,
         ctx: &mut Ctx,
     ) -> Result<StepOutput> {
-        let out = self.step_core(it, enc, state, ctx)?;
+        let out = self.step_core(it, enc, state, ctx, OutputDropout::Apply)?;
         let logprobs = self.logprobs(&out.output)?;
         let attention = match &out.attention {
             Some(a) => Some(crate::autograd::no_grad(|| {
@@ -352,13 +352,15 @@ impl AoaModel {
     }
 
     /// The decoder core's part of a step (embedding, LSTM, attention, context), without the
-    /// output layer: teacher forcing applies the logit layer to all steps at once.
+    /// output layer: teacher forcing applies the logit layer (and may apply the output
+    /// dropout, [`OutputDropout::Defer`]) to all steps at once.
     pub fn step_core(
         &self,
         it: &[usize],
         enc: &Encoded,
         state: &DecoderState,
         ctx: &mut Ctx,
+        output_dropout: OutputDropout,
     ) -> Result<CoreOutput> {
         if it.len() != enc.batch() || state.batch() != enc.batch() {
             return Err(Error::shape(
@@ -368,7 +370,7 @@ impl AoaModel {
             ));
         }
         let xt = self.drop_lm.forward_relu(&self.embed.forward(it)?, ctx)?;
-        self.core.forward(&xt, enc, state, ctx)
+        self.core.forward(&xt, enc, state, ctx, output_dropout)
     }
 
     /// `log_softmax(logit(output))` for decoder outputs `[..., D]`.
@@ -467,6 +469,16 @@ impl AoaModel {
         }
         let mut state = self.try_init_state(rows)?;
         let mut outputs: Vec<Tensor> = Vec::with_capacity(len - 1);
+        // Without scheduled sampling no step reads an earlier step's output, so the output
+        // dropout is drawn at each step (the same words, in the same order) and applied once
+        // to all steps: one launch each way on a GPU instead of one per step.
+        let sampling = ss_prob > 0.0 && ctx.train;
+        let output_dropout = if sampling {
+            OutputDropout::Apply
+        } else {
+            OutputDropout::Defer
+        };
+        let mut draws = Vec::with_capacity(len - 1);
         for i in 0..len - 1 {
             let column: Vec<usize> = (0..rows).map(|r| labels[r * len + i]).collect();
             if i >= 1 && column.iter().all(|&w| w == 0) {
@@ -488,12 +500,14 @@ impl AoaModel {
             } else {
                 column
             };
-            let out = self.step_core(&it, enc, &state, ctx)?;
+            let out = self.step_core(&it, enc, &state, ctx, output_dropout)?;
             outputs.push(out.output.unsqueeze(1)?);
+            draws.push(out.output_draw);
             state = out.state;
         }
         let parts: Vec<&Tensor> = outputs.iter().collect();
-        Tensor::concat(&parts, 1)
+        let stacked = Tensor::concat(&parts, 1)?;
+        self.core.drop_outputs(&stacked, &draws)
     }
 
     /// Total number of parameters.
@@ -644,6 +658,66 @@ mod tests {
             "shared and copied regions disagree"
         );
         assert!(enc.select_images(&[3]).is_err());
+    }
+
+    /// Teacher forcing draws the output dropout at every step and applies it once to all
+    /// steps ([`OutputDropout::Defer`]): the log-probabilities, every gradient and the
+    /// generator's state after are those of dropping each step's output as it is made.
+    #[test]
+    fn deferred_output_dropout_equals_dropping_each_step() {
+        let c = tiny_config();
+        let mut rng = Philox::new(12);
+        let feats = Tensor::randn(&[2, 4, 6], DType::F64, &mut rng);
+        let (rows, len) = (2, 6);
+        let labels: Vec<usize> = (0..rows * len)
+            .map(|i| if i % len == 0 { 0 } else { 1 + (i * 7) % 10 })
+            .collect();
+        let m = AoaModel::new(c, DType::F64, 13).unwrap();
+        let params = m.named_parameters();
+        let run = |deferred: bool| {
+            for (_, p) in &params {
+                p.zero_grad();
+            }
+            let mut rng = Philox::new(14);
+            let mut ctx = Ctx::train(&mut rng);
+            let enc = m.encode(&feats, None, None, &mut ctx, None).unwrap();
+            let lp = if deferred {
+                m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap()
+            } else {
+                // Each step's output dropped as it is made, then the logit layer over all.
+                let mut state = m.try_init_state(rows).unwrap();
+                let mut outs = Vec::new();
+                for i in 0..len - 1 {
+                    let it: Vec<usize> = (0..rows).map(|r| labels[r * len + i]).collect();
+                    let out = m
+                        .step_core(&it, &enc, &state, &mut ctx, OutputDropout::Apply)
+                        .unwrap();
+                    assert!(out.output_draw.is_none());
+                    outs.push(out.output.unsqueeze(1).unwrap());
+                    state = out.state;
+                }
+                let refs: Vec<&Tensor> = outs.iter().collect();
+                m.logprobs(&Tensor::concat(&refs, 1).unwrap()).unwrap()
+            };
+            let weights = Tensor::randn(lp.shape(), DType::F64, &mut Philox::new(15));
+            lp.mul(&weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let grads: Vec<Vec<f64>> = params
+                .iter()
+                .map(|(_, p)| p.grad().map_or(Vec::new(), |g| g.to_vec_f64()))
+                .collect();
+            let after = ctx.rng.state();
+            (lp.to_vec_f64(), grads, after)
+        };
+        let (deferred, each) = (run(true), run(false));
+        assert_eq!(deferred.0, each.0, "log-probabilities");
+        assert_eq!(deferred.1, each.1, "gradients");
+        assert_eq!(deferred.2, each.2, "generator state after the pass");
+        assert!(deferred.1.iter().any(|g| g.iter().any(|&v| v != 0.0)));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::Result;
 use crate::nn::{
     Ctx, Dropout, DropoutOrder, Linear, LstmCell, Module, MultiHeadAoa, MultiHeadAoaConfig, join,
 };
-use crate::rng::Philox;
+use crate::rng::{Philox, PhiloxState};
 use crate::tensor::{DType, Device, Tensor};
 
 /// The recurrent state between steps (the reference's `(h, c)`, each `[2, B, D]`).
@@ -89,10 +89,25 @@ pub struct DecoderCore {
     out_drop: Dropout,
 }
 
+/// What a decoder step does with its output dropout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputDropout {
+    /// Drop the output at once ([`CoreOutput::output`] is what the logit layer takes).
+    Apply,
+    /// Draw the mask's words now, in the reference's order, but leave the output as it is:
+    /// [`CoreOutput::output_draw`] says where the words are, and
+    /// [`DecoderCore::drop_outputs`] applies every step's mask at once (teacher forcing, where
+    /// no step reads another's output).
+    Defer,
+}
+
 /// The result of one decoder step.
 pub struct CoreOutput {
-    /// The (dropped-out) output fed to the logit layer, `[B, D]`.
+    /// The output fed to the logit layer, `[B, D]`: dropped out, unless the step was asked to
+    /// defer that ([`OutputDropout::Defer`]).
     pub output: Tensor,
+    /// Where a deferred output dropout drew its mask (`None` when applied, or in evaluation).
+    pub output_draw: Option<PhiloxState>,
     /// The new state.
     pub state: DecoderState,
     /// The attention probabilities over regions, `[B, h, 1, N]`, when the context asks for
@@ -146,6 +161,7 @@ impl DecoderCore {
         enc: &Encoded,
         state: &DecoderState,
         ctx: &mut Ctx,
+        output_dropout: OutputDropout,
     ) -> Result<CoreOutput> {
         // `mean_feats + ctx_drop(ctx)` as one op (the same values as the two).
         let global = self
@@ -183,8 +199,13 @@ impl DecoderCore {
                 (o.h, o.c)
             }
         };
+        let (output, output_draw) = match output_dropout {
+            OutputDropout::Apply => (self.out_drop.forward(&out, ctx)?, None),
+            OutputDropout::Defer => (out.clone(), self.out_drop.reserve(out.numel(), ctx)),
+        };
         Ok(CoreOutput {
-            output: self.out_drop.forward(&out, ctx)?,
+            output,
+            output_draw,
             state: DecoderState {
                 h: lstm.h,
                 c: lstm.c,
@@ -193,6 +214,29 @@ impl DecoderCore {
             },
             attention,
         })
+    }
+}
+
+impl DecoderCore {
+    /// The output dropout of steps that deferred it ([`OutputDropout::Defer`]), applied to
+    /// their outputs stacked as `[B, steps, D]`, with `draws[t]` the draw of step `t`
+    /// ([`CoreOutput::output_draw`]): the values and gradient of dropping each as it was made.
+    /// With no draws at all (evaluation) the outputs as they are.
+    pub fn drop_outputs(&self, outputs: &Tensor, draws: &[Option<PhiloxState>]) -> Result<Tensor> {
+        if draws.iter().all(Option::is_none) {
+            return Ok(outputs.clone());
+        }
+        let draws: Vec<PhiloxState> = draws
+            .iter()
+            .map(|d| {
+                d.ok_or_else(|| {
+                    crate::Error::invalid(
+                        "drop_outputs: some steps drew an output dropout and some did not",
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        outputs.dropout_steps(self.out_drop.p(), &draws)
     }
 }
 

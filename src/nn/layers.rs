@@ -213,6 +213,13 @@ impl Dropout {
         x.dropout(self.p, ctx.train, ctx.rng)
     }
 
+    /// Draws the words a [`Dropout::forward`] of `numel` elements would use, without applying
+    /// them: where they start, or `None` when this dropout does nothing (evaluation, `p = 0`).
+    /// The generator advances exactly as the forward would advance it.
+    pub fn reserve(&self, numel: usize, ctx: &mut Ctx) -> Option<crate::rng::PhiloxState> {
+        (ctx.train && self.p > 0.0).then(|| ctx.rng.reserve(numel as u64))
+    }
+
     /// `relu(x)` then this dropout, as one op ([`Tensor::relu_dropout`]: the same values and
     /// random words as `self.forward(&x.relu()?, ctx)`).
     pub fn forward_relu(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {

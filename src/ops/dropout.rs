@@ -13,7 +13,7 @@
 //! the same rule and scale, so the same values as here); the backward redraws the mask from
 //! the saved generator state instead of storing it.
 
-use crate::rng::{Philox, u32_to_unit_f32};
+use crate::rng::{Philox, PhiloxState, u32_to_unit_f32};
 use crate::tensor::{Float, Tensor};
 use crate::{Error, Result, with_float};
 
@@ -152,6 +152,63 @@ impl Tensor {
     }
 }
 
+impl Tensor {
+    /// Dropout of `self [outer, steps, width]` where each step drew its own mask earlier:
+    /// slice `[:, t, :]` takes the mask a [`Tensor::dropout`] of an `[outer, width]` tensor
+    /// would have drawn from `draws[t]` (what [`Philox::reserve`]`(outer · width)` returned at
+    /// that step). The decoder's output dropout is drawn at every step of teacher forcing, in
+    /// the reference's order, and applied here once to all steps' outputs: the values, masks
+    /// and gradient of dropping each step's output as it is made. With `p = 0` the identity.
+    /// Backward: `∂x = g ⊙ mask`. On a GPU one kernel each way, when the draws are of one
+    /// stream and equally spaced (as a decoder's steps draw); otherwise one per step.
+    pub fn dropout_steps(&self, p: f64, draws: &[PhiloxState]) -> Result<Tensor> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::invalid(format!(
+                "dropout_steps: probability {p} outside [0, 1]"
+            )));
+        }
+        let shape = self.shape().to_vec();
+        if shape.len() != 3 || shape[1] != draws.len() {
+            return Err(Error::shape(
+                "dropout_steps",
+                &[&shape, &[draws.len()]],
+                "x [outer, steps, width] with one draw per step",
+            ));
+        }
+        if p == 0.0 {
+            return Ok(self.clone());
+        }
+        let draws = draws.to_vec();
+        #[cfg(feature = "cuda")]
+        if self.is_cuda() {
+            let out = crate::cuda::ops::dropout::apply_steps(self, p, &draws)?;
+            return Ok(out.record("dropout_steps", &[self], move |g| {
+                Ok(vec![Some(crate::cuda::ops::dropout::apply_steps(
+                    g, p, &draws,
+                )?)])
+            }));
+        }
+        let (outer, steps, width) = (shape[0], shape[1], shape[2]);
+        let m = with_float!(self.dtype(), "dropout_steps", T => {
+            let per_step: Vec<Vec<T>> = draws
+                .iter()
+                .map(|&d| mask::<T>(outer * width, p, &mut Philox::from_state(d)))
+                .collect();
+            let mut all = Vec::with_capacity(outer * steps * width);
+            for o in 0..outer {
+                for step in &per_step {
+                    all.extend_from_slice(&step[o * width..(o + 1) * width]);
+                }
+            }
+            Tensor::from_vec(all, &shape)
+        })?;
+        let out = crate::autograd::no_grad(|| self.mul(&m))?;
+        Ok(out.record("dropout_steps", &[self], move |g| {
+            Ok(vec![Some(g.mul(&m)?)])
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +232,47 @@ mod tests {
         // Element i uses word base + i.
         let w = Philox::from_state(before).word_at(before.offset + 17);
         assert_eq!(y[17] != 0.0, dropout_keeps(w, 0.3));
+    }
+
+    /// Steps that drew their masks one after another, with other draws between, dropped at
+    /// once: each slice takes the values of a dropout of that slice from its own draw.
+    #[test]
+    fn dropout_steps_equals_one_dropout_per_step() {
+        let (outer, steps, width) = (3, 4, 10);
+        let x = rand(&[outer, steps, width], 21);
+        let mut rng = Philox::new(8);
+        let draws: Vec<PhiloxState> = (0..steps)
+            .map(|t| {
+                rng.reserve(5 + t as u64); // other draws between, unequally spaced
+                rng.reserve((outer * width) as u64)
+            })
+            .collect();
+        let y = x.dropout_steps(0.4, &draws).unwrap();
+        assert_eq!(y.shape(), &[outer, steps, width]);
+        for (t, &d) in draws.iter().enumerate() {
+            let slice = x.narrow(1, t, 1).unwrap().contiguous().unwrap();
+            let want = slice
+                .dropout(0.4, true, &mut Philox::from_state(d))
+                .unwrap();
+            let got = y.narrow(1, t, 1).unwrap().contiguous().unwrap();
+            assert_eq!(got.to_vec_f64(), want.to_vec_f64(), "step {t}");
+        }
+        let zeros = y.to_vec_f64().iter().filter(|&&v| v == 0.0).count();
+        assert!(zeros > 0 && zeros < outer * steps * width);
+        assert_eq!(
+            x.dropout_steps(0.0, &draws).unwrap().to_vec_f64(),
+            x.to_vec_f64()
+        );
+        assert!(
+            x.dropout_steps(0.4, &draws[..3]).is_err(),
+            "one draw per step"
+        );
+        assert!(x.dropout_steps(1.2, &draws).is_err());
+        check_op(
+            "dropout_steps",
+            |t| t[0].dropout_steps(0.4, &draws),
+            &[rand(&[outer, steps, width], 22)],
+        );
     }
 
     #[test]

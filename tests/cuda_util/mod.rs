@@ -172,6 +172,11 @@ impl Tol {
         f32: (2e-6, 2e-6),
         f64: (1e-13, 1e-12),
     };
+    /// Ops that must give the CPU's bits (masks and products rounded once, as on the CPU).
+    pub const EXACT: Tol = Tol {
+        f32: (0.0, 0.0),
+        f64: (0.0, 0.0),
+    };
     /// Products and reductions over hundreds of terms, and their gradients.
     pub const SUMS: Tol = Tol {
         f32: (2e-5, 1e-4),

@@ -22,6 +22,9 @@ pub mod raw {
         fn dropout<T>(y: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, p: f32, scale: T, seed: u64, stream: u64, offset: u64);
         /// `relu_dropout_f32`, `relu_dropout_f64`: the same on `relu(x)`.
         fn relu_dropout<T>(y: CudaViewMut<'_, T>, x: CudaView<'_, T>, n: i64, p: f32, scale: T, seed: u64, stream: u64, offset: u64);
+        /// `dropout_steps_f32`, `dropout_steps_f64`: dropout of `x [outer, steps, width]`,
+        /// segment `(o, t)` using words `offset + t · step_stride + o · width ..`.
+        fn dropout_steps<T>(y: CudaViewMut<'_, T>, x: CudaView<'_, T>, outer: i64, steps: i64, width: i64, p: f32, scale: T, seed: u64, stream: u64, offset: u64, step_stride: u64);
         /// `add_dropout_f32`, `add_dropout_f64`: `y = a + dropout(x)`.
         fn add_dropout<T>(y: CudaViewMut<'_, T>, a: CudaView<'_, T>, x: CudaView<'_, T>, n: i64, p: f32, scale: T, seed: u64, stream: u64, offset: u64);
     }
@@ -147,4 +150,64 @@ pub fn add_dropout<T: CudaFloat>(
     state: PhiloxState,
 ) -> Result<()> {
     launch(Variant::AddTo(a), dev, y, x, p, state)
+}
+
+/// Dropout of `x [outer, steps, width]` into `y` where each step drew its own mask, one after
+/// another: step `t` uses the words of a [`dropout`] of its `[outer, width]` slice drawn at
+/// `first.offset + t · step_stride` (the decoder's output dropout, drawn at every step of
+/// teacher forcing and applied to all steps' outputs in one launch). The values, bit for bit,
+/// of one [`dropout`] per step; the backward is the same call on the gradient.
+#[allow(clippy::too_many_arguments)]
+pub fn dropout_steps<T: CudaFloat>(
+    dev: &CudaDevice,
+    y: CudaViewMut<'_, T>,
+    x: CudaView<'_, T>,
+    shape: [usize; 3],
+    p: f64,
+    first: PhiloxState,
+    step_stride: u64,
+) -> Result<()> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(Error::invalid(format!(
+            "cuda dropout_steps: p = {p} is not in [0, 1]"
+        )));
+    }
+    let [outer, steps, width] = shape;
+    let n = outer * steps * width;
+    check_len("dropout_steps", "y", y.len(), n)?;
+    check_len("dropout_steps", "x", x.len(), n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    if steps > 1 && step_stride < (outer * width) as u64 {
+        return Err(Error::invalid(format!(
+            "cuda dropout_steps: steps {step_stride} words apart overlap ({} words each)",
+            outer * width
+        )));
+    }
+    let scale = if p < 1.0 {
+        T::from_f64(1.0 / (1.0 - p))
+    } else {
+        T::ZERO
+    };
+    let threads = outer * steps * (width / 4 + 2);
+    // SAFETY: x and y hold outer · steps · width elements (checked above); the kernel writes
+    // each element of y once.
+    unsafe {
+        raw::dropout_steps::<T>(
+            dev,
+            LaunchCfg::elementwise(threads, MAX_GRID_STRIDE_BLOCKS),
+            y,
+            x,
+            outer as i64,
+            steps as i64,
+            width as i64,
+            p as f32,
+            scale,
+            first.seed,
+            first.stream,
+            first.offset,
+            step_stride,
+        )
+    }
 }

@@ -3,8 +3,9 @@
 //! target log-probabilities.
 
 use super::{MAX_GRID_STRIDE_BLOCKS, check_len, to_i32};
-use crate::Result;
 use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
+use crate::{Error, Result};
+use std::sync::Arc;
 
 /// The raw launches (see [`float_kernels!`](crate::cuda::kernels)).
 pub mod raw {
@@ -15,6 +16,9 @@ pub mod raw {
         fn embedding_fwd<T>(out: CudaViewMut<'_, T>, table: CudaView<'_, T>, ids: CudaView<'_, i32>, n: i64, dim: i32, vocab: i32);
         /// `embedding_bwd_f32`, `embedding_bwd_f64`: `dtable[ids[t]] += dout[t]`, deterministic.
         fn embedding_bwd<T>(dtable: CudaViewMut<'_, T>, dout: CudaView<'_, T>, ids: CudaView<'_, i32>, n: i64, dim: i32, vocab: i32);
+        /// `scatter_rows_f32`, `scatter_rows_f64`: `out[dest[k]] += src[start[k]..start[k+1]]`
+        /// in order, from a table of u64 words (see [`super::scatter_rows`]).
+        fn scatter_rows<T>(out: CudaViewMut<'_, T>, table: CudaView<'_, u64>, unique: i64, row: i64);
         /// `index_select_f32`, `index_select_f64`: `out[o, k, i] = x[o, ids[k], i]`.
         fn index_select<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, ids: CudaView<'_, i32>, outer: i64, len: i64, inner: i64, nids: i64);
         /// `index_add_f32`, `index_add_f64`: `gx[o, ids[k], i] += g[o, k, i]`, deterministic.
@@ -77,6 +81,79 @@ pub fn backward<T: CudaFloat>(
     let cfg = LaunchCfg::linear(dim.div_ceil(128) as u32, 128);
     // SAFETY: sizes checked; ids are range-checked in the kernel.
     unsafe { raw::embedding_bwd(dev, cfg, dtable, dout, ids, n as i64, d, v) }
+}
+
+/// One piece of [`scatter_rows`]: `values [ids.len(), row]` to add at rows `ids`.
+#[derive(Debug)]
+pub struct RowsPiece<'a, T> {
+    /// Destination rows, one per row of `values` (repeats add up).
+    pub ids: &'a [usize],
+    /// The rows to add, row-major.
+    pub values: CudaView<'a, T>,
+}
+
+/// `out [rows, row]`: adds every piece's rows at its ids, piece after piece and row after row
+/// (the order, and so the bits, of one [`backward`] per piece), in one launch. The host groups
+/// the rows by destination, keeping their order; the kernel gives each (destination, column)
+/// its own thread, so the launch is as wide as the rows touched times `row`, where
+/// [`backward`] has one thread per column walk every token.
+pub fn scatter_rows<T: CudaFloat>(
+    dev: &Arc<CudaDevice>,
+    out: CudaViewMut<'_, T>,
+    rows: usize,
+    row: usize,
+    pieces: &[RowsPiece<'_, T>],
+) -> Result<()> {
+    check_len("scatter_rows", "out", out.len(), rows * row)?;
+    let mut tokens: Vec<(usize, u64)> = Vec::new();
+    for p in pieces {
+        check_len("scatter_rows", "values", p.values.len(), p.ids.len() * row)?;
+        if let Some(&bad) = p.ids.iter().find(|&&i| i >= rows) {
+            return Err(Error::invalid(format!(
+                "cuda scatter_rows: row {bad} out of range for {rows} rows"
+            )));
+        }
+        let base = p.values.device_ptr();
+        let bytes = (row * std::mem::size_of::<T>()) as u64;
+        tokens.extend(
+            p.ids
+                .iter()
+                .enumerate()
+                .map(|(k, &i)| (i, base + k as u64 * bytes)),
+        );
+    }
+    if tokens.is_empty() || row == 0 {
+        return Ok(());
+    }
+    // A stable sort: each destination's rows stay in piece and row order.
+    tokens.sort_by_key(|&(i, _)| i);
+    let mut dest: Vec<u64> = Vec::new();
+    let mut start: Vec<u64> = Vec::new();
+    for (j, &(i, _)) in tokens.iter().enumerate() {
+        if dest.last() != Some(&(i as u64)) {
+            dest.push(i as u64);
+            start.push(j as u64);
+        }
+    }
+    start.push(tokens.len() as u64);
+    let unique = dest.len();
+    let mut words = dest;
+    words.extend(start);
+    words.extend(tokens.iter().map(|&(_, a)| a));
+    let table = dev.htod(&words)?;
+    // SAFETY: every destination row is below `rows` and `out` holds rows · row elements (checked
+    // above); each source address is a row inside a view borrowed for this call; the table is
+    // on the device before the kernel (same stream).
+    unsafe {
+        raw::scatter_rows(
+            dev,
+            grid(unique * row),
+            out,
+            table.view(),
+            unique as i64,
+            row as i64,
+        )
+    }
 }
 
 /// `out [outer, ids.len(), inner] = x [outer, len, inner]` at `ids` along the middle axis. The

@@ -19,6 +19,52 @@ pub(crate) fn apply(x: &Tensor, p: f64, state: PhiloxState) -> Result<Tensor> {
     })
 }
 
+/// `x [outer, steps, width]` with step `t`'s slice dropped by the words of `draws[t]` (no
+/// graph; see [`Tensor::dropout_steps`]): one launch when the draws are of one stream and
+/// equally spaced by at least a slice, else one [`apply`] per step and a concatenation.
+pub(crate) fn apply_steps(x: &Tensor, p: f64, draws: &[PhiloxState]) -> Result<Tensor> {
+    let dev = device_of(x)?;
+    let shape = [x.shape()[0], x.shape()[1], x.shape()[2]];
+    let slice = (shape[0] * shape[2]) as u64;
+    if let Some(stride) = equal_spacing(draws, slice) {
+        return with_cuda_float!(x.dtype(), "dropout_steps", T => {
+            with_dense::<T, _>(x, "dropout_steps", |xv| {
+                output::<T>(&dev, x.shape(), |o| {
+                    k::dropout_steps(&dev, o, xv, shape, p, draws[0], stride)
+                })
+            })
+        });
+    }
+    crate::autograd::no_grad(|| {
+        let parts = draws
+            .iter()
+            .enumerate()
+            .map(|(t, &d)| apply(&x.narrow(1, t, 1)?.contiguous()?, p, d))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        Tensor::concat(&refs, 1)
+    })
+}
+
+/// The words between consecutive draws when `draws` (at least one) are of one stream, equally
+/// spaced and at least `slice` words apart: what one `dropout_steps` launch needs.
+fn equal_spacing(draws: &[PhiloxState], slice: u64) -> Option<u64> {
+    let first = draws.first()?;
+    if draws.len() == 1 {
+        return Some(slice);
+    }
+    let stride = draws[1].offset.checked_sub(first.offset)?;
+    let regular = draws.iter().enumerate().all(|(t, d)| {
+        d.seed == first.seed
+            && d.stream == first.stream
+            && Some(d.offset)
+                == (t as u64)
+                    .checked_mul(stride)
+                    .and_then(|s| s.checked_add(first.offset))
+    });
+    (regular && stride >= slice).then_some(stride)
+}
+
 /// [`apply`] to `relu(x)`, in one pass (no graph).
 pub(crate) fn apply_relu(x: &Tensor, p: f64, state: PhiloxState) -> Result<Tensor> {
     let dev = device_of(x)?;

@@ -510,6 +510,37 @@ pub(crate) fn sum_many(first: Tensor, rest: &[Tensor], in_place: bool) -> Result
     })
 }
 
+/// Adds every piece's `values [ids.len(), row...]` into rows `ids` of `out` in place, piece
+/// after piece (`out` dense and exclusively owned; ids checked by the caller; all on `out`'s
+/// device and of its dtype), in one launch: the same bits as [`scatter_add_rows_`] per piece.
+pub(crate) fn scatter_add_rows_many_(out: &Tensor, pieces: &[(Vec<usize>, Tensor)]) -> Result<()> {
+    use super::kernels::embedding::{RowsPiece, scatter_rows};
+    let dev = device_of(out)?;
+    let rows = out.shape()[0];
+    let row = numel(&out.shape()[1..]);
+    let range = out
+        .layout()
+        .contiguous_range()
+        .expect("checked by the caller");
+    let values: Vec<Tensor> = pieces
+        .iter()
+        .map(|(_, v)| dense(v))
+        .collect::<Result<_>>()?;
+    with_cuda_float!(out.dtype(), "scatter_add_rows", T => {
+        let locks = ReadLocks::new(&values);
+        let described = pieces
+            .iter()
+            .zip(&values)
+            .map(|((ids, _), v)| {
+                Ok(RowsPiece { ids: ids.as_slice(), values: locks.view::<T>(v, "scatter_add_rows")? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        with_buffer_mut::<T, _>(out, "scatter_add_rows", |o| {
+            scatter_rows(&dev, o.slice_mut(range)?, rows, row, &described)
+        })
+    })
+}
+
 /// Adds `values [ids.len(), row...]` into rows `ids` of `out` in place (`out` dense and
 /// exclusively owned; ids checked by the caller), in id order.
 pub(crate) fn scatter_add_rows_(out: &Tensor, ids: &[usize], values: &Tensor) -> Result<()> {
