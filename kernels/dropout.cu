@@ -20,9 +20,20 @@
 //                offset + t * step_stride + o * width + [0, width): the masks of `steps`
 //                dropouts drawn one after another, `step_stride` words apart (the decoder's
 //                output dropout, drawn at every step and applied once to all steps' outputs).
+//   lstm_input_{f32,f64}  the decoder's LSTM input of one step, out [rows, E + D]:
+//                out[r, :E] = relu_dropout(table[ids[r], :]) (words off_e + r * E + c) and
+//                out[r, E:] = base[r] + dropout(x[r]) (words off_x + r * D + c): an embedding
+//                lookup, relu_dropout, add_dropout and a concatenation, four launches, in one,
+//                with the values of those kernels (an id outside [0, vocab) gives NaN, as
+//                embedding_fwd). p = 0 for a half: no dropout (scale 1).
+//   lstm_input_bwd_{f32,f64}  its backward from dy [rows, E + D] and the output y: the
+//                embedding half's gradient (dy * scale_e where y > 0, else 0; the table's
+//                rows are added by scatter_rows), base's (dy) and x's (dropout of dy), three
+//                launches (a split, the ReLU-scale product and a dropout) in one.
 //
 // Each thread computes one Philox block (4 words) and handles the up to 4 elements that use
-// it, so each word is computed once.
+// it, so each word is computed once (lstm_input and its backward: one word per element, the
+// block computed for each; the step's tensors are small).
 
 #include "common.cuh"
 
@@ -137,4 +148,95 @@ extern "C" __global__ void dropout_steps_f64(double* y, const double* x, i64 out
                                              i64 width, float p, double scale, u64 seed,
                                              u64 stream, u64 offset, u64 step_stride) {
     dropout_steps_impl<double>(y, x, outer, steps, width, p, scale, seed, stream, offset, step_stride);
+}
+
+// The dropout of one half of lstm_input: p = 0 keeps every element (scale 1, no words drawn).
+template <typename T>
+struct HalfDrop {
+    float p;
+    T scale;
+    u64 seed, stream, offset;
+
+    __device__ __forceinline__ bool keep(i64 word) const {
+        return p == 0.0f || dropout_keep(philox_word(seed, stream, offset + (u64)word), p);
+    }
+};
+
+template <typename T>
+__device__ __forceinline__ void lstm_input_impl(T* y, const T* table, const int* ids, const T* base,
+                                                const T* x, i64 rows, i64 e, i64 d, int vocab,
+                                                HalfDrop<T> de, HalfDrop<T> dx) {
+    const i64 width = e + d, total = rows * width;
+    GRID_STRIDE(i, total) {
+        const i64 r = i / width, c = i % width;
+        if (c < e) {
+            const int id = ids[r];
+            T v = (id >= 0 && id < vocab) ? table[(i64)id * e + c] : quiet_nan<T>();
+            v = v > (T)0 ? v : (T)0;
+            if (de.p != 0.0f) v = de.keep(r * e + c) ? mul_rn(v, de.scale) : (T)0;
+            y[i] = v;
+        } else {
+            const i64 k = r * d + (c - e);
+            T v = x[k];
+            if (dx.p != 0.0f) v = dx.keep(k) ? mul_rn(v, dx.scale) : (T)0;
+            y[i] = add_rn(base[k], v);
+        }
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void lstm_input_bwd_impl(T* g_emb, T* g_base, T* g_x, const T* dy,
+                                                    const T* y, i64 rows, i64 e, i64 d,
+                                                    HalfDrop<T> de, HalfDrop<T> dx) {
+    const i64 width = e + d, total = rows * width;
+    GRID_STRIDE(i, total) {
+        const i64 r = i / width, c = i % width;
+        const T g = dy[i];
+        if (c < e) {
+            g_emb[r * e + c] = y[i] > (T)0 ? mul_rn(g, de.scale) : (T)0;
+        } else {
+            const i64 k = r * d + (c - e);
+            g_base[k] = g;
+            g_x[k] = dx.p == 0.0f ? g : (dx.keep(k) ? mul_rn(g, dx.scale) : (T)0);
+        }
+    }
+}
+
+extern "C" __global__ void lstm_input_f32(float* y, const float* table, const int* ids,
+                                          const float* base, const float* x, i64 rows, i64 e,
+                                          i64 d, int vocab, float p_e, float scale_e, u64 seed_e,
+                                          u64 stream_e, u64 offset_e, float p_x, float scale_x,
+                                          u64 seed_x, u64 stream_x, u64 offset_x) {
+    lstm_input_impl<float>(y, table, ids, base, x, rows, e, d, vocab,
+                           HalfDrop<float>{p_e, scale_e, seed_e, stream_e, offset_e},
+                           HalfDrop<float>{p_x, scale_x, seed_x, stream_x, offset_x});
+}
+extern "C" __global__ void lstm_input_f64(double* y, const double* table, const int* ids,
+                                          const double* base, const double* x, i64 rows, i64 e,
+                                          i64 d, int vocab, float p_e, double scale_e, u64 seed_e,
+                                          u64 stream_e, u64 offset_e, float p_x, double scale_x,
+                                          u64 seed_x, u64 stream_x, u64 offset_x) {
+    lstm_input_impl<double>(y, table, ids, base, x, rows, e, d, vocab,
+                            HalfDrop<double>{p_e, scale_e, seed_e, stream_e, offset_e},
+                            HalfDrop<double>{p_x, scale_x, seed_x, stream_x, offset_x});
+}
+extern "C" __global__ void lstm_input_bwd_f32(float* g_emb, float* g_base, float* g_x,
+                                              const float* dy, const float* y, i64 rows, i64 e,
+                                              i64 d, float p_e, float scale_e, u64 seed_e,
+                                              u64 stream_e, u64 offset_e, float p_x,
+                                              float scale_x, u64 seed_x, u64 stream_x,
+                                              u64 offset_x) {
+    lstm_input_bwd_impl<float>(g_emb, g_base, g_x, dy, y, rows, e, d,
+                               HalfDrop<float>{p_e, scale_e, seed_e, stream_e, offset_e},
+                               HalfDrop<float>{p_x, scale_x, seed_x, stream_x, offset_x});
+}
+extern "C" __global__ void lstm_input_bwd_f64(double* g_emb, double* g_base, double* g_x,
+                                              const double* dy, const double* y, i64 rows, i64 e,
+                                              i64 d, float p_e, double scale_e, u64 seed_e,
+                                              u64 stream_e, u64 offset_e, float p_x,
+                                              double scale_x, u64 seed_x, u64 stream_x,
+                                              u64 offset_x) {
+    lstm_input_bwd_impl<double>(g_emb, g_base, g_x, dy, y, rows, e, d,
+                                HalfDrop<double>{p_e, scale_e, seed_e, stream_e, offset_e},
+                                HalfDrop<double>{p_x, scale_x, seed_x, stream_x, offset_x});
 }

@@ -170,3 +170,35 @@ fn gradcheck_indexing_reductions_and_dropout() {
         |t, _| t[0].relu_dropout(0.4, true, &mut Philox::new(3)),
     );
 }
+
+/// The decoder's fused LSTM input (one kernel each way on a GPU): gradients of the table, the
+/// base and the dropped context, with a repeated word, in training and evaluation mode.
+#[test]
+fn gradcheck_lstm_input() {
+    let Some(dev) = cuda("gradcheck_lstm_input") else {
+        return;
+    };
+    let inputs = [
+        randt(&[9, 6], -1.0, 1.0, 41),
+        randt(&[5, 4], -1.0, 1.0, 42),
+        randt(&[5, 4], -1.0, 1.0, 43),
+    ];
+    for train in [true, false] {
+        check(
+            &format!("lstm_input (train {train})"),
+            dev,
+            &inputs,
+            |t, _| {
+                aoanet::ops::LstmInput {
+                    table: &t[0],
+                    ids: &[2, 8, 0, 2, 5],
+                    embed_p: 0.3,
+                    base: &t[1],
+                    x: &t[2],
+                    x_p: 0.4,
+                }
+                .forward(train, &mut Philox::new(44))
+            },
+        );
+    }
+}

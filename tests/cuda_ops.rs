@@ -2167,3 +2167,86 @@ fn dropout_steps_f64_matches_the_cpu_and_one_dropout_per_step() {
         DType::F64,
     );
 }
+
+/// The decoder's LSTM input on the device (one kernel each way): the CPU composition's values
+/// and gradients bit for bit, the same generator use, in training and evaluation mode; one
+/// launch forward.
+fn lstm_input_matches(test: &str, dtype: DType) {
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    let (vocab, embed, width, rows) = (97, 300, 260, 50);
+    let ids: Vec<usize> = (0..rows).map(|r| (r * 13) % vocab).collect();
+    let inputs = [
+        randt(&[vocab, embed], -1.0, 1.0, 96),
+        randt(&[rows, width], -1.0, 1.0, 97),
+        randt(&[rows, width], -1.0, 1.0, 98),
+    ];
+    for train in [true, false] {
+        let what = format!("{test} (train {train})");
+        op_matches_cpu(&what, dev, dtype, &inputs, Tol::EXACT, |t, _| {
+            let mut rng = Philox::new(17);
+            let y = aoanet::ops::LstmInput {
+                table: &t[0],
+                ids: &ids,
+                embed_p: 0.5,
+                base: &t[1],
+                x: &t[2],
+                x_p: 0.5,
+            }
+            .forward(train, &mut rng)?;
+            let drawn = if train { rows * (embed + width) } else { 0 };
+            assert_eq!(rng.state().offset, drawn as u64, "{what}: words drawn");
+            Ok(y)
+        });
+        if dev != Device::Cpu {
+            let on: Vec<Tensor> = inputs
+                .iter()
+                .map(|t| t.to_dtype(dtype).unwrap().to_device(dev).unwrap())
+                .collect();
+            let before = aoanet::cuda::launches_on_this_thread();
+            aoanet::ops::LstmInput {
+                table: &on[0],
+                ids: &ids,
+                embed_p: 0.5,
+                base: &on[1],
+                x: &on[2],
+                x_p: 0.5,
+            }
+            .forward(train, &mut Philox::new(17))
+            .unwrap();
+            // The ids' upload is a copy, not a launch.
+            let launches = aoanet::cuda::launches_on_this_thread() - before;
+            assert_eq!(launches, 1, "{what}: launches");
+        }
+    }
+    // A word outside the table is an error naming it, on both devices.
+    let bad: Vec<usize> = vec![vocab; rows];
+    for device in [Device::Cpu, dev] {
+        let on: Vec<Tensor> = inputs
+            .iter()
+            .map(|t| t.to_device(device).unwrap())
+            .collect();
+        let err = aoanet::ops::LstmInput {
+            table: &on[0],
+            ids: &bad,
+            embed_p: 0.5,
+            base: &on[1],
+            x: &on[2],
+            x_p: 0.5,
+        }
+        .forward(true, &mut Philox::new(1))
+        .unwrap_err();
+        assert!(err.to_string().contains("97"), "{device}: {err}");
+    }
+}
+
+#[test]
+fn lstm_input_f32_matches_the_cpu_composition() {
+    lstm_input_matches("lstm_input_f32_matches_the_cpu_composition", DType::F32);
+}
+
+#[test]
+fn lstm_input_f64_matches_the_cpu_composition() {
+    lstm_input_matches("lstm_input_f64_matches_the_cpu_composition", DType::F64);
+}

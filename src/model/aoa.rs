@@ -4,7 +4,7 @@
 
 use super::AoaConfig;
 use super::categorical::Rows;
-use super::decoder::{CoreOutput, DecoderCore, DecoderState, OutputDropout};
+use super::decoder::{CoreOutput, DecoderCore, DecoderState, OutputDropout, Words};
 use super::refiner::Refiner;
 use crate::nn::{AttentionMask, Ctx, Dropout, Embedding, KeyValues, Linear, Module, join};
 use crate::rng::Philox;
@@ -369,8 +369,12 @@ impl AoaModel {
                 "one word and one state per encoded row",
             ));
         }
-        let xt = self.drop_lm.forward_relu(&self.embed.forward(it)?, ctx)?;
-        self.core.forward(&xt, enc, state, ctx, output_dropout)
+        let words = Words {
+            embed: &self.embed,
+            dropout: &self.drop_lm,
+            ids: it,
+        };
+        self.core.forward(words, enc, state, ctx, output_dropout)
     }
 
     /// `log_softmax(logit(output))` for decoder outputs `[..., D]`.

@@ -10,8 +10,10 @@
 use super::{AoaConfig, DecoderType, Encoded};
 use crate::Result;
 use crate::nn::{
-    Ctx, Dropout, DropoutOrder, Linear, LstmCell, Module, MultiHeadAoa, MultiHeadAoaConfig, join,
+    Ctx, Dropout, DropoutOrder, Embedding, Linear, LstmCell, Module, MultiHeadAoa,
+    MultiHeadAoaConfig, join,
 };
+use crate::ops::LstmInput;
 use crate::rng::{Philox, PhiloxState};
 use crate::tensor::{DType, Device, Tensor};
 
@@ -89,6 +91,17 @@ pub struct DecoderCore {
     out_drop: Dropout,
 }
 
+/// The previous words of a decoder step, with the embedding that turns them into its input.
+#[derive(Clone, Copy)]
+pub struct Words<'a> {
+    /// The word embedding (`embed.0`).
+    pub embed: &'a Embedding,
+    /// The dropout after the embedding's ReLU (`embed.2`).
+    pub dropout: &'a Dropout,
+    /// One word per row (0 = BOS).
+    pub ids: &'a [usize],
+}
+
 /// What a decoder step does with its output dropout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputDropout {
@@ -153,21 +166,28 @@ impl DecoderCore {
         })
     }
 
-    /// One step from the embedded word `xt [B, E]`, the prepared features (global feature,
-    /// keys and values, mask) and the state.
+    /// One step from the previous words (embedded here: `xt = drop(relu(E[it]))`), the
+    /// prepared features (global feature, keys and values, mask) and the state.
     pub fn forward(
         &self,
-        xt: &Tensor,
+        words: Words<'_>,
         enc: &Encoded,
         state: &DecoderState,
         ctx: &mut Ctx,
         output_dropout: OutputDropout,
     ) -> Result<CoreOutput> {
-        // `mean_feats + ctx_drop(ctx)` as one op (the same values as the two).
-        let global = self
-            .ctx_drop
-            .forward_added_to(&enc.mean_feats, &state.ctx, ctx)?;
-        let input = Tensor::concat(&[xt, &global], 1)?;
+        // `[xt ; mean_feats + ctx_drop(ctx)]` as one op (one kernel on a GPU; the values and
+        // random words of the embedding, its ReLU and dropout, the context's dropout and the
+        // concatenation).
+        let input = LstmInput {
+            table: &words.embed.weight,
+            ids: words.ids,
+            embed_p: words.dropout.p(),
+            base: &enc.mean_feats,
+            x: &state.ctx,
+            x_p: self.ctx_drop.p(),
+        }
+        .forward(ctx.train, ctx.rng)?;
         let lstm = self.att_lstm.forward(&input, &state.h, &state.c)?;
         let (rows, width) = (lstm.h.shape()[0], lstm.h.shape()[1]);
         let group = enc.group;

@@ -21,6 +21,7 @@
 //! | `select` | masked_fill, where |
 //! | `dropout` | inverted dropout from the Philox stream |
 //! | `lstm` | the LSTM cell with a hand-written backward |
+//! | `lstm_input` | the decoder's LSTM input of a step (embedding, ReLU, dropouts, concat) as one op |
 
 mod binary;
 mod dropout;
@@ -29,6 +30,7 @@ mod index;
 mod layer_norm;
 mod linear;
 mod lstm;
+mod lstm_input;
 mod matmul;
 mod reduce;
 mod select;
@@ -39,6 +41,7 @@ mod weights;
 
 pub use dropout::dropout_keeps;
 pub use lstm::LstmCellOutput;
+pub use lstm_input::LstmInput;
 pub use matmul::reference_matmul;
 pub(crate) use shape::pad_into;
 

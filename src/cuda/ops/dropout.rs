@@ -4,9 +4,10 @@
 
 use super::{device_of, output, with_cuda_float, with_dense};
 use crate::Result;
+use crate::cuda::CudaFloat;
 use crate::cuda::kernels::dropout as k;
 use crate::rng::PhiloxState;
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 
 /// `x` with each element kept (and scaled by `1/(1−p)`) or zeroed by the words of `state`'s
 /// stream from `state.offset` on (no graph; the caller advances the generator).
@@ -95,4 +96,64 @@ pub(crate) fn relu_backward(g: &Tensor, y: &Tensor, scale: f64) -> Result<Tensor
         y,
         crate::cuda::kernels::elementwise::Binary::ReluScaleBwd(scale),
     )
+}
+
+/// The decoder's LSTM input of one step in one launch (no graph; see
+/// [`crate::ops::LstmInput`]): `[relu_dropout(table[ids]) ; base + dropout(x)]`.
+pub(crate) fn lstm_input(
+    table: &Tensor,
+    ids: &[usize],
+    base: &Tensor,
+    x: &Tensor,
+    dims: k::LstmInputDims,
+    drops: [k::HalfDropout; 2],
+) -> Result<Tensor> {
+    let dev = device_of(table)?;
+    let ids_d = super::upload_ids(&dev, "lstm_input", ids)?;
+    let shape = [dims.rows, dims.embed + dims.width];
+    with_cuda_float!(table.dtype(), "lstm_input", T => {
+        with_dense::<T, _>(table, "lstm_input", |tv| {
+            with_dense::<T, _>(base, "lstm_input", |bv| {
+                with_dense::<T, _>(x, "lstm_input", |xv| {
+                    output::<T>(&dev, &shape, |o| {
+                        k::lstm_input(&dev, o, tv, ids_d.view(), bv, xv, dims, drops)
+                    })
+                })
+            })
+        })
+    })
+}
+
+/// The three gradients of [`lstm_input`] from `g` and its output `y`, in one launch: the
+/// embedding half's `[rows, E]` (to add into the table's rows), `base`'s and `x`'s
+/// `[rows, D]`.
+pub(crate) fn lstm_input_backward(
+    g: &Tensor,
+    y: &Tensor,
+    dims: k::LstmInputDims,
+    drops: [k::HalfDropout; 2],
+) -> Result<[Tensor; 3]> {
+    let dev = device_of(g)?;
+    let (rows, e, d) = (dims.rows, dims.embed, dims.width);
+    with_cuda_float!(g.dtype(), "lstm_input backward", T => {
+        with_dense::<T, _>(g, "lstm_input backward", |gv| {
+            with_dense::<T, _>(y, "lstm_input backward", |yv| {
+                let mut g_emb = dev.alloc::<T>(rows * e)?;
+                let mut g_base = dev.alloc::<T>(rows * d)?;
+                let mut g_x = dev.alloc::<T>(rows * d)?;
+                k::lstm_input_backward(
+                    &dev,
+                    g_emb.view_mut(),
+                    g_base.view_mut(),
+                    g_x.view_mut(),
+                    gv,
+                    yv,
+                    dims,
+                    drops,
+                )?;
+                let wrap = |b, shape: &[usize]| Tensor::from_storage(Storage::Cuda(T::wrap(b)), shape);
+                Ok([wrap(g_emb, &[rows, e])?, wrap(g_base, &[rows, d])?, wrap(g_x, &[rows, d])?])
+            })
+        })
+    })
 }
