@@ -2250,3 +2250,78 @@ fn lstm_input_f32_matches_the_cpu_composition() {
 fn lstm_input_f64_matches_the_cpu_composition() {
     lstm_input_matches("lstm_input_f64_matches_the_cpu_composition", DType::F64);
 }
+
+/// The backward kernel of the decoder's LSTM input, through the op: after one forward on the
+/// device, the backward's gradients of the table (rows added by the scatter), the base and the
+/// context equal the CPU composition's bit for bit, with several words repeated; the table's
+/// untouched rows get zeros.
+fn lstm_input_bwd_matches(test: &str, dtype: DType) {
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    let (vocab, embed, width, rows) = (40, 130, 70, 25);
+    let ids: Vec<usize> = (0..rows).map(|r| (r * r) % 17).collect();
+    let run = |device: Device| {
+        let leaves: Vec<Tensor> = [
+            randt(&[vocab, embed], -1.0, 1.0, 81),
+            randt(&[rows, width], -1.0, 1.0, 82),
+            randt(&[rows, width], -1.0, 1.0, 83),
+        ]
+        .iter()
+        .map(|t| {
+            t.to_dtype(dtype)
+                .unwrap()
+                .to_device(device)
+                .unwrap()
+                .requiring_grad()
+        })
+        .collect();
+        let y = aoanet::ops::LstmInput {
+            table: &leaves[0],
+            ids: &ids,
+            embed_p: 0.25,
+            base: &leaves[1],
+            x: &leaves[2],
+            x_p: 0.35,
+        }
+        .forward(true, &mut Philox::new(84))
+        .unwrap();
+        let r = randt(y.shape(), -1.0, 1.0, 85).to_dtype(dtype).unwrap();
+        y.mul(&r.to_device(device).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        leaves
+            .iter()
+            .map(|l| l.grad().unwrap().to_vec_f64())
+            .collect::<Vec<_>>()
+    };
+    let (want, got) = (run(Device::Cpu), run(dev));
+    for (i, name) in ["table", "base", "x"].iter().enumerate() {
+        assert_eq!(got[i], want[i], "{test}: gradient of {name}");
+    }
+    let untouched = (0..vocab).find(|v| !ids.contains(v)).unwrap();
+    assert!(
+        got[0][untouched * embed..(untouched + 1) * embed]
+            .iter()
+            .all(|&g| g == 0.0)
+    );
+}
+
+#[test]
+fn lstm_input_bwd_f32_gives_the_composition_gradients() {
+    lstm_input_bwd_matches(
+        "lstm_input_bwd_f32_gives_the_composition_gradients",
+        DType::F32,
+    );
+}
+
+#[test]
+fn lstm_input_bwd_f64_gives_the_composition_gradients() {
+    lstm_input_bwd_matches(
+        "lstm_input_bwd_f64_gives_the_composition_gradients",
+        DType::F64,
+    );
+}
