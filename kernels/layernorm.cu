@@ -6,10 +6,11 @@
 // versions through the tensor ops in tests/cuda_ops.rs), each in f32 and f64:
 //   layernorm_fwd_*           y, and per row the mean and std saved for backward (may be null)
 //   layernorm_bwd_*           dx (overwritten) from dy, x, gamma and the saved mean/std
-//   layernorm_bwd_params_*    per-chunk partial sums of dgamma, dbeta ([chunks, D]), stored,
-//                             or (`accumulate`) added to what the buffers hold: with one chunk
-//                             the wrapper passes the gradients themselves (no reduction
-//                             launch), else it sums the chunks into them in a fixed order.
+//   layernorm_bwd_params_*    dgamma, dbeta from per-chunk partial sums: with one chunk the
+//                             wrapper passes the gradients themselves, stored or
+//                             (`accumulate`) added to; with more, the partials go to a
+//                             [chunks, D] workspace and the last block of each column tile
+//                             sums them in chunk order into the gradients (one launch).
 //
 // Backward, per row, with r = 1 / (std + eps), xc = x - mean, a = dy * gamma (D = cols):
 //   d(xc_i r)/dx_j = (delta_ij - 1/D) r + xc_i dr/dx_j,  dr/dx_j = -r^2 xc_j / ((D-1) std)
@@ -97,45 +98,74 @@ extern "C" __global__ void layernorm_bwd_f64(double* dx, const double* dy, const
 }
 
 // Block (x: columns, y: chunk of rows). Thread handles column j of rows
-// [chunk * rows_per_chunk, ...) and writes (or adds) partial sums for that chunk.
-// Deterministic: no atomics; the wrapper sums the [chunks, cols] partials in a fixed order.
+// [chunk * rows_per_chunk, ...) and writes (or adds) the chunk's partial sums.
+// With `counters` null (one chunk): `dgamma_part`/`dbeta_part` are the gradients themselves,
+// stored or (`accumulate`) added to. Otherwise they are [chunks, cols] partials, and the last
+// block of each column tile to finish (a count per tile, after __threadfence) sums the
+// partials in chunk order into `dgamma`/`dbeta` (stored or added) and sets its count back to
+// zero: the sum sum_cols computes over the partials, in the same launch. Deterministic: the
+// order of the sums is fixed, whichever block finishes last.
 template <typename T>
 __device__ __forceinline__ void layernorm_bwd_params_impl(T* dgamma_part, T* dbeta_part,
                                                           const T* dy, const T* x, const T* mean,
                                                           const T* stdv, i64 rows, int cols,
                                                           i64 rows_per_chunk, T eps,
-                                                          int accumulate) {
+                                                          int accumulate, T* dgamma, T* dbeta,
+                                                          int* counters) {
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
     const i64 chunk = blockIdx.y;
-    if (j >= cols) return;
-    const i64 r0 = chunk * rows_per_chunk;
-    const i64 r1 = min(rows, r0 + rows_per_chunk);
-    T g = (T)0, b = (T)0;
-    for (i64 row = r0; row < r1; ++row) {
-        const T d = dy[row * cols + j];
-        const T xhat = (x[row * cols + j] - mean[row]) / (stdv[row] + eps);
-        g += d * xhat;
-        b += d;
+    if (j < cols) {
+        const i64 r0 = chunk * rows_per_chunk;
+        const i64 r1 = min(rows, r0 + rows_per_chunk);
+        T g = (T)0, b = (T)0;
+        for (i64 row = r0; row < r1; ++row) {
+            const T d = dy[row * cols + j];
+            const T xhat = (x[row * cols + j] - mean[row]) / (stdv[row] + eps);
+            g += d * xhat;
+            b += d;
+        }
+        T* pg = dgamma_part + chunk * cols + j;
+        T* pb = dbeta_part + chunk * cols + j;
+        const int add = accumulate && !counters;
+        *pg = add ? *pg + g : g;
+        *pb = add ? *pb + b : b;
     }
-    T* pg = dgamma_part + chunk * cols + j;
-    T* pb = dbeta_part + chunk * cols + j;
-    *pg = accumulate ? *pg + g : g;
-    *pb = accumulate ? *pb + b : b;
+    if (!counters) return;
+    __shared__ int last;
+    // Each thread's partials reach the whole device before the block's count does.
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&counters[blockIdx.x], 1) + 1 == (int)gridDim.y;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();  // the other blocks' partials are read after their counts
+    if (j < cols) {
+        T g = (T)0, b = (T)0;
+        for (int c = 0; c < (int)gridDim.y; ++c) {
+            g += __ldcg(dgamma_part + (i64)c * cols + j);  // L2: written by other SMs
+            b += __ldcg(dbeta_part + (i64)c * cols + j);
+        }
+        dgamma[j] = accumulate ? dgamma[j] + g : g;
+        dbeta[j] = accumulate ? dbeta[j] + b : b;
+    }
+    if (threadIdx.x == 0) counters[blockIdx.x] = 0;
 }
 
 extern "C" __global__ void layernorm_bwd_params_f32(float* dgamma_part, float* dbeta_part,
                                                     const float* dy, const float* x,
                                                     const float* mean, const float* stdv,
                                                     i64 rows, int cols, i64 rows_per_chunk,
-                                                    float eps, int accumulate) {
+                                                    float eps, int accumulate, float* dgamma,
+                                                    float* dbeta, int* counters) {
     layernorm_bwd_params_impl(dgamma_part, dbeta_part, dy, x, mean, stdv, rows, cols,
-                              rows_per_chunk, eps, accumulate);
+                              rows_per_chunk, eps, accumulate, dgamma, dbeta, counters);
 }
 extern "C" __global__ void layernorm_bwd_params_f64(double* dgamma_part, double* dbeta_part,
                                                     const double* dy, const double* x,
                                                     const double* mean, const double* stdv,
                                                     i64 rows, int cols, i64 rows_per_chunk,
-                                                    double eps, int accumulate) {
+                                                    double eps, int accumulate, double* dgamma,
+                                                    double* dbeta, int* counters) {
     layernorm_bwd_params_impl(dgamma_part, dbeta_part, dy, x, mean, stdv, rows, cols,
-                              rows_per_chunk, eps, accumulate);
+                              rows_per_chunk, eps, accumulate, dgamma, dbeta, counters);
 }

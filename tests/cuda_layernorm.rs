@@ -61,6 +61,8 @@ fn reference(x: &[f32], g: &[f32], b: &[f32], dy: &[f32], rows: usize, d: usize)
 const SHAPES: [(usize, usize); 4] = [(5, 2), (7, 33), (130, 1024), (3, 2047)];
 
 fn run(test: &str, check_params: bool) {
+    // One shape has three chunks of rows: the parameter sums finished by a last block.
+    assert!(SHAPES.iter().any(|&(rows, _)| rows > 2 * ROWS_PER_CHUNK));
     for params in [ParamGrads::Accumulate, ParamGrads::Overwrite] {
         run_with(test, check_params, params);
     }
@@ -140,13 +142,44 @@ fn run_with(test: &str, check_params: bool, params: ParamGrads) {
             EPS,
         )
         .unwrap();
-        // One chunk of rows: the input gradient and the parameter gradients, summed in place;
-        // more: also the two column sums of the chunks' partial sums.
-        let want_launches = if rows <= ROWS_PER_CHUNK { 2 } else { 4 };
+        // The input gradient, and the parameter gradients in one launch however many chunks
+        // of rows (more than one: the last block of each column tile sums the chunks).
         assert_eq!(
             aoanet::cuda::launches_on_this_thread() - launches,
-            want_launches,
+            2,
             "{rows} rows"
+        );
+        // Again into fresh gradients: the same bits (the sum's order does not depend on which
+        // block finishes last, and the tile counters were left at zero for the next launch).
+        let mut dg2 = dev.htod(&vec![start; d]).unwrap();
+        let mut db2 = dev.htod(&vec![start; d]).unwrap();
+        let mut dx2 = dev.alloc::<f32>(rows * d).unwrap();
+        layernorm::backward(
+            &dev,
+            params,
+            dx2.view_mut(),
+            dg2.view_mut(),
+            db2.view_mut(),
+            dyd.view(),
+            xd.view(),
+            gd.view(),
+            mean.view(),
+            std.view(),
+            rows,
+            d,
+            EPS,
+        )
+        .unwrap();
+        let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(dg2.to_host().unwrap()),
+            bits(dg.to_host().unwrap()),
+            "{rows} rows: dgamma bits"
+        );
+        assert_eq!(
+            bits(db2.to_host().unwrap()),
+            bits(db.to_host().unwrap()),
+            "{rows} rows: dbeta bits"
         );
         if check_params {
             let expected = |v: &[f64]| {

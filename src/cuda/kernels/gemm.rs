@@ -486,19 +486,20 @@ fn launch_planned<EA: crate::cuda::DeviceType, EB: crate::cuda::DeviceType>(
     let cfg = slices.cfg_tiled(threads, tile)?;
     let tiles = cfg.grid.0 as usize * cfg.grid.1 as usize;
     let mut partials = dev.alloc::<f32>(plan.splits * g.m * g.n)?;
-    let mut counters = SplitCounters::lend(dev, tiles)?;
+    let mut counters = TileCounters::lend(dev, tiles)?;
     let split = Some((partials.view_mut(), counters.view_mut(tiles)?));
     launch_gemm!(
         kernel, dev, &slices, cfg, c, a, b, bias, g.alpha, g.beta, split
     )
 }
 
-/// Counters per tile of a split-K launch, zero before it and again after it (the last block
-/// of each tile resets its count). Lent one buffer per launch and taken back as soon as the
+/// Counters per tile of a launch whose last block per tile finishes the tile's sum (a split-K
+/// product, a LayerNorm's parameter gradients over several chunks of rows), zero before it and
+/// again after it (the last block of each tile resets its count). Lent one buffer per launch and taken back as soon as the
 /// launch is queued: a device runs all its launches on its one stream, in order, so the next
 /// borrower's kernel runs after the last one has reset them, and host threads queueing at the
 /// same time hold different buffers.
-struct SplitCounters {
+pub(crate) struct TileCounters {
     ordinal: usize,
     buffer: Option<CudaBuffer<i32>>,
 }
@@ -511,13 +512,13 @@ const COUNTERS_PER_BUFFER: usize = 1024;
 /// Zeroed counter buffers not lent out, with their device's ordinal.
 static SPARE_COUNTERS: Mutex<Vec<(usize, CudaBuffer<i32>)>> = Mutex::new(Vec::new());
 
-impl SplitCounters {
+impl TileCounters {
     /// At least `tiles` zero counters on `dev`: a spare buffer, or a new one zeroed on the
     /// stream (one for this launch only when `tiles` exceeds [`COUNTERS_PER_BUFFER`]).
-    fn lend(dev: &Arc<CudaDevice>, tiles: usize) -> Result<Self> {
+    pub(crate) fn lend(dev: &Arc<CudaDevice>, tiles: usize) -> Result<Self> {
         let ordinal = dev.ordinal();
         if tiles > COUNTERS_PER_BUFFER {
-            return Ok(SplitCounters {
+            return Ok(TileCounters {
                 ordinal,
                 buffer: Some(dev.zeros::<i32>(tiles)?),
             });
@@ -535,14 +536,14 @@ impl SplitCounters {
             Some(b) => b,
             None => dev.zeros::<i32>(COUNTERS_PER_BUFFER)?,
         };
-        Ok(SplitCounters {
+        Ok(TileCounters {
             ordinal,
             buffer: Some(buffer),
         })
     }
 
     /// The first `tiles` counters.
-    fn view_mut(&mut self, tiles: usize) -> Result<CudaViewMut<'_, i32>> {
+    pub(crate) fn view_mut(&mut self, tiles: usize) -> Result<CudaViewMut<'_, i32>> {
         self.buffer
             .as_mut()
             .expect("lent until dropped")
@@ -551,7 +552,7 @@ impl SplitCounters {
     }
 }
 
-impl Drop for SplitCounters {
+impl Drop for TileCounters {
     fn drop(&mut self) {
         let Some(buffer) = self.buffer.take() else {
             return;

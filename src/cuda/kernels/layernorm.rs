@@ -1,6 +1,6 @@
 //! The reference LayerNorm, unbiased std with eps added to the std (`kernels/layernorm.cu`).
 
-use super::{check_len, reduce, row_grid, to_i32};
+use super::{check_len, row_grid, to_i32};
 use crate::cuda::{CudaDevice, CudaFloat, CudaView, CudaViewMut, LaunchCfg};
 use crate::{Error, Result};
 
@@ -16,11 +16,15 @@ pub mod raw {
         /// `layernorm_bwd_f32`, `layernorm_bwd_f64`: input gradient (overwritten).
         fn layernorm_bwd<T>(dx: CudaViewMut<'_, T>, dy: CudaView<'_, T>, x: CudaView<'_, T>, gamma: CudaView<'_, T>,
             mean: CudaView<'_, T>, stdv: CudaView<'_, T>, rows: i64, cols: i32, eps: T);
-        /// `layernorm_bwd_params_f32`, `layernorm_bwd_params_f64`: per-chunk partial parameter
-        /// gradients `[chunks, cols]`, stored or (`accumulate` != 0) added.
+        /// `layernorm_bwd_params_f32`, `layernorm_bwd_params_f64`: the parameter gradients from
+        /// per-chunk partial sums: one chunk straight into `dgamma_part`/`dbeta_part` (stored or
+        /// added), more through `[chunks, cols]` partials summed by each column tile's last
+        /// block into `dgamma`/`dbeta` (with `counters`, one per column tile, zero before and
+        /// after).
         fn layernorm_bwd_params<T>(dgamma_part: CudaViewMut<'_, T>, dbeta_part: CudaViewMut<'_, T>, dy: CudaView<'_, T>,
             x: CudaView<'_, T>, mean: CudaView<'_, T>, stdv: CudaView<'_, T>, rows: i64, cols: i32, rows_per_chunk: i64, eps: T,
-            accumulate: i32);
+            accumulate: i32, dgamma: Option<CudaViewMut<'_, T>>, dbeta: Option<CudaViewMut<'_, T>>,
+            counters: Option<CudaViewMut<'_, i32>>);
     }
 }
 
@@ -95,7 +99,8 @@ pub enum ParamGrads {
 }
 
 /// Rows per partial sum of the parameter gradients: at most this many rows (the decoder's 50
-/// queries) take one launch for them, more take a partial-sum launch and two column sums.
+/// queries) are summed straight into them; more go through partial sums that the same launch
+/// adds up (its last block per column tile).
 pub const ROWS_PER_CHUNK: usize = 64;
 
 /// Gradients: `dx` overwritten; `dgamma`, `dbeta` as `params` says.
@@ -152,11 +157,12 @@ pub fn backward<T: CudaFloat>(
             T::from_f64(eps),
         )?;
     }
-    // Parameter gradients: partial sums over chunks of rows, then a deterministic column sum;
-    // one chunk is summed straight into the gradients.
+    // Parameter gradients: partial sums over chunks of rows; one chunk is summed straight into
+    // the gradients, more are summed in chunk order by each column tile's last block.
     let chunks = rows.div_ceil(ROWS_PER_CHUNK);
+    let col_tiles = cols.div_ceil(128);
     let cfg = LaunchCfg {
-        grid: (cols.div_ceil(128) as u32, chunks as u32, 1),
+        grid: (col_tiles as u32, chunks as u32, 1),
         block: (128, 1, 1),
         smem: 0,
     };
@@ -165,40 +171,54 @@ pub fn backward<T: CudaFloat>(
             "cuda layernorm backward: {rows} rows is too many"
         )));
     }
-    // The partial sums of each chunk into `dg`, `db` (`[chunks, cols]`), stored or added.
-    let partial_sums = |dg: CudaViewMut<'_, T>, db: CudaViewMut<'_, T>, add: bool| {
-        check_len(
-            "layernorm backward",
-            "partial sums",
-            dg.len().min(db.len()),
-            chunks * cols,
-        )?;
-        // SAFETY: both buffers hold chunks·cols elements (checked); the grid covers exactly
-        // the columns (guarded in the kernel) and the chunks.
-        unsafe {
+    let rpc = ROWS_PER_CHUNK as i64;
+    if chunks == 1 {
+        // SAFETY: dgamma and dbeta hold cols elements (checked above): the one chunk's sums;
+        // the grid covers the columns (guarded in the kernel).
+        return unsafe {
             raw::layernorm_bwd_params(
                 dev,
                 cfg,
-                dg,
-                db,
+                dgamma,
+                dbeta,
                 dy,
                 x,
                 mean,
                 std,
                 rows as i64,
                 c,
-                ROWS_PER_CHUNK as i64,
+                rpc,
                 T::from_f64(eps),
-                i32::from(add),
+                i32::from(accumulate),
+                None,
+                None,
+                None,
             )
-        }
-    };
-    if chunks == 1 {
-        return partial_sums(dgamma, dbeta, accumulate);
+        };
     }
     let mut gp = dev.alloc::<T>(chunks * cols)?;
     let mut bp = dev.alloc::<T>(chunks * cols)?;
-    partial_sums(gp.view_mut(), bp.view_mut(), false)?;
-    reduce::sum_cols(dev, dgamma, gp.view(), chunks, cols, accumulate)?;
-    reduce::sum_cols(dev, dbeta, bp.view(), chunks, cols, accumulate)
+    let mut counters = super::gemm::TileCounters::lend(dev, col_tiles)?;
+    // SAFETY: the partials hold chunks · cols elements, dgamma and dbeta cols (checked above),
+    // and there is a zero counter per column tile (lent for this launch, left zero by it).
+    unsafe {
+        raw::layernorm_bwd_params(
+            dev,
+            cfg,
+            gp.view_mut(),
+            bp.view_mut(),
+            dy,
+            x,
+            mean,
+            std,
+            rows as i64,
+            c,
+            rpc,
+            T::from_f64(eps),
+            i32::from(accumulate),
+            Some(dgamma),
+            Some(dbeta),
+            Some(counters.view_mut(col_tiles)?),
+        )
+    }
 }
