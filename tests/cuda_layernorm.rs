@@ -116,60 +116,44 @@ fn run_with(test: &str, check_params: bool, params: ParamGrads) {
             1e-6,
             1e-5,
         );
-        let mut dx = dev.alloc::<f32>(rows * d).unwrap();
         // Accumulated parameter gradients start from 1 and end at 1 + the gradient;
         // overwritten ones start from NaN, which must not show.
         let start = match params {
             ParamGrads::Accumulate => 1.0f32,
             ParamGrads::Overwrite => f32::NAN,
         };
-        let mut dg = dev.htod(&vec![start; d]).unwrap();
-        let mut db = dev.htod(&vec![start; d]).unwrap();
-        let launches = aoanet::cuda::launches_on_this_thread();
-        layernorm::backward(
-            &dev,
-            params,
-            dx.view_mut(),
-            dg.view_mut(),
-            db.view_mut(),
-            dyd.view(),
-            xd.view(),
-            gd.view(),
-            mean.view(),
-            std.view(),
-            rows,
-            d,
-            EPS,
-        )
-        .unwrap();
+        // The backward into fresh buffers: dx, dgamma, dbeta, and the launches it took.
+        let backward = || {
+            let mut dx = dev.alloc::<f32>(rows * d).unwrap();
+            let mut dg = dev.htod(&vec![start; d]).unwrap();
+            let mut db = dev.htod(&vec![start; d]).unwrap();
+            let launches = aoanet::cuda::launches_on_this_thread();
+            layernorm::backward(
+                &dev,
+                params,
+                dx.view_mut(),
+                dg.view_mut(),
+                db.view_mut(),
+                dyd.view(),
+                xd.view(),
+                gd.view(),
+                mean.view(),
+                std.view(),
+                rows,
+                d,
+                EPS,
+            )
+            .unwrap();
+            let launches = aoanet::cuda::launches_on_this_thread() - launches;
+            (dx, dg, db, launches)
+        };
+        let (dx, dg, db, launches) = backward();
         // The input gradient, and the parameter gradients in one launch however many chunks
         // of rows (more than one: the last block of each column tile sums the chunks).
-        assert_eq!(
-            aoanet::cuda::launches_on_this_thread() - launches,
-            2,
-            "{rows} rows"
-        );
-        // Again into fresh gradients: the same bits (the sum's order does not depend on which
-        // block finishes last, and the tile counters were left at zero for the next launch).
-        let mut dg2 = dev.htod(&vec![start; d]).unwrap();
-        let mut db2 = dev.htod(&vec![start; d]).unwrap();
-        let mut dx2 = dev.alloc::<f32>(rows * d).unwrap();
-        layernorm::backward(
-            &dev,
-            params,
-            dx2.view_mut(),
-            dg2.view_mut(),
-            db2.view_mut(),
-            dyd.view(),
-            xd.view(),
-            gd.view(),
-            mean.view(),
-            std.view(),
-            rows,
-            d,
-            EPS,
-        )
-        .unwrap();
+        assert_eq!(launches, 2, "{rows} rows");
+        // Again: the same bits (the sum's order does not depend on which block finishes last,
+        // and the tile counters were left at zero for the next launch).
+        let (_, dg2, db2, _) = backward();
         let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(
             bits(dg2.to_host().unwrap()),

@@ -311,11 +311,11 @@ fn add_slices<T: Float>(dst: &mut [T], src: &[T]) {
 
 /// Adds each piece's `values` rows into `out` at its rows `ids`, piece after piece: on a GPU in
 /// one launch (an embedding used at every decoding step collects a piece per step), elsewhere
-/// one piece at a time; the same bits either way.
+/// (and for pieces on another device or of another dtype, which the CPU loop refuses with a
+/// clear error) one piece at a time; the same bits either way.
 fn scatter_add_pieces(out: Tensor, pieces: &[(Vec<usize>, Tensor)]) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if out.is_cuda()
-        && pieces.len() > 1
         && pieces
             .iter()
             .all(|(_, v)| v.device() == out.device() && v.dtype() == out.dtype())
@@ -374,11 +374,6 @@ fn scatter_add_rows(out: Tensor, ids: &[usize], values: &Tensor) -> Result<Tenso
     let row: usize = numel(&out.shape()[1..]);
     let rows = out.shape()[0];
     check_rows("scatter_add_rows", out.shape(), rows, row, ids, values)?;
-    #[cfg(feature = "cuda")]
-    if out.is_cuda() {
-        crate::cuda::ops::scatter_add_rows_(&out, ids, values)?;
-        return Ok(out);
-    }
     with_float!(out.dtype(), "scatter_add_rows", T => {
         values.with_slice::<T, _>("scatter_add_rows", |v| {
             out.with_data_mut::<T, _>(|o| {

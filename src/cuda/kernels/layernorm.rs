@@ -171,54 +171,46 @@ pub fn backward<T: CudaFloat>(
             "cuda layernorm backward: {rows} rows is too many"
         )));
     }
-    let rpc = ROWS_PER_CHUNK as i64;
-    if chunks == 1 {
-        // SAFETY: dgamma and dbeta hold cols elements (checked above): the one chunk's sums;
-        // the grid covers the columns (guarded in the kernel).
-        return unsafe {
-            raw::layernorm_bwd_params(
-                dev,
-                cfg,
-                dgamma,
-                dbeta,
-                dy,
-                x,
-                mean,
-                std,
-                rows as i64,
-                c,
-                rpc,
-                T::from_f64(eps),
-                i32::from(accumulate),
-                None,
-                None,
-                None,
-            )
-        };
-    }
-    let mut gp = dev.alloc::<T>(chunks * cols)?;
-    let mut bp = dev.alloc::<T>(chunks * cols)?;
-    let mut counters = super::gemm::TileCounters::lend(dev, col_tiles)?;
-    // SAFETY: the partials hold chunks · cols elements, dgamma and dbeta cols (checked above),
-    // and there is a zero counter per column tile (lent for this launch, left zero by it).
+    // One chunk: its sums go straight into the gradients. More: into partials, which the
+    // last block of each column tile sums into the gradients (with a zero counter per tile,
+    // lent for this launch and left zero by it).
+    let (mut gp, mut bp, mut counters);
+    let (parts, finish) = if chunks == 1 {
+        ((dgamma, dbeta), (None, None, None))
+    } else {
+        gp = dev.alloc::<T>(chunks * cols)?;
+        bp = dev.alloc::<T>(chunks * cols)?;
+        counters = super::gemm::TileCounters::lend(dev, col_tiles)?;
+        (
+            (gp.view_mut(), bp.view_mut()),
+            (
+                Some(dgamma),
+                Some(dbeta),
+                Some(counters.view_mut(col_tiles)?),
+            ),
+        )
+    };
+    // SAFETY: the parts hold chunks · cols elements (the gradients themselves for one chunk),
+    // the gradients cols (checked above), the counters one per column tile; the grid covers
+    // the columns (guarded in the kernel) and the chunks.
     unsafe {
         raw::layernorm_bwd_params(
             dev,
             cfg,
-            gp.view_mut(),
-            bp.view_mut(),
+            parts.0,
+            parts.1,
             dy,
             x,
             mean,
             std,
             rows as i64,
             c,
-            rpc,
+            ROWS_PER_CHUNK as i64,
             T::from_f64(eps),
             i32::from(accumulate),
-            Some(dgamma),
-            Some(dbeta),
-            Some(counters.view_mut(col_tiles)?),
+            finish.0,
+            finish.1,
+            finish.2,
         )
     }
 }

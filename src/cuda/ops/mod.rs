@@ -512,7 +512,7 @@ pub(crate) fn sum_many(first: Tensor, rest: &[Tensor], in_place: bool) -> Result
 
 /// Adds every piece's `values [ids.len(), row...]` into rows `ids` of `out` in place, piece
 /// after piece (`out` dense and exclusively owned; ids checked by the caller; all on `out`'s
-/// device and of its dtype), in one launch: the same bits as [`scatter_add_rows_`] per piece.
+/// device and of its dtype), in one launch: the same bits as adding them row by row.
 pub(crate) fn scatter_add_rows_many_(out: &Tensor, pieces: &[(Vec<usize>, Tensor)]) -> Result<()> {
     use super::kernels::embedding::{RowsPiece, scatter_rows};
     let dev = device_of(out)?;
@@ -537,26 +537,6 @@ pub(crate) fn scatter_add_rows_many_(out: &Tensor, pieces: &[(Vec<usize>, Tensor
             .collect::<Result<Vec<_>>>()?;
         with_buffer_mut::<T, _>(out, "scatter_add_rows", |o| {
             scatter_rows(&dev, o.slice_mut(range)?, rows, row, &described)
-        })
-    })
-}
-
-/// Adds `values [ids.len(), row...]` into rows `ids` of `out` in place (`out` dense and
-/// exclusively owned; ids checked by the caller), in id order.
-pub(crate) fn scatter_add_rows_(out: &Tensor, ids: &[usize], values: &Tensor) -> Result<()> {
-    let dev = device_of(out)?;
-    let rows = out.shape()[0];
-    let row = numel(&out.shape()[1..]);
-    let range = out
-        .layout()
-        .contiguous_range()
-        .expect("checked by the caller");
-    let ids_d = upload_ids(&dev, "scatter_add_rows", ids)?;
-    with_cuda_float!(out.dtype(), "scatter_add_rows", T => {
-        with_dense::<T, _>(values, "scatter_add_rows", |v| {
-            with_buffer_mut::<T, _>(out, "scatter_add_rows", |o| {
-                super::kernels::embedding::backward(&dev, o.slice_mut(range)?, v, ids_d.view(), rows, row)
-            })
         })
     })
 }
