@@ -270,6 +270,7 @@ pub struct LstmInputDims {
 /// values, bit for bit, of the embedding lookup, [`relu_dropout`], [`add_dropout`] and a
 /// concatenation (`drops[0]` and `drops[1]` the two halves' draws). An id outside the table
 /// gives NaN, as the embedding kernel does.
+#[allow(clippy::too_many_arguments)]
 pub fn lstm_input<T: CudaFloat>(
     dev: &CudaDevice,
     y: CudaViewMut<'_, T>,
@@ -293,7 +294,7 @@ pub fn lstm_input<T: CudaFloat>(
     check_len("lstm_input", "x", x.len(), rows * width)?;
     let ((pe, se), (px, sx)) = (drops[0].kernel_args::<T>()?, drops[1].kernel_args::<T>()?);
     let vocab = super::to_i32("lstm_input", "vocab", vocab)?;
-    if y.len() == 0 {
+    if y.is_empty() {
         return Ok(());
     }
     let (a, b) = (drops[0].state, drops[1].state);
@@ -354,7 +355,7 @@ pub fn lstm_input_backward<T: CudaFloat>(
     check_len("lstm_input backward", "g_base", g_base.len(), rows * width)?;
     check_len("lstm_input backward", "g_x", g_x.len(), rows * width)?;
     let ((pe, se), (px, sx)) = (drops[0].kernel_args::<T>()?, drops[1].kernel_args::<T>()?);
-    if dy.len() == 0 {
+    if dy.is_empty() {
         return Ok(());
     }
     let (a, b) = (drops[0].state, drops[1].state);
