@@ -443,10 +443,10 @@ fn split_k_is_one_launch_and_leaves_its_counters_ready() {
         let a64: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
         let b64: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
         let want = reference(&g, &a64, &b64, &c0, bias.as_deref());
-        // Three times in a row: each launch must find its counters zero again, and the sum in
-        // slice order gives the same bits every time.
+        // Several times in a row (`cuda_util::repeats`): each launch must find its counters
+        // zero again, and the sum in slice order gives the same bits every time.
         let mut first: Option<Vec<f32>> = None;
-        for _ in 0..3 {
+        for _ in 0..cuda_util::repeats() {
             let mut cd = dev.htod(&c0).unwrap();
             let before = aoanet::cuda::launches_on_this_thread();
             f32_product(

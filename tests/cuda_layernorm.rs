@@ -151,20 +151,16 @@ fn run_with(test: &str, check_params: bool, params: ParamGrads) {
         // The input gradient, and the parameter gradients in one launch however many chunks
         // of rows (more than one: the last block of each column tile sums the chunks).
         assert_eq!(launches, 2, "{rows} rows");
-        // Again: the same bits (the sum's order does not depend on which block finishes last,
-        // and the tile counters were left at zero for the next launch).
-        let (_, dg2, db2, _) = backward();
+        // Again (`cuda_util::repeats`): the same bits (the sum's order does not depend on
+        // which block finishes last, and the tile counters were left at zero for the next
+        // launch).
         let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(
-            bits(dg2.to_host().unwrap()),
-            bits(dg.to_host().unwrap()),
-            "{rows} rows: dgamma bits"
-        );
-        assert_eq!(
-            bits(db2.to_host().unwrap()),
-            bits(db.to_host().unwrap()),
-            "{rows} rows: dbeta bits"
-        );
+        let (dg_bits, db_bits) = (bits(dg.to_host().unwrap()), bits(db.to_host().unwrap()));
+        for _ in 1..cuda_util::repeats() {
+            let (_, dg2, db2, _) = backward();
+            assert_eq!(bits(dg2.to_host().unwrap()), dg_bits, "{rows} rows: dgamma bits");
+            assert_eq!(bits(db2.to_host().unwrap()), db_bits, "{rows} rows: dbeta bits");
+        }
         if check_params {
             let expected = |v: &[f64]| {
                 v.iter()

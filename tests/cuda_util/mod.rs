@@ -258,3 +258,16 @@ pub fn op_matches_cpu(
 pub fn randt(shape: &[usize], lo: f64, hi: f64, seed: u64) -> Tensor {
     Tensor::uniform(shape, lo, hi, DType::F64, &mut aoanet::Philox::new(seed))
 }
+
+/// How many times the tests of launches that finish a sum in their last block (split-K
+/// products, LayerNorm's parameter gradients) repeat them and compare the bits:
+/// `AOANET_GPU_TEST_REPEATS` (at least 2), else 3. On a GPU more repeats give a block-order or
+/// memory-ordering mistake more chances to show (`scripts/gpu-check` sets 50); on the
+/// emulator each repeat costs seconds.
+#[allow(dead_code)] // not every test binary that includes this module repeats launches
+pub fn repeats() -> usize {
+    std::env::var("AOANET_GPU_TEST_REPEATS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(3, |n| n.max(2))
+}
