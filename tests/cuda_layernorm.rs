@@ -158,8 +158,16 @@ fn run_with(test: &str, check_params: bool, params: ParamGrads) {
         let (dg_bits, db_bits) = (bits(dg.to_host().unwrap()), bits(db.to_host().unwrap()));
         for _ in 1..cuda_util::repeats() {
             let (_, dg2, db2, _) = backward();
-            assert_eq!(bits(dg2.to_host().unwrap()), dg_bits, "{rows} rows: dgamma bits");
-            assert_eq!(bits(db2.to_host().unwrap()), db_bits, "{rows} rows: dbeta bits");
+            assert_eq!(
+                bits(dg2.to_host().unwrap()),
+                dg_bits,
+                "{rows} rows: dgamma bits"
+            );
+            assert_eq!(
+                bits(db2.to_host().unwrap()),
+                db_bits,
+                "{rows} rows: dbeta bits"
+            );
         }
         if check_params {
             let expected = |v: &[f64]| {
