@@ -309,35 +309,43 @@ fn add_slices<T: Float>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// Adds each piece's `values` rows into `out` at its rows `ids`, piece after piece: on a GPU in
-/// one launch (an embedding used at every decoding step collects a piece per step), elsewhere
-/// (and for pieces on another device or of another dtype, which the CPU loop refuses with a
-/// clear error) one piece at a time; the same bits either way.
+/// Adds each piece's `values` rows into `out` at its rows `ids`, piece after piece (in place
+/// when `out` is exclusively owned): on a GPU in one launch (an embedding used at every
+/// decoding step collects a piece per step), elsewhere one row at a time; the same bits
+/// either way.
 fn scatter_add_pieces(out: Tensor, pieces: &[(Vec<usize>, Tensor)]) -> Result<Tensor> {
+    let out = if exclusively_owned(&out) {
+        out
+    } else {
+        out.deep_copy()?
+    };
+    let row: usize = numel(&out.shape()[1..]);
+    let rows = out.shape()[0];
+    for (ids, values) in pieces {
+        check_rows("scatter_add_rows", out.shape(), rows, row, ids, values)?;
+    }
     #[cfg(feature = "cuda")]
     if out.is_cuda()
         && pieces
             .iter()
             .all(|(_, v)| v.device() == out.device() && v.dtype() == out.dtype())
     {
-        let out = if exclusively_owned(&out) {
-            out
-        } else {
-            out.deep_copy()?
-        };
-        let row: usize = numel(&out.shape()[1..]);
-        let rows = out.shape()[0];
-        for (ids, values) in pieces {
-            check_rows("scatter_add_rows", out.shape(), rows, row, ids, values)?;
-        }
         crate::cuda::ops::scatter_add_rows_many_(&out, pieces)?;
         return Ok(out);
     }
-    let mut out = out;
-    for (ids, values) in pieces {
-        out = scatter_add_rows(out, ids, values)?;
-    }
-    Ok(out)
+    with_float!(out.dtype(), "scatter_add_rows", T => {
+        out.with_data_mut::<T, _>(|o| {
+            for (ids, values) in pieces {
+                values.with_slice::<T, _>("scatter_add_rows", |v| {
+                    for (k, &i) in ids.iter().enumerate() {
+                        add_slices(&mut o[i * row..(i + 1) * row], &v[k * row..(k + 1) * row]);
+                    }
+                })?;
+            }
+            Ok::<(), Error>(())
+        })??;
+        Ok(out)
+    })
 }
 
 /// Checks one piece of a scatter: one row of values per id, every id a row of `out`.
@@ -362,28 +370,6 @@ fn check_rows(
         )));
     }
     Ok(())
-}
-
-/// Adds `values` rows into `out` at rows `ids` (in place when `out` is exclusively owned).
-fn scatter_add_rows(out: Tensor, ids: &[usize], values: &Tensor) -> Result<Tensor> {
-    let out = if exclusively_owned(&out) {
-        out
-    } else {
-        out.deep_copy()?
-    };
-    let row: usize = numel(&out.shape()[1..]);
-    let rows = out.shape()[0];
-    check_rows("scatter_add_rows", out.shape(), rows, row, ids, values)?;
-    with_float!(out.dtype(), "scatter_add_rows", T => {
-        values.with_slice::<T, _>("scatter_add_rows", |v| {
-            out.with_data_mut::<T, _>(|o| {
-                for (k, &i) in ids.iter().enumerate() {
-                    add_slices(&mut o[i * row..(i + 1) * row], &v[k * row..(k + 1) * row]);
-                }
-            })
-        })??;
-        Ok(out)
-    })
 }
 
 #[cfg(test)]
