@@ -24,8 +24,9 @@
 //                out[r, :E] = relu_dropout(table[ids[r], :]) (words off_e + r * E + c) and
 //                out[r, E:] = base[r] + dropout(x[r]) (words off_x + r * D + c): an embedding
 //                lookup, relu_dropout, add_dropout and a concatenation, four launches, in one,
-//                with the values of those kernels (an id outside [0, vocab) gives NaN, as
-//                embedding_fwd). p = 0 for a half: no dropout (scale 1).
+//                with the values of those kernels (an id outside [0, vocab) gives a row of
+//                NaN, as embedding_fwd; the host refuses such ids first). p = 0 for a half:
+//                no dropout (scale 1).
 //   lstm_input_bwd_{f32,f64}  its backward from dy [rows, E + D] and the output y: the
 //                embedding half's gradient (dy * scale_e where y > 0, else 0; the table's
 //                rows are added by scatter_rows), base's (dy) and x's (dropout of dy), three
@@ -171,7 +172,11 @@ __device__ __forceinline__ void lstm_input_impl(T* y, const T* table, const int*
         const i64 r = i / width, c = i % width;
         if (c < e) {
             const int id = ids[r];
-            T v = (id >= 0 && id < vocab) ? table[(i64)id * e + c] : quiet_nan<T>();
+            if (id < 0 || id >= vocab) {
+                y[i] = quiet_nan<T>();  // not through the ReLU, which would make it 0
+                continue;
+            }
+            T v = table[(i64)id * e + c];
             v = v > (T)0 ? v : (T)0;
             if (de.p != 0.0f) v = de.keep(r * e + c) ? mul_rn(v, de.scale) : (T)0;
             y[i] = v;

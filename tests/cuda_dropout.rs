@@ -75,3 +75,65 @@ fn dropout_f32_mask_and_scale_match_the_cpu_rule() {
         assert!((frac - (1.0 - p)).abs() < 0.01, "kept {frac} for p {p}");
     }
 }
+
+/// The fused LSTM input kernel on its own: a word outside the table gives a row of NaN in the
+/// embedding half (not the ReLU's 0), the other half stays `base + x`; without dropout the
+/// embedding half is the ReLU of the table's row.
+#[test]
+fn lstm_input_f32_poisons_bad_words_and_keeps_the_rest() {
+    let Some(dev) = gpu("lstm_input_f32_poisons_bad_words_and_keeps_the_rest") else {
+        return;
+    };
+    let (vocab, e, d) = (5usize, 3usize, 2usize);
+    let table = rand_vec(1, vocab * e, -1.0, 1.0);
+    let ids: Vec<i32> = vec![4, -1, 5, 0];
+    let rows = ids.len();
+    let (base, x) = (
+        rand_vec(2, rows * d, -1.0, 1.0),
+        rand_vec(3, rows * d, -1.0, 1.0),
+    );
+    let (td, idd) = (dev.htod(&table).unwrap(), dev.htod(&ids).unwrap());
+    let (bd, xd) = (dev.htod(&base).unwrap(), dev.htod(&x).unwrap());
+    let mut y = dev.alloc::<f32>(rows * (e + d)).unwrap();
+    let dims = dropout::LstmInputDims {
+        rows,
+        embed: e,
+        width: d,
+        vocab,
+    };
+    let none = dropout::HalfDropout::NONE;
+    dropout::lstm_input(
+        &dev,
+        y.view_mut(),
+        td.view(),
+        idd.view(),
+        bd.view(),
+        xd.view(),
+        dims,
+        [none, none],
+    )
+    .unwrap();
+    let y = y.to_host().unwrap();
+    for (r, &id) in ids.iter().enumerate() {
+        let row = &y[r * (e + d)..(r + 1) * (e + d)];
+        for c in 0..e {
+            if (0..vocab as i32).contains(&id) {
+                assert_eq!(
+                    row[c],
+                    table[id as usize * e + c].max(0.0),
+                    "row {r} col {c}"
+                );
+            } else {
+                assert!(row[c].is_nan(), "word {id}: row {r} col {c} is {}", row[c]);
+            }
+        }
+        for c in 0..d {
+            assert_eq!(
+                row[e + c],
+                base[r * d + c] + x[r * d + c],
+                "row {r} col {}",
+                e + c
+            );
+        }
+    }
+}
