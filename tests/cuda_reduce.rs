@@ -83,17 +83,26 @@ fn reduce_axis_f32_reduces_the_middle_axis() {
     }
 }
 
+/// Column sums in one launch: one chunk of rows, 10 chunks over three column tiles (a bias
+/// gradient's shape), and 256 chunks of 274 rows; accumulated into what `out` holds; the same
+/// bits on every repeat (the chunks are summed in order by whichever block finishes last, and
+/// the tile counters are left at zero).
 #[test]
-fn sum_cols_f32_chains_chunks_deterministically() {
-    let Some(dev) = gpu("sum_cols_f32_chains_chunks_deterministically") else {
+fn sum_cols_f32_sums_chunks_in_one_launch_deterministically() {
+    let Some(dev) = gpu("sum_cols_f32_sums_chunks_in_one_launch_deterministically") else {
         return;
     };
-    // 70_000 rows: three launches (70000 -> 274 -> 2 -> 1 chunks).
-    for (rows, cols) in [(1usize, 7usize), (300, 33), (70_000, 5)] {
+    for (rows, cols) in [(1usize, 7usize), (300, 300), (70_000, 5)] {
         let x = rand_vec(rows as u64, rows * cols, -1.0, 1.0);
         let xd = dev.htod(&x).unwrap();
         let mut out = dev.htod(&vec![2.0f32; cols]).unwrap();
+        let before = aoanet::cuda::launches_on_this_thread();
         reduce::sum_cols(&dev, out.view_mut(), xd.view(), rows, cols, true).unwrap();
+        assert_eq!(
+            aoanet::cuda::launches_on_this_thread() - before,
+            1,
+            "{rows} rows"
+        );
         let first = out.to_host().unwrap();
         let want: Vec<f64> = (0..cols)
             .map(|j| 2.0 + (0..rows).map(|r| f64::from(x[r * cols + j])).sum::<f64>())
@@ -101,9 +110,11 @@ fn sum_cols_f32_chains_chunks_deterministically() {
         // Chunked f32 sums of 70000 terms of size ≤ 8: ~256·ulp·|partial| per chunk: 2e-3.
         assert_close("sum_cols", &first, &want, 2e-3, 1e-5);
         // Deterministic: the same call gives the same bits.
-        let mut again = dev.htod(&vec![2.0f32; cols]).unwrap();
-        reduce::sum_cols(&dev, again.view_mut(), xd.view(), rows, cols, true).unwrap();
-        assert_eq!(again.to_host().unwrap(), first);
+        for _ in 1..cuda_util::repeats() {
+            let mut again = dev.htod(&vec![2.0f32; cols]).unwrap();
+            reduce::sum_cols(&dev, again.view_mut(), xd.view(), rows, cols, true).unwrap();
+            assert_eq!(again.to_host().unwrap(), first, "{rows} rows: repeated");
+        }
     }
 }
 

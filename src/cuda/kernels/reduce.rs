@@ -15,8 +15,9 @@ pub mod raw {
         fn reduce_rows<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, rows: i64, cols: i32, op: i32, accumulate: i32);
         /// `reduce_axis_f32`, `reduce_axis_f64`: `out[o, i] = op_l x[o, l, i]`.
         fn reduce_axis<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, outer: i64, len: i64, inner: i64, op: i32);
-        /// `sum_cols_f32`, `sum_cols_f64`: column sums per chunk of rows.
-        fn sum_cols<T>(out: CudaViewMut<'_, T>, x: CudaView<'_, T>, rows: i64, cols: i32, rows_per_chunk: i64, accumulate: i32);
+        /// `sum_cols_f32`, `sum_cols_f64`: column sums, chunks of rows summed by each column
+        /// tile's last block (`part` and `counters` null for one chunk).
+        fn sum_cols<T>(out: CudaViewMut<'_, T>, part: Option<CudaViewMut<'_, T>>, x: CudaView<'_, T>, rows: i64, cols: i32, rows_per_chunk: i64, accumulate: i32, counters: Option<CudaViewMut<'_, i32>>);
         /// `argmax_rows_f32`, `argmax_rows_f64`: row argmax and max.
         fn argmax_rows<T>(idx: CudaViewMut<'_, i32>, val: CudaViewMut<'_, T>, x: CudaView<'_, T>, rows: i64, cols: i32);
         /// `max_axis_f32`, `max_axis_f64`: max over an axis and its first index.
@@ -108,8 +109,9 @@ pub fn axis<T: CudaFloat>(
     }
 }
 
-/// `out[j] (=|+=) Σ_r x[r, j]` for `x [rows, cols]` (bias gradients). Deterministic: chunks of
-/// 256 rows are summed into a workspace, repeatedly, until one chunk is left.
+/// `out[j] (=|+=) Σ_r x[r, j]` for `x [rows, cols]` (bias gradients, column sums) in one
+/// launch: chunks of rows summed in parallel (at least [`SUM_COLS_MIN_CHUNK`] rows each, at
+/// most 256 chunks), then in chunk order by the last block of each column tile. Deterministic.
 pub fn sum_cols<T: CudaFloat>(
     dev: &std::sync::Arc<CudaDevice>,
     out: CudaViewMut<'_, T>,
@@ -118,47 +120,49 @@ pub fn sum_cols<T: CudaFloat>(
     cols: usize,
     accumulate: bool,
 ) -> Result<()> {
-    const PER_CHUNK: usize = 256;
     check_len("sum_cols", "x", x.len(), rows * cols)?;
     check_len("sum_cols", "out", out.len(), cols)?;
     if cols == 0 {
         return Ok(());
     }
     let c = to_i32("sum_cols", "cols", cols)?;
-    let launch =
-        |out: CudaViewMut<'_, T>, x: CudaView<'_, T>, rows: usize, chunks: usize, acc: bool| {
-            if chunks > 65535 {
-                return Err(Error::invalid(format!(
-                    "cuda sum_cols: {rows} rows is too many"
-                )));
-            }
-            let cfg = LaunchCfg {
-                grid: (cols.div_ceil(128) as u32, chunks as u32, 1),
-                block: (128, 1, 1),
-                smem: 0,
-            };
-            // SAFETY: out holds chunks·cols elements (checked by the callers below), x rows·cols.
-            unsafe {
-                raw::sum_cols(
-                    dev,
-                    cfg,
-                    out,
-                    x,
-                    rows as i64,
-                    c,
-                    PER_CHUNK as i64,
-                    i32::from(acc),
-                )
-            }
-        };
-    if rows <= PER_CHUNK {
-        return launch(out, x, rows, 1, accumulate);
+    let per_chunk = SUM_COLS_MIN_CHUNK.max(rows.div_ceil(256));
+    let chunks = rows.div_ceil(per_chunk).max(1);
+    let col_tiles = cols.div_ceil(128);
+    let cfg = LaunchCfg {
+        grid: (col_tiles as u32, chunks as u32, 1),
+        block: (128, 1, 1),
+        smem: 0,
+    };
+    let (mut part, mut counters);
+    let (part_view, counter_view) = if chunks == 1 {
+        (None, None)
+    } else {
+        part = dev.alloc::<T>(chunks * cols)?;
+        counters = super::gemm::TileCounters::lend(dev, col_tiles)?;
+        (Some(part.view_mut()), Some(counters.view_mut(col_tiles)?))
+    };
+    // SAFETY: x holds rows · cols elements and out cols (checked above); with several chunks the
+    // partial sums hold chunks · cols and there is a zero counter per column tile (lent for this
+    // launch, left zero by it); the grid covers the columns (guarded in the kernel).
+    unsafe {
+        raw::sum_cols(
+            dev,
+            cfg,
+            out,
+            part_view,
+            x,
+            rows as i64,
+            c,
+            per_chunk as i64,
+            i32::from(accumulate),
+            counter_view,
+        )
     }
-    let chunks = rows.div_ceil(PER_CHUNK);
-    let mut part = dev.alloc::<T>(chunks * cols)?;
-    launch(part.view_mut(), x, rows, chunks, false)?;
-    sum_cols(dev, out, part.view(), chunks, cols, accumulate)
 }
+
+/// The fewest rows a chunk of [`sum_cols`] sums serially before the chunks are summed.
+pub const SUM_COLS_MIN_CHUNK: usize = 32;
 
 /// Per row of `x [rows, cols]`: the index of the maximum (the first on ties; the first NaN if
 /// the row has one, as the CPU's `argmax_last`) and the maximum.

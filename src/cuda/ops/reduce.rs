@@ -20,6 +20,10 @@ pub(crate) fn sum_axis(x: &Tensor, dims: [usize; 3], out_shape: &[usize]) -> Res
                 if inner == 1 {
                     // A block per row of `len` contiguous elements.
                     red::rows(&dev, o, xv, outer, len, Reduce::Sum, false)
+                } else if outer == 1 && len > red::SUM_COLS_MIN_CHUNK {
+                    // Column sums over many rows (bias gradients): chunks of rows in parallel,
+                    // where one thread per column would walk every row.
+                    red::sum_cols(&dev, o, xv, len, inner, false)
                 } else {
                     red::axis(&dev, o, xv, dims, Reduce::Sum)
                 }
