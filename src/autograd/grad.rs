@@ -24,8 +24,49 @@
 //! floating-point additions. On a CUDA device the GEMM, the scatter-add and the in-place
 //! accumulation are device kernels.
 
-use crate::tensor::{Float, Tensor, numel};
+use crate::tensor::{Float, Tensor, TensorId, numel};
 use crate::{Error, Result, with_float};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+thread_local! {
+    /// The stacks of gradient pieces formed during this thread's backward pass, by the pieces'
+    /// identities: a linear layer applied at every decoding step hands the same per-step
+    /// output gradients to its weight (`Outer`) and its bias (`SumRows`), an LSTM cell to two
+    /// weights and two biases; they are stacked once, not once per parameter. `None` outside
+    /// a backward pass.
+    static STACKS: RefCell<Option<HashMap<Vec<TensorId>, Tensor>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a backward pass) with [`stack_rows`] remembering its stacks, and forgets them
+/// after (whatever `f` returns), so they live no longer than the pass.
+pub(crate) fn with_stack_cache<R>(f: impl FnOnce() -> R) -> R {
+    let outer = STACKS.with(|s| s.borrow_mut().replace(HashMap::new()));
+    let r = f();
+    STACKS.with(|s| *s.borrow_mut() = outer);
+    r
+}
+
+/// `parts` concatenated along the first axis: the stack formed earlier in this backward pass
+/// from the same tensors when there is one. Gradient pieces are never written after they are
+/// made (one held by two parameters' pending sums is not exclusively owned, so nothing adds
+/// into it in place), so equal identities mean equal values.
+fn stack_rows(parts: &[&Tensor]) -> Result<Tensor> {
+    if parts.len() == 1 {
+        return Ok(parts[0].clone());
+    }
+    let key: Vec<TensorId> = parts.iter().map(|t| t.id()).collect();
+    if let Some(t) = STACKS.with(|s| s.borrow().as_ref().and_then(|m| m.get(&key).cloned())) {
+        return Ok(t);
+    }
+    let stacked = Tensor::concat(parts, 0)?;
+    STACKS.with(|s| {
+        if let Some(m) = s.borrow_mut().as_mut() {
+            m.insert(key, stacked.clone());
+        }
+    });
+    Ok(stacked)
+}
 
 /// A gradient on its way to an op input.
 #[derive(Clone, Debug)]
@@ -170,7 +211,9 @@ impl Pending {
             let (g, x) = if gs.len() == 1 {
                 (gs[0].clone(), xs[0].clone())
             } else {
-                (Tensor::concat(&gs, 0)?, Tensor::concat(&xs, 0)?)
+                // The gradients' stack is shared with the bias (and an LSTM's other weight);
+                // the inputs' is this weight's own.
+                (stack_rows(&gs)?, Tensor::concat(&xs, 0)?)
             };
             let product = g.transpose(0, 1)?.matmul(&x)?;
             total = Some(match total {
@@ -183,7 +226,7 @@ impl Pending {
             let sum = if gs.len() == 1 {
                 gs[0].sum_axis(0, false)?
             } else {
-                Tensor::concat(&gs, 0)?.sum_axis(0, false)?
+                stack_rows(&gs)?.sum_axis(0, false)?
             };
             total = Some(match total {
                 None => sum,
@@ -376,6 +419,44 @@ fn check_rows(
 mod tests {
     use super::*;
     use crate::ops::test_util::rand;
+
+    /// Within a backward pass the stack of the same pieces is formed once and shared (the
+    /// bias and the weight of a layer used at every step); outside one, or for other pieces,
+    /// it is formed anew; the values are the concatenation's either way.
+    #[test]
+    fn stacks_of_the_same_pieces_are_formed_once_per_pass() {
+        let (a, b, c) = (rand(&[2, 3], 1), rand(&[4, 3], 2), rand(&[1, 3], 3));
+        let want = Tensor::concat(&[&a, &b, &c], 0).unwrap().to_vec_f64();
+        let (first, again, other) = with_stack_cache(|| {
+            (
+                stack_rows(&[&a, &b, &c]).unwrap(),
+                stack_rows(&[&a, &b, &c]).unwrap(),
+                stack_rows(&[&a, &c, &b]).unwrap(),
+            )
+        });
+        assert_eq!(first.to_vec_f64(), want);
+        assert_eq!(
+            first.storage_key(),
+            again.storage_key(),
+            "shared within the pass"
+        );
+        assert_ne!(
+            first.storage_key(),
+            other.storage_key(),
+            "other pieces, another stack"
+        );
+        let outside = stack_rows(&[&a, &b, &c]).unwrap();
+        assert_ne!(
+            outside.storage_key(),
+            first.storage_key(),
+            "no cache outside a pass"
+        );
+        assert_eq!(outside.to_vec_f64(), want);
+        assert!(
+            STACKS.with(|s| s.borrow().is_none()),
+            "forgotten after the pass"
+        );
+    }
 
     #[test]
     fn deferred_forms_equal_their_dense_sum() {

@@ -173,7 +173,7 @@ impl Tensor {
                 ),
             });
         }
-        no_grad(|| run_backward(self, grad))
+        no_grad(|| grad::with_stack_cache(|| run_backward(self, grad)))
     }
 }
 
