@@ -110,6 +110,23 @@ template <typename T> __device__ __forceinline__ T x_sigmoid(T x) {
 #define GRID_STRIDE(i, n) \
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
+// The "last block finishes the tile" protocol of the launches that sum partial results in the
+// same launch (split-K GEMM tiles, LayerNorm's parameter gradients, column sums). After its
+// partial results are stored, every thread of the block calls this: the stores are fenced to
+// the whole device before the block adds `add` to its tile's counter, and the block that
+// brings the counter to `total` is the last one; it gets true, after another fence so that the
+// other blocks' results are read after their counts (through L2: __ldcg), and must set the
+// counter back to zero when it is done, for the next launch that borrows the counters.
+__device__ __forceinline__ bool last_block_of_tile(int* counter, int add, int total) {
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(counter, add) + add == total;
+    __syncthreads();
+    if (last) __threadfence();
+    return last;
+}
+
 // Multi-tensor launches (adam_multi, count_nonfinite_multi): a table of `words` u64 words per
 // tensor, word `first_word` of each holding the tensor's first block; the tensors' blocks follow
 // each other (first blocks strictly increasing). Returns the tensor of block `block`: the last

@@ -72,18 +72,10 @@ __device__ __forceinline__ void finish_split(T* C, const T* P, const T* bias, in
                                              i64 ldc, int slices, T alpha, T beta, int act,
                                              int* counters, int m0, int n0) {
     if (!P) return;
-    __shared__ int last;
-    // Each thread's stores reach the whole device before the block's count does.
-    __threadfence();
-    __syncthreads();
     const int tile = blockIdx.y * gridDim.x + blockIdx.x;
-    if (threadIdx.x == 0) {
-        const int done = (slices - (int)blockIdx.z + (int)gridDim.z - 1) / (int)gridDim.z;
-        last = atomicAdd(&counters[tile], done) + done == slices;
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();  // the other blocks' slices are read after their counts
+    // This block stored slices z, z + gridDim.z, ...: it counts them all.
+    const int done = (slices - (int)blockIdx.z + (int)gridDim.z - 1) / (int)gridDim.z;
+    if (!last_block_of_tile(&counters[tile], done, slices)) return;
     const int rows = min(BM, M - m0), cols = min(BN, N - n0);
     const i64 mn = (i64)M * N;
     for (int e = threadIdx.x; e < rows * cols; e += blockDim.x) {

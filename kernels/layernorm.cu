@@ -130,15 +130,7 @@ __device__ __forceinline__ void layernorm_bwd_params_impl(T* dgamma_part, T* dbe
         *pg = add ? *pg + g : g;
         *pb = add ? *pb + b : b;
     }
-    if (!counters) return;
-    __shared__ int last;
-    // Each thread's partials reach the whole device before the block's count does.
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(&counters[blockIdx.x], 1) + 1 == (int)gridDim.y;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();  // the other blocks' partials are read after their counts
+    if (!counters || !last_block_of_tile(&counters[blockIdx.x], 1, (int)gridDim.y)) return;
     if (j < cols) {
         T g = (T)0, b = (T)0;
         for (int c = 0; c < (int)gridDim.y; ++c) {

@@ -98,15 +98,7 @@ __device__ __forceinline__ void sum_cols_impl(T* out, T* part, const T* x, i64 r
         if (!counters) out[j] = accumulate ? out[j] + s : s;
         else part[c * cols + j] = s;
     }
-    if (!counters) return;
-    __shared__ int last;
-    // Each thread's partial sums reach the whole device before the block's count does.
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(&counters[blockIdx.x], 1) + 1 == (int)gridDim.y;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();  // the other blocks' partial sums are read after their counts
+    if (!counters || !last_block_of_tile(&counters[blockIdx.x], 1, (int)gridDim.y)) return;
     if (j < cols) {
         T s = (T)0;
         for (int k = 0; k < (int)gridDim.y; ++k) s += __ldcg(part + (i64)k * cols + j);
