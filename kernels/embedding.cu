@@ -6,7 +6,6 @@
 // the tensor ops in tests/cuda_ops.rs), each in f32 and f64:
 //   embedding_fwd_*    out[t, :] = table[ids[t], :]; an id outside [0, vocab) writes NaN so
 //                      the error cannot pass silently (the tensor op also checks ids on the host)
-//   embedding_bwd_*    dtable[ids[t], :] += dout[t, :] for every token t, in token order
 //   index_select_*     out[o, k, i] = x[o, ids[k], i]   for x viewed as [outer, len, inner]
 //   index_add_*        gx[o, ids[k], i] += g[o, k, i]   (index_select's adjoint; gx is zeroed or
 //                      accumulated by the caller), in k order
@@ -16,12 +15,12 @@
 //                      `row` elements. The gradient of an embedding used at every decoding
 //                      step, in one launch: the host groups the steps' tokens by id keeping
 //                      their order, so each element adds the same values in the same order as
-//                      embedding_bwd step after step (the same bits), with a thread per
-//                      (id, column) instead of one per column walking every token
+//                      a sequential loop over the steps' tokens (the same bits), with a thread
+//                      per (id, column)
 //   gather_last_*      out[r] = x[r, ids[r]]
 //   scatter_last_*     gx[r, j] = (j == ids[r]) ? g[r] : 0   (writes every element)
 //
-// The scatter-adds give each thread one destination column (embedding_bwd: one d; index_add:
+// The scatter-adds give each thread one destination column (scatter_rows: one (id, d); index_add:
 // one (o, i)) and walk the indices in order: two indices with the same value never race (the
 // same thread handles both), no atomics are needed, and the sums are bit-for-bit reproducible
 // (and equal to a sequential CPU loop over the indices).
@@ -47,27 +46,6 @@ extern "C" __global__ void embedding_fwd_f32(float* out, const float* table, con
 extern "C" __global__ void embedding_fwd_f64(double* out, const double* table, const int* ids,
                                              i64 n, int dim, int vocab) {
     embedding_fwd_impl(out, table, ids, n, dim, vocab);
-}
-
-// grid-stride over columns; each thread loops over all n tokens.
-template <typename T>
-__device__ __forceinline__ void embedding_bwd_impl(T* dtable, const T* dout, const int* ids, i64 n,
-                                                   int dim, int vocab) {
-    for (int d = blockIdx.x * blockDim.x + threadIdx.x; d < dim; d += gridDim.x * blockDim.x) {
-        for (i64 t = 0; t < n; ++t) {
-            const int id = ids[t];
-            if (id >= 0 && id < vocab) dtable[(i64)id * dim + d] += dout[t * dim + d];
-        }
-    }
-}
-
-extern "C" __global__ void embedding_bwd_f32(float* dtable, const float* dout, const int* ids, i64 n,
-                                             int dim, int vocab) {
-    embedding_bwd_impl(dtable, dout, ids, n, dim, vocab);
-}
-extern "C" __global__ void embedding_bwd_f64(double* dtable, const double* dout, const int* ids,
-                                             i64 n, int dim, int vocab) {
-    embedding_bwd_impl(dtable, dout, ids, n, dim, vocab);
 }
 
 template <typename T>

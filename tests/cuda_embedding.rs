@@ -4,7 +4,7 @@
 mod cuda_util;
 
 use aoanet::cuda::kernels::embedding;
-use cuda_util::{assert_close, gpu, rand_vec};
+use cuda_util::{gpu, rand_vec};
 
 #[test]
 fn embedding_fwd_f32_gathers_and_poisons_bad_ids() {
@@ -28,35 +28,9 @@ fn embedding_fwd_f32_gathers_and_poisons_bad_ids() {
     }
 }
 
-#[test]
-fn embedding_bwd_f32_scatter_adds_in_token_order() {
-    let Some(dev) = gpu("embedding_bwd_f32_scatter_adds_in_token_order") else {
-        return;
-    };
-    let (vocab, dim, n) = (50usize, 1024usize, 851usize);
-    let ids: Vec<i32> = (0..n)
-        .map(|t| ((t * 7) % 13 + (t % 3) * 17) as i32)
-        .collect();
-    let dout = rand_vec(3, n * dim, -1.0, 1.0);
-    let init = rand_vec(4, vocab * dim, -1.0, 1.0);
-    let mut dt = dev.htod(&init).unwrap();
-    let (dd, idd) = (dev.htod(&dout).unwrap(), dev.htod(&ids).unwrap());
-    embedding::backward(&dev, dt.view_mut(), dd.view(), idd.view(), vocab, dim).unwrap();
-    // The CPU loop in the same (token) order in f32 gives the same bits.
-    let mut cpu = init.clone();
-    for (t, &id) in ids.iter().enumerate() {
-        for d in 0..dim {
-            cpu[id as usize * dim + d] += dout[t * dim + d];
-        }
-    }
-    assert_eq!(dt.to_host().unwrap(), cpu);
-    let want: Vec<f64> = cpu.iter().map(|&v| f64::from(v)).collect();
-    assert_close("embedding bwd", &dt.to_host().unwrap(), &want, 0.0, 0.0);
-}
-
 /// 17 pieces of 50 ids (an embedding at every decoding step), ids repeated within and across
 /// pieces, one piece empty, rows of 300 (not a multiple of a block): one launch, the bits of
-/// one `embedding_bwd` per piece and of the sequential CPU loop; untouched rows unchanged.
+/// the sequential CPU loop over the pieces' rows; untouched rows unchanged.
 fn scatter_rows_matches<T>(test: &str)
 where
     T: aoanet::cuda::CudaFloat
@@ -105,24 +79,9 @@ where
         "one launch for every piece"
     );
 
-    // One embedding_bwd per piece, in piece order.
-    let mut each = dev.htod(&init).unwrap();
-    for (i, v) in ids.iter().zip(&on_dev) {
-        if i.is_empty() {
-            continue;
-        }
-        let id32: Vec<i32> = i.iter().map(|&x| x as i32).collect();
-        let idd = dev.htod(&id32).unwrap();
-        embedding::backward(&dev, each.view_mut(), v.view(), idd.view(), vocab, dim).unwrap();
-    }
     let got = many.to_host().unwrap();
-    assert_eq!(
-        got,
-        each.to_host().unwrap(),
-        "the bits of one launch per piece"
-    );
 
-    // And the sequential CPU loop in the same order; untouched rows keep their values.
+    // The sequential CPU loop in the same order; untouched rows keep their values.
     let mut cpu = init.clone();
     for (i, v) in ids.iter().zip(&values) {
         for (t, &id) in i.iter().enumerate() {

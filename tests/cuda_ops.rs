@@ -932,8 +932,8 @@ fn glu_bwd_f64_of_a_strided_input() {
 // ------------------------------------------------------------------------------- indexing
 
 #[test]
-fn embedding_fwd_f64_and_embedding_bwd_f64_with_repeated_ids() {
-    let Some(dev) = cuda("embedding_fwd_f64_and_embedding_bwd_f64_with_repeated_ids") else {
+fn embedding_fwd_f64_and_scatter_rows_f64_with_repeated_ids() {
+    let Some(dev) = cuda("embedding_fwd_f64_and_scatter_rows_f64_with_repeated_ids") else {
         return;
     };
     for dtype in DTYPES {
@@ -966,10 +966,10 @@ fn embedding_fwd_f64_and_embedding_bwd_f64_with_repeated_ids() {
     }
 }
 
-/// Named for the f64 scatter-add of embedding rows (the test above exercises it).
+/// The embedding gradient (scatter_rows, f64) added into a gradient the tensor already holds.
 #[test]
-fn embedding_bwd_f64_accumulates_into_an_existing_gradient() {
-    let Some(dev) = cuda("embedding_bwd_f64_accumulates_into_an_existing_gradient") else {
+fn scatter_rows_f64_accumulates_into_an_existing_gradient() {
+    let Some(dev) = cuda("scatter_rows_f64_accumulates_into_an_existing_gradient") else {
         return;
     };
     // A dense and a row gradient for one leaf: the rows are added into the dense sum.

@@ -14,8 +14,6 @@ pub mod raw {
     crate::__aoanet_cuda_float_kernels! { "embedding";
         /// `embedding_fwd_f32`, `embedding_fwd_f64`: `out[t] = table[ids[t]]`.
         fn embedding_fwd<T>(out: CudaViewMut<'_, T>, table: CudaView<'_, T>, ids: CudaView<'_, i32>, n: i64, dim: i32, vocab: i32);
-        /// `embedding_bwd_f32`, `embedding_bwd_f64`: `dtable[ids[t]] += dout[t]`, deterministic.
-        fn embedding_bwd<T>(dtable: CudaViewMut<'_, T>, dout: CudaView<'_, T>, ids: CudaView<'_, i32>, n: i64, dim: i32, vocab: i32);
         /// `scatter_rows_f32`, `scatter_rows_f64`: `out[dest[k]] += src[start[k]..start[k+1]]`
         /// in order, from a table of u64 words (see [`super::scatter_rows`]).
         fn scatter_rows<T>(out: CudaViewMut<'_, T>, table: CudaView<'_, u64>, unique: i64, row: i64);
@@ -59,30 +57,6 @@ pub fn forward<T: CudaFloat>(
     unsafe { raw::embedding_fwd(dev, grid(n * dim), out, table, ids, n as i64, d, v) }
 }
 
-/// `dtable[ids[t], :] += dout[t, :]` (accumulates, in token order).
-pub fn backward<T: CudaFloat>(
-    dev: &CudaDevice,
-    dtable: CudaViewMut<'_, T>,
-    dout: CudaView<'_, T>,
-    ids: CudaView<'_, i32>,
-    vocab: usize,
-    dim: usize,
-) -> Result<()> {
-    let n = ids.len();
-    check_len("embedding backward", "dtable", dtable.len(), vocab * dim)?;
-    check_len("embedding backward", "dout", dout.len(), n * dim)?;
-    if n * dim == 0 {
-        return Ok(());
-    }
-    let (d, v) = (
-        to_i32("embedding", "dim", dim)?,
-        to_i32("embedding", "vocab", vocab)?,
-    );
-    let cfg = LaunchCfg::linear(dim.div_ceil(128) as u32, 128);
-    // SAFETY: sizes checked; ids are range-checked in the kernel.
-    unsafe { raw::embedding_bwd(dev, cfg, dtable, dout, ids, n as i64, d, v) }
-}
-
 /// One piece of [`scatter_rows`]: `values [ids.len(), row]` to add at rows `ids`.
 #[derive(Debug)]
 pub struct RowsPiece<'a, T> {
@@ -93,10 +67,9 @@ pub struct RowsPiece<'a, T> {
 }
 
 /// `out [rows, row]`: adds every piece's rows at its ids, piece after piece and row after row
-/// (the order, and so the bits, of one [`backward`] per piece), in one launch. The host groups
+/// (the order, and so the bits, of a sequential loop over the pieces' rows), in one launch. The host groups
 /// the rows by destination, keeping their order; the kernel gives each (destination, column)
-/// its own thread, so the launch is as wide as the rows touched times `row`, where
-/// [`backward`] has one thread per column walk every token.
+/// its own thread, so the launch is as wide as the rows touched times `row`.
 pub fn scatter_rows<T: CudaFloat>(
     dev: &Arc<CudaDevice>,
     out: CudaViewMut<'_, T>,
