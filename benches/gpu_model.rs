@@ -323,8 +323,8 @@ fn train_xe_step(shared: &mut Shared) {
     let device_mask = mask.to_device(device).unwrap();
     dev.reset_peak_memory();
     // The forward of one step up to the decoder's outputs, with the same dropout stream
-    // every time; `logits` picks what it returns.
-    let forward = |logits: bool| {
+    // every time; `logits` picks what it returns, `ss` is the scheduled-sampling probability.
+    let forward = |logits: bool, ss: f64| {
         let mut drng = Philox::new(4);
         let mut ctx = Ctx::train(&mut drng);
         let enc = m
@@ -333,14 +333,16 @@ fn train_xe_step(shared: &mut Shared) {
             .expand(5)
             .unwrap();
         if logits {
-            m.forward_xe_logits(&enc, &labels, len, 0.0, &mut ctx)
+            m.forward_xe_logits(&enc, &labels, len, ss, &mut ctx)
                 .unwrap()
         } else {
-            m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap()
+            m.forward_xe(&enc, &labels, len, ss, &mut ctx).unwrap()
         }
     };
-    let trainer_loss =
-        || label_smoothing_loss_from_logits(&forward(true), &targets, &mask, 0.2).unwrap();
+    let loss_at = |ss: f64| {
+        label_smoothing_loss_from_logits(&forward(true, ss), &targets, &mask, 0.2).unwrap()
+    };
+    let trainer_loss = || loss_at(0.0);
     let grads = || -> Vec<Tensor> { params.iter().filter_map(|(_, p)| p.grad()).collect() };
     // The gradients' check (its own read), then Adam: the step before the combined read.
     let finish = |opt: &mut Adam| {
@@ -348,9 +350,10 @@ fn train_xe_step(shared: &mut Shared) {
         opt.step(&params).unwrap();
         zero_grad(&params);
     };
-    // The trainer's step: backward, then the loss and the gradients' check in one read, Adam.
-    let trainer_step = |opt: &mut Adam| {
-        let loss = trainer_loss();
+    // The trainer's step: backward, then the loss and the gradients' check in one read, Adam;
+    // `ss` is the scheduled-sampling probability.
+    let trainer_step_at = |opt: &mut Adam, ss: f64| {
+        let loss = loss_at(ss);
         loss.backward().unwrap();
         let (value, finite) = loss
             .item_and_all_finite(&grads().iter().collect::<Vec<_>>())
@@ -359,6 +362,7 @@ fn train_xe_step(shared: &mut Shared) {
         opt.step(&params).unwrap();
         zero_grad(&params);
     };
+    let trainer_step = |opt: &mut Adam| trainer_step_at(opt, 0.0);
     let waits_before = dev.waits();
     let (wall, launches, warm_counts) = best_of_with_mix(&dev, || trainer_step(&mut opt));
     // Per step, less best_of's own synchronise after each run.
@@ -369,9 +373,14 @@ fn train_xe_step(shared: &mut Shared) {
     aoanet::cuda::set_small_upload_staging(false);
     let (pageable_wall, _) = best_of(&dev, || trainer_step(&mut opt));
     aoanet::cuda::set_small_upload_staging(true);
+    // The step of the reference's later XE epochs: scheduled sampling at 0.2 (epochs 20-24), a
+    // word drawn from the previous step's distribution for a fifth of the rows at each step.
+    let ss_waits_before = dev.waits();
+    let (ss_wall, ss_launches) = best_of(&dev, || trainer_step_at(&mut opt, 0.2));
+    let ss_waits = (dev.waits() - ss_waits_before) / (reps() as u64 + 1) - 1;
     let old_waits_before = dev.waits();
     let (old_wall, old_launches) = best_of(&dev, || {
-        let lp = forward(false);
+        let lp = forward(false, 0.0);
         let loss = label_smoothing_loss(&lp, &targets, &device_mask, 0.2).unwrap();
         assert!(loss.item().unwrap().is_finite());
         loss.backward().unwrap();
@@ -427,6 +436,12 @@ fn train_xe_step(shared: &mut Shared) {
          the backward): {:.1} ms, {old_launches} launches, {old_waits} waits; {:.2}x faster now",
         1e3 * old_wall,
         old_wall / wall
+    );
+    println!(
+        "  with scheduled sampling 0.2 (the reference's XE epochs 20-24): {:.1} ms ({:.2}x), \
+         {ss_launches} launches, {ss_waits} waits",
+        1e3 * ss_wall,
+        ss_wall / wall
     );
     println!(
         "  small uploads from pageable memory instead of the page-locked ring: {:.1} ms \

@@ -7,7 +7,9 @@
 //   m = max_k x_k;  p_k = exp(x_k - m);  total = sum_k p_k
 //   word = the first k with p_k > 0 and p_0 + ... + p_k > u_r * total
 //   (rounding at the very end: the last k with p_k > 0)
-//   a row containing NaN, or with every x_k = -inf, gives word 0.
+//   a row containing NaN, or with every x_k = -inf, gives word 0;
+//   a negative u_r leaves words[r] as it is (scheduled sampling: the rows that keep their
+//   label, written there by the host, so the mixed words never leave the device).
 // This is the rule of `model::categorical::Rows` on the host (f32 exponentials, sums in
 // double); the two agree except when u_r * total falls within rounding of a boundary.
 //
@@ -17,7 +19,8 @@
 // the one thread whose range holds the target scans its chunk for the word.
 //
 // Kernels (wrappers: src/cuda/kernels/sample.rs; tests: tests/cuda_sample.rs):
-//   sample_rows_f32   words[r] (int) from lp [rows, classes] and uniforms [rows] (double)
+//   sample_rows_f32   words[r] (int) from lp [rows, classes] and uniforms [rows] (double),
+//                     rows with a negative number untouched
 //   topk_rows_f32     the k largest entries of each row, in the order (value descending,
 //                     index ascending) of a stable descending sort: values [rows, k] and
 //                     indices [rows, k] (index -1 and value -inf past a row's non-NaN
@@ -39,6 +42,8 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_MAX_THREADS) sample_rows_f32
     const int chunk = (classes + nt - 1) / nt;
     const int lo = min(t * chunk, classes), hi = min(lo + chunk, classes);
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        // The same number for every thread of the block: the whole block skips the row.
+        if (uniforms[r] < 0.0) continue;
         const float* x = lp + r * classes;
         float m = neg_inf<float>();
         int nan = 0;

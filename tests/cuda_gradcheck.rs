@@ -191,7 +191,7 @@ fn gradcheck_lstm_input() {
             |t, _| {
                 aoanet::ops::LstmInput {
                     table: &t[0],
-                    ids: &[2, 8, 0, 2, 5],
+                    ids: &aoanet::tensor::Ids::from(vec![2, 8, 0, 2, 5]),
                     embed_p: 0.3,
                     base: &t[1],
                     x: &t[2],

@@ -15,7 +15,7 @@ mod cuda_util;
 
 use aoanet::Philox;
 use aoanet::rng::PhiloxState;
-use aoanet::tensor::{DType, Device, Tensor};
+use aoanet::tensor::{DType, Device, Ids, Tensor};
 use cuda_util::{Tol, assert_tensors_close, cuda, op_matches_cpu, randt};
 
 const DTYPES: [DType; 2] = [DType::F32, DType::F64];
@@ -2176,7 +2176,7 @@ fn lstm_input_matches(test: &str, dtype: DType) {
         return;
     };
     let (vocab, embed, width, rows) = (97, 300, 260, 50);
-    let ids: Vec<usize> = (0..rows).map(|r| (r * 13) % vocab).collect();
+    let ids = Ids::from((0..rows).map(|r| (r * 13) % vocab).collect::<Vec<usize>>());
     let inputs = [
         randt(&[vocab, embed], -1.0, 1.0, 96),
         randt(&[rows, width], -1.0, 1.0, 97),
@@ -2221,7 +2221,7 @@ fn lstm_input_matches(test: &str, dtype: DType) {
         }
     }
     // A word outside the table is an error naming it, on both devices.
-    let bad: Vec<usize> = vec![vocab; rows];
+    let bad = Ids::from(vec![vocab; rows]);
     for device in [Device::Cpu, dev] {
         let on: Vec<Tensor> = inputs
             .iter()
@@ -2260,7 +2260,7 @@ fn lstm_input_bwd_matches(test: &str, dtype: DType) {
         return;
     };
     let (vocab, embed, width, rows) = (40, 130, 70, 25);
-    let ids: Vec<usize> = (0..rows).map(|r| (r * r) % 17).collect();
+    let ids = Ids::from((0..rows).map(|r| (r * r) % 17).collect::<Vec<usize>>());
     let run = |device: Device| {
         let leaves: Vec<Tensor> = [
             randt(&[vocab, embed], -1.0, 1.0, 81),
@@ -2302,7 +2302,9 @@ fn lstm_input_bwd_matches(test: &str, dtype: DType) {
     for (i, name) in ["table", "base", "x"].iter().enumerate() {
         assert_eq!(got[i], want[i], "{test}: gradient of {name}");
     }
-    let untouched = (0..vocab).find(|v| !ids.contains(v)).unwrap();
+    let untouched = (0..vocab)
+        .find(|v| !ids.host().unwrap().contains(v))
+        .unwrap();
     assert!(
         got[0][untouched * embed..(untouched + 1) * embed]
             .iter()

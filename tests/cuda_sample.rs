@@ -147,6 +147,73 @@ fn sample_rows_f32_through_rows_on_a_device_tensor() {
     }
 }
 
+/// A negative number leaves the row's word as it was (scheduled sampling's kept labels);
+/// through `Rows::draw_or_keep` the mixed words stay on the device and read back as the
+/// host path's.
+#[test]
+fn sample_rows_f32_keeps_the_words_of_rows_with_a_negative_number() {
+    let Some(dev) = gpu("sample_rows_f32_keeps_the_words_of_rows_with_a_negative_number") else {
+        return;
+    };
+    let (r, c) = (6, 500);
+    let lp = rows(r, c, 9);
+    let lpd = dev.htod(&lp).unwrap();
+    let us = [0.3f64, -1.0, 0.9, -0.5, 0.0, -1.0];
+    let ud = dev.htod(&us).unwrap();
+    let kept = [11i32, 22, 33, 44, 55, 66];
+    let mut words = dev.htod(&kept).unwrap();
+    sample::sample_rows(&dev, words.view_mut(), lpd.view(), ud.view(), r, c).unwrap();
+    let words = words.to_host().unwrap();
+    for (i, &u) in us.iter().enumerate() {
+        if u < 0.0 {
+            assert_eq!(words[i], kept[i], "row {i} keeps its word");
+        } else {
+            assert_eq!(
+                words[i] as usize,
+                exact(&lp[i * c..(i + 1) * c], u).0,
+                "row {i}"
+            );
+        }
+    }
+    // The tensor path: draws on the device, words read only when asked for.
+    let host = Tensor::from_vec(lp.clone(), &[r, c]).unwrap();
+    let device = host.to_device(Device::Cuda(dev.ordinal())).unwrap();
+    let keep: Vec<usize> = kept.iter().map(|&k| k as usize).collect();
+    let pick = |i: usize| (us[i] >= 0.0).then_some(us[i]);
+    let before = aoanet::cuda::waits_on_this_thread();
+    let on_gpu = Rows::new(&device)
+        .unwrap()
+        .draw_or_keep(&keep, pick)
+        .unwrap();
+    assert!(
+        on_gpu.host_if_known().is_none(),
+        "the words stay on the device"
+    );
+    assert_eq!(
+        aoanet::cuda::waits_on_this_thread(),
+        before,
+        "no wait to draw"
+    );
+    let on_cpu = Rows::new(&host).unwrap().draw_or_keep(&keep, pick).unwrap();
+    assert_eq!(on_gpu.host().unwrap(), on_cpu.host().unwrap());
+    assert_eq!(
+        on_gpu.host().unwrap(),
+        words.iter().map(|&w| w as usize).collect::<Vec<_>>()
+    );
+    // No row drawn: the kept words, on the host, without a launch.
+    let none = Rows::new(&device)
+        .unwrap()
+        .draw_or_keep(&keep, |_| None)
+        .unwrap();
+    assert_eq!(none.host_if_known(), Some(keep.as_slice()));
+    assert!(
+        Rows::new(&device)
+            .unwrap()
+            .draw_or_keep(&keep[1..], pick)
+            .is_err()
+    );
+}
+
 /// The stable descending order's first `k` (value descending, index ascending; NaN skipped).
 fn host_topk(row: &[f32], k: usize) -> Vec<(f32, i32)> {
     let mut idx: Vec<usize> = (0..row.len()).filter(|&j| !row[j].is_nan()).collect();

@@ -238,7 +238,9 @@ fn xe_training_steps_with_fused_attention_match_the_cpu() {
 /// An XE step as the trainer runs it (masks on the host, the loss from the logits, fused
 /// attention) queues its whole forward and backward without waiting for the GPU once; reading
 /// the loss is then the wait. A `.item()` or a read-back of a device tensor anywhere in the
-/// step would show here as a wait.
+/// step would show here as a wait. With scheduled sampling the forward still queues without a
+/// wait (the drawn words stay on the device for the next step), and the backward waits once,
+/// to read every step's words for the embedding's gradient.
 #[test]
 fn an_xe_step_queues_forward_and_backward_without_waiting_for_the_gpu() {
     let test = "an_xe_step_queues_forward_and_backward_without_waiting_for_the_gpu";
@@ -259,11 +261,11 @@ fn an_xe_step_queues_forward_and_backward_without_waiting_for_the_gpu() {
     let targets: Vec<usize> = (0..IMAGES * SPI)
         .flat_map(|r| labels[r * LEN + 1..(r + 1) * LEN].to_vec())
         .collect();
-    for round in 0..2 {
+    for (round, ss_prob) in [0.0, 0.0, 0.25].into_iter().enumerate() {
         // The first round also compiles and uploads what a first use does.
         cd.synchronize().unwrap();
         let before = aoanet::cuda::waits_on_this_thread();
-        let mut rng = Philox::new(100 + round);
+        let mut rng = Philox::new(100 + round as u64);
         let mut ctx = Ctx::train(&mut rng);
         let enc = m
             .encode(&feats, Some(&masks), None, &mut ctx, None)
@@ -271,21 +273,35 @@ fn an_xe_step_queues_forward_and_backward_without_waiting_for_the_gpu() {
             .expand(SPI)
             .unwrap();
         let logits = m
-            .forward_xe_logits(&enc, &labels, LEN, 0.0, &mut ctx)
+            .forward_xe_logits(&enc, &labels, LEN, ss_prob, &mut ctx)
             .unwrap();
         let loss = label_smoothing_loss_from_logits(&logits, &targets, &lmask, 0.2).unwrap();
+        let forward = aoanet::cuda::waits_on_this_thread() - before;
         loss.backward().unwrap();
         let queued = aoanet::cuda::waits_on_this_thread() - before;
         assert!(loss.item().unwrap().is_finite());
         let read = aoanet::cuda::waits_on_this_thread() - before;
         aoanet::train::adam::zero_grad(&m.named_parameters());
-        if round == 1 {
-            assert_eq!(
-                queued, 0,
-                "the step waited {queued} times before its loss was read"
-            );
-            assert_eq!(read, 1, "reading the loss waited {} times", read - queued);
+        if round == 0 {
+            continue;
         }
+        assert_eq!(
+            forward, 0,
+            "ss {ss_prob}: the forward waited {forward} times"
+        );
+        let backward = if ss_prob > 0.0 { 1 } else { 0 };
+        assert_eq!(
+            queued - forward,
+            backward,
+            "ss {ss_prob}: the backward waited {} times",
+            queued - forward
+        );
+        assert_eq!(
+            read - queued,
+            1,
+            "reading the loss waited {} times",
+            read - queued
+        );
     }
 }
 

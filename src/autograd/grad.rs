@@ -24,7 +24,7 @@
 //! floating-point additions. On a CUDA device the GEMM, the scatter-add and the in-place
 //! accumulation are device kernels.
 
-use crate::tensor::{Float, Tensor, TensorId, numel};
+use crate::tensor::{Float, Ids, Tensor, TensorId, numel};
 use crate::{Error, Result, with_float};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -98,8 +98,9 @@ pub enum Grad {
     },
     /// Zeros of `shape` with `values [ids.len(), shape[1..]]` added at rows `ids`.
     Rows {
-        /// Destination rows (repeats add up).
-        ids: Vec<usize>,
+        /// Destination rows (repeats add up); on a GPU they may still be in device memory
+        /// (words drawn there), read back when the pieces are formed.
+        ids: Ids,
         /// One slice per id.
         values: Tensor,
         /// The full gradient's shape.
@@ -170,7 +171,7 @@ pub struct Pending {
     outer: Vec<(Tensor, Tensor)>,
     sum_rows: Vec<Tensor>,
     windows: Vec<(usize, usize, Tensor)>,
-    rows: Vec<(Vec<usize>, Tensor)>,
+    rows: Vec<(Ids, Tensor)>,
     shape: Option<Vec<usize>>,
 }
 
@@ -356,7 +357,7 @@ fn add_slices<T: Float>(dst: &mut [T], src: &[T]) {
 /// when `out` is exclusively owned): on a GPU in one launch (an embedding used at every
 /// decoding step collects a piece per step), elsewhere one row at a time; the same bits
 /// either way.
-fn scatter_add_pieces(out: Tensor, pieces: &[(Vec<usize>, Tensor)]) -> Result<Tensor> {
+fn scatter_add_pieces(out: Tensor, pieces: &[(Ids, Tensor)]) -> Result<Tensor> {
     let out = if exclusively_owned(&out) {
         out
     } else {
@@ -364,8 +365,18 @@ fn scatter_add_pieces(out: Tensor, pieces: &[(Vec<usize>, Tensor)]) -> Result<Te
     };
     let row: usize = numel(&out.shape()[1..]);
     let rows = out.shape()[0];
+    // Words drawn on a GPU are read back here, all pieces' at once (one wait).
+    let all: Vec<Ids> = pieces.iter().map(|(ids, _)| ids.clone()).collect();
+    Ids::fetch_all(&all)?;
     for (ids, values) in pieces {
-        check_rows("scatter_add_rows", out.shape(), rows, row, ids, values)?;
+        check_rows(
+            "scatter_add_rows",
+            out.shape(),
+            rows,
+            row,
+            ids.host()?,
+            values,
+        )?;
     }
     #[cfg(feature = "cuda")]
     if out.is_cuda()
@@ -379,6 +390,7 @@ fn scatter_add_pieces(out: Tensor, pieces: &[(Vec<usize>, Tensor)]) -> Result<Te
     with_float!(out.dtype(), "scatter_add_rows", T => {
         out.with_data_mut::<T, _>(|o| {
             for (ids, values) in pieces {
+                let ids = ids.host()?;
                 values.with_slice::<T, _>("scatter_add_rows", |v| {
                     for (k, &i) in ids.iter().enumerate() {
                         add_slices(&mut o[i * row..(i + 1) * row], &v[k * row..(k + 1) * row]);
@@ -480,7 +492,7 @@ mod tests {
         })
         .unwrap();
         p.add(Grad::Rows {
-            ids: vec![1, 3, 1],
+            ids: vec![1, 3, 1].into(),
             values: rand(&[3, 5], 6),
             shape: vec![4, 5],
         })

@@ -8,7 +8,7 @@ use super::decoder::{CoreOutput, DecoderCore, DecoderState, OutputDropout, Words
 use super::refiner::Refiner;
 use crate::nn::{AttentionMask, Ctx, Dropout, Embedding, KeyValues, Linear, Module, join};
 use crate::rng::Philox;
-use crate::tensor::{DType, Device, Tensor};
+use crate::tensor::{DType, Device, Ids, Tensor};
 use crate::{Error, Result};
 
 /// The AoA captioning model.
@@ -336,7 +336,7 @@ impl AoaModel {
         state: &DecoderState,
         ctx: &mut Ctx,
     ) -> Result<StepOutput> {
-        let out = self.step_core(it, enc, state, ctx, OutputDropout::Apply)?;
+        let out = self.step_core(&Ids::from(it), enc, state, ctx, OutputDropout::Apply)?;
         let logprobs = self.logprobs(&out.output)?;
         let attention = match &out.attention {
             Some(a) => Some(crate::autograd::no_grad(|| {
@@ -356,7 +356,7 @@ impl AoaModel {
     /// dropout, [`OutputDropout::Defer`]) to all steps at once.
     pub fn step_core(
         &self,
-        it: &[usize],
+        it: &Ids,
         enc: &Encoded,
         state: &DecoderState,
         ctx: &mut Ctx,
@@ -494,15 +494,13 @@ impl AoaModel {
                     self.logprobs(outputs.last().expect("step i-1 exists"))
                 })?)?;
                 // Per row: whether to sample, then (if so) the draw, as the CPU always drew.
+                // On a GPU the words stay there: the next step reads them without a wait.
                 let rng = &mut *ctx.rng;
-                let drawn = prev.draw(|_| (rng.next_f64() < ss_prob).then(|| rng.next_f64()))?;
-                column
-                    .iter()
-                    .zip(drawn)
-                    .map(|(&label, w)| w.unwrap_or(label))
-                    .collect()
+                prev.draw_or_keep(&column, |_| {
+                    (rng.next_f64() < ss_prob).then(|| rng.next_f64())
+                })?
             } else {
-                column
+                Ids::from(column)
             };
             let out = self.step_core(&it, enc, &state, ctx, output_dropout)?;
             outputs.push(out.output.unsqueeze(1)?);
@@ -694,7 +692,7 @@ mod tests {
                 for i in 0..len - 1 {
                     let it: Vec<usize> = (0..rows).map(|r| labels[r * len + i]).collect();
                     let out = m
-                        .step_core(&it, &enc, &state, &mut ctx, OutputDropout::Apply)
+                        .step_core(&it.into(), &enc, &state, &mut ctx, OutputDropout::Apply)
                         .unwrap();
                     assert!(out.output_draw.is_none());
                     outs.push(out.output.unsqueeze(1).unwrap());

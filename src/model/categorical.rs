@@ -16,7 +16,7 @@
 
 use crate::Result;
 use crate::cpu::vmath;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Ids, Tensor};
 
 /// Draws an index from the distribution `exp(logprobs)` with the uniform number `u`
 /// (inverse CDF; the last index with positive probability absorbs rounding; 0 when no entry
@@ -131,6 +131,42 @@ impl Rows {
             .collect())
     }
 
+    /// Scheduled sampling's words: row `r` draws with the number `uniform(r)` gives, if any
+    /// (asked in row order, as [`Rows::draw`]), and keeps `keep[r]` otherwise. f32 rows on a
+    /// CUDA device draw there into a copy of `keep` and the words stay in device memory
+    /// (nothing is read back; the next decoder step reads them there); other rows give host
+    /// words.
+    pub fn draw_or_keep(
+        &mut self,
+        keep: &[usize],
+        mut uniform: impl FnMut(usize) -> Option<f64>,
+    ) -> Result<Ids> {
+        if keep.len() != self.len() {
+            return Err(crate::Error::invalid(format!(
+                "sample rows: {} words to keep for {} rows",
+                keep.len(),
+                self.len()
+            )));
+        }
+        let picks: Vec<Option<f64>> = (0..self.len()).map(&mut uniform).collect();
+        #[cfg(feature = "cuda")]
+        if let Values::Device(t) = &self.values {
+            if picks.iter().all(Option::is_none) {
+                return Ok(Ids::from(keep));
+            }
+            // A negative number keeps the row's word.
+            let us: Vec<f64> = picks.iter().map(|u| u.unwrap_or(-1.0)).collect();
+            return crate::cuda::ops::sample_rows_over(t, &us, keep).map(Ids::from_device);
+        }
+        let mut drawn = self.draw(|r| picks[r])?;
+        Ok(Ids::from(
+            keep.iter()
+                .zip(drawn.drain(..))
+                .map(|(&k, w)| w.unwrap_or(k))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
     /// Draws a word from row `r` of host values with the uniform number `u`.
     fn sample_host(&mut self, r: usize, u: f64) -> usize {
         let c = self.classes;
@@ -201,6 +237,40 @@ fn sample_f32(row: &[f32], u: f64, exps: &mut Vec<f32>, block_sums: &mut Vec<f64
 mod tests {
     use super::*;
     use crate::rng::Philox;
+
+    /// Scheduled sampling's mix on the host: the drawn rows' words are `draw`'s, the others
+    /// keep theirs, and the numbers are asked for in row order.
+    #[test]
+    fn draw_or_keep_mixes_drawn_and_kept_words() {
+        let lp = Tensor::from_vec(
+            vec![
+                0.5f64.ln(),
+                0.5f64.ln(),
+                0.0f64.ln(),
+                0.0f64.ln(),
+                0.0,
+                0.0f64.ln(),
+            ],
+            &[2, 3],
+        )
+        .unwrap();
+        let mut asked = Vec::new();
+        let words = Rows::new(&lp)
+            .unwrap()
+            .draw_or_keep(&[7, 9], |r| {
+                asked.push(r);
+                (r == 1).then_some(0.5)
+            })
+            .unwrap();
+        assert_eq!(asked, [0, 1]);
+        assert_eq!(words.host().unwrap(), &[7, 1]);
+        assert!(
+            Rows::new(&lp)
+                .unwrap()
+                .draw_or_keep(&[7], |_| None)
+                .is_err()
+        );
+    }
 
     #[test]
     fn the_f64_rule_follows_the_distribution() {

@@ -15,7 +15,7 @@ use crate::nn::{
 };
 use crate::ops::LstmInput;
 use crate::rng::{Philox, PhiloxState};
-use crate::tensor::{DType, Device, Tensor};
+use crate::tensor::{DType, Device, Ids, Tensor};
 
 /// The recurrent state between steps (the reference's `(h, c)`, each `[2, B, D]`).
 #[derive(Clone, Debug)]
@@ -98,8 +98,8 @@ pub struct Words<'a> {
     pub embed: &'a Embedding,
     /// The dropout after the embedding's ReLU (`embed.2`).
     pub dropout: &'a Dropout,
-    /// One word per row (0 = BOS).
-    pub ids: &'a [usize],
+    /// One word per row (0 = BOS), on the host or (drawn there) on the GPU.
+    pub ids: &'a Ids,
 }
 
 /// What a decoder step does with its output dropout.

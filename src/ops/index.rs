@@ -61,7 +61,7 @@ impl Tensor {
                 // Rows of the table: deferred, so an embedding used at every step is
                 // scattered once (its rows may repeat; they add up).
                 return Ok(vec![Some(Grad::Rows {
-                    ids,
+                    ids: ids.clone().into(),
                     values: g.clone(),
                     shape: in_shape,
                 })]);

@@ -16,15 +16,16 @@
 
 use crate::Result;
 use crate::rng::Philox;
-use crate::tensor::Tensor;
+use crate::tensor::{Ids, Tensor};
 
 /// The operands of [`LstmInput::forward`].
 #[derive(Clone, Copy, Debug)]
 pub struct LstmInput<'a> {
     /// The word embedding table `[vocab, E]`.
     pub table: &'a Tensor,
-    /// One word per row, each below `vocab`.
-    pub ids: &'a [usize],
+    /// One word per row, each below `vocab` (on a GPU the words may be in device memory,
+    /// drawn there by scheduled sampling: the kernel reads them where they are).
+    pub ids: &'a Ids,
     /// The word embedding's dropout probability (after its ReLU).
     pub embed_p: f64,
     /// `[rows, D]`, added as it is: the mean of the regions (`ā`).
@@ -46,7 +47,7 @@ impl LstmInput<'_> {
         }
         let xt = self
             .table
-            .embedding(self.ids)?
+            .embedding(self.ids.host()?)?
             .relu_dropout(self.embed_p, train, rng)?;
         let global = self.base.add_dropout(self.x, self.x_p, train, rng)?;
         Tensor::concat(&[&xt, &global], 1)
@@ -80,7 +81,14 @@ impl LstmInput<'_> {
             width: b.shape()[1],
             vocab: t.shape()[0],
         };
-        if let Some(&bad) = self.ids.iter().find(|&&i| i >= dims.vocab) {
+        // Words on the host are checked here; words drawn on the device are below the
+        // number of classes by construction (and the kernel turns a row with any other into
+        // NaN rather than read outside the table).
+        if let Some(&bad) = self
+            .ids
+            .host_if_known()
+            .and_then(|ids| ids.iter().find(|&&i| i >= dims.vocab))
+        {
             return Err(crate::Error::invalid(format!(
                 "lstm_input: word id {bad} is outside the embedding table of {} rows",
                 dims.vocab
@@ -100,7 +108,7 @@ impl LstmInput<'_> {
         let x_drop = draw(self.x_p, dims.rows * dims.width);
         let drops = [embed_drop, x_drop];
         let out = crate::cuda::ops::dropout::lstm_input(t, self.ids, b, x, dims, drops)?;
-        let (y, ids, table_shape) = (out.clone(), self.ids.to_vec(), t.shape().to_vec());
+        let (y, ids, table_shape) = (out.clone(), self.ids.clone(), t.shape().to_vec());
         Ok(Some(out.record_grads("lstm_input", &[t, b, x], move |g| {
             let [g_emb, g_base, g_x] =
                 crate::cuda::ops::dropout::lstm_input_backward(g, &y, dims, drops)?;
@@ -128,7 +136,7 @@ mod tests {
     #[test]
     fn values_and_gradients_of_the_composition() {
         let (table, base, x) = (rand(&[7, 5], 1), rand(&[4, 3], 2), rand(&[4, 3], 3));
-        let ids = [3, 0, 6, 3];
+        let ids = Ids::from(vec![3, 0, 6, 3]);
         let op = LstmInput {
             table: &table,
             ids: &ids,
@@ -143,7 +151,7 @@ mod tests {
         assert_eq!(rng.state().offset, 4 * 5 + 4 * 3);
         let mut again = Philox::new(4);
         let xt = table
-            .embedding(&ids)
+            .embedding(ids.host().unwrap())
             .unwrap()
             .relu_dropout(0.3, true, &mut again)
             .unwrap();

@@ -14,10 +14,12 @@
 //! copies between devices (differentiably), and creation functions have `_on(device)` forms.
 
 mod dtype;
+mod ids;
 mod shape;
 mod storage;
 
 pub use dtype::{DType, Float};
+pub use ids::Ids;
 pub(crate) use shape::coalesce;
 pub use shape::{Layout, broadcast_shapes, contiguous_strides, numel, resolve_axis};
 pub use storage::Storage;

@@ -12,9 +12,10 @@ crate::__aoanet_cuda_kernels! { "sample";
     fn topk_rows_f32(values: CudaViewMut<'_, f32>, indices: CudaViewMut<'_, i32>, x: CudaView<'_, f32>, rows: i64, cols: i32, k: i32);
 }
 
-/// `words [rows]` (overwritten): for each row of `lp [rows, classes]`, the first word whose
-/// cumulative probability exceeds `uniforms[r]` times the row's total (see the kernel's
-/// comment for the exact rule, shared with `model::categorical::Rows`).
+/// `words [rows]` (overwritten where `uniforms[r] ≥ 0`): for each such row of
+/// `lp [rows, classes]`, the first word whose cumulative probability exceeds `uniforms[r]`
+/// times the row's total (see the kernel's comment for the exact rule, shared with
+/// `model::categorical::Rows`); a row with a negative number keeps its word.
 pub fn sample_rows(
     dev: &CudaDevice,
     words: CudaViewMut<'_, i32>,

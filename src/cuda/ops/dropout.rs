@@ -102,14 +102,22 @@ pub(crate) fn relu_backward(g: &Tensor, y: &Tensor, scale: f64) -> Result<Tensor
 /// [`crate::ops::LstmInput`]): `[relu_dropout(table[ids]) ; base + dropout(x)]`.
 pub(crate) fn lstm_input(
     table: &Tensor,
-    ids: &[usize],
+    ids: &crate::tensor::Ids,
     base: &Tensor,
     x: &Tensor,
     dims: k::LstmInputDims,
     drops: [k::HalfDropout; 2],
 ) -> Result<Tensor> {
     let dev = device_of(table)?;
-    let ids_d = super::upload_ids(&dev, "lstm_input", ids)?;
+    // Words drawn on this device are read where they are; others are uploaded.
+    let uploaded;
+    let ids_d = match ids.device_buffer() {
+        Some(b) if b.device().ordinal() == dev.ordinal() => b,
+        _ => {
+            uploaded = super::upload_ids(&dev, "lstm_input", ids.host()?)?;
+            &uploaded
+        }
+    };
     let shape = [dims.rows, dims.embed + dims.width];
     with_cuda_float!(table.dtype(), "lstm_input", T => {
         with_dense::<T, _>(table, "lstm_input", |tv| {

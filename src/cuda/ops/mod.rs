@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | this one | storage access, device copies, casts, `full`, `update_`, in-place accumulation |
 //! | `elementwise` | unary and broadcasting binary ops, masks, `where` |
-//! | `reduce` | sums, means, max with argmax, `sum_to`, `argmax_last`, `sample_rows`, `topk_rows`, `all_finite`, `all_finite_many`, `item_and_all_finite_many` |
+//! | `reduce` | sums, means, max with argmax, `sum_to`, `argmax_last`, `sample_rows` (and `_over`), `topk_rows`, `all_finite`, `all_finite_many`, `item_and_all_finite_many` |
 //! | `shape` | `concat`, the adjoint of `narrow` |
 //! | `matmul` | batched products of strided views, `weight_product` (+ bias epilogue) |
 //! | `softmax`, `layer_norm`, `glu`, `index`, `dropout`, `lstm` | the op of that name |
@@ -47,7 +47,7 @@ pub(crate) use matmul::{StridedMat, matmul, weight_product};
 pub use matmul::{matmul_precision, set_matmul_precision};
 pub(crate) use reduce::{
     MaxIndex, all_finite, all_finite_many, argmax_last, item_and_all_finite_many, max_axis,
-    sample_rows, scatter_axis, sum_all, sum_axis, sum_to, topk_rows,
+    sample_rows, sample_rows_over, scatter_axis, sum_all, sum_axis, sum_to, topk_rows,
 };
 pub(crate) use shape::{concat, pad_into, split};
 pub(crate) use softmax::{softmax, softmax_backward};
@@ -512,8 +512,12 @@ pub(crate) fn sum_many(first: Tensor, rest: &[Tensor], in_place: bool) -> Result
 
 /// Adds every piece's `values [ids.len(), row...]` into rows `ids` of `out` in place, piece
 /// after piece (`out` dense and exclusively owned; ids checked by the caller; all on `out`'s
-/// device and of its dtype), in one launch: the same bits as adding them row by row.
-pub(crate) fn scatter_add_rows_many_(out: &Tensor, pieces: &[(Vec<usize>, Tensor)]) -> Result<()> {
+/// device and of its dtype; ids read to the host by the caller), in one launch: the same bits
+/// as adding them row by row.
+pub(crate) fn scatter_add_rows_many_(
+    out: &Tensor,
+    pieces: &[(crate::tensor::Ids, Tensor)],
+) -> Result<()> {
     use super::kernels::embedding::{RowsPiece, scatter_rows};
     let dev = device_of(out)?;
     let rows = out.shape()[0];
@@ -532,7 +536,7 @@ pub(crate) fn scatter_add_rows_many_(out: &Tensor, pieces: &[(Vec<usize>, Tensor
             .iter()
             .zip(&values)
             .map(|((ids, _), v)| {
-                Ok(RowsPiece { ids: ids.as_slice(), values: locks.view::<T>(v, "scatter_add_rows")? })
+                Ok(RowsPiece { ids: ids.host()?, values: locks.view::<T>(v, "scatter_add_rows")? })
             })
             .collect::<Result<Vec<_>>>()?;
         with_buffer_mut::<T, _>(out, "scatter_add_rows", |o| {

@@ -134,9 +134,30 @@ pub(crate) fn argmax_last(x: &Tensor, rows: usize, len: usize) -> Result<Vec<usi
 /// the host's uniform numbers (`kernels/sample.cu`); only the ids come back.
 pub(crate) fn sample_rows(lp: &Tensor, uniforms: &[f64]) -> Result<Vec<usize>> {
     let dev = device_of(lp)?;
+    let words = dev.alloc::<i32>(uniforms.len())?;
+    Ok(draw_rows(lp, uniforms, words)?
+        .to_host()?
+        .into_iter()
+        .map(|w| w.max(0) as usize)
+        .collect())
+}
+
+/// [`sample_rows`] where a negative uniform number keeps the row's word of `keep`, the words
+/// left in device memory (scheduled sampling: no wait).
+pub(crate) fn sample_rows_over(
+    lp: &Tensor,
+    uniforms: &[f64],
+    keep: &[usize],
+) -> Result<CudaBuffer<i32>> {
+    let dev = device_of(lp)?;
+    let words = super::upload_ids(&dev, "sample_rows", keep)?;
+    draw_rows(lp, uniforms, words)
+}
+
+/// Draws into `words` the rows of `lp` with non-negative numbers.
+fn draw_rows(lp: &Tensor, uniforms: &[f64], mut words: CudaBuffer<i32>) -> Result<CudaBuffer<i32>> {
+    let dev = device_of(lp)?;
     let classes = lp.shape().last().copied().unwrap_or(0);
-    let rows = uniforms.len();
-    let mut words = dev.alloc::<i32>(rows)?;
     let u = dev.htod(uniforms)?;
     with_dense::<f32, _>(lp, "sample_rows", |lv| {
         crate::cuda::kernels::sample::sample_rows(
@@ -144,15 +165,11 @@ pub(crate) fn sample_rows(lp: &Tensor, uniforms: &[f64]) -> Result<Vec<usize>> {
             words.view_mut(),
             lv,
             u.view(),
-            rows,
+            uniforms.len(),
             classes,
         )
     })?;
-    Ok(words
-        .to_host()?
-        .into_iter()
-        .map(|w| w.max(0) as usize)
-        .collect())
+    Ok(words)
 }
 
 /// The `k` largest entries of every row of the f32 `x [.., cols]` (value descending, index
