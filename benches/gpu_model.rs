@@ -532,8 +532,7 @@ fn train_scst_step(shared: &mut Shared) {
         ..DecodeOptions::greedy(16)
     };
     dev.reset_peak_memory();
-    let waits_before = dev.waits();
-    let (wall, launches, warm_counts) = best_of_with_mix(&dev, || {
+    let mut run = || {
         let mut rng = Philox::new(6);
         let mut ctx = Ctx::train(&mut rng);
         let enc = m
@@ -547,13 +546,14 @@ fn train_scst_step(shared: &mut Shared) {
         loss.backward().unwrap();
         opt.step(&params).unwrap();
         zero_grad(&params);
-    });
+    };
+    let waits_before = dev.waits();
+    let (wall, launches, warm_counts) = best_of_with_mix(&dev, &mut run);
     // Per step, less best_of's own synchronise after each run.
     let waits = (dev.waits() - waits_before) / (reps() as u64 + 1) - 1;
     println!(
         "train.scst_step f32{}: {:.1} ms per step of {} sampled captions (best of {}); \
-         {launches} kernel launches, {waits} waits for the GPU (the sampling loop reads each \
-         step's words); {}",
+         {launches} kernel launches, {waits} waits for the GPU (the captions' read); {}",
         tf32_label(),
         1e3 * wall,
         TRAIN_IMAGES * 5,
@@ -561,6 +561,19 @@ fn train_scst_step(shared: &mut Shared) {
         memory(&dev)
     );
     print_launch_mix(&dev, &warm_counts, reps());
+    // Baseline in the same run: the sampling loop reading each step's words before queuing
+    // the next.
+    aoanet::model::decode::set_device_loop(false);
+    let waits_before = dev.waits();
+    let (host_loop, _) = best_of(&dev, &mut run);
+    let host_waits = (dev.waits() - waits_before) / (reps() as u64 + 1) - 1;
+    aoanet::model::decode::set_device_loop(true);
+    println!(
+        "  baseline, each step's words read before the next step is queued: {:.1} ms, \
+         {host_waits} waits ({:.2}x the device loop's time)",
+        1e3 * host_loop,
+        host_loop / wall
+    );
 }
 
 fn decode_encode(shared: &mut Shared) {
@@ -589,16 +602,27 @@ fn decode_greedy(shared: &mut Shared) {
     let feats = features(decode_images(), 1, device);
     let opts = DecodeOptions::greedy(20);
     dev.reset_peak_memory();
-    let (s, launches, warm_counts) = best_of_with_mix(&dev, || {
+    let decode = || {
         no_grad(|| {
             let mut rng = Philox::new(0);
             let mut ctx = Ctx::eval(&mut rng);
             let enc = m.encode(&feats, None, None, &mut ctx, None).unwrap();
             sample(m, &enc, &opts, &mut ctx, false).unwrap()
         });
-    });
+    };
+    let (s, launches, warm_counts) = best_of_with_mix(&dev, decode);
     report("decode.greedy500", s, launches, &dev);
     print_launch_mix(&dev, &warm_counts, reps());
+    // Baseline in the same run: the loop reading each step's words before queuing the next.
+    aoanet::model::decode::set_device_loop(false);
+    let (host_loop, _) = best_of(&dev, decode);
+    aoanet::model::decode::set_device_loop(true);
+    println!(
+        "  baseline, each step's words read before the next step is queued: {:.3} s ({:.2}x \
+         the device loop's time)",
+        host_loop,
+        host_loop / s
+    );
 }
 
 /// Beam search with 3 beams over 500 images, encoding included. The search itself is host

@@ -28,6 +28,13 @@
 //                     whole [rows, V+1] distribution. k rounds of a block-wide arg-max, each
 //                     over the entries that come after the previous round's pick in that
 //                     order; k is small (beam size plus a few), the row stays in L1/L2.
+//   decode_advance    the decoding loop's bookkeeping after a step's words are picked
+//                     (AttModel._sample: `unfinished &= word > 0; word *= unfinished`), on the
+//                     device, so that the loop queues step after step without reading words:
+//                     it[r] = seq[r * len + t] = unfinished[r] ? words[r] : 0 with
+//                     unfinished[r] &= words[r] > 0 first, and alive[t] += the rows still
+//                     unfinished (integer: the same count whatever the order). The host reads
+//                     alive[t] a step later to stop the loop.
 
 #include "common.cuh"
 
@@ -173,5 +180,26 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_MAX_THREADS) topk_rows_f32(
             pi = bi;
         }
         __syncthreads();
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) decode_advance(
+    int* it, int* unfinished, int* seq, int* alive, const int* words, i64 rows, int len, int t) {
+    const i64 stride = (i64)gridDim.x * blockDim.x;
+    // Every thread of a block runs the same number of rounds (the barrier inside counts).
+    const i64 rounds = (rows + stride - 1) / stride;
+    for (i64 k = 0; k < rounds; ++k) {
+        const i64 r = k * stride + (i64)blockIdx.x * blockDim.x + threadIdx.x;
+        int on = 0;
+        if (r < rows) {
+            const int w = words[r];
+            on = unfinished[r] && w > 0;
+            unfinished[r] = on;
+            const int next = on ? w : 0;
+            it[r] = next;
+            seq[r * len + t] = next;
+        }
+        const int count = __syncthreads_count(on);
+        if (threadIdx.x == 0 && count > 0) atomicAdd(alive + t, count);
     }
 }

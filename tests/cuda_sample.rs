@@ -214,6 +214,101 @@ fn sample_rows_f32_keeps_the_words_of_rows_with_a_negative_number() {
     );
 }
 
+/// One step of the decoding loop's bookkeeping over more rows than a block: rows that pick
+/// EOS (0) finish, finished rows feed 0, the step's column of the captions is written and the
+/// unfinished rows are counted into their step's slot (the others untouched).
+#[test]
+fn decode_advance_finishes_rows_and_counts_the_rest() {
+    let Some(dev) = gpu("decode_advance_finishes_rows_and_counts_the_rest") else {
+        return;
+    };
+    let (rows, len) = (1000, 3);
+    let mut unfinished: Vec<i32> = (0..rows).map(|r| (r % 3 != 0) as i32).collect();
+    let mut ud = dev.htod(&unfinished).unwrap();
+    let mut seq = dev.zeros::<i32>(rows * len).unwrap();
+    let mut alive = dev.zeros::<i32>(len).unwrap();
+    let mut want_seq = vec![0i32; rows * len];
+    let mut want_alive = vec![0i32; len];
+    for t in [1, 2] {
+        let words: Vec<i32> = (0..rows as i32).map(|r| (r * 7 + t as i32) % 5).collect();
+        let wd = dev.htod(&words).unwrap();
+        let mut it = dev.alloc::<i32>(rows).unwrap();
+        sample::advance_words(
+            &dev,
+            it.view_mut(),
+            ud.view_mut(),
+            seq.view_mut(),
+            alive.view_mut(),
+            wd.view(),
+            len,
+            t,
+        )
+        .unwrap();
+        let mut want_it = vec![0i32; rows];
+        for r in 0..rows {
+            let on = unfinished[r] != 0 && words[r] > 0;
+            unfinished[r] = on as i32;
+            want_it[r] = if on { words[r] } else { 0 };
+            want_seq[r * len + t] = want_it[r];
+            want_alive[t] += on as i32;
+        }
+        assert_eq!(it.to_host().unwrap(), want_it, "step {t}: inputs");
+        assert_eq!(
+            ud.to_host().unwrap(),
+            unfinished,
+            "step {t}: unfinished rows"
+        );
+    }
+    assert_eq!(seq.to_host().unwrap(), want_seq, "captions");
+    assert_eq!(alive.to_host().unwrap(), want_alive, "counts");
+    assert!(want_alive[2] > 0 && want_alive[2] < want_alive[1]);
+    let wd = dev.zeros::<i32>(rows).unwrap();
+    let mut it = dev.alloc::<i32>(rows).unwrap();
+    let step_past_end = sample::advance_words(
+        &dev,
+        it.view_mut(),
+        ud.view_mut(),
+        seq.view_mut(),
+        alive.view_mut(),
+        wd.view(),
+        len,
+        len,
+    );
+    assert!(step_past_end.is_err(), "a step past the loop's end");
+}
+
+/// Later reads give the values queued, whichever order they are collected in, dropped ones
+/// give their slot back (more reads than slots over the test), and reads too large for a slot
+/// happen at once.
+#[test]
+fn read_later_gives_the_values_queued() {
+    let Some(dev) = gpu("read_later_gives_the_values_queued") else {
+        return;
+    };
+    let values: Vec<i32> = (0..300).map(|i| i * 3 - 7).collect();
+    let buf = dev.htod(&values).unwrap();
+    for round in 0..3 {
+        let reads: Vec<_> = (0..40)
+            .map(|i| dev.read_later(buf.slice(i..i + 3).unwrap()).unwrap())
+            .collect();
+        for (i, read) in reads.into_iter().enumerate().rev() {
+            if (i + round) % 4 == 0 {
+                drop(read);
+                continue;
+            }
+            assert_eq!(read.wait().unwrap(), values[i..i + 3], "read {i}");
+        }
+    }
+    let before = aoanet::cuda::waits_on_this_thread();
+    let big = dev.read_later(buf.view()).unwrap();
+    assert_eq!(
+        aoanet::cuda::waits_on_this_thread() - before,
+        1,
+        "a large read waits at once"
+    );
+    assert_eq!(big.wait().unwrap(), values);
+}
+
 /// The stable descending order's first `k` (value descending, index ascending; NaN skipped).
 fn host_topk(row: &[f32], k: usize) -> Vec<(f32, i32)> {
     let mut idx: Vec<usize> = (0..row.len()).filter(|&j| !row[j].is_nan()).collect();

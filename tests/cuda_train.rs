@@ -392,3 +392,130 @@ fn trainer_on_the_gpu_validates_checkpoints_and_resumes_bit_identically() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// What one decode produced, for comparing the device loop with the host loop.
+struct Decoded {
+    seq: Vec<usize>,
+    /// The recorded log-probabilities' bits.
+    logprobs: Vec<u32>,
+    /// Every parameter gradient's bits after the reward loss's backward (sampling only).
+    grads: Vec<Vec<u32>>,
+    /// The generator after the decode.
+    rng: aoanet::rng::PhiloxState,
+}
+
+/// Greedy decoding and sampling with the loop's words on the device give the host loop's
+/// captions, recorded log-probabilities, gradients and generator state bit for bit, with one
+/// wait for the whole decode (the captions' read) instead of one per step. With EOS made
+/// likely the loop stops early (every row finished): the device loop has queued the step
+/// after the stop, which it must drop and rewind the generator over.
+#[test]
+fn decoding_with_words_on_the_device_equals_the_host_loop() {
+    let test = "decoding_with_words_on_the_device_equals_the_host_loop";
+    let Some(dev) = cuda(test) else {
+        return;
+    };
+    let m = AoaModel::new(config(), DType::F32, 21).unwrap();
+    m.to_device_(dev).unwrap();
+    let params = m.named_parameters();
+    let (feats, masks, _, _) = batch();
+    let on_gpu = |t: Tensor| t.to_dtype(DType::F32).unwrap().to_device(dev).unwrap();
+    let (feats, masks) = (on_gpu(feats), on_gpu(masks));
+    let to_bits = |t: &Tensor| -> Vec<u32> { t.to_vec_f32().iter().map(|v| v.to_bits()).collect() };
+    let mut stopped_early = 0;
+    for eos_bias in [0.0f32, 2.5, 60.0] {
+        m.logit
+            .bias
+            .with_data_mut::<f32, _>(|b| b[0] = eos_bias)
+            .unwrap();
+        for method in [SampleMethod::Greedy, SampleMethod::Sample] {
+            let sampling = method == SampleMethod::Sample;
+            let run = |device_loop: bool| -> (Decoded, u64) {
+                aoanet::model::decode::set_device_loop(device_loop);
+                let mut rng = Philox::new(31);
+                let mut ctx = if sampling {
+                    Ctx::train(&mut rng)
+                } else {
+                    Ctx::eval(&mut rng)
+                };
+                let enc = m
+                    .encode(&feats, Some(&masks), None, &mut ctx, None)
+                    .unwrap()
+                    .expand(SPI)
+                    .unwrap();
+                let opts = DecodeOptions {
+                    sample_method: method,
+                    ..DecodeOptions::greedy(LEN)
+                };
+                let before = aoanet::cuda::waits_on_this_thread();
+                let s = if sampling {
+                    sample(&m, &enc, &opts, &mut ctx, false).unwrap()
+                } else {
+                    aoanet::autograd::no_grad(|| sample(&m, &enc, &opts, &mut ctx, false)).unwrap()
+                };
+                let waits = aoanet::cuda::waits_on_this_thread() - before;
+                let rng_after = ctx.rng.state();
+                let mut grads = Vec::new();
+                if sampling {
+                    aoanet::train::adam::zero_grad(&params);
+                    let reward: Vec<f64> = (0..s.rows).map(|r| (r as f64 * 0.61).cos()).collect();
+                    reward_loss(&s.logprobs, &s.seq, &reward)
+                        .unwrap()
+                        .backward()
+                        .unwrap();
+                    grads = params
+                        .iter()
+                        .map(|(_, p)| p.grad().map(|g| to_bits(&g)).unwrap_or_default())
+                        .collect();
+                    aoanet::train::adam::zero_grad(&params);
+                }
+                aoanet::model::decode::set_device_loop(true);
+                let decoded = Decoded {
+                    seq: s.seq.clone(),
+                    logprobs: to_bits(&s.logprobs),
+                    grads,
+                    rng: rng_after,
+                };
+                (decoded, waits)
+            };
+            let (host, host_waits) = run(false);
+            let (device, device_waits) = run(true);
+            let what = format!("EOS bias {eos_bias}, {method:?}");
+            assert_eq!(device.seq, host.seq, "{what}: captions");
+            assert!(
+                device.logprobs == host.logprobs,
+                "{what}: recorded log-probabilities"
+            );
+            for (i, (d, h)) in device.grads.iter().zip(&host.grads).enumerate() {
+                assert!(d == h, "{what}: gradient of {}", params[i].0);
+            }
+            assert_eq!(device.grads.len(), host.grads.len(), "{what}");
+            assert_eq!(
+                device.rng, host.rng,
+                "{what}: the generator after the decode"
+            );
+            assert_eq!(
+                device_waits, 1,
+                "{what}: the device loop waited {device_waits} times"
+            );
+            let steps = (0..LEN)
+                .filter(|&t| (0..IMAGES * SPI).any(|r| t == 0 || host.seq[r * LEN + t - 1] != 0))
+                .count() as u64;
+            assert_eq!(
+                host_waits, steps,
+                "{what}: the host loop reads every step's words"
+            );
+            if steps < LEN as u64 {
+                stopped_early += 1;
+            }
+        }
+    }
+    m.logit
+        .bias
+        .with_data_mut::<f32, _>(|b| b[0] = 0.0)
+        .unwrap();
+    assert!(
+        stopped_early >= 2,
+        "only {stopped_early} decodes stopped early"
+    );
+}

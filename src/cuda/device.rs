@@ -178,9 +178,11 @@ pub struct CudaDevice {
     pool: Mutex<Pool<DriverAlloc>>,
     staging: Mutex<Staging>,
     small_staging: Mutex<SmallStaging>,
+    readback: Mutex<super::readback::Slots>,
     launches: std::sync::atomic::AtomicU64,
     /// Times the host waited for the device to drain its queue (`synchronize`, and every
-    /// copy to the host, which synchronises).
+    /// copy to the host, which synchronises; not the later reads, `read_later`, which wait
+    /// only for the work queued before them).
     waits: std::sync::atomic::AtomicU64,
 }
 
@@ -252,6 +254,7 @@ impl CudaDevice {
             }),
             staging: Mutex::new(Staging::new()),
             small_staging: Mutex::new(SmallStaging::new()),
+            readback: Mutex::new(super::readback::Slots::new()),
             launches: std::sync::atomic::AtomicU64::new(0),
             waits: std::sync::atomic::AtomicU64::new(0),
             ctx,
@@ -301,11 +304,20 @@ impl CudaDevice {
         &self.stream
     }
 
-    fn cu_stream(&self) -> CUstream {
+    pub(crate) fn cu_stream(&self) -> CUstream {
         self.stream.cu_stream()
     }
 
-    fn bind(&self) -> Result<()> {
+    /// The page-locked slots of later reads ([`CudaDevice::read_later`]).
+    pub(crate) fn lock_readback(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, super::readback::Slots>> {
+        self.readback
+            .lock()
+            .map_err(|_| Error::Cuda("later-read slots poisoned".into()))
+    }
+
+    pub(crate) fn bind(&self) -> Result<()> {
         self.ctx
             .bind_to_thread()
             .map_err(|e| cuda_err("bind context", e))

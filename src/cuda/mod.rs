@@ -48,6 +48,7 @@ pub mod kernels;
 pub mod nvrtc;
 pub mod ops;
 pub mod pool;
+mod readback;
 mod staging;
 mod storage;
 
@@ -58,6 +59,7 @@ pub use device::{
     unavailable_reason, waits_on_this_thread,
 };
 pub use pool::PoolStats;
+pub use readback::LaterRead;
 pub use storage::{CudaFloat, CudaStorage};
 
 /// The CPU-side dropout keep rule, identical to `dropout_keep` in `kernels/common.cuh`.

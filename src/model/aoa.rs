@@ -336,7 +336,19 @@ impl AoaModel {
         state: &DecoderState,
         ctx: &mut Ctx,
     ) -> Result<StepOutput> {
-        let out = self.step_core(&Ids::from(it), enc, state, ctx, OutputDropout::Apply)?;
+        self.step_ids(&Ids::from(it), enc, state, ctx)
+    }
+
+    /// [`AoaModel::step`] with the previous words where they are (on a GPU, words the
+    /// decoding loop picked there).
+    pub fn step_ids(
+        &self,
+        it: &Ids,
+        enc: &Encoded,
+        state: &DecoderState,
+        ctx: &mut Ctx,
+    ) -> Result<StepOutput> {
+        let out = self.step_core(it, enc, state, ctx, OutputDropout::Apply)?;
         let logprobs = self.logprobs(&out.output)?;
         let attention = match &out.attention {
             Some(a) => Some(crate::autograd::no_grad(|| {

@@ -14,7 +14,7 @@
 use crate::autograd::Grad;
 #[cfg(feature = "cuda")]
 use crate::cuda::ops as gpu;
-use crate::tensor::{Float, Tensor, numel, on_cuda, resolve_axis};
+use crate::tensor::{Float, Ids, Tensor, numel, on_cuda, resolve_axis};
 use crate::{Error, Result, with_float};
 
 fn check_indices(op: &'static str, ids: &[usize], len: usize) -> Result<()> {
@@ -103,6 +103,14 @@ impl Tensor {
 
     /// For each row of the last axis, the element at that row's index: `[..., C] → [...]`.
     pub fn gather_last(&self, ids: &[usize]) -> Result<Tensor> {
+        self.gather_last_ids(&Ids::from(ids))
+    }
+
+    /// [`Tensor::gather_last`] with indices that may be in device memory (words picked on
+    /// the GPU, read there by the kernels: no wait). Host indices are range-checked; device
+    /// indices come from the device's own argmax or sampling kernels, in range by
+    /// construction.
+    pub fn gather_last_ids(&self, ids: &Ids) -> Result<Tensor> {
         let c = *self
             .shape()
             .last()
@@ -115,11 +123,15 @@ impl Tensor {
                 "one index per row",
             ));
         }
-        check_indices("gather_last", ids, c)?;
+        if let Some(host) = ids.host_if_known() {
+            check_indices("gather_last", host, c)?;
+        }
         let shape = self.shape()[..self.rank() - 1].to_vec();
         let out = if self.is_cuda() {
             on_cuda!(gpu::gather_last(self, ids, c, &shape))?
         } else {
+            let ids = ids.host()?;
+            check_indices("gather_last", ids, c)?;
             with_float!(self.dtype(), "gather_last", T => {
                 let v = self.with_slice::<T, _>("gather_last", |x| {
                     ids.iter().enumerate().map(|(r, &i)| x[r * c + i]).collect::<Vec<T>>()
@@ -127,13 +139,14 @@ impl Tensor {
                 Tensor::from_vec(v, &shape)
             })?
         };
-        let (ids, in_shape) = (ids.to_vec(), self.shape().to_vec());
+        let (ids, in_shape) = (ids.clone(), self.shape().to_vec());
         Ok(out.record("gather_last", &[self], move |g| {
             if g.is_cuda() {
                 return Ok(vec![Some(on_cuda!(gpu::scatter_last(
                     g, &ids, c, &in_shape
                 ))?)]);
             }
+            let ids = ids.host()?;
             let gx = with_float!(g.dtype(), "gather_last", T => {
                 let mut gx = vec![T::ZERO; rows * c];
                 g.with_slice::<T, _>("gather_last", |gv| {

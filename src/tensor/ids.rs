@@ -86,6 +86,15 @@ impl Ids {
         Ok(self.0.host.get().expect("fetched above"))
     }
 
+    /// Records the host's copy of device indices that the caller read from the same device
+    /// data by another way (the decoding loop's captions hold every step's inputs), so that
+    /// [`Ids::host`] need not read them again. Ignored when the copy is known already.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn know(&self, values: Vec<usize>) {
+        debug_assert_eq!(values.len(), self.0.len);
+        let _ = self.0.host.set(values);
+    }
+
     /// The device buffer of indices drawn on a device (`None` for host indices).
     #[cfg(feature = "cuda")]
     pub(crate) fn device_buffer(&self) -> Option<&crate::cuda::CudaBuffer<i32>> {

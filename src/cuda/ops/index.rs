@@ -1,11 +1,12 @@
 //! Integer indexing on the device: `index_select` and its adjoint, `gather_last` and its
-//! adjoint. Indices come from the host (token ids, beam parents) and are uploaded per call;
-//! the ops check their range on the host first.
+//! adjoint. Indices come from the host (token ids, beam parents) and are uploaded per call,
+//! the ops checking their range on the host first, or (`gather_last`) were picked on the
+//! device ([`Ids`]: the decoding loop's words) and are read where they are.
 
 use super::{device_of, output, upload_ids, with_buffer_mut, with_cuda_float, with_dense, zeros};
 use crate::Result;
 use crate::cuda::kernels::embedding as k;
-use crate::tensor::Tensor;
+use crate::tensor::{Ids, Tensor};
 
 /// `x` viewed as `dims = [outer, len, inner]`, the slices `ids` of the middle axis, shaped
 /// `out_shape` (no graph).
@@ -55,12 +56,19 @@ pub(crate) fn index_add(
 /// `out[r] = x[r, ids[r]]` for `x` with rows of `cols`, shaped `out_shape` (no graph).
 pub(crate) fn gather_last(
     x: &Tensor,
-    ids: &[usize],
+    ids: &Ids,
     cols: usize,
     out_shape: &[usize],
 ) -> Result<Tensor> {
     let dev = device_of(x)?;
-    let ids_d = upload_ids(&dev, "gather_last", ids)?;
+    let uploaded;
+    let ids_d = match ids.device_buffer() {
+        Some(b) if b.device().ordinal() == dev.ordinal() => b,
+        _ => {
+            uploaded = upload_ids(&dev, "gather_last", ids.host()?)?;
+            &uploaded
+        }
+    };
     with_cuda_float!(x.dtype(), "gather_last", T => {
         with_dense::<T, _>(x, "gather_last", |xv| {
             output::<T>(&dev, out_shape, |o| k::gather_last(&dev, o, xv, ids_d.view(), cols))
@@ -71,12 +79,19 @@ pub(crate) fn gather_last(
 /// `gather_last`'s adjoint: `g[r]` at `[r, ids[r]]` of a zero tensor of `in_shape`.
 pub(crate) fn scatter_last(
     g: &Tensor,
-    ids: &[usize],
+    ids: &Ids,
     cols: usize,
     in_shape: &[usize],
 ) -> Result<Tensor> {
     let dev = device_of(g)?;
-    let ids_d = upload_ids(&dev, "gather_last", ids)?;
+    let uploaded;
+    let ids_d = match ids.device_buffer() {
+        Some(b) if b.device().ordinal() == dev.ordinal() => b,
+        _ => {
+            uploaded = upload_ids(&dev, "gather_last", ids.host()?)?;
+            &uploaded
+        }
+    };
     with_cuda_float!(g.dtype(), "gather_last", T => {
         with_dense::<T, _>(g, "gather_last", |gv| {
             output::<T>(&dev, in_shape, |o| k::scatter_last(&dev, o, gv, ids_d.view(), cols))

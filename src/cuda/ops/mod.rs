@@ -51,6 +51,7 @@ pub(crate) use reduce::{
 };
 pub(crate) use shape::{concat, pad_into, split};
 pub(crate) use softmax::{softmax, softmax_backward};
+pub(crate) mod decode;
 pub(crate) mod dropout;
 
 use std::sync::Arc;

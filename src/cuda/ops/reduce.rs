@@ -155,7 +155,11 @@ pub(crate) fn sample_rows_over(
 }
 
 /// Draws into `words` the rows of `lp` with non-negative numbers.
-fn draw_rows(lp: &Tensor, uniforms: &[f64], mut words: CudaBuffer<i32>) -> Result<CudaBuffer<i32>> {
+pub(super) fn draw_rows(
+    lp: &Tensor,
+    uniforms: &[f64],
+    mut words: CudaBuffer<i32>,
+) -> Result<CudaBuffer<i32>> {
     let dev = device_of(lp)?;
     let classes = lp.shape().last().copied().unwrap_or(0);
     let u = dev.htod(uniforms)?;

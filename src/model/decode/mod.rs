@@ -13,6 +13,8 @@ pub mod sample;
 
 pub use beam::{Beam, BeamResult, beam_search};
 pub use options::{BAD_ENDINGS, DecodeOptions, LengthPenalty, SampleMethod, bad_ending_ids};
+#[cfg(feature = "cuda")]
+pub use sample::set_device_loop;
 pub use sample::{Samples, sample};
 
 use crate::Result;

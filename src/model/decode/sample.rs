@@ -20,6 +20,8 @@ use crate::Result;
 use crate::model::categorical::{Rows, sample_from_logprobs};
 use crate::model::{AoaModel, Encoded};
 use crate::nn::Ctx;
+#[cfg(feature = "cuda")]
+use crate::tensor::Ids;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 
@@ -81,6 +83,10 @@ fn sample_steps(
     ctx: &mut Ctx,
     with_attention: bool,
 ) -> Result<Samples> {
+    #[cfg(feature = "cuda")]
+    if device_loop_applies(model, opts, with_attention) {
+        return sample_on_device(model, enc, opts, ctx);
+    }
     let classes = model.config().vocab_size + 1;
     let rows = enc.batch();
     let len = opts.max_length;
@@ -140,6 +146,139 @@ fn sample_steps(
         logprobs,
         attention,
     })
+}
+
+#[cfg(feature = "cuda")]
+thread_local! {
+    static DEVICE_LOOP: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Whether [`sample`] on a GPU keeps the loop's words on the device (`true`, the default) or
+/// reads each step's words back before queuing the next step (the host loop: the baseline
+/// the `gpu_model` bench and the tests compare with). Both give the same captions,
+/// log-probabilities, gradients and generator state. Set per thread.
+#[cfg(feature = "cuda")]
+pub fn set_device_loop(on: bool) {
+    DEVICE_LOOP.with(|d| d.set(on));
+}
+
+/// Whether the loop runs on the device ([`sample_on_device`]): a model on a GPU, greedy
+/// decoding or plain sampling (f32: the sampling kernel's type), no attention maps to read
+/// back and no constraint that looks at the words on the host.
+#[cfg(feature = "cuda")]
+fn device_loop_applies(model: &AoaModel, opts: &DecodeOptions, with_attention: bool) -> bool {
+    let method = match opts.sample_method {
+        SampleMethod::Greedy => true,
+        SampleMethod::Sample => model.dtype() == crate::tensor::DType::F32,
+        SampleMethod::TopK(_) | SampleMethod::TopP(_) => false,
+    };
+    DEVICE_LOOP.with(|d| d.get())
+        && matches!(model.device(), crate::tensor::Device::Cuda(_))
+        && method
+        && !with_attention
+        && !opts.block_trigrams
+        && !opts.remove_bad_endings
+        && !opts.decoding_constraint
+}
+
+/// The loop of [`sample`] with its words on the GPU: each step's words are picked there
+/// (arg-max or the sampling kernel), the bookkeeping of finished rows runs there
+/// (`kernels/sample.cu`: `decode_advance`) and the next step reads its inputs there, so the
+/// host queues step after step without waiting. Whether every row has finished after step
+/// `t` is read once step `t + 1` is queued (a later read, which waits only for step `t`):
+/// when it has, step `t + 1` is dropped unrecorded and the generator rewound to before it,
+/// so the result (words, recorded log-probabilities, gradients, the generator's state after)
+/// is the host loop's. The captions are read once at the end.
+#[cfg(feature = "cuda")]
+fn sample_on_device(
+    model: &AoaModel,
+    enc: &Encoded,
+    opts: &DecodeOptions,
+    ctx: &mut Ctx,
+) -> Result<Samples> {
+    use crate::cuda::ops::decode::DeviceWords;
+    let rows = enc.batch();
+    let len = opts.max_length;
+    let (dtype, device) = (model.dtype(), model.device());
+    let mut state = model.try_init_state(rows)?;
+    let mut loop_words = DeviceWords::new(&enc.mean_feats, rows, len)?;
+    let mut it = Ids::from(vec![0usize; rows]);
+    // Every step's input after the first (their host copies come from the captions).
+    let mut inputs: Vec<Ids> = Vec::with_capacity(len);
+    let mut picked: Vec<Tensor> = Vec::with_capacity(len);
+    let mut previous_count = None;
+    for t in 0..len {
+        let before = ctx.rng.state();
+        let out = model.step_ids(&it, enc, &state, ctx)?;
+        let (words, lp) = next_word_on_device(&out.logprobs, opts, ctx, &loop_words)?;
+        let (next, count) = loop_words.advance(&words, t)?;
+        // Step t − 1's count, read now that step t is queued: zero means the host loop
+        // would have stopped before step t.
+        if let Some(read) = previous_count.take() {
+            let alive: Vec<i32> = crate::cuda::LaterRead::wait(read)?;
+            if alive[0] == 0 {
+                *ctx.rng = crate::rng::Philox::from_state(before);
+                break;
+            }
+        }
+        picked.push(lp.unsqueeze(1)?);
+        state = out.state;
+        inputs.push(next.clone());
+        it = next;
+        previous_count = Some(count);
+    }
+    let seq = loop_words.seq()?;
+    for (t, input) in inputs.iter().enumerate() {
+        input.know((0..rows).map(|r| seq[r * len + t]).collect());
+    }
+    if picked.len() < len {
+        picked.push(Tensor::zeros_on(
+            &[rows, len - picked.len()],
+            dtype,
+            device,
+        )?);
+    }
+    let parts: Vec<&Tensor> = picked.iter().collect();
+    Ok(Samples {
+        rows,
+        max_length: len,
+        seq,
+        logprobs: Tensor::concat(&parts, 1)?,
+        attention: None,
+    })
+}
+
+/// [`next_word`] for the device loop: the words stay on the device.
+#[cfg(feature = "cuda")]
+fn next_word_on_device(
+    logprobs: &Tensor,
+    opts: &DecodeOptions,
+    ctx: &mut Ctx,
+    loop_words: &crate::cuda::ops::decode::DeviceWords,
+) -> Result<(Ids, Tensor)> {
+    if opts.sample_method == SampleMethod::Greedy {
+        let words = loop_words.argmax(logprobs)?;
+        let lp = logprobs.gather_last_ids(&words)?;
+        return Ok((words, lp));
+    }
+    let scaled = scale(logprobs, opts.temperature)?;
+    let u: Vec<f64> = (0..scaled.shape()[0]).map(|_| ctx.rng.next_f64()).collect();
+    let words = loop_words.sample(&scaled, &u)?;
+    let lp = scaled.gather_last_ids(&words)?;
+    Ok((words, lp))
+}
+
+/// `logprobs / temperature` (division, as the reference; skipped at 1, where it is exact).
+fn scale(logprobs: &Tensor, temperature: f64) -> Result<Tensor> {
+    if temperature == 1.0 {
+        return Ok(logprobs.clone());
+    }
+    logprobs.div(&Tensor::full_on(
+        &[],
+        temperature,
+        logprobs.dtype(),
+        logprobs.device(),
+    )?)
 }
 
 /// The additive adjustments of step `t` (`[R × C]`, row-major), or `None` when there are
@@ -205,17 +344,7 @@ fn next_word(
         let lp = logprobs.gather_last(&words)?;
         return Ok((words, lp));
     }
-    // `logprobs / temperature` (division, as the reference; skipped at 1, where it is exact).
-    let scaled = if opts.temperature == 1.0 {
-        logprobs.clone()
-    } else {
-        logprobs.div(&Tensor::full_on(
-            &[],
-            opts.temperature,
-            logprobs.dtype(),
-            logprobs.device(),
-        )?)?
-    };
+    let scaled = scale(logprobs, opts.temperature)?;
     if opts.sample_method == SampleMethod::Sample {
         let mut rows = Rows::new(&scaled)?;
         let u: Vec<f64> = (0..rows.len()).map(|_| ctx.rng.next_f64()).collect();
