@@ -29,8 +29,11 @@
 //! uploads go through page-locked memory, `staging`). A training step is built to wait once,
 //! after its backward pass, when the trainer reads the loss and the gradients' NaN check:
 //! the losses' backwards read their upstream gradient on the device, masks stay on the host,
-//! and nothing in the forward or backward reads a device value. Decoding reads each step's
-//! word ids (the next step's embedding takes them from the host).
+//! and nothing in the forward or backward reads a device value (scheduled sampling's drawn
+//! words stay on the device; the embedding's backward reads them all at once). Decoding keeps
+//! its words on the device and reads whether every row has finished a step late, through
+//! page-locked memory with an event after the copy (`CudaDevice::read_later`: a wait for that
+//! step only), and the captions once at the end.
 //!
 //! # Dropout masks (shared with the CPU)
 //! A dropout call owns a Philox stream `(seed, stream)` and a base word offset `off`
