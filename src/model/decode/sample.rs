@@ -84,7 +84,7 @@ fn sample_steps(
     with_attention: bool,
 ) -> Result<Samples> {
     #[cfg(feature = "cuda")]
-    if device_loop_applies(model, opts, with_attention) {
+    if enc.batch() > 0 && device_loop_applies(model, opts, with_attention) {
         return sample_on_device(model, enc, opts, ctx);
     }
     let classes = model.config().vocab_size + 1;
