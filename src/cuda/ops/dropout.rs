@@ -110,14 +110,7 @@ pub(crate) fn lstm_input(
 ) -> Result<Tensor> {
     let dev = device_of(table)?;
     // Words drawn on this device are read where they are; others are uploaded.
-    let uploaded;
-    let ids_d = match ids.device_buffer() {
-        Some(b) if b.device().ordinal() == dev.ordinal() => b,
-        _ => {
-            uploaded = super::upload_ids(&dev, "lstm_input", ids.host()?)?;
-            &uploaded
-        }
-    };
+    let ids_d = super::ids_on(&dev, "lstm_input", ids)?;
     let shape = [dims.rows, dims.embed + dims.width];
     with_cuda_float!(table.dtype(), "lstm_input", T => {
         with_dense::<T, _>(table, "lstm_input", |tv| {

@@ -61,14 +61,7 @@ pub(crate) fn gather_last(
     out_shape: &[usize],
 ) -> Result<Tensor> {
     let dev = device_of(x)?;
-    let uploaded;
-    let ids_d = match ids.device_buffer() {
-        Some(b) if b.device().ordinal() == dev.ordinal() => b,
-        _ => {
-            uploaded = upload_ids(&dev, "gather_last", ids.host()?)?;
-            &uploaded
-        }
-    };
+    let ids_d = super::ids_on(&dev, "gather_last", ids)?;
     with_cuda_float!(x.dtype(), "gather_last", T => {
         with_dense::<T, _>(x, "gather_last", |xv| {
             output::<T>(&dev, out_shape, |o| k::gather_last(&dev, o, xv, ids_d.view(), cols))
@@ -84,14 +77,7 @@ pub(crate) fn scatter_last(
     in_shape: &[usize],
 ) -> Result<Tensor> {
     let dev = device_of(g)?;
-    let uploaded;
-    let ids_d = match ids.device_buffer() {
-        Some(b) if b.device().ordinal() == dev.ordinal() => b,
-        _ => {
-            uploaded = upload_ids(&dev, "gather_last", ids.host()?)?;
-            &uploaded
-        }
-    };
+    let ids_d = super::ids_on(&dev, "gather_last", ids)?;
     with_cuda_float!(g.dtype(), "gather_last", T => {
         with_dense::<T, _>(g, "gather_last", |gv| {
             output::<T>(&dev, in_shape, |o| k::scatter_last(&dev, o, gv, ids_d.view(), cols))

@@ -229,6 +229,37 @@ pub(crate) fn upload_ids(
     dev.htod(&v)
 }
 
+/// Indices in a device's memory for a kernel: the buffer of indices picked on that device
+/// ([`crate::tensor::Ids`] drawn there), or an upload of the host's.
+pub(crate) enum IdsOnDevice<'a> {
+    /// Picked on the device: read where they are.
+    Drawn(&'a CudaBuffer<i32>),
+    /// Uploaded from the host for this call.
+    Uploaded(CudaBuffer<i32>),
+}
+
+impl IdsOnDevice<'_> {
+    /// The indices as a kernel argument.
+    pub(crate) fn view(&self) -> CudaView<'_, i32> {
+        match self {
+            IdsOnDevice::Drawn(b) => b.view(),
+            IdsOnDevice::Uploaded(b) => b.view(),
+        }
+    }
+}
+
+/// `ids` on `dev` (see [`IdsOnDevice`]); host indices must fit an `i32`.
+pub(crate) fn ids_on<'a>(
+    dev: &Arc<CudaDevice>,
+    op: &'static str,
+    ids: &'a crate::tensor::Ids,
+) -> Result<IdsOnDevice<'a>> {
+    match ids.device_buffer() {
+        Some(b) if b.device().ordinal() == dev.ordinal() => Ok(IdsOnDevice::Drawn(b)),
+        _ => upload_ids(dev, op, ids.host()?).map(IdsOnDevice::Uploaded),
+    }
+}
+
 /// The kernels' strided-index map for `shape` read through two strided layouts (dimensions
 /// that are dense in both merged first, so most maps have one or two dimensions).
 pub(crate) fn bcast(

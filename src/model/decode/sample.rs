@@ -129,16 +129,7 @@ fn sample_steps(
             break;
         }
     }
-    // Steps after the loop stopped record 0, as the reference's zero-initialised buffer.
-    if picked.len() < len {
-        picked.push(Tensor::zeros_on(
-            &[rows, len - picked.len()],
-            dtype,
-            device,
-        )?);
-    }
-    let parts: Vec<&Tensor> = picked.iter().collect();
-    let logprobs = Tensor::concat(&parts, 1)?;
+    let logprobs = recorded(picked, rows, len, dtype, device)?;
     Ok(Samples {
         rows,
         max_length: len,
@@ -160,6 +151,26 @@ thread_local! {
 #[cfg(feature = "cuda")]
 pub fn set_device_loop(on: bool) {
     DEVICE_LOOP.with(|d| d.set(on));
+}
+
+/// The recorded log-probabilities `[rows, len]` from the steps' `[rows, 1]` columns; steps
+/// after the loop stopped record 0, as the reference's zero-initialised buffer.
+fn recorded(
+    mut picked: Vec<Tensor>,
+    rows: usize,
+    len: usize,
+    dtype: crate::tensor::DType,
+    device: crate::tensor::Device,
+) -> Result<Tensor> {
+    if picked.len() < len {
+        picked.push(Tensor::zeros_on(
+            &[rows, len - picked.len()],
+            dtype,
+            device,
+        )?);
+    }
+    let parts: Vec<&Tensor> = picked.iter().collect();
+    Tensor::concat(&parts, 1)
 }
 
 /// Whether the loop runs on the device ([`sample_on_device`]): a model on a GPU, greedy
@@ -231,19 +242,11 @@ fn sample_on_device(
     for (t, input) in inputs.iter().enumerate() {
         input.know((0..rows).map(|r| seq[r * len + t]).collect());
     }
-    if picked.len() < len {
-        picked.push(Tensor::zeros_on(
-            &[rows, len - picked.len()],
-            dtype,
-            device,
-        )?);
-    }
-    let parts: Vec<&Tensor> = picked.iter().collect();
     Ok(Samples {
         rows,
         max_length: len,
         seq,
-        logprobs: Tensor::concat(&parts, 1)?,
+        logprobs: recorded(picked, rows, len, dtype, device)?,
         attention: None,
     })
 }
