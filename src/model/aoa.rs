@@ -487,7 +487,10 @@ impl AoaModel {
         let mut outputs: Vec<Tensor> = Vec::with_capacity(len - 1);
         // Without scheduled sampling no step reads an earlier step's output, so the output
         // dropout is drawn at each step (the same words, in the same order) and applied once
-        // to all steps: one launch each way on a GPU instead of one per step.
+        // to all steps: one launch each way on a GPU instead of one per step. With scheduled
+        // sampling each step is dropped as it is made: the next step samples from it, and the
+        // sampling draws between the steps' dropout words leave them unequally spaced, which
+        // the one-launch form does not take.
         let sampling = ss_prob > 0.0 && ctx.train;
         let output_dropout = if sampling {
             OutputDropout::Apply
@@ -676,13 +679,22 @@ mod tests {
 
     /// Teacher forcing draws the output dropout at every step and applies it once to all
     /// steps ([`OutputDropout::Defer`]): the log-probabilities, every gradient and the
-    /// generator's state after are those of dropping each step's output as it is made.
+    /// generator's state after are those of dropping each step's output as it is made. With
+    /// scheduled sampling (which drops each step as it is made) the same comparison pins
+    /// the sampling's order down against an explicit loop: the draw from the previous
+    /// step's dropped output, then the step.
     #[test]
     fn deferred_output_dropout_equals_dropping_each_step() {
+        for ss_prob in [0.0, 0.9] {
+            deferred_output_dropout_equals_dropping_each_step_at(ss_prob);
+        }
+    }
+
+    fn deferred_output_dropout_equals_dropping_each_step_at(ss_prob: f64) {
         let c = tiny_config();
         let mut rng = Philox::new(12);
-        let feats = Tensor::randn(&[2, 4, 6], DType::F64, &mut rng);
-        let (rows, len) = (2, 6);
+        let (rows, len) = (8, 6);
+        let feats = Tensor::randn(&[rows, 4, 6], DType::F64, &mut rng);
         let labels: Vec<usize> = (0..rows * len)
             .map(|i| if i % len == 0 { 0 } else { 1 + (i * 7) % 10 })
             .collect();
@@ -696,15 +708,28 @@ mod tests {
             let mut ctx = Ctx::train(&mut rng);
             let enc = m.encode(&feats, None, None, &mut ctx, None).unwrap();
             let lp = if deferred {
-                m.forward_xe(&enc, &labels, len, 0.0, &mut ctx).unwrap()
+                m.forward_xe(&enc, &labels, len, ss_prob, &mut ctx).unwrap()
             } else {
-                // Each step's output dropped as it is made, then the logit layer over all.
+                // Each step's output dropped as it is made, then the logit layer over all;
+                // scheduled sampling draws from the previous dropped output.
                 let mut state = m.try_init_state(rows).unwrap();
-                let mut outs = Vec::new();
+                let mut outs: Vec<Tensor> = Vec::new();
                 for i in 0..len - 1 {
-                    let it: Vec<usize> = (0..rows).map(|r| labels[r * len + i]).collect();
+                    let column: Vec<usize> = (0..rows).map(|r| labels[r * len + i]).collect();
+                    let it = if i >= 1 && ss_prob > 0.0 {
+                        let prev = crate::autograd::no_grad(|| m.logprobs(outs.last().unwrap()));
+                        let rng = &mut *ctx.rng;
+                        Rows::new(&prev.unwrap())
+                            .unwrap()
+                            .draw_or_keep(&column, |_| {
+                                (rng.next_f64() < ss_prob).then(|| rng.next_f64())
+                            })
+                            .unwrap()
+                    } else {
+                        Ids::from(column)
+                    };
                     let out = m
-                        .step_core(&it.into(), &enc, &state, &mut ctx, OutputDropout::Apply)
+                        .step_core(&it, &enc, &state, &mut ctx, OutputDropout::Apply)
                         .unwrap();
                     assert!(out.output_draw.is_none());
                     outs.push(out.output.unsqueeze(1).unwrap());
@@ -728,9 +753,12 @@ mod tests {
             (lp.to_vec_f64(), grads, after)
         };
         let (deferred, each) = (run(true), run(false));
-        assert_eq!(deferred.0, each.0, "log-probabilities");
-        assert_eq!(deferred.1, each.1, "gradients");
-        assert_eq!(deferred.2, each.2, "generator state after the pass");
+        assert_eq!(deferred.0, each.0, "ss {ss_prob}: log-probabilities");
+        assert_eq!(deferred.1, each.1, "ss {ss_prob}: gradients");
+        assert_eq!(
+            deferred.2, each.2,
+            "ss {ss_prob}: generator state after the pass"
+        );
         assert!(deferred.1.iter().any(|g| g.iter().any(|&v| v != 0.0)));
     }
 
