@@ -366,8 +366,7 @@ fn scatter_add_pieces(out: Tensor, pieces: &[(Ids, Tensor)]) -> Result<Tensor> {
     let row: usize = numel(&out.shape()[1..]);
     let rows = out.shape()[0];
     // Words drawn on a GPU are read back here, all pieces' at once (one wait).
-    let all: Vec<Ids> = pieces.iter().map(|(ids, _)| ids.clone()).collect();
-    Ids::fetch_all(&all)?;
+    Ids::fetch_all(pieces.iter().map(|(ids, _)| ids))?;
     for (ids, values) in pieces {
         check_rows(
             "scatter_add_rows",

@@ -153,36 +153,38 @@ impl<T: DeviceType> LaterRead<T> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Ready(v) => Ok(v),
             State::Done => Err(Error::invalid("later read collected twice")),
-            State::Queued { dev, slot, len } => {
-                let result = collect(&dev, slot, len);
-                give_back(&dev, slot);
-                result
-            }
+            State::Queued { dev, slot, len } => collect(&dev, slot, len),
         }
     }
 }
 
-/// Waits for slot `slot`'s event and copies its `len` values out.
+/// Waits for slot `slot`'s event, copies its `len` values out and frees the slot.
 fn collect<T: DeviceType>(dev: &CudaDevice, slot: usize, len: usize) -> Result<Vec<T>> {
     dev.bind()?;
-    let slots = dev.lock_readback()?;
+    let mut slots = dev.lock_readback()?;
     // SAFETY: a live event of this context, recorded after the slot's copy.
-    unsafe { result::event::synchronize(slots.events[slot]) }
-        .map_err(|e| err(&format!("cuda:{} wait for the copy", dev.ordinal()), e))?;
-    let mut out = vec![T::zeroed(); len];
-    // SAFETY: the copy into the slot has landed (event above) and nothing else writes it
-    // while it is taken; `len` elements fit (checked when queued); bytes to bytes.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            slots.page.add(slot * SLOT_BYTES),
-            out.as_mut_ptr().cast::<u8>(),
-            std::mem::size_of::<T>() * len,
-        );
-    }
-    Ok(out)
+    let landed = unsafe { result::event::synchronize(slots.events[slot]) }
+        .map_err(|e| err(&format!("cuda:{} wait for the copy", dev.ordinal()), e));
+    let values = landed.map(|()| {
+        let mut out = vec![T::zeroed(); len];
+        // SAFETY: the copy into the slot has landed (event above) and nothing else writes
+        // it while it is taken; `len` elements fit (checked when queued); bytes to bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                slots.page.add(slot * SLOT_BYTES),
+                out.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of::<T>() * len,
+            );
+        }
+        out
+    });
+    // After a failed wait the context is broken and no copy will land in the slot.
+    slots.free.push(slot);
+    values
 }
 
-/// Returns `slot` to the free list once its copy can no longer write it.
+/// Returns the slot of a read dropped uncollected to the free list, once its copy can no
+/// longer write it.
 fn give_back(dev: &CudaDevice, slot: usize) {
     if let Ok(mut slots) = dev.lock_readback() {
         if dev.bind().is_ok() {

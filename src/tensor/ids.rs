@@ -82,7 +82,7 @@ impl Ids {
         if let Some(v) = self.0.host.get() {
             return Ok(v);
         }
-        Ids::fetch_all(std::slice::from_ref(self))?;
+        Ids::fetch_all([self])?;
         Ok(self.0.host.get().expect("fetched above"))
     }
 
@@ -105,33 +105,26 @@ impl Ids {
     /// are gathered into one buffer on their device (copies queued on its stream) and copied
     /// back together. A negative index on the device is an error.
     #[cfg(feature = "cuda")]
-    pub fn fetch_all(all: &[Ids]) -> Result<()> {
-        {
-            let pending: Vec<&Ids> = all
-                .iter()
-                .filter(|i| i.0.host.get().is_none() && i.0.device.is_some())
-                .collect();
-            let mut devices: Vec<usize> = pending
-                .iter()
-                .map(|i| i.device_buffer().expect("filtered").device().ordinal())
-                .collect();
-            devices.sort_unstable();
-            devices.dedup();
-            for ordinal in devices {
-                let group: Vec<&Ids> = pending
-                    .iter()
-                    .copied()
-                    .filter(|i| i.device_buffer().expect("filtered").device().ordinal() == ordinal)
-                    .collect();
-                fetch_group(&group)?;
+    pub fn fetch_all<'a>(all: impl IntoIterator<Item = &'a Ids>) -> Result<()> {
+        // The lists not read yet, by device.
+        let mut by_device: std::collections::BTreeMap<usize, Vec<&Ids>> = Default::default();
+        for ids in all {
+            if let (None, Some(buf)) = (ids.0.host.get(), &ids.0.device) {
+                by_device
+                    .entry(buf.device().ordinal())
+                    .or_default()
+                    .push(ids);
             }
+        }
+        for group in by_device.values() {
+            fetch_group(group)?;
         }
         Ok(())
     }
 
     /// Reads every device index list of `all` (without CUDA support there are none).
     #[cfg(not(feature = "cuda"))]
-    pub fn fetch_all(_all: &[Ids]) -> Result<()> {
+    pub fn fetch_all<'a>(_all: impl IntoIterator<Item = &'a Ids>) -> Result<()> {
         Ok(())
     }
 }
@@ -189,7 +182,7 @@ mod tests {
         assert_eq!(ids.host().unwrap(), &[4, 0, 4]);
         // Shared: a clone is the same list, and fetching host lists does nothing.
         let copy = ids.clone();
-        Ids::fetch_all(&[ids, copy.clone()]).unwrap();
+        Ids::fetch_all([&ids, &copy]).unwrap();
         assert_eq!(copy.host().unwrap(), &[4, 0, 4]);
         assert_eq!(format!("{copy:?}"), "Ids([4, 0, 4])");
         assert!(Ids::from(&[][..]).is_empty());

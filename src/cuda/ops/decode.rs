@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use super::{device_of, with_cuda_float, with_dense};
+use super::device_of;
 use crate::Result;
-use crate::cuda::kernels::{reduce as red, sample as k};
+use crate::cuda::kernels::sample as k;
 use crate::cuda::{CudaBuffer, CudaDevice, LaterRead};
 use crate::tensor::{Ids, Tensor};
 
@@ -37,24 +37,24 @@ impl DeviceWords {
     }
 
     /// The index of each row's first maximum of `x [rows, cols]` (the first NaN in a row
-    /// with one), left on the device.
+    /// with one; `cols ≥ 1`), left on the device.
     pub(crate) fn argmax(&self, x: &Tensor) -> Result<Ids> {
         let cols = x.shape().last().copied().unwrap_or(0);
-        let rows = x.numel().checked_div(cols).unwrap_or(0);
-        let mut idx = self.dev.zeros::<i32>(rows)?;
-        with_cuda_float!(x.dtype(), "argmax_last", T => {
-            with_dense::<T, _>(x, "argmax_last", |xv| {
-                let mut val = self.dev.alloc::<T>(rows)?;
-                red::argmax(&self.dev, idx.view_mut(), val.view_mut(), xv, rows, cols)
-            })
-        })?;
-        Ok(Ids::from_device(idx))
+        if cols == 0 {
+            return Err(crate::Error::shape(
+                "argmax_last",
+                &[x.shape()],
+                "rows of at least one entry",
+            ));
+        }
+        super::reduce::argmax_rows(x, x.numel() / cols, cols).map(Ids::from_device)
     }
 
     /// One word per row of the f32 log-probabilities `lp [rows, classes]`, drawn with
-    /// `uniforms` (as [`super::sample_rows`]), left on the device.
+    /// `uniforms` (each in `[0, 1)`, so that every row is drawn; as [`super::sample_rows`]),
+    /// left on the device.
     pub(crate) fn sample(&self, lp: &Tensor, uniforms: &[f64]) -> Result<Ids> {
-        let words = self.dev.zeros::<i32>(uniforms.len())?;
+        let words = self.dev.alloc::<i32>(uniforms.len())?;
         super::reduce::draw_rows(lp, uniforms, words).map(Ids::from_device)
     }
 

@@ -112,6 +112,18 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
 
 /// Index of the first maximum along the last axis, per row (the first NaN if a row has one).
 pub(crate) fn argmax_last(x: &Tensor, rows: usize, len: usize) -> Result<Vec<usize>> {
+    if len == 0 {
+        return Ok(vec![0; rows]);
+    }
+    Ok(argmax_rows(x, rows, len)?
+        .to_host()?
+        .into_iter()
+        .map(|i| i.max(0) as usize)
+        .collect())
+}
+
+/// [`argmax_last`] left on the device (`len ≥ 1`): the decoding loop's greedy words.
+pub(crate) fn argmax_rows(x: &Tensor, rows: usize, len: usize) -> Result<CudaBuffer<i32>> {
     let dev = device_of(x)?;
     let mut idx = dev.alloc::<i32>(rows)?;
     with_cuda_float!(x.dtype(), "argmax_last", T => {
@@ -120,14 +132,7 @@ pub(crate) fn argmax_last(x: &Tensor, rows: usize, len: usize) -> Result<Vec<usi
             red::argmax(&dev, idx.view_mut(), val.view_mut(), xv, rows, len)
         })
     })?;
-    if len == 0 {
-        return Ok(vec![0; rows]);
-    }
-    Ok(idx
-        .to_host()?
-        .into_iter()
-        .map(|i| i.max(0) as usize)
-        .collect())
+    Ok(idx)
 }
 
 /// One word per row of the f32 log-probabilities `lp [rows, classes]`, drawn on the device with

@@ -217,7 +217,7 @@ fn sample_on_device(
     // Every step's input after the first (their host copies come from the captions).
     let mut inputs: Vec<Ids> = Vec::with_capacity(len);
     let mut picked: Vec<Tensor> = Vec::with_capacity(len);
-    let mut previous_count = None;
+    let mut previous_count: Option<crate::cuda::LaterRead<i32>> = None;
     for t in 0..len {
         let before = ctx.rng.state();
         let out = model.step_ids(&it, enc, &state, ctx)?;
@@ -225,12 +225,11 @@ fn sample_on_device(
         let (next, count) = loop_words.advance(&words, t)?;
         // Step t − 1's count, read now that step t is queued: zero means the host loop
         // would have stopped before step t.
-        if let Some(read) = previous_count.take() {
-            let alive: Vec<i32> = crate::cuda::LaterRead::wait(read)?;
-            if alive[0] == 0 {
-                *ctx.rng = crate::rng::Philox::from_state(before);
-                break;
-            }
+        if let Some(read) = previous_count.take()
+            && read.wait()?[0] == 0
+        {
+            *ctx.rng = crate::rng::Philox::from_state(before);
+            break;
         }
         picked.push(lp.unsqueeze(1)?);
         state = out.state;
