@@ -41,6 +41,7 @@
 //! chose EOS at once, which the launch counts of the first H100 run showed (145 launches for
 //! encoding plus 20 steps of 500 images, 112 of them the encoder's).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 mod common;
@@ -368,6 +369,7 @@ fn train_xe_step(shared: &mut Shared) {
     // Per step, less best_of's own synchronise after each run.
     let waits = (dev.waits() - waits_before) / (reps() as u64 + 1) - 1;
     print_launch_mix(&dev, &warm_counts, reps());
+    print_kernel_times(&dev, wall, || trainer_step(&mut opt));
     // The same step with small uploads (each decoder step's token ids, the multi-tensor
     // kernels' tables) sent from pageable memory instead of the page-locked ring.
     aoanet::cuda::set_small_upload_staging(false);
@@ -496,6 +498,49 @@ fn train_adam(shared: &mut Shared) {
     );
 }
 
+/// Runs `f` once more with every launch timed on the GPU (`CudaDevice::time_kernels`) and
+/// prints where the kernels' time goes: by kernel, and by kernel and grid (one product's
+/// shape from another's), largest first, with their sum beside the untimed wall time `wall`
+/// (a sum well below it means the GPU idles between launches).
+fn print_kernel_times(dev: &CudaDevice, wall: f64, f: impl FnOnce()) {
+    dev.synchronize().unwrap();
+    dev.time_kernels(true);
+    f();
+    dev.time_kernels(false);
+    let times = dev.kernel_times().unwrap();
+    let total: f64 = times.iter().map(|t| t.ms).sum();
+    // Milliseconds and launches per kernel, and per kernel and grid.
+    type Totals<K> = BTreeMap<K, (f64, usize)>;
+    let mut by_kernel: Totals<&str> = BTreeMap::new();
+    let mut by_shape: Totals<(&str, (u32, u32, u32))> = BTreeMap::new();
+    for t in &times {
+        let e = by_kernel.entry(t.kernel).or_default();
+        *e = (e.0 + t.ms, e.1 + 1);
+        let e = by_shape.entry((t.kernel, t.grid)).or_default();
+        *e = (e.0 + t.ms, e.1 + 1);
+    }
+    let largest = |mut v: Vec<(String, (f64, usize))>, n: usize| -> String {
+        v.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+        v.iter()
+            .take(n)
+            .map(|(k, (ms, count))| format!("{k} {ms:.2} ms ({count})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "  GPU time, launch by launch (one more call, each launch between two events): \
+         {total:.1} ms in {} launches, {:.0}% of the untimed wall time",
+        times.len(),
+        100.0 * total / (1e3 * wall)
+    );
+    let kernels = by_kernel.into_iter().map(|(k, v)| (k.to_string(), v));
+    println!("  by kernel: {}", largest(kernels.collect(), 16));
+    let shapes = by_shape
+        .into_iter()
+        .map(|((k, g), v)| (format!("{k} grid {}x{}x{}", g.0, g.1, g.2), v));
+    println!("  by kernel and grid: {}", largest(shapes.collect(), 16));
+}
+
 /// The kernels launched since `before`, per call of a workload that ran `calls` times, most
 /// launched first, every kernel (what a fusion or a CUDA graph would have to absorb).
 fn print_launch_mix(dev: &CudaDevice, before: &[(&'static str, u64)], calls: usize) {
@@ -561,6 +606,7 @@ fn train_scst_step(shared: &mut Shared) {
         memory(&dev)
     );
     print_launch_mix(&dev, &warm_counts, reps());
+    print_kernel_times(&dev, wall, &mut run);
     // Baseline in the same run: the sampling loop reading each step's words before queuing
     // the next.
     aoanet::model::decode::set_device_loop(false);
@@ -634,7 +680,7 @@ fn decode_beam3(shared: &mut Shared) {
     let feats = features(decode_images(), 1, device);
     let opts = DecodeOptions::beam(3, 20);
     dev.reset_peak_memory();
-    let (s, launches, warm_counts) = best_of_with_mix(&dev, || {
+    let search = || {
         let enc = no_grad(|| {
             m.encode(
                 &feats,
@@ -646,13 +692,15 @@ fn decode_beam3(shared: &mut Shared) {
         })
         .unwrap();
         no_grad(|| beam_search(m, &enc, &opts, false)).unwrap();
-    });
+    };
+    let (s, launches, warm_counts) = best_of_with_mix(&dev, search);
     report("decode.beam3_500", s, launches, &dev);
     println!(
         "  issue 8's target: beam-3 over 500 images under 1 s: {}",
         verdict(s < 1.0)
     );
     print_launch_mix(&dev, &warm_counts, reps());
+    print_kernel_times(&dev, s, search);
 }
 
 fn report(name: &str, wall: f64, launches: u64, dev: &CudaDevice) {

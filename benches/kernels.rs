@@ -490,6 +490,72 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
     Ok(())
 }
 
+/// The model's products as the bf16 step runs them (activations f32 rounded on load, the
+/// weight's bf16 copy): every tile and split against the plan's, so the plan can be tuned to
+/// what a GPU measures. Forward `x · Wᵀ` (NT) and the input gradient `dY · W` (NN), for the
+/// refiner's 360 rows (10 images × 36 regions) and the decoder's 50 rows per step.
+fn bf16_plans(dev: &Arc<CudaDevice>) -> Result<()> {
+    let sms = dev.multiprocessors()? as usize;
+    for (m, n, k, trans_b) in [
+        (360usize, 1024usize, 1024usize, true),
+        (360, 1024, 1024, false),
+        (360, 2048, 2048, true),
+        (360, 2048, 2048, false),
+        (50, 1024, 1024, true),
+        (50, 1024, 1024, false),
+        (50, 2048, 2048, true),
+        (50, 2048, 2048, false),
+        (50, 4096, 2048, true),
+        (50, 2048, 4096, false),
+        (50, 4096, 1024, true),
+        (50, 1024, 4096, false),
+        (50, 9488, 1024, true),
+    ] {
+        let (m, n, k) = (size(m), size(n), size(k));
+        let a = random(dev, m * k, 12)?;
+        let w = random(dev, n * k, 13)?;
+        let mut w16 = dev.alloc::<half::bf16>(n * k)?;
+        elementwise::cast_to_bf16(dev, w16.view_mut(), w.view())?;
+        let mut c = dev.alloc::<f32>(m * n)?;
+        let g = Gemm::new(m, n, k, false, trans_b);
+        let layout = if trans_b { "NT" } else { "NN" };
+        let mut run = |plan: gemm::Plan| {
+            time(dev, 5, || {
+                gemm::gemm_bf16_planned(dev, &g, plan, c.view_mut(), a.view(), w16.view(), None)
+            })
+        };
+        let planned = g.plan_bf16(sms);
+        let plan_ms = run(planned)?;
+        let mut best = (plan_ms, planned);
+        let mut line = Vec::new();
+        for tile in [gemm::Tile::Small, gemm::Tile::Large] {
+            for splits in [1usize, 2, 4, 8, 16, 32] {
+                if !k.is_multiple_of(splits) || k / splits < 32 {
+                    continue;
+                }
+                let plan = gemm::Plan { tile, splits };
+                let ms = run(plan)?;
+                if ms < best.0 {
+                    best = (ms, plan);
+                }
+                line.push(format!("{tile:?}x{splits} {:.1}", 1e3 * ms));
+            }
+        }
+        let bytes = (2 * n * k + 4 * m * k + 4 * m * n) as f64;
+        println!(
+            "gemm-bf16-fb {m}x{n}x{k} {layout}: plan {planned:?} {:.1} us ({:.0} GB/s); best {:?} {:.1} \
+             us ({:.2}x); us by plan: {}",
+            1e3 * plan_ms,
+            bytes / plan_ms / 1e6,
+            best.1,
+            1e3 * best.0,
+            plan_ms / best.0,
+            line.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn attn(dev: &Arc<CudaDevice>) -> Result<()> {
     // Refiner: 50 images x 64 regions, 8 heads of 128; decoder: 250 rows, 1 query vs 64 keys.
     for (name, b, nq, nk) in [
@@ -579,6 +645,7 @@ fn main() -> Result<()> {
     );
     memory_bound(&dev, peak)?;
     gemms(&dev)?;
+    bf16_plans(&dev)?;
     attn(&dev)?;
     let s = dev.memory_stats();
     println!(

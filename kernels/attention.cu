@@ -59,6 +59,39 @@ __device__ __forceinline__ i64 drop_index(int qmajor, int b, int h, int i, int j
     return r * Nk + j;
 }
 
+// Rows r0 .. r0 + AT_TILE - 1 of two [rows, dh] operands into shared memory, zeros from row n
+// on: element (r, d) of A is a[a_off + r * a_rs + d], scaled by sa, into As[r - r0][d]; B
+// likewise, unscaled. Each thread loads eight elements of each operand before it stores any,
+// so sixteen loads are in flight at once: one load then one store at a time waited for memory
+// once per element, which made the decoder's attention (5 queries per image against 36
+// regions: two tiles per block and little else) take about 40 us per launch on the H200 (the
+// kernel clock, `CudaDevice::time_kernels`).
+template <int LDA, int LDB>
+__device__ __forceinline__ void stage_rows(float (*As)[LDA], float (*Bs)[LDB], const float* a,
+                                           i64 a_off, i64 a_rs, float sa, const float* b,
+                                           i64 b_off, i64 b_rs, int r0, int n, int dh) {
+    const int total = AT_TILE * dh;
+    for (int e0 = threadIdx.x; e0 < total; e0 += 8 * blockDim.x) {
+        float ra[8], rb[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            const int e = e0 + u * blockDim.x, rr = e / dh, d = e - rr * dh, r = r0 + rr;
+            const bool in = e < total && r < n;
+            ra[u] = in ? a[a_off + (i64)r * a_rs + d] * sa : 0.0f;
+            rb[u] = in ? b[b_off + (i64)r * b_rs + d] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            const int e = e0 + u * blockDim.x;
+            if (e < total) {
+                const int rr = e / dh, d = e - rr * dh;
+                As[rr][d] = ra[u];
+                Bs[rr][d] = rb[u];
+            }
+        }
+    }
+}
+
 // Two query rows per warp (rows i0 + w and i0 + nw + w of the block's 2 * nw): each K element
 // read from shared memory serves two dot products and each V element two accumulators, and a
 // block's K/V tiles (loaded once per block) serve 16 queries instead of 8. With one row per
@@ -88,11 +121,7 @@ extern "C" __global__ void __launch_bounds__(256) attn_fwd_f32(
     float acc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
     for (int j0 = 0; j0 < Nk; j0 += AT_TILE) {
         __syncthreads();  // Qs written / the previous tile fully read
-        for (int e = threadIdx.x; e < AT_TILE * dh; e += blockDim.x) {
-            const int jj = e / dh, d = e % dh, j = j0 + jj;
-            Ks[jj][d] = j < Nk ? k[b * k_bs + j * k_rs + h * dh + d] : 0.0f;
-            Vs[jj][d] = j < Nk ? v[b * v_bs + j * v_rs + h * dh + d] : 0.0f;
-        }
+        stage_rows(Ks, Vs, k, b * k_bs + h * dh, k_rs, 1.0f, v, b * v_bs + h * dh, v_rs, j0, Nk, dh);
         __syncthreads();
         if (!active[0]) continue;
         const int j = j0 + lane;
@@ -183,11 +212,7 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dq_f32(
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int j0 = 0; j0 < Nk; j0 += AT_TILE) {
         __syncthreads();
-        for (int e = threadIdx.x; e < AT_TILE * dh; e += blockDim.x) {
-            const int jj = e / dh, d = e % dh, j = j0 + jj;
-            Ks[jj][d] = j < Nk ? k[b * k_bs + j * k_rs + h * dh + d] : 0.0f;
-            Vs[jj][d] = j < Nk ? v[b * v_bs + j * v_rs + h * dh + d] : 0.0f;
-        }
+        stage_rows(Ks, Vs, k, b * k_bs + h * dh, k_rs, 1.0f, v, b * v_bs + h * dh, v_rs, j0, Nk, dh);
         __syncthreads();
         if (!active) continue;
         const int j = j0 + lane;
@@ -249,11 +274,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_bwd_dkdv_f32(
     float gk[4] = {0.0f, 0.0f, 0.0f, 0.0f}, gv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int i0 = 0; i0 < Nq; i0 += AT_TILE) {
         __syncthreads();  // Kw/Vw written / the previous tile fully read
-        for (int e = threadIdx.x; e < AT_TILE * dh; e += blockDim.x) {
-            const int ii = e / dh, d = e % dh, i = i0 + ii;
-            Qs[ii][d] = i < Nq ? q[b * q_bs + i * q_rs + h * dh + d] * scale : 0.0f;
-            dOs[ii][d] = i < Nq ? dout[b * o_bs + i * o_rs + h * dh + d] : 0.0f;
-        }
+        stage_rows(Qs, dOs, q, b * q_bs + h * dh, q_rs, scale, dout, b * o_bs + h * dh, o_rs, i0,
+                   Nq, dh);
         if (threadIdx.x < AT_TILE) {
             const int i = i0 + threadIdx.x;
             Ls[threadIdx.x] = i < Nq ? lse[row0 + i] : 0.0f;

@@ -75,9 +75,16 @@ fn with_epilogue(mut g: Gemm) -> Gemm {
 /// epilogue (batched unless K is split, which needs batch 1).
 fn cases(plan: Plan) -> Vec<Gemm> {
     if plan.splits > 1 {
-        // K a multiple of the split, slices of odd length.
-        let mut v = all_transposes(&[(50, 70, 99), (17, 33, 3 * 65), (1, 130, 3 * 41)]);
+        // K a multiple of the split, slices of odd length; N % 4 == 0 (the 128-wide kernels
+        // sum the slices four columns at a time) with a full 128x128 tile and partial ones.
+        let mut v = all_transposes(&[
+            (50, 70, 99),
+            (17, 33, 3 * 65),
+            (1, 130, 3 * 41),
+            (150, 260, 3 * 32),
+        ]);
         v.push(with_epilogue(Gemm::new(37, 45, 96, false, true)));
+        v.push(with_epilogue(Gemm::new(37, 44, 96, false, true)));
         return v;
     }
     let mut shapes = vec![(1, 1, 1), (17, 33, 65), (64, 64, 64), (100, 70, 129)];
@@ -506,6 +513,47 @@ fn plans_give_most_multiprocessors_a_block() {
     // K too short to split, or split into the most slices of at least 256.
     assert_eq!(plan(50, 64, 300), SMALL);
     assert_eq!(plan(50, 64, 600), p(Tile::Small, 2));
+}
+
+/// The bf16 plan (`Gemm::plan_bf16`) picks, for the model's products, the split that the
+/// H200 ran fastest (`cargo bench --bench kernels`, `gemm-bf16-fb` lines; 132 SMs), or one
+/// within 13 % of it.
+#[test]
+fn bf16_plans_split_the_model_products_as_measured() {
+    let plan = |m, n, k, trans_b| Gemm::new(m, n, k, false, trans_b).plan_bf16(132);
+    let large = |splits| Plan {
+        tile: Tile::Large,
+        splits,
+    };
+    // The refiner's 360 rows: 4 slices (8 measured 1.33x slower for 2048 x 2048).
+    assert_eq!(plan(360, 1024, 1024, true), large(4));
+    assert_eq!(plan(360, 2048, 2048, true), large(4));
+    assert_eq!(plan(360, 2048, 2048, false), large(4));
+    // The decoder's 50 rows per step: 8 tiles of 1024 outputs in 8 slices of 128.
+    assert_eq!(plan(50, 1024, 1024, true), large(8));
+    assert_eq!(plan(50, 1024, 1024, false), large(8));
+    assert_eq!(plan(50, 2048, 2048, true), large(8));
+    assert_eq!(plan(50, 2048, 4096, false), large(16));
+    assert_eq!(plan(50, 1024, 4096, false), large(16));
+    // The vocabulary projection: 75 tiles, 2 slices.
+    assert_eq!(plan(50, 9488, 1024, true), large(2));
+    // Enough tiles: no split.
+    assert_eq!(plan(1800, 2048, 2048, true), large(1));
+    // The general plan's 64x64 tile stays: batched attention products, narrow outputs.
+    assert_eq!(
+        Gemm::new(64, 64, 128, false, true)
+            .batched(400)
+            .plan_bf16(132),
+        SMALL
+    );
+    assert_eq!(plan(50, 64, 300, true), SMALL);
+    // A batched product of large tiles is never split.
+    assert_eq!(
+        Gemm::new(300, 300, 1024, false, true)
+            .batched(2)
+            .plan_bf16(132),
+        large(1)
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! with kernels that read the uploaded data, must all arrive intact (the staging buffer is
 //! reused only after the device has read it); the buffer grows for a larger upload; small
 //! uploads go through a ring of page-locked memory instead, reused in turn once read.
+//! Also the device's other event plumbing: per-launch timing (`CudaDevice::time_kernels`).
 #![cfg(feature = "cuda")]
 
 mod cuda_util;
@@ -117,4 +118,58 @@ fn small_uploads_through_the_page_locked_ring_arrive_intact() {
         assert_eq!(slow.to_vec_f32()[0], 1024.0 * 1024.0);
     }
     aoanet::cuda::set_small_upload_staging(true);
+}
+
+/// With the kernel clock on, every launch gets one record, in launch order, named after its
+/// kernel with its launch shape and a GPU time; reading the records empties them; off, no
+/// launch is recorded. (Other tests of this binary may launch while the clock is on: their
+/// launches are recorded too, so the counts are lower bounds and ours are found in order.)
+#[test]
+fn kernel_times_give_one_record_per_launch_in_order() {
+    let Some(dev) = cuda_util::gpu("kernel_times_give_one_record_per_launch_in_order") else {
+        return;
+    };
+    let device = Device::Cuda(dev.ordinal());
+    let on_gpu = |seed| {
+        let t = Tensor::from_vec(data(seed, 300 * 70), &[300, 70]).unwrap();
+        t.to_device(device).unwrap()
+    };
+    let (a, b) = (on_gpu(1), on_gpu(2));
+    dev.kernel_times().unwrap();
+    let untimed = a.add(&b).unwrap();
+    assert!(
+        dev.kernel_times().unwrap().is_empty(),
+        "clock off: no records"
+    );
+    dev.time_kernels(true);
+    let before = aoanet::cuda::launches_on_this_thread();
+    let sum = a.add(&b).unwrap();
+    let positive = sum.relu().unwrap();
+    let product = positive.mul(&a).unwrap();
+    let ours = aoanet::cuda::launches_on_this_thread() - before;
+    dev.time_kernels(false);
+    let times = dev.kernel_times().unwrap();
+    assert_eq!(ours, 3, "add, relu, mul: one launch each");
+    assert!(times.len() >= 3, "{} records for 3 launches", times.len());
+    let want = ["binary_f32", "unary_f32", "binary_f32"];
+    let mut next = 0;
+    for t in &times {
+        assert!(t.ms.is_finite() && t.ms >= 0.0, "{t:?}");
+        assert!(t.grid.0 * t.grid.1 * t.grid.2 > 0 && t.block.0 * t.block.1 * t.block.2 > 0);
+        if next < want.len() && t.kernel == want[next] {
+            next += 1;
+        }
+    }
+    assert_eq!(next, 3, "our launches in order among {times:?}");
+    assert!(
+        dev.kernel_times().unwrap().is_empty(),
+        "records are read once"
+    );
+    // The timed launches computed what the untimed one did.
+    assert_eq!(sum.to_vec_f32(), untimed.to_vec_f32());
+    let want: Vec<f32> = (sum.to_vec_f32().iter())
+        .zip(a.to_vec_f32())
+        .map(|(s, a)| s.max(0.0) * a)
+        .collect();
+    assert_eq!(product.to_vec_f32(), want);
 }

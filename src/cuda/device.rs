@@ -179,6 +179,9 @@ pub struct CudaDevice {
     staging: Mutex<Staging>,
     small_staging: Mutex<SmallStaging>,
     readback: Mutex<super::readback::Slots>,
+    /// Per-launch timing events ([`CudaDevice::time_kernels`]), and whether it is on.
+    clock: Mutex<super::clock::KernelClock>,
+    pub(super) timing: std::sync::atomic::AtomicBool,
     launches: std::sync::atomic::AtomicU64,
     /// Times the host waited for the device to drain its queue (`synchronize`, and every
     /// copy to the host, which synchronises; not the later reads, `read_later`, which wait
@@ -255,6 +258,8 @@ impl CudaDevice {
             staging: Mutex::new(Staging::new()),
             small_staging: Mutex::new(SmallStaging::new()),
             readback: Mutex::new(super::readback::Slots::new()),
+            clock: Mutex::new(super::clock::KernelClock::new()),
+            timing: std::sync::atomic::AtomicBool::new(false),
             launches: std::sync::atomic::AtomicU64::new(0),
             waits: std::sync::atomic::AtomicU64::new(0),
             ctx,
@@ -315,6 +320,15 @@ impl CudaDevice {
         self.readback
             .lock()
             .map_err(|_| Error::Cuda("later-read slots poisoned".into()))
+    }
+
+    /// The per-launch timing events ([`CudaDevice::time_kernels`]).
+    pub(crate) fn lock_clock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, super::clock::KernelClock>> {
+        self.clock
+            .lock()
+            .map_err(|_| Error::Cuda("kernel clock poisoned".into()))
     }
 
     pub(crate) fn bind(&self) -> Result<()> {
@@ -566,11 +580,23 @@ impl CudaDevice {
             entry.0.clone()
         };
         self.bind()?;
+        let start = if self.timing_kernels() {
+            Some(self.lock_clock()?.start(self.cu_stream())?)
+        } else {
+            None
+        };
         // SAFETY: valid function of a loaded module; the caller vouches for `params`.
-        unsafe {
+        let launched = unsafe {
             result::launch_kernel(func.cu_function(), g, b, cfg.smem, self.cu_stream(), params)
+        };
+        if let Some(start) = start {
+            let mut clock = self.lock_clock()?;
+            match launched {
+                Ok(()) => clock.finish(start, self.cu_stream(), kernel, g, b)?,
+                Err(_) => clock.abandon(start),
+            }
         }
-        .map_err(|e| cuda_err(format!("launch {kernel} grid {g:?} block {b:?}"), e))?;
+        launched.map_err(|e| cuda_err(format!("launch {kernel} grid {g:?} block {b:?}"), e))?;
         self.launches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         count_on_this_thread(1, 0);

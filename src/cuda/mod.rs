@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | [`device`](CudaDevice) | [`available`], [`CudaDevice::get`]: context, the one stream, module cache, pool |
 //! | [`pool`] | the caching allocator (size classes, peak bytes), tested on the CPU |
+//! | `clock` | per-launch GPU times ([`CudaDevice::time_kernels`], [`KernelTime`]): a profile without Nsight |
 //! | `staging` | page-locked staging of uploads: one buffer for large ones, a byte ring for the others (asynchronous DMA, event-guarded reuse) |
 //! | [`buffer`] | [`CudaBuffer`] (owned, pooled) and [`CudaView`]/[`CudaViewMut`] (kernel arguments) |
 //! | [`nvrtc`] | `kernels/*.cu` embedded with `include_str!`, compiled to CUBIN per architecture |
@@ -46,6 +47,7 @@
 
 pub mod args;
 pub mod buffer;
+mod clock;
 mod device;
 pub mod kernels;
 pub mod nvrtc;
@@ -57,6 +59,7 @@ mod storage;
 
 pub use args::{KernelArg, KernelSig, LaunchCfg};
 pub use buffer::{CudaBuffer, CudaView, CudaViewMut, DeviceType};
+pub use clock::KernelTime;
 pub use device::{
     CudaDevice, available, device_count, launches_on_this_thread, set_small_upload_staging,
     unavailable_reason, waits_on_this_thread,

@@ -382,7 +382,7 @@ pub struct Block<'a, T> {
 }
 
 /// Elements per block of `copy_blocks` (`CB_CHUNK` in `kernels/elementwise.cu`).
-const COPY_BLOCKS_CHUNK: usize = 8192;
+const COPY_BLOCKS_CHUNK: usize = 2048;
 /// Words per piece of the `copy_blocks` table (`CB_SLOT`).
 const COPY_BLOCKS_SLOT: usize = 5;
 /// Pieces whose table goes to the kernel by value (`CB_SMALL`).

@@ -298,6 +298,47 @@ impl Gemm {
         Plan { tile, splits }
     }
 
+    /// The plan of the bf16 tensor-core products ([`gemm_bf16_tc`], and [`gemm`] with
+    /// [`Precision::Bf16`]) on a GPU with `sms` multiprocessors.
+    ///
+    /// [`Gemm::plan`]'s when it picks the 64×64 tile (batched attention products, outputs
+    /// narrower than 128); else the 128×128 kernel (bf16 has no 64×128 one, and its 64×64 one
+    /// ran 2–10 times slower on every model product measured) with K split by a cost model
+    /// fitted to the H200's times of every tile and split of the model's products
+    /// (`cargo bench --bench kernels`, `gemm-bf16-fb` lines): waves of blocks (two per SM) ×
+    /// K steps of 32 per block × 0.5, plus 1.0 per slice per 128 rows of the tile (the last
+    /// block of each tile sums the slices alone). Slices of at least 128 (4 steps). Over the
+    /// 13 products measured it picks the fastest split or one within 13 % of it, where the
+    /// general plan (at least 1.5 blocks per SM, slices of 256) was up to 1.37 times slower
+    /// (the refiner's 360 × 2048 × 2048 in 8 slices: 66 µs, in 4: 50 µs).
+    pub fn plan_bf16(&self, sms: usize) -> Plan {
+        let general = self.plan(sms);
+        if general.tile == Tile::Small {
+            return general;
+        }
+        let tiles = self.m.div_ceil(128) * self.n.div_ceil(128) * self.batch;
+        if self.batch > 1 {
+            return Plan {
+                tile: Tile::Large,
+                splits: 1,
+            };
+        }
+        let rows = self.m.min(128) as f64 / 128.0;
+        let cost = |s: usize| {
+            let waves = (tiles * s).div_ceil(2 * sms.max(1)) as f64;
+            0.5 * waves * (self.k / s) as f64 / 32.0 + s as f64 * rows
+        };
+        let splits = [1usize, 2, 4, 8, 16, 32]
+            .into_iter()
+            .filter(|&s| s == 1 || (self.k.is_multiple_of(s) && self.k / s >= 128))
+            .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
+            .unwrap_or(1);
+        Plan {
+            tile: Tile::Large,
+            splits,
+        }
+    }
+
     /// The launch shape of a split-K plan: `splits` slices of K / splits as the batch (grid
     /// z), each stepping through A and B by a slice; C, `ldc` and the epilogue stay the whole
     /// product's (the kernel writes the slices to the workspace, then C).
@@ -396,7 +437,7 @@ macro_rules! launch_gemm {
 
 /// `C = act(alpha · op(A) op(B) + beta · C + bias)`: SIMT FMAs in the type of the operands,
 /// or for f32 tensor cores on TF32- or bf16-rounded inputs ([`Precision`]; f64 ignores it),
-/// with the tile and K split of [`Gemm::plan`] for this GPU.
+/// with the tile and K split of [`Gemm::plan`] (bf16 products: [`Gemm::plan_bf16`]) for this GPU.
 pub fn gemm<T: CudaFloat>(
     dev: &Arc<CudaDevice>,
     g: &Gemm,
@@ -406,7 +447,12 @@ pub fn gemm<T: CudaFloat>(
     bias: Option<CudaView<'_, T>>,
     precision: Precision,
 ) -> Result<()> {
-    let plan = g.plan(dev.multiprocessors()? as usize);
+    let sms = dev.multiprocessors()? as usize;
+    let plan = if precision == Precision::Bf16 && !T::IS_F64 {
+        g.plan_bf16(sms)
+    } else {
+        g.plan(sms)
+    };
     gemm_planned(dev, g, plan, c, a, b, bias, precision)
 }
 
@@ -656,7 +702,7 @@ impl Bf16Operand for f32 {
 
 /// The same product on bf16 tensor cores (f32 accumulation and output) with `B` in bf16 (a
 /// weight's cached copy) and `A` in bf16 or f32 ([`Bf16Operand`]), with the tile and K split
-/// of [`Gemm::plan`].
+/// of [`Gemm::plan_bf16`].
 pub fn gemm_bf16_tc<A: Bf16Operand>(
     dev: &Arc<CudaDevice>,
     g: &Gemm,
@@ -665,7 +711,7 @@ pub fn gemm_bf16_tc<A: Bf16Operand>(
     b: CudaView<'_, half::bf16>,
     bias: Option<CudaView<'_, f32>>,
 ) -> Result<()> {
-    let plan = g.plan(dev.multiprocessors()? as usize);
+    let plan = g.plan_bf16(dev.multiprocessors()? as usize);
     gemm_bf16_planned(dev, g, plan, c, a, b, bias)
 }
 
