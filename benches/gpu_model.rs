@@ -34,6 +34,12 @@
 //! its last launch, before the phase's synchronise) beside the phase's time: when the two are
 //! close, the host's launches bound the step and the GPU waits for work.
 //!
+//! Where the GPU's time goes: the XE step, the SCST step and beam search run once more with
+//! every launch timed between two events (`CudaDevice::time_kernels`), and the bench prints
+//! the times by kernel and by kernel and grid, with their sum against the untimed wall time
+//! (the events slow a step by a few per cent; a sum near the wall time means the GPU, not the
+//! host, bounds the step). This stands in for Nsight, which the lent GPU machines lack.
+//!
 //! FLOP-based efficiency: an XE step (10 images × 5 captions × 17 steps, refiner once per
 //! image) is about 245 GFLOP (issue 8); TFLOP/s = 245 / seconds / 1000. The decoding sections
 //! set the output bias of EOS (index 0) to −10⁴ first, as `benches/model.rs` does, so no caption
