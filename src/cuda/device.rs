@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use cudarc::driver::sys::{CUfunction_attribute, CUstream};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, result, sys};
@@ -53,6 +53,13 @@ thread_local! {
     /// Launches and waits this thread made, on any device: what a test counts of its own
     /// work while other tests of the same process use the device too.
     static THREAD_COUNTS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// `mutex` locked, or an error naming `what` when a panic poisoned it.
+fn locked<'a, T>(mutex: &'a Mutex<T>, what: &str) -> Result<MutexGuard<'a, T>> {
+    mutex
+        .lock()
+        .map_err(|_| Error::Cuda(format!("{what} poisoned")))
 }
 
 fn count_on_this_thread(launches: u64, waits: u64) {
@@ -210,9 +217,7 @@ impl CudaDevice {
     /// driver or no such GPU.
     pub fn get(ordinal: usize) -> Result<Arc<CudaDevice>> {
         let devices = DEVICES.get_or_init(Default::default);
-        let mut map = devices
-            .lock()
-            .map_err(|_| Error::Cuda("device table poisoned".into()))?;
+        let mut map = locked(devices, "device table")?;
         if let Some(d) = map.get(&ordinal) {
             return Ok(d.clone());
         }
@@ -314,21 +319,13 @@ impl CudaDevice {
     }
 
     /// The page-locked slots of later reads ([`CudaDevice::read_later`]).
-    pub(crate) fn lock_readback(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, super::readback::Slots>> {
-        self.readback
-            .lock()
-            .map_err(|_| Error::Cuda("later-read slots poisoned".into()))
+    pub(crate) fn lock_readback(&self) -> Result<MutexGuard<'_, super::readback::Slots>> {
+        locked(&self.readback, "later-read slots")
     }
 
     /// The per-launch timing events ([`CudaDevice::time_kernels`]).
-    pub(crate) fn lock_clock(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, super::clock::KernelClock>> {
-        self.clock
-            .lock()
-            .map_err(|_| Error::Cuda("kernel clock poisoned".into()))
+    pub(crate) fn lock_clock(&self) -> Result<MutexGuard<'_, super::clock::KernelClock>> {
+        locked(&self.clock, "kernel clock")
     }
 
     pub(crate) fn bind(&self) -> Result<()> {
@@ -350,9 +347,7 @@ impl CudaDevice {
     // ---------------------------------------------------------------------------- memory
 
     fn lock_pool(&self) -> Result<std::sync::MutexGuard<'_, Pool<DriverAlloc>>> {
-        self.pool
-            .lock()
-            .map_err(|_| Error::Cuda("memory pool poisoned".into()))
+        locked(&self.pool, "memory pool")
     }
 
     /// `len` elements of uninitialised device memory from the pool.
@@ -402,10 +397,7 @@ impl CudaDevice {
         self.bind()?;
         let bytes: &[u8] = bytemuck::cast_slice(src);
         if bytes.len() >= STAGED_MIN_BYTES && staged_uploads() && !sync_uploads() {
-            let mut staging = self
-                .staging
-                .lock()
-                .map_err(|_| Error::Cuda("staging buffer poisoned".into()))?;
+            let mut staging = locked(&self.staging, "staging buffer")?;
             // SAFETY: dst points to at least `bytes.len()` bytes (callers pass a buffer of
             // src.len() elements), allocated from the pool, whose blocks are reused in stream
             // order; the context is bound and the stream is this device's.
@@ -415,10 +407,7 @@ impl CudaDevice {
             && small_staged().load(std::sync::atomic::Ordering::Relaxed)
             && !sync_uploads()
         {
-            let mut ring = self
-                .small_staging
-                .lock()
-                .map_err(|_| Error::Cuda("small-upload ring poisoned".into()))?;
+            let mut ring = locked(&self.small_staging, "small-upload ring")?;
             // SAFETY: as for the staged upload above.
             return unsafe { ring.upload(bytes, dst, self.cu_stream()) };
         }
@@ -483,10 +472,7 @@ impl CudaDevice {
     // ---------------------------------------------------------------------------- kernels
 
     fn module(&self, family: &'static str) -> Result<Arc<CudaModule>> {
-        let mut modules = self
-            .modules
-            .lock()
-            .map_err(|_| Error::Cuda("module table poisoned".into()))?;
+        let mut modules = locked(&self.modules, "module table")?;
         if let Some(m) = modules.get(family) {
             return Ok(m.clone());
         }
@@ -548,10 +534,7 @@ impl CudaDevice {
             )));
         }
         let func = {
-            let mut fns = self
-                .functions
-                .lock()
-                .map_err(|_| Error::Cuda("function table poisoned".into()))?;
+            let mut fns = locked(&self.functions, "function table")?;
             if !fns.contains_key(kernel) {
                 let m = self.module(family)?;
                 let f = m.load_function(kernel).map_err(|e| {
