@@ -63,9 +63,9 @@ __device__ __forceinline__ i64 drop_index(int qmajor, int b, int h, int i, int j
 // on: element (r, d) of A is a[a_off + r * a_rs + d], scaled by sa, into As[r - r0][d]; B
 // likewise, unscaled. Each thread loads eight elements of each operand before it stores any,
 // so sixteen loads are in flight at once: one load then one store at a time waited for memory
-// once per element, which made the decoder's attention (5 queries per image against 36
-// regions: two tiles per block and little else) take about 40 us per launch on the H200 (the
-// kernel clock, `CudaDevice::time_kernels`).
+// once per element. The decoder's attention forward (5 queries per image against 36 regions:
+// two tiles per block and little else) took 41 us per launch that way on the H200 and 24 us
+// this way on the H100 (the kernel clock, `CudaDevice::time_kernels`).
 template <int LDA, int LDB>
 __device__ __forceinline__ void stage_rows(float (*As)[LDA], float (*Bs)[LDB], const float* a,
                                            i64 a_off, i64 a_rs, float sa, const float* b,

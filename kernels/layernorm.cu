@@ -118,27 +118,7 @@ __device__ __forceinline__ void layernorm_bwd_params_impl(T* dgamma_part, T* dbe
         const i64 r0 = chunk * rows_per_chunk;
         const i64 r1 = min(rows, r0 + rows_per_chunk);
         T g = (T)0, b = (T)0;
-        // Four rows' loads at a time, then their sums in row order (the same bits as one row
-        // at a time): row by row, each thread waited for memory once per row, 17 us for the
-        // decoder's 50 rows in 8 blocks on the H200.
-        i64 row = r0;
-        for (; row + 4 <= r1; row += 4) {
-            T d[4], xv[4], mu[4], sd[4];
-#pragma unroll
-            for (int u = 0; u < 4; ++u) {
-                d[u] = dy[(row + u) * cols + j];
-                xv[u] = x[(row + u) * cols + j];
-                mu[u] = mean[row + u];
-                sd[u] = stdv[row + u];
-            }
-#pragma unroll
-            for (int u = 0; u < 4; ++u) {
-                const T xhat = (xv[u] - mu[u]) / (sd[u] + eps);
-                g += d[u] * xhat;
-                b += d[u];
-            }
-        }
-        for (; row < r1; ++row) {
+        for (i64 row = r0; row < r1; ++row) {
             const T d = dy[row * cols + j];
             const T xhat = (x[row * cols + j] - mean[row]) / (stdv[row] + eps);
             g += d * xhat;
