@@ -496,21 +496,21 @@ fn gemms(dev: &Arc<CudaDevice>) -> Result<()> {
 /// refiner's 360 rows (10 images × 36 regions) and the decoder's 50 rows per step.
 fn bf16_plans(dev: &Arc<CudaDevice>) -> Result<()> {
     let sms = dev.multiprocessors()? as usize;
-    for (m, n, k, trans_b) in [
-        (360usize, 1024usize, 1024usize, true),
-        (360, 1024, 1024, false),
-        (360, 2048, 2048, true),
-        (360, 2048, 2048, false),
-        (50, 1024, 1024, true),
-        (50, 1024, 1024, false),
-        (50, 2048, 2048, true),
-        (50, 2048, 2048, false),
-        (50, 4096, 2048, true),
-        (50, 2048, 4096, false),
-        (50, 4096, 1024, true),
-        (50, 1024, 4096, false),
-        (50, 9488, 1024, true),
-    ] {
+    // Linear layers (rows, out, in): each forward `x · Wᵀ` and its input gradient, whose
+    // product is (rows, in, out) with W as stored; the vocabulary projection's forward alone.
+    let layers = [
+        (360usize, 1024usize, 1024usize),
+        (360, 2048, 2048),
+        (50, 1024, 1024),
+        (50, 2048, 2048),
+        (50, 4096, 2048),
+        (50, 4096, 1024),
+    ];
+    let products = layers
+        .iter()
+        .flat_map(|&(m, out, inp)| [(m, out, inp, true), (m, inp, out, false)])
+        .chain([(50, 9488, 1024, true)]);
+    for (m, n, k, trans_b) in products {
         let (m, n, k) = (size(m), size(n), size(k));
         let a = random(dev, m * k, 12)?;
         let w = random(dev, n * k, 13)?;

@@ -563,8 +563,11 @@ impl CudaDevice {
             entry.0.clone()
         };
         self.bind()?;
-        let start = if self.timing_kernels() {
-            Some(self.lock_clock()?.start(self.cu_stream())?)
+        // Timed: the clock stays locked from the event before the launch to the one after.
+        let mut timed = if self.timing_kernels() {
+            let mut clock = self.lock_clock()?;
+            let start = clock.start(self.cu_stream())?;
+            Some((clock, start))
         } else {
             None
         };
@@ -572,13 +575,13 @@ impl CudaDevice {
         let launched = unsafe {
             result::launch_kernel(func.cu_function(), g, b, cfg.smem, self.cu_stream(), params)
         };
-        if let Some(start) = start {
-            let mut clock = self.lock_clock()?;
+        if let Some((clock, start)) = timed.as_mut() {
             match launched {
-                Ok(()) => clock.finish(start, self.cu_stream(), kernel, g, b)?,
-                Err(_) => clock.abandon(start),
+                Ok(()) => clock.finish(*start, self.cu_stream(), kernel, g, b)?,
+                Err(_) => clock.abandon(*start),
             }
         }
+        drop(timed);
         launched.map_err(|e| cuda_err(format!("launch {kernel} grid {g:?} block {b:?}"), e))?;
         self.launches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -316,13 +316,13 @@ impl Gemm {
         if general.tile == Tile::Small {
             return general;
         }
-        let tiles = self.m.div_ceil(128) * self.n.div_ceil(128) * self.batch;
         if self.batch > 1 {
             return Plan {
                 tile: Tile::Large,
                 splits: 1,
             };
         }
+        let tiles = self.m.div_ceil(128) * self.n.div_ceil(128);
         let rows = self.m.min(128) as f64 / 128.0;
         let cost = |s: usize| {
             let waves = (tiles * s).div_ceil(2 * sms.max(1)) as f64;
